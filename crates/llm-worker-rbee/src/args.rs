@@ -1,0 +1,65 @@
+//! Command-line flags (each also readable from an `RBEE_WORKER_*` environment variable).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use rbee_api::Backend;
+
+/// rbee inference worker: serves one GGUF model over HTTP and streams tokens as
+/// Server-Sent Events. Normally started by `rbee-hive`; can be run by hand.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "llm-worker-rbee", version, about, long_about = None)]
+pub struct Args {
+    /// GGUF model file to load (llama-family architectures).
+    #[arg(long, env = "RBEE_WORKER_MODEL")]
+    pub model: PathBuf,
+
+    /// Compute backend: cpu, cuda or metal. cuda and metal need a binary built with the
+    /// Cargo feature of the same name.
+    #[arg(long, env = "RBEE_WORKER_BACKEND", default_value = "cpu")]
+    pub backend: Backend,
+
+    /// Device ordinal for GPU backends (ignored for cpu).
+    #[arg(long, env = "RBEE_WORKER_DEVICE", default_value_t = 0)]
+    pub device: u32,
+
+    /// TCP port to listen on (0 picks a free one; the address is logged).
+    #[arg(long, env = "RBEE_WORKER_PORT", default_value_t = 8001)]
+    pub port: u16,
+
+    /// Address to listen on. The hive's network must reach it.
+    #[arg(long, env = "RBEE_WORKER_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Bearer key required on every endpoint but /v1/health.
+    #[arg(long, env = "RBEE_WORKER_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+
+    /// Hive to report to: the worker POSTs /v1/workers/ready once it listens, and
+    /// /v1/workers/failed if the model cannot be loaded.
+    #[arg(long, env = "RBEE_WORKER_HIVE_URL", requires = "worker_id")]
+    pub hive_url: Option<String>,
+
+    /// Identifier the hive gave this worker (required with --hive-url).
+    #[arg(long, env = "RBEE_WORKER_ID")]
+    pub worker_id: Option<String>,
+
+    /// Concurrent requests served; each slot keeps its own KV cache.
+    #[arg(long, env = "RBEE_WORKER_SLOTS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub slots: u16,
+
+    /// CPU threads for the matrix kernels (default: one per core).
+    #[arg(long, env = "RBEE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+
+    /// Model reference reported to the hive (default: `file:<model path>`).
+    #[arg(long, env = "RBEE_WORKER_MODEL_REF")]
+    pub model_ref: Option<String>,
+
+    /// URL at which others reach this worker (default: http://<host>:<port>, with
+    /// 127.0.0.1 for an unspecified host).
+    #[arg(long, env = "RBEE_WORKER_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}

@@ -1,0 +1,298 @@
+//! A loaded model ready to serve: weights, tokenizer and chat template, plus the generation
+//! loop that turns one validated request into a stream of events.
+//!
+//! Generation runs on a blocking thread; it reports through a callback and watches a
+//! cancellation token between tokens, so a cancel (DELETE or client gone) stops it within
+//! one token.
+
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use rbee_api::worker::{
+    DEFAULT_MAX_TOKENS, EndEvent, InferenceEvent, InferenceRequest, ModelInfo, StopReason,
+    TokenEvent,
+};
+use rbee_api::{ErrorCode, ErrorEnvelope, Narration};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::chat_template::ChatTemplate;
+use crate::error::WorkerError;
+use crate::llama::{Llama, LoadError, LoadStep};
+use crate::model_file::ModelFile;
+use crate::sampler::{Sampler, SamplingParams};
+use crate::text_stream::TextStream;
+use crate::tokenizer::Tokenizer;
+
+const ACTOR: &str = "llm-worker-rbee";
+/// Prompt tokens run through the model per forward pass; bounds the attention scratch memory.
+const PREFILL_CHUNK: usize = 256;
+
+pub struct Engine {
+    pub info: ModelInfo,
+    model: Llama,
+    tokenizer: Tokenizer,
+    template: Result<ChatTemplate, String>,
+}
+
+/// A request that passed validation: tokens and settings, ready to generate.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub job_id: String,
+    pub prompt_tokens: Vec<u32>,
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    pub stop: Vec<String>,
+}
+
+impl Engine {
+    /// Loads `file` onto `device`, reporting each loaded layer to `progress`.
+    pub fn load(
+        file: &ModelFile,
+        device: &Device,
+        progress: impl FnMut(LoadStep),
+    ) -> Result<Self, LoadError> {
+        let info = file.info()?;
+        let tokenizer = Tokenizer::from_gguf_metadata(file.metadata())
+            .map_err(|e| file.unsupported(e.to_string()))?;
+        let text_of = |id: Option<u32>| {
+            id.and_then(|i| tokenizer.token_text(i))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let template = ChatTemplate::new(
+            info.chat_template.as_deref(),
+            &text_of(tokenizer.bos_token_id()),
+            &text_of(tokenizer.eos_token_id()),
+        )
+        .map_err(|e| e.to_string());
+        let model = Llama::load(file, device, progress)?;
+        Ok(Self {
+            info,
+            model,
+            tokenizer,
+            template,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Validates `req` against this model and tokenizes its prompt.
+    pub fn prepare(&self, req: &InferenceRequest) -> Result<Job, WorkerError> {
+        let invalid = |msg: String| WorkerError::InvalidRequest(msg, serde_json::Value::Null);
+        if req.stream == Some(false) {
+            return Err(invalid(
+                "only streaming responses are supported (`stream: true`)".into(),
+            ));
+        }
+        let text = match (&req.prompt, &req.messages) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "send either `prompt` or `messages`, not both".into(),
+                ));
+            }
+            (None, None) => return Err(invalid("`prompt` or `messages` is required".into())),
+            (Some(p), None) if p.is_empty() => return Err(invalid("`prompt` is empty".into())),
+            (Some(p), None) => p.clone(),
+            (None, Some(m)) if m.is_empty() => return Err(invalid("`messages` is empty".into())),
+            (None, Some(m)) => self
+                .template
+                .as_ref()
+                .map_err(|e| invalid(e.clone()))?
+                .render(m)
+                .map_err(|e| invalid(e.to_string()))?,
+        };
+        let ctx = self.info.context_length;
+        let max_tokens = req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS.min(ctx));
+        if max_tokens == 0 {
+            return Err(invalid("`max_tokens` must be at least 1".into()));
+        }
+        if max_tokens > ctx {
+            return Err(WorkerError::InvalidRequest(
+                format!("`max_tokens` {max_tokens} exceeds the model's context of {ctx} tokens"),
+                json!({"max_tokens": max_tokens, "context_length": ctx}),
+            ));
+        }
+        let temperature = req.temperature.unwrap_or(0.7);
+        if !(0.0..=100.0).contains(&temperature) {
+            return Err(invalid(format!(
+                "`temperature` must be between 0 and 100, got {temperature}"
+            )));
+        }
+        let top_p = req.top_p.unwrap_or(1.0);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(invalid(format!("`top_p` must be in (0, 1], got {top_p}")));
+        }
+        if let Some(id) = &req.job_id
+            && (id.is_empty() || id.len() > 128 || id.contains('/'))
+        {
+            return Err(invalid(
+                "`job_id` must be 1 to 128 characters without `/`".into(),
+            ));
+        }
+        let prompt_tokens = self.tokenizer.encode(&text);
+        if prompt_tokens.is_empty() {
+            return Err(invalid("the prompt has no tokens".into()));
+        }
+        if prompt_tokens.len() + max_tokens > ctx {
+            return Err(WorkerError::InvalidRequest(
+                format!(
+                    "prompt ({} tokens) plus `max_tokens` ({max_tokens}) exceeds the model's context of {ctx} tokens",
+                    prompt_tokens.len()
+                ),
+                json!({"prompt_tokens": prompt_tokens.len(), "max_tokens": max_tokens, "context_length": ctx}),
+            ));
+        }
+        Ok(Job {
+            job_id: req
+                .job_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            prompt_tokens,
+            max_tokens,
+            sampling: SamplingParams {
+                temperature,
+                top_p,
+                top_k: req.top_k.unwrap_or(0),
+                seed: req.seed.unwrap_or_else(rand::random),
+            },
+            stop: req.stop.clone().unwrap_or_default(),
+        })
+    }
+
+    /// Generates for `job`, sending token and narration events to `emit`; returns the `end`
+    /// event (the caller sends it once the slot is free). A model error is sent as an
+    /// `error` event.
+    pub fn generate(
+        &self,
+        job: &Job,
+        cancel: &CancellationToken,
+        mut emit: impl FnMut(InferenceEvent),
+    ) -> EndEvent {
+        let started = Instant::now();
+        emit(narrate(
+            "inference_start",
+            format!(
+                "Starting inference (job {}, up to {} tokens)",
+                job.job_id, job.max_tokens
+            ),
+        ));
+        emit(narrate(
+            "tokenize",
+            format!("Tokenized prompt: {} tokens", job.prompt_tokens.len()),
+        ));
+        let mut run = Run::default();
+        let stop_reason = match self.run(job, cancel, &mut emit, &mut run) {
+            Ok(reason) => reason,
+            Err(e) => {
+                tracing::error!(job = %job.job_id, "inference failed: {e}");
+                emit(InferenceEvent::Error(ErrorEnvelope::new(
+                    ErrorCode::Internal,
+                    format!("inference failed after {} tokens: {e}", run.tokens_out),
+                )));
+                StopReason::Cancelled
+            }
+        };
+        let duration = started.elapsed();
+        let decode_tps = rate(run.decode_steps, run.decode_time);
+        emit(narrate(
+            "inference_complete",
+            format!(
+                "Finished: {} tokens in {:.2} s ({decode_tps:.1} tok/s), stop reason {}",
+                run.tokens_out,
+                duration.as_secs_f64(),
+                stop_reason.as_str()
+            ),
+        ));
+        EndEvent {
+            job_id: job.job_id.clone(),
+            tokens_out: run.tokens_out,
+            duration_ms: duration.as_millis() as u64,
+            stop_reason,
+            tokens_in: job.prompt_tokens.len(),
+            prompt_ms: run.prompt_time.as_millis() as u64,
+            prompt_tokens_per_sec: rate(job.prompt_tokens.len(), run.prompt_time),
+            decode_tokens_per_sec: decode_tps,
+        }
+    }
+
+    fn run(
+        &self,
+        job: &Job,
+        cancel: &CancellationToken,
+        emit: &mut impl FnMut(InferenceEvent),
+        run: &mut Run,
+    ) -> candle_core::Result<StopReason> {
+        let mut cache = self.model.new_cache();
+        let prefill = Instant::now();
+        let mut logits = Vec::new();
+        for chunk in job.prompt_tokens.chunks(PREFILL_CHUNK) {
+            if cancel.is_cancelled() {
+                return Ok(StopReason::Cancelled);
+            }
+            logits = self.model.forward(chunk, &mut cache)?;
+        }
+        run.prompt_time = prefill.elapsed();
+        let mut sampler = Sampler::new(job.sampling);
+        let mut text = TextStream::new(job.stop.clone());
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(StopReason::Cancelled);
+            }
+            let token = sampler.sample(&logits);
+            if self.tokenizer.is_end_of_generation(token) {
+                flush(&mut text, run.tokens_out.saturating_sub(1), emit);
+                return Ok(StopReason::Eos);
+            }
+            let index = run.tokens_out;
+            run.tokens_out += 1;
+            let out = text.push(&self.tokenizer.token_bytes(token));
+            if !out.text.is_empty() {
+                emit(InferenceEvent::Token(TokenEvent {
+                    t: out.text,
+                    i: index,
+                }));
+            }
+            if out.stopped {
+                return Ok(StopReason::Stop);
+            }
+            if run.tokens_out >= job.max_tokens {
+                flush(&mut text, index, emit);
+                return Ok(StopReason::MaxTokens);
+            }
+            if cancel.is_cancelled() {
+                return Ok(StopReason::Cancelled);
+            }
+            let step = Instant::now();
+            logits = self.model.forward(&[token], &mut cache)?;
+            run.decode_time += step.elapsed();
+            run.decode_steps += 1;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Run {
+    tokens_out: usize,
+    prompt_time: Duration,
+    decode_time: Duration,
+    decode_steps: usize,
+}
+
+fn flush(text: &mut TextStream, index: usize, emit: &mut impl FnMut(InferenceEvent)) {
+    let rest = text.finish();
+    if !rest.is_empty() {
+        emit(InferenceEvent::Token(TokenEvent { t: rest, i: index }));
+    }
+}
+
+fn narrate(action: &str, human: String) -> InferenceEvent {
+    InferenceEvent::Narration(Narration::new(ACTOR, action, human))
+}
+
+fn rate(count: usize, time: Duration) -> f64 {
+    let secs = time.as_secs_f64();
+    if secs > 0.0 { count as f64 / secs } else { 0.0 }
+}

@@ -1,0 +1,214 @@
+//! `llm-worker-rbee`: one process serving one GGUF model over HTTP.
+//!
+//! Start-up checks the model file before anything listens (a bad file is one clear line and
+//! exit code 1), then serves HTTP while the weights load layer by layer, so the hive can watch
+//! progress. Requests run on blocking threads, one per slot, streaming tokens back as SSE.
+//!
+//! Modules:
+//! - [`args`]: command-line flags.
+//! - [`model_file`]: opening and checking a GGUF file; its metadata.
+//! - [`tokenizer`]: GPT-2 BPE and SentencePiece tokenizers built from GGUF metadata.
+//! - [`chat_template`]: the model's Jinja chat template.
+//! - [`llama`]: the transformer, loaded layer by layer; per-sequence KV caches.
+//! - [`sampler`], [`text_stream`]: choosing tokens; turning them into text safely.
+//! - [`engine`]: the loaded model and the generation loop.
+//! - [`state`], [`routes`], [`error`]: the HTTP service.
+//! - [`hive_client`]: callbacks to the hive.
+//! - [`requantize`]: writing a GGUF file in another quantization (tests and benchmarks).
+
+pub mod args;
+pub mod backend;
+pub mod chat_template;
+pub mod engine;
+pub mod error;
+pub mod hive_client;
+pub mod llama;
+pub mod model_file;
+pub mod requantize;
+pub mod routes;
+pub mod sampler;
+pub mod state;
+pub mod text_stream;
+pub mod tokenizer;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use rbee_api::worker::{LoadingEvent, WorkerFailedCallback, WorkerReadyCallback};
+use rbee_api::{ErrorCode, ErrorEnvelope};
+use rbee_http::auth::ApiKey;
+use tokio::net::TcpListener;
+
+use crate::args::Args;
+use crate::engine::Engine;
+use crate::hive_client::HiveClient;
+use crate::model_file::ModelFile;
+use crate::state::{AppState, Identity, WorkerState};
+
+/// How long open streams get to finish once shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A failure that ends the worker; its `Display` is the one line the user sees.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Fatal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Fatal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs the worker until it is told to stop (Ok) or its model cannot be served (Err).
+pub async fn run(args: Args) -> Result<(), Fatal> {
+    let hive = args
+        .hive_url
+        .as_deref()
+        .map(|url| HiveClient::new(url, &args.api_key));
+    let result = serve_until_stopped(&args, hive.as_ref()).await;
+    if let (Err(fatal), Some(hive), Some(id)) = (&result, &hive, &args.worker_id) {
+        let body = WorkerFailedCallback {
+            worker_id: id.clone(),
+            error: ErrorEnvelope::new(fatal.code, fatal.message.clone()),
+        };
+        if let Err(e) = hive.failed(&body).await {
+            tracing::warn!("could not report the failure to the hive: {e}");
+        }
+    }
+    result
+}
+
+async fn serve_until_stopped(args: &Args, hive: Option<&HiveClient>) -> Result<(), Fatal> {
+    if let Some(threads) = args.threads {
+        // Candle's CPU kernels run on rayon's global pool.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(usize::from(threads))
+            .build_global()
+            .map_err(|e| Fatal::new(ErrorCode::Internal, format!("cannot start {threads} threads: {e}")))?;
+    }
+    let device = backend::device(args.backend, args.device)
+        .map_err(|e| Fatal::new(ErrorCode::BackendUnavailable, e))?;
+    let file = ModelFile::open(&args.model).map_err(|e| {
+        let code = match e {
+            model_file::ModelFileError::NotFound { .. } => ErrorCode::ModelNotFound,
+            _ => ErrorCode::InvalidModel,
+        };
+        Fatal::new(code, e.to_string())
+    })?;
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Fatal::new(ErrorCode::Internal, format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Fatal::new(ErrorCode::Internal, e.to_string()))?;
+    let public_url = args.public_url.clone().unwrap_or_else(|| {
+        let host = if bound.ip().is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            bound.ip()
+        };
+        format!("http://{}", SocketAddr::new(host, bound.port()))
+    });
+    let identity = Identity {
+        worker_id: args
+            .worker_id
+            .clone()
+            .unwrap_or_else(|| "standalone".into()),
+        model_ref: args
+            .model_ref
+            .clone()
+            .unwrap_or_else(|| format!("file:{}", args.model.display())),
+        backend: args.backend,
+        device: args.device,
+        public_url,
+    };
+    let state = WorkerState::new(identity, usize::from(args.slots));
+    let app = routes::router(state.clone(), ApiKey::new(&args.api_key));
+    tracing::info!(url = %state.identity.public_url, "Listening on http://{bound}");
+
+    let server = {
+        let shutdown = state.shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+        })
+    };
+    let signals = {
+        let shutdown = state.shutdown.clone();
+        tokio::spawn(async move {
+            rbee_http::shutdown::signal().await;
+            shutdown.cancel();
+        })
+    };
+    if let Some(hive) = hive {
+        let body = WorkerReadyCallback {
+            worker_id: state.identity.worker_id.clone(),
+            url: state.identity.public_url.clone(),
+            model_ref: state.identity.model_ref.clone(),
+            backend: args.backend,
+            device: args.device,
+        };
+        match hive.ready(&body).await {
+            Ok(()) => tracing::info!("ready callback delivered to the hive"),
+            Err(e) => tracing::warn!("ready callback failed: {e}"),
+        }
+    }
+    let loaded = load(state.clone(), file, device).await;
+    if loaded.is_err() {
+        state.shutdown.cancel();
+    }
+    state.shutdown.cancelled().await;
+    signals.abort();
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("server stopped"),
+        Ok(Ok(Err(e))) => tracing::warn!("server error: {e}"),
+        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
+        Err(_) => tracing::warn!("open connections did not finish within {DRAIN_TIMEOUT:?}"),
+    }
+    loaded
+}
+
+/// Loads the weights on a blocking thread, logging each layer to the loading log.
+async fn load(state: AppState, file: ModelFile, device: candle_core::Device) -> Result<(), Fatal> {
+    let path = file.path.clone();
+    let progress_state = state.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        Engine::load(&file, &device, |step| {
+            progress_state.loading.push(LoadingEvent::LoadingToVram {
+                layers_loaded: step.layers_loaded,
+                layers_total: step.layers_total,
+                vram_mb: step.bytes_loaded / (1024 * 1024),
+            });
+        })
+    });
+    let result = match task.await {
+        Ok(Ok(engine)) => Ok(engine),
+        Ok(Err(e)) => Err(format!("model file {}: {e}", path.display())),
+        Err(e) => Err(format!("loading {} crashed: {e}", path.display())),
+    };
+    match result {
+        Ok(engine) => {
+            tracing::info!(
+                model = engine.info.name.as_deref().unwrap_or("?"),
+                layers = engine.info.layers,
+                quantization = %engine.info.quantization,
+                "model loaded, ready for inference"
+            );
+            state.set_engine(engine);
+            Ok(())
+        }
+        Err(message) => {
+            let fatal = Fatal::new(ErrorCode::InvalidModel, message);
+            state.set_load_error(ErrorEnvelope::new(fatal.code, fatal.message.clone()));
+            Err(fatal)
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Opening a GGUF file: header, metadata and a check that every tensor is really there.
+//!
+//! Everything that can be wrong with a model file — missing, not GGUF, truncated, an
+//! architecture or tokenizer rbee cannot run — is found here, before the HTTP server starts,
+//! so the worker can fail with one line naming the file and the problem.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek};
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::gguf_file::{Content, Value};
+use rbee_api::worker::ModelInfo;
+
+/// Architectures whose tensor layout [`crate::llama`] implements.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
+
+/// Why a model file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    #[error("model file {path} does not exist")]
+    NotFound { path: PathBuf },
+    #[error("model file {path} cannot be read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("model file {path} is not a GGUF file (it starts with {magic:?}, expected \"GGUF\")")]
+    NotGguf { path: PathBuf, magic: String },
+    #[error("model file {path} has a corrupt or truncated GGUF header: {reason}")]
+    BadHeader { path: PathBuf, reason: String },
+    #[error(
+        "model file {path} is truncated: tensor `{tensor}` ends at byte {needed} but the file has {size} bytes (re-download it)"
+    )]
+    Truncated {
+        path: PathBuf,
+        tensor: String,
+        needed: u64,
+        size: u64,
+    },
+    #[error("model file {path}: {reason}")]
+    Unsupported { path: PathBuf, reason: String },
+}
+
+/// A GGUF file whose header has been read and checked.
+#[derive(Debug)]
+pub struct ModelFile {
+    pub path: PathBuf,
+    pub content: Content,
+    pub size_bytes: u64,
+}
+
+impl ModelFile {
+    /// Opens `path`, reads the header and checks that all tensor data lies inside the file.
+    pub fn open(path: &Path) -> Result<Self, ModelFileError> {
+        let io = |source: std::io::Error| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ModelFileError::NotFound {
+                    path: path.to_owned(),
+                }
+            } else {
+                ModelFileError::Io {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        };
+        let file = File::open(path).map_err(io)?;
+        let size_bytes = file.metadata().map_err(io)?.len();
+        if file.metadata().map_err(io)?.is_dir() {
+            return Err(ModelFileError::Unsupported {
+                path: path.to_owned(),
+                reason: "is a directory, expected a .gguf file".into(),
+            });
+        }
+        let mut reader = BufReader::new(file);
+        let mut magic = [0u8; 4];
+        let read = read_up_to(&mut reader, &mut magic).map_err(io)?;
+        if &magic[..read] != b"GGUF" {
+            return Err(ModelFileError::NotGguf {
+                path: path.to_owned(),
+                magic: String::from_utf8_lossy(&magic[..read]).into_owned(),
+            });
+        }
+        reader.rewind().map_err(io)?;
+        let content = Content::read(&mut reader).map_err(|e| ModelFileError::BadHeader {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        for (name, info) in &content.tensor_infos {
+            let elems = info.shape.elem_count() as u64;
+            let block = info.ggml_dtype.block_size() as u64;
+            let bytes = elems / block * info.ggml_dtype.type_size() as u64;
+            let needed = content.tensor_data_offset + info.offset + bytes;
+            if needed > size_bytes {
+                return Err(ModelFileError::Truncated {
+                    path: path.to_owned(),
+                    tensor: name.clone(),
+                    needed,
+                    size: size_bytes,
+                });
+            }
+        }
+        let file = Self {
+            path: path.to_owned(),
+            content,
+            size_bytes,
+        };
+        let arch = file.architecture()?;
+        if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+            return Err(file.unsupported(format!(
+                "architecture `{arch}` is not supported (supported: {})",
+                SUPPORTED_ARCHITECTURES.join(", ")
+            )));
+        }
+        Ok(file)
+    }
+
+    pub fn metadata(&self) -> &HashMap<String, Value> {
+        &self.content.metadata
+    }
+
+    pub(crate) fn unsupported(&self, reason: impl Into<String>) -> ModelFileError {
+        ModelFileError::Unsupported {
+            path: self.path.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn architecture(&self) -> Result<String, ModelFileError> {
+        self.string("general.architecture")
+            .ok_or_else(|| self.unsupported("`general.architecture` is missing"))
+    }
+
+    pub fn string(&self, key: &str) -> Option<String> {
+        self.metadata().get(key)?.to_string().ok().cloned()
+    }
+
+    /// An integer metadata value of any width.
+    pub fn integer(&self, key: &str) -> Option<u64> {
+        match self.metadata().get(key)? {
+            Value::U8(v) => Some(u64::from(*v)),
+            Value::U16(v) => Some(u64::from(*v)),
+            Value::U32(v) => Some(u64::from(*v)),
+            Value::U64(v) => Some(*v),
+            Value::I8(v) => u64::try_from(*v).ok(),
+            Value::I16(v) => u64::try_from(*v).ok(),
+            Value::I32(v) => u64::try_from(*v).ok(),
+            Value::I64(v) => u64::try_from(*v).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn float(&self, key: &str) -> Option<f64> {
+        match self.metadata().get(key)? {
+            Value::F32(v) => Some(f64::from(*v)),
+            Value::F64(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// `<architecture>.<key>` as an integer, required.
+    pub fn arch_usize(&self, key: &str) -> Result<usize, ModelFileError> {
+        let arch = self.architecture()?;
+        let full = format!("{arch}.{key}");
+        self.integer(&full)
+            .map(|v| v as usize)
+            .ok_or_else(|| self.unsupported(format!("`{full}` is missing")))
+    }
+
+    /// The weight format most tensors use (norm vectors, always F32, are not counted).
+    pub fn quantization(&self) -> GgmlDType {
+        let mut counts: HashMap<GgmlDType, usize> = HashMap::new();
+        for info in self.content.tensor_infos.values() {
+            if info.shape.rank() >= 2 {
+                *counts.entry(info.ggml_dtype).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .max_by_key(|(dtype, n)| (*n, dtype.type_size()))
+            .map_or(GgmlDType::F32, |(dtype, _)| dtype)
+    }
+
+    /// The model's quantization as llama.cpp names it (`general.file_type`, e.g. `Q4_K_M`),
+    /// else the format most of its weights use.
+    pub fn quantization_name(&self) -> String {
+        self.integer("general.file_type")
+            .and_then(file_type_name)
+            .map_or_else(|| dtype_name(self.quantization()).to_owned(), str::to_owned)
+    }
+
+    /// The model description reported by `/v1/ready`.
+    pub fn info(&self) -> Result<ModelInfo, ModelFileError> {
+        let tokenizer_model = self.string("tokenizer.ggml.model").unwrap_or_default();
+        let vocab_size = match self.metadata().get("tokenizer.ggml.tokens") {
+            Some(Value::Array(tokens)) => tokens.len(),
+            _ => self.arch_usize("vocab_size")?,
+        };
+        Ok(ModelInfo {
+            path: self.path.display().to_string(),
+            name: self.string("general.name"),
+            architecture: self.architecture()?,
+            layers: self.arch_usize("block_count")?,
+            context_length: self.arch_usize("context_length")?,
+            vocab_size,
+            embedding_length: self.arch_usize("embedding_length")?,
+            bos_token_id: self
+                .integer("tokenizer.ggml.bos_token_id")
+                .and_then(|v| u32::try_from(v).ok()),
+            eos_token_id: self
+                .integer("tokenizer.ggml.eos_token_id")
+                .and_then(|v| u32::try_from(v).ok()),
+            quantization: self.quantization_name(),
+            tokenizer: tokenizer_model,
+            chat_template: self.string("tokenizer.chat_template"),
+            size_bytes: self.size_bytes,
+        })
+    }
+}
+
+/// The conventional upper-case name of a GGML weight format (`Q4_K`, `F16`).
+pub fn dtype_name(dtype: GgmlDType) -> &'static str {
+    match dtype {
+        GgmlDType::F32 => "F32",
+        GgmlDType::F16 => "F16",
+        GgmlDType::BF16 => "BF16",
+        GgmlDType::Q4_0 => "Q4_0",
+        GgmlDType::Q4_1 => "Q4_1",
+        GgmlDType::Q5_0 => "Q5_0",
+        GgmlDType::Q5_1 => "Q5_1",
+        GgmlDType::Q8_0 => "Q8_0",
+        GgmlDType::Q8_1 => "Q8_1",
+        GgmlDType::Q2K => "Q2_K",
+        GgmlDType::Q3K => "Q3_K",
+        GgmlDType::Q4K => "Q4_K",
+        GgmlDType::Q5K => "Q5_K",
+        GgmlDType::Q6K => "Q6_K",
+        GgmlDType::Q8K => "Q8_K",
+    }
+}
+
+/// llama.cpp's names for `general.file_type` values.
+pub fn file_type_name(file_type: u64) -> Option<&'static str> {
+    Some(match file_type {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        32 => "BF16",
+        _ => return None,
+    })
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}

@@ -1,0 +1,443 @@
+//! Tokenizers built from GGUF metadata alone — no `tokenizer.json`, no download.
+//!
+//! Two families cover the llama-style models rbee serves:
+//! - `tokenizer.ggml.model = gpt2`: byte-level BPE with merge ranks (SmolLM2, Llama 3, Qwen).
+//!   Text is split by the pre-tokenizer named in `tokenizer.ggml.pre`, each piece is mapped
+//!   byte-by-byte to printable characters, and pieces are merged by rank.
+//! - `tokenizer.ggml.model = llama`: SentencePiece-BPE with scores and byte fallback
+//!   (TinyLlama, Llama 2, Mistral). Spaces become `▁` and pieces merge by vocabulary score.
+//!
+//! Control and user-defined tokens written literally in the text (`<|im_start|>`, as chat
+//! templates produce) are matched before either algorithm runs, longest first.
+
+mod byte_level;
+mod merge;
+mod pretokenizer;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use candle_core::quantized::gguf_file::Value;
+
+use self::merge::{MergePriority, merge_pieces};
+use self::pretokenizer::PreTokenizer;
+
+/// Why a tokenizer could not be built from the metadata.
+#[derive(Debug, thiserror::Error)]
+#[error("tokenizer metadata: {0}")]
+pub struct TokenizerError(String);
+
+/// The kind of a vocabulary entry (`tokenizer.ggml.token_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenType {
+    Normal,
+    Unknown,
+    Control,
+    UserDefined,
+    Unused,
+    Byte,
+}
+
+impl TokenType {
+    fn from_gguf(v: i64) -> Self {
+        match v {
+            2 => Self::Unknown,
+            3 => Self::Control,
+            4 => Self::UserDefined,
+            5 => Self::Unused,
+            6 => Self::Byte,
+            _ => Self::Normal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    ByteLevelBpe,
+    SentencePiece,
+}
+
+/// A tokenizer for one model.
+#[derive(Debug)]
+pub struct Tokenizer {
+    family: Family,
+    tokens: Vec<String>,
+    types: Vec<TokenType>,
+    ids: HashMap<String, u32>,
+    /// Byte-level BPE: `(left id, right id) -> rank`.
+    ranks: HashMap<(u32, u32), u32>,
+    /// SentencePiece: score per token id.
+    scores: Vec<f32>,
+    /// Literal-matched tokens, longest first.
+    specials: Vec<(String, u32)>,
+    pretokenizer: PreTokenizer,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    unknown: Option<u32>,
+    end_of_generation: Vec<u32>,
+    add_bos: bool,
+    add_space_prefix: bool,
+}
+
+fn meta<'a>(md: &'a HashMap<String, Value>, key: &str) -> Option<&'a Value> {
+    md.get(key)
+}
+
+fn meta_u32(md: &HashMap<String, Value>, key: &str) -> Option<u32> {
+    meta(md, key).and_then(|v| match v {
+        Value::U32(x) => Some(*x),
+        Value::I32(x) => u32::try_from(*x).ok(),
+        Value::U64(x) => u32::try_from(*x).ok(),
+        Value::I64(x) => u32::try_from(*x).ok(),
+        _ => None,
+    })
+}
+
+fn meta_bool(md: &HashMap<String, Value>, key: &str) -> Option<bool> {
+    meta(md, key).and_then(|v| v.to_bool().ok())
+}
+
+fn meta_strings(md: &HashMap<String, Value>, key: &str) -> Result<Vec<String>, TokenizerError> {
+    let values = meta(md, key)
+        .ok_or_else(|| TokenizerError(format!("`{key}` is missing")))?
+        .to_vec()
+        .map_err(|_| TokenizerError(format!("`{key}` is not an array")))?;
+    values
+        .iter()
+        .map(|v| {
+            v.to_string()
+                .cloned()
+                .map_err(|_| TokenizerError(format!("`{key}` holds a non-string")))
+        })
+        .collect()
+}
+
+fn value_as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::F32(x) => Some(f64::from(*x)),
+        Value::F64(x) => Some(*x),
+        Value::I32(x) => Some(f64::from(*x)),
+        Value::U32(x) => Some(f64::from(*x)),
+        Value::I8(x) => Some(f64::from(*x)),
+        Value::U8(x) => Some(f64::from(*x)),
+        Value::I16(x) => Some(f64::from(*x)),
+        Value::U16(x) => Some(f64::from(*x)),
+        Value::I64(x) => Some(*x as f64),
+        Value::U64(x) => Some(*x as f64),
+        _ => None,
+    }
+}
+
+fn meta_numbers(md: &HashMap<String, Value>, key: &str) -> Option<Vec<f64>> {
+    let values = meta(md, key)?.to_vec().ok()?;
+    values.iter().map(value_as_f64).collect()
+}
+
+/// Token texts that end a turn in the chat formats rbee knows, besides the declared EOS.
+const END_OF_TURN_TEXTS: &[&str] = &[
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "</s>",
+];
+
+impl Tokenizer {
+    /// Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
+    pub fn from_gguf_metadata(md: &HashMap<String, Value>) -> Result<Self, TokenizerError> {
+        let model = meta(md, "tokenizer.ggml.model")
+            .and_then(|v| v.to_string().ok())
+            .ok_or_else(|| TokenizerError("`tokenizer.ggml.model` is missing".into()))?;
+        let family = match model.as_str() {
+            "gpt2" => Family::ByteLevelBpe,
+            "llama" => Family::SentencePiece,
+            other => {
+                return Err(TokenizerError(format!(
+                    "tokenizer model `{other}` is not supported (supported: gpt2, llama)"
+                )));
+            }
+        };
+        let tokens = meta_strings(md, "tokenizer.ggml.tokens")?;
+        let n = tokens.len();
+        let types = match meta_numbers(md, "tokenizer.ggml.token_type") {
+            Some(t) if t.len() == n => t
+                .into_iter()
+                .map(|v| TokenType::from_gguf(v as i64))
+                .collect(),
+            _ => vec![TokenType::Normal; n],
+        };
+        let ids: HashMap<String, u32> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let mut ranks = HashMap::new();
+        let mut scores = Vec::new();
+        match family {
+            Family::ByteLevelBpe => {
+                let merges = meta_strings(md, "tokenizer.ggml.merges")?;
+                for (rank, merge) in merges.iter().enumerate() {
+                    let (l, r) = merge
+                        .split_once(' ')
+                        .ok_or_else(|| TokenizerError(format!("malformed merge `{merge}`")))?;
+                    if let (Some(&l), Some(&r)) = (ids.get(l), ids.get(r)) {
+                        ranks.entry((l, r)).or_insert(rank as u32);
+                    }
+                }
+            }
+            Family::SentencePiece => {
+                scores = match meta_numbers(md, "tokenizer.ggml.scores") {
+                    Some(s) if s.len() == n => s.into_iter().map(|v| v as f32).collect(),
+                    _ => return Err(TokenizerError("`tokenizer.ggml.scores` is missing".into())),
+                };
+            }
+        }
+        let mut specials: Vec<(String, u32)> = tokens
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| {
+                matches!(types[*i], TokenType::Control | TokenType::UserDefined) && !t.is_empty()
+            })
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+
+        let check = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
+        let bos = check(meta_u32(md, "tokenizer.ggml.bos_token_id"));
+        let eos = check(meta_u32(md, "tokenizer.ggml.eos_token_id"));
+        let unknown = check(meta_u32(md, "tokenizer.ggml.unknown_token_id"));
+        let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
+        end_of_generation.extend(check(meta_u32(md, "tokenizer.ggml.eot_token_id")));
+        for text in END_OF_TURN_TEXTS {
+            if let Some(&id) = ids.get(*text)
+                && types[id as usize] == TokenType::Control
+            {
+                end_of_generation.push(id);
+            }
+        }
+        end_of_generation.sort_unstable();
+        end_of_generation.dedup();
+
+        let pre = meta(md, "tokenizer.ggml.pre").and_then(|v| v.to_string().ok());
+        let pretokenizer = match family {
+            Family::ByteLevelBpe => PreTokenizer::for_name(pre.map(String::as_str)),
+            Family::SentencePiece => PreTokenizer::none(),
+        };
+        let is_spm = family == Family::SentencePiece;
+        Ok(Self {
+            family,
+            tokens,
+            types,
+            ids,
+            ranks,
+            scores,
+            specials,
+            pretokenizer,
+            bos,
+            eos,
+            unknown,
+            end_of_generation,
+            add_bos: meta_bool(md, "tokenizer.ggml.add_bos_token").unwrap_or(is_spm),
+            add_space_prefix: meta_bool(md, "tokenizer.ggml.add_space_prefix").unwrap_or(is_spm),
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn bos_token_id(&self) -> Option<u32> {
+        self.bos
+    }
+
+    pub fn eos_token_id(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// Token text of `id` as stored in the vocabulary (`<|im_end|>`, `Ġthe`, `▁the`).
+    pub fn token_text(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// Whether generating `id` ends the answer (EOS, end of turn).
+    pub fn is_end_of_generation(&self, id: u32) -> bool {
+        self.end_of_generation.binary_search(&id).is_ok()
+    }
+
+    /// Whether the model expects a BOS token in front of every prompt.
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos && self.bos.is_some()
+    }
+
+    /// Tokenizes `text`; control tokens written in it are recognised. Prepends BOS when the
+    /// model asks for it and the text does not already start with it.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        // SentencePiece prefixes a space to text at the start and after each special token.
+        let mut after_special = true;
+        for segment in self.split_specials(text) {
+            match segment {
+                Segment::Special(id) => out.push(id),
+                Segment::Text(t) => self.encode_ordinary(t, after_special, &mut out),
+            }
+            after_special = matches!(segment, Segment::Special(_));
+        }
+        if self.adds_bos()
+            && let Some(bos) = self.bos
+            && out.first() != Some(&bos)
+        {
+            out.insert(0, bos);
+        }
+        out
+    }
+
+    /// The bytes token `id` stands for. Control tokens render as nothing; concatenating the
+    /// bytes of a sequence gives its text, possibly split inside a multi-byte character.
+    pub fn token_bytes(&self, id: u32) -> Cow<'_, [u8]> {
+        let Some(text) = self.tokens.get(id as usize) else {
+            return Cow::Borrowed(&[]);
+        };
+        match self.types[id as usize] {
+            TokenType::Control | TokenType::Unused => Cow::Borrowed(&[]),
+            TokenType::UserDefined => Cow::Borrowed(text.as_bytes()),
+            TokenType::Byte => match parse_byte_token(text) {
+                Some(b) => Cow::Owned(vec![b]),
+                None => Cow::Borrowed(text.as_bytes()),
+            },
+            TokenType::Normal | TokenType::Unknown => match self.family {
+                Family::ByteLevelBpe => Cow::Owned(byte_level::decode(text)),
+                Family::SentencePiece => Cow::Owned(text.replace('\u{2581}', " ").into_bytes()),
+            },
+        }
+    }
+
+    /// Decodes a whole sequence (invalid UTF-8 becomes U+FFFD).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| self.token_bytes(id).into_owned())
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Splits `text` at every literal occurrence of a control or user-defined token.
+    fn split_specials<'t>(&self, text: &'t str) -> Vec<Segment<'t>> {
+        let mut segments = Vec::new();
+        let mut plain_start = 0;
+        let mut pos = 0;
+        while pos < text.len() {
+            let rest = &text[pos..];
+            if let Some((s, id)) = self
+                .specials
+                .iter()
+                .find(|(s, _)| rest.starts_with(s.as_str()))
+            {
+                if pos > plain_start {
+                    segments.push(Segment::Text(&text[plain_start..pos]));
+                }
+                segments.push(Segment::Special(*id));
+                pos += s.len();
+                plain_start = pos;
+            } else {
+                pos += rest.chars().next().map_or(1, char::len_utf8);
+            }
+        }
+        if plain_start < text.len() {
+            segments.push(Segment::Text(&text[plain_start..]));
+        }
+        segments
+    }
+
+    fn encode_ordinary(&self, text: &str, space_prefix: bool, out: &mut Vec<u32>) {
+        match self.family {
+            Family::ByteLevelBpe => {
+                for piece in self.pretokenizer.split(text) {
+                    let mapped = byte_level::encode(piece);
+                    let rules = RankRules(self);
+                    for range in merge_pieces(&mapped, &rules) {
+                        self.push_piece(&mapped[range], out);
+                    }
+                }
+            }
+            Family::SentencePiece => {
+                let mut normalized = String::with_capacity(text.len() + 3);
+                if self.add_space_prefix && space_prefix {
+                    normalized.push('\u{2581}');
+                }
+                normalized.push_str(&text.replace(' ', "\u{2581}"));
+                let rules = ScoreRules(self);
+                for range in merge_pieces(&normalized, &rules) {
+                    self.push_piece(&normalized[range], out);
+                }
+            }
+        }
+    }
+
+    /// Appends the id of `piece`, falling back to its bytes (or characters) when it is not
+    /// in the vocabulary.
+    fn push_piece(&self, piece: &str, out: &mut Vec<u32>) {
+        if let Some(&id) = self.ids.get(piece) {
+            out.push(id);
+            return;
+        }
+        match self.family {
+            Family::SentencePiece => {
+                for b in piece.bytes() {
+                    match self.ids.get(&format!("<0x{b:02X}>")) {
+                        Some(&id) => out.push(id),
+                        None => out.extend(self.unknown),
+                    }
+                }
+            }
+            Family::ByteLevelBpe => {
+                for ch in piece.chars() {
+                    match self.ids.get(ch.encode_utf8(&mut [0; 4]) as &str) {
+                        Some(&id) => out.push(id),
+                        None => out.extend(self.unknown),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Segment<'t> {
+    Text(&'t str),
+    Special(u32),
+}
+
+fn parse_byte_token(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    u8::from_str_radix(hex, 16).ok()
+}
+
+struct RankRules<'a>(&'a Tokenizer);
+
+impl MergePriority for RankRules<'_> {
+    fn priority(&self, left: &str, right: &str) -> Option<f64> {
+        let l = *self.0.ids.get(left)?;
+        let r = *self.0.ids.get(right)?;
+        self.0.ranks.get(&(l, r)).map(|&rank| f64::from(rank))
+    }
+}
+
+struct ScoreRules<'a>(&'a Tokenizer);
+
+impl MergePriority for ScoreRules<'_> {
+    fn priority(&self, left: &str, right: &str) -> Option<f64> {
+        let mut joined = String::with_capacity(left.len() + right.len());
+        joined.push_str(left);
+        joined.push_str(right);
+        let id = *self.0.ids.get(&joined)? as usize;
+        match self.0.types[id] {
+            TokenType::Normal | TokenType::UserDefined => Some(-f64::from(self.0.scores[id])),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! Text generation through HTTP: coherent, reproducible, bounded, stoppable.
+
+use rbee_api::worker::{InferenceEvent, StopReason};
+use serde_json::json;
+
+use crate::support::{Worker, story_request};
+
+#[tokio::test]
+async fn greedy_story_about_a_cat_is_coherent_english() {
+    let w = Worker::ready(&[]).await;
+    let out = w.infer(story_request(80, json!({}))).await;
+    let text = out.text();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert!(words.len() >= 30, "too short: {text:?}");
+    assert!(
+        text.to_lowercase().contains("cat"),
+        "not about a cat: {text:?}"
+    );
+    let letters = text
+        .chars()
+        .filter(|c| c.is_ascii_alphabetic() || *c == ' ')
+        .count();
+    assert!(
+        letters * 10 >= text.chars().count() * 8,
+        "not English prose: {text:?}"
+    );
+    let end = out.end();
+    assert_eq!(end.stop_reason, StopReason::MaxTokens);
+    assert_eq!(end.tokens_out, 80);
+    assert!(end.tokens_in > 10 && end.duration_ms > 0);
+}
+
+#[tokio::test]
+async fn same_seed_gives_identical_output_and_another_seed_differs() {
+    let w = Worker::ready(&[]).await;
+    let sampled =
+        |seed: u64| story_request(40, json!({"temperature": 1.0, "top_p": 0.95, "seed": seed}));
+    let first = w.infer(sampled(7)).await.text();
+    let again = w.infer(sampled(7)).await.text();
+    let other = w.infer(sampled(8)).await.text();
+    assert_eq!(first, again);
+    assert_ne!(first, other, "seed had no effect");
+}
+
+#[tokio::test]
+async fn raw_prompt_is_completed() {
+    let w = Worker::ready(&[]).await;
+    let out = w
+        .infer(json!({"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}))
+        .await;
+    assert!(out.text().contains("Paris"), "{:?}", out.text());
+}
+
+#[tokio::test]
+async fn stop_sequence_ends_the_answer_before_it() {
+    let w = Worker::ready(&[]).await;
+    let full = w.infer(story_request(40, json!({}))).await.text();
+    let word = full
+        .split_whitespace()
+        .nth(5)
+        .expect("enough words")
+        .to_owned();
+    let cut = full.find(&word).unwrap();
+    let stopped = w.infer(story_request(40, json!({"stop": [word]}))).await;
+    assert_eq!(stopped.text(), full[..cut]);
+    assert_eq!(stopped.end().stop_reason, StopReason::Stop);
+}
+
+#[tokio::test]
+async fn max_tokens_bounds_the_answer() {
+    let w = Worker::ready(&[]).await;
+    let out = w.infer(story_request(5, json!({}))).await;
+    assert_eq!(out.end().tokens_out, 5);
+    assert_eq!(out.end().stop_reason, StopReason::MaxTokens);
+    let tokens = out
+        .events
+        .iter()
+        .filter(|e| matches!(e, InferenceEvent::Token(_)))
+        .count();
+    assert!((1..=5).contains(&tokens));
+}
+
+#[tokio::test]
+async fn end_of_sequence_stops_a_short_answer() {
+    let w = Worker::ready(&[]).await;
+    let out = w
+        .infer(json!({
+            "messages": [{"role": "user", "content": "Reply with one word: what colour is the sky?"}],
+            "max_tokens": 200,
+            "temperature": 0
+        }))
+        .await;
+    assert_eq!(out.end().stop_reason, StopReason::Eos, "{:?}", out.text());
+    assert!(out.end().tokens_out < 200);
+    assert!(
+        !out.text().contains("<|im_end|>"),
+        "control tokens are not text"
+    );
+}
+
+#[tokio::test]
+async fn narration_tells_start_prompt_size_and_speed() {
+    let w = Worker::ready(&[]).await;
+    let out = w.infer(story_request(4, json!({}))).await;
+    let narrations: Vec<_> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            InferenceEvent::Narration(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let actions: Vec<&str> = narrations.iter().map(|n| n.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["inference_start", "tokenize", "inference_complete"]
+    );
+    assert!(narrations.iter().all(|n| n.actor == "llm-worker-rbee"));
+    let prompt = out.end().tokens_in.to_string();
+    assert!(
+        narrations[1].human.contains(&prompt),
+        "{}",
+        narrations[1].human
+    );
+    assert!(
+        narrations[2].human.contains("tok/s"),
+        "{}",
+        narrations[2].human
+    );
+    assert!(matches!(out.events.last(), Some(InferenceEvent::End(_))));
+}
+
+/// Katakana characters are three bytes; SmolLM2's byte-level vocabulary spells several of
+/// them with more than one token. Each must still arrive whole, in one event.
+#[tokio::test]
+async fn multibyte_characters_are_never_split_across_events() {
+    let w = Worker::ready(&[]).await;
+    let out = w
+        .infer(json!({
+            "messages": [{"role": "user", "content": "Write the word cat in Japanese, Chinese and Korean."}],
+            "max_tokens": 40,
+            "temperature": 0
+        }))
+        .await;
+    let pieces: Vec<&str> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            InferenceEvent::Token(t) => Some(t.t.as_str()),
+            _ => None,
+        })
+        .collect();
+    let text = out.text();
+    assert!(text.chars().any(|c| ('\u{30A0}'..='\u{30FF}').contains(&c)), "no katakana: {text:?}");
+    assert!(!text.contains('\u{FFFD}'), "a character was split: {text:?}");
+    assert!(
+        pieces.len() < out.end().tokens_out,
+        "expected some tokens to be held back until their character was complete"
+    );
+}

@@ -1,0 +1,316 @@
+//! The `llm-worker-rbee` HTTP API: inference, loading progress, readiness and the callbacks a
+//! worker makes to its hive.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sse::SseMessage;
+use crate::{ErrorEnvelope, Narration};
+
+/// `GET /v1/health`: answered without authentication as soon as the HTTP server listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    pub status: String,
+    pub version: String,
+    pub api_version: String,
+}
+
+/// What the worker is doing right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    Loading,
+    Idle,
+    Busy,
+    Failed,
+}
+
+/// `GET /v1/ready`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadyResponse {
+    pub ready: bool,
+    pub state: WorkerState,
+    pub model_loaded: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_url: Option<String>,
+    pub slots_total: usize,
+    pub slots_available: usize,
+    /// Set when `state` is `failed`: why the model could not be loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Set once the model is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelInfo>,
+}
+
+/// What the worker read from the GGUF header of its model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub path: String,
+    pub name: Option<String>,
+    pub architecture: String,
+    pub layers: usize,
+    pub context_length: usize,
+    pub vocab_size: usize,
+    pub embedding_length: usize,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_id: Option<u32>,
+    /// The dominant weight format, e.g. `Q4_1`.
+    pub quantization: String,
+    pub tokenizer: String,
+    pub chat_template: Option<String>,
+    pub size_bytes: u64,
+}
+
+/// One message of `GET /v1/loading/progress`; the SSE `event:` name is the `stage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum LoadingEvent {
+    /// A layer (or the embedding/output weights) reached the device.
+    LoadingToVram {
+        layers_loaded: usize,
+        layers_total: usize,
+        /// Megabytes of weights placed on the device so far (system RAM for the cpu backend).
+        vram_mb: u64,
+    },
+    Ready,
+    Failed {
+        error: ErrorEnvelope,
+    },
+}
+
+impl LoadingEvent {
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Self::LoadingToVram { .. } => "loading_to_vram",
+            Self::Ready => "ready",
+            Self::Failed { .. } => "failed",
+        }
+    }
+
+    /// Whether the stream ends with this event.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::LoadingToVram { .. })
+    }
+}
+
+impl SseMessage for LoadingEvent {
+    fn event(&self) -> &'static str {
+        self.stage()
+    }
+
+    fn data(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A chat message for `POST /v1/inference` with `messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// Default `max_tokens` when a request names none.
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+
+/// `POST /v1/inference`. Exactly one of `prompt` and `messages` is given.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceRequest {
+    /// Names the job for `DELETE /v1/inference/{job_id}`; generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// A raw prompt, tokenized as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// A conversation, rendered with the model's own chat template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<ChatMessage>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<usize>,
+    /// 0 means greedy decoding; default 0.7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<usize>,
+    /// The same seed (with the same request) gives the same output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Generation ends before the first occurrence of any of these strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Vec<String>>,
+    /// Only streaming is supported; `false` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Eos,
+    MaxTokens,
+    Stop,
+    Cancelled,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Eos => "eos",
+            Self::MaxTokens => "max_tokens",
+            Self::Stop => "stop",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// `event: token` — a piece of text; `i` is the index of the generated token that completed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenEvent {
+    pub t: String,
+    pub i: usize,
+}
+
+/// `event: end` — the last event before `[DONE]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndEvent {
+    pub job_id: String,
+    pub tokens_out: usize,
+    pub duration_ms: u64,
+    pub stop_reason: StopReason,
+    /// Number of prompt tokens processed.
+    pub tokens_in: usize,
+    /// Time spent on the prompt (prefill) before the first generated token.
+    pub prompt_ms: u64,
+    /// Prompt tokens per second.
+    pub prompt_tokens_per_sec: f64,
+    /// Generated tokens per second, measured after the first token.
+    pub decode_tokens_per_sec: f64,
+}
+
+/// The events of an inference stream, as `(event name, JSON data)` on the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InferenceEvent {
+    Token(TokenEvent),
+    Narration(Narration),
+    End(EndEvent),
+    Error(ErrorEnvelope),
+}
+
+impl SseMessage for InferenceEvent {
+    fn event(&self) -> &'static str {
+        match self {
+            Self::Token(_) => Self::TOKEN,
+            Self::Narration(_) => crate::sse::EVENT_NARRATION,
+            Self::End(_) => Self::END,
+            Self::Error(_) => crate::sse::EVENT_ERROR,
+        }
+    }
+
+    fn data(&self) -> String {
+        let value = match self {
+            Self::Token(t) => serde_json::to_string(t),
+            Self::Narration(n) => serde_json::to_string(n),
+            Self::End(e) => serde_json::to_string(e),
+            Self::Error(e) => serde_json::to_string(e),
+        };
+        value.unwrap_or_default()
+    }
+}
+
+impl InferenceEvent {
+    pub const TOKEN: &'static str = "token";
+    pub const END: &'static str = "end";
+
+    /// Parses one SSE message; `None` for an unknown event name.
+    pub fn parse(event: &str, data: &str) -> Option<Result<Self, serde_json::Error>> {
+        let parsed = match event {
+            Self::TOKEN => serde_json::from_str(data).map(Self::Token),
+            Self::END => serde_json::from_str(data).map(Self::End),
+            crate::sse::EVENT_NARRATION => serde_json::from_str(data).map(Self::Narration),
+            crate::sse::EVENT_ERROR => serde_json::from_str(data).map(Self::Error),
+            _ => return None,
+        };
+        Some(parsed)
+    }
+}
+
+/// `POST <hive>/v1/workers/ready` — sent once the worker's HTTP server listens.
+///
+/// Authenticated with the worker's own API key, which the hive generated for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerReadyCallback {
+    pub worker_id: String,
+    pub url: String,
+    pub model_ref: String,
+    pub backend: crate::Backend,
+    pub device: u32,
+}
+
+/// `POST <hive>/v1/workers/failed` — sent when the model cannot be loaded, before exiting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerFailedCallback {
+    pub worker_id: String,
+    pub error: ErrorEnvelope,
+}
+
+/// `DELETE /v1/inference/{job_id}` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelResponse {
+    pub job_id: String,
+    pub cancelled: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loading_events_are_tagged_by_stage() {
+        let ev = LoadingEvent::LoadingToVram {
+            layers_loaded: 3,
+            layers_total: 30,
+            vram_mb: 12,
+        };
+        let text = serde_json::to_string(&ev).unwrap();
+        assert_eq!(
+            text,
+            r#"{"stage":"loading_to_vram","layers_loaded":3,"layers_total":30,"vram_mb":12}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&LoadingEvent::Ready).unwrap(),
+            r#"{"stage":"ready"}"#
+        );
+    }
+
+    #[test]
+    fn inference_events_round_trip_through_name_and_data() {
+        let ev = InferenceEvent::Token(TokenEvent {
+            t: "Once".into(),
+            i: 0,
+        });
+        assert_eq!(ev.data(), r#"{"t":"Once","i":0}"#);
+        let back = InferenceEvent::parse(ev.event(), &ev.data())
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, ev);
+        assert!(InferenceEvent::parse("mystery", "{}").is_none());
+    }
+
+    #[test]
+    fn request_rejects_unknown_fields_and_wrong_types() {
+        assert!(
+            serde_json::from_str::<InferenceRequest>(r#"{"prompt":"x","max_token":3}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<InferenceRequest>(r#"{"prompt":"x","max_tokens":"3"}"#).is_err()
+        );
+        let ok: InferenceRequest =
+            serde_json::from_str(r#"{"prompt":"x","max_tokens":3}"#).unwrap();
+        assert_eq!(ok.max_tokens, Some(3));
+    }
+}

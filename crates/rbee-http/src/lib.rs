@@ -1,0 +1,18 @@
+//! Server plumbing shared by `llm-worker-rbee`, `rbee-hive` and `queen-rbee`.
+//!
+//! Each daemon defines its own error enum and routes; what must behave identically in all of
+//! them lives here so it is written once:
+//! - [`error`]: turning an [`rbee_api::ErrorEnvelope`] into an HTTP response.
+//! - [`json`]: a JSON body extractor whose rejections use the envelope (`INVALID_REQUEST`).
+//! - [`auth`]: the bearer-key middleware guarding every route but health.
+//! - [`sse`]: typed Server-Sent Event streams ending with `data: [DONE]`.
+//! - [`shutdown`]: waiting for SIGTERM or SIGINT.
+
+pub mod auth;
+pub mod error;
+pub mod json;
+pub mod shutdown;
+pub mod sse;
+
+pub use error::ApiError;
+pub use json::ApiJson;

@@ -85,13 +85,6 @@ pub async fn run(args: Args) -> Result<(), Fatal> {
 }
 
 async fn serve_until_stopped(args: &Args, hive: Option<&HiveClient>) -> Result<(), Fatal> {
-    if let Some(threads) = args.threads {
-        // Candle's CPU kernels run on rayon's global pool.
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(usize::from(threads))
-            .build_global()
-            .map_err(|e| Fatal::new(ErrorCode::Internal, format!("cannot start {threads} threads: {e}")))?;
-    }
     let device = backend::device(args.backend, args.device)
         .map_err(|e| Fatal::new(ErrorCode::BackendUnavailable, e))?;
     let file = ModelFile::open(&args.model).map_err(|e| {

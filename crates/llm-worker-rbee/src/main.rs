@@ -3,8 +3,16 @@ use std::io::IsTerminal;
 use clap::Parser;
 use llm_worker_rbee::args::Args;
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let args = Args::parse();
+    if let Some(threads) = args.threads {
+        // Candle sizes its CPU thread pool from this variable when the pool is first used.
+        // SAFETY: nothing else runs yet — the async runtime and every other thread start below.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -12,10 +20,16 @@ async fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let code = match llm_worker_rbee::run(Args::parse()).await {
-        Ok(()) => 0,
-        Err(fatal) => {
-            eprintln!("llm-worker-rbee: error: {fatal}");
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => match runtime.block_on(llm_worker_rbee::run(args)) {
+            Ok(()) => 0,
+            Err(fatal) => {
+                eprintln!("llm-worker-rbee: error: {fatal}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("llm-worker-rbee: error: cannot start the async runtime: {e}");
             1
         }
     };

@@ -151,8 +151,14 @@ async fn multibyte_characters_are_never_split_across_events() {
         })
         .collect();
     let text = out.text();
-    assert!(text.chars().any(|c| ('\u{30A0}'..='\u{30FF}').contains(&c)), "no katakana: {text:?}");
-    assert!(!text.contains('\u{FFFD}'), "a character was split: {text:?}");
+    assert!(
+        text.chars().any(|c| ('\u{30A0}'..='\u{30FF}').contains(&c)),
+        "no katakana: {text:?}"
+    );
+    assert!(
+        !text.contains('\u{FFFD}'),
+        "a character was split: {text:?}"
+    );
     assert!(
         pieces.len() < out.end().tokens_out,
         "expected some tokens to be held back until their character was complete"

@@ -33,8 +33,13 @@ pub struct Args {
     pub host: IpAddr,
 
     /// Bearer key required on every endpoint but /v1/health.
-    #[arg(long, env = "RBEE_WORKER_API_KEY", hide_env_values = true)]
-    pub api_key: String,
+    #[arg(
+        long,
+        env = "RBEE_WORKER_API_KEY",
+        hide_env_values = true,
+        required_unless_present = "check"
+    )]
+    pub api_key: Option<String>,
 
     /// Hive to report to: the worker POSTs /v1/workers/ready once it listens, and
     /// /v1/workers/failed if the model cannot be loaded.
@@ -57,6 +62,16 @@ pub struct Args {
     /// Model reference reported to the hive (default: `file:<model path>`).
     #[arg(long, env = "RBEE_WORKER_MODEL_REF")]
     pub model_ref: Option<String>,
+
+    /// Only check the model file: print its metadata as JSON and exit (0 if the worker
+    /// could serve it, 1 with the reason otherwise). Nothing listens.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Exit when standard input reaches end of file. The hive keeps the other end of the
+    /// pipe, so the worker never outlives it, even when the hive is killed.
+    #[arg(long, env = "RBEE_WORKER_WATCH_STDIN")]
+    pub watch_stdin: bool,
 
     /// URL at which others reach this worker (default: http://<host>:<port>, with
     /// 127.0.0.1 for an unspecified host).

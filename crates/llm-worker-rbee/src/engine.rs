@@ -187,10 +187,14 @@ impl Engine {
         let stop_reason = match self.run(job, cancel, &mut emit, &mut run) {
             Ok(reason) => reason,
             Err(e) => {
-                tracing::error!(job = %job.job_id, "inference failed: {e}");
+                tracing::error!(job = %job.job_id, "inference failed: {}", crate::model_file::candle_message(&e));
                 emit(InferenceEvent::Error(ErrorEnvelope::new(
                     ErrorCode::Internal,
-                    format!("inference failed after {} tokens: {e}", run.tokens_out),
+                    format!(
+                        "inference failed after {} tokens: {}",
+                        run.tokens_out,
+                        crate::model_file::candle_message(&e)
+                    ),
                 )));
                 StopReason::Cancelled
             }

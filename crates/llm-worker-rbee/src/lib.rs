@@ -65,13 +65,34 @@ impl Fatal {
     }
 }
 
+/// Checks `path` the way a worker would before serving it; the model's metadata on success.
+pub fn check_model(path: &std::path::Path) -> Result<rbee_api::worker::ModelInfo, Fatal> {
+    let file = open_model(path)?;
+    file.info()
+        .map_err(|e| Fatal::new(ErrorCode::InvalidModel, e.to_string()))
+}
+
+fn open_model(path: &std::path::Path) -> Result<ModelFile, Fatal> {
+    ModelFile::open(path).map_err(|e| {
+        let code = match e {
+            model_file::ModelFileError::NotFound { .. } => ErrorCode::ModelNotFound,
+            _ => ErrorCode::InvalidModel,
+        };
+        Fatal::new(code, e.to_string())
+    })
+}
+
 /// Runs the worker until it is told to stop (Ok) or its model cannot be served (Err).
 pub async fn run(args: Args) -> Result<(), Fatal> {
+    let key = args
+        .api_key
+        .clone()
+        .ok_or_else(|| Fatal::new(ErrorCode::InvalidRequest, "--api-key is required"))?;
     let hive = args
         .hive_url
         .as_deref()
-        .map(|url| HiveClient::new(url, &args.api_key));
-    let result = serve_until_stopped(&args, hive.as_ref()).await;
+        .map(|url| HiveClient::new(url, &key));
+    let result = serve_until_stopped(&args, &key, hive.as_ref()).await;
     if let (Err(fatal), Some(hive), Some(id)) = (&result, &hive, &args.worker_id) {
         let body = WorkerFailedCallback {
             worker_id: id.clone(),
@@ -84,16 +105,14 @@ pub async fn run(args: Args) -> Result<(), Fatal> {
     result
 }
 
-async fn serve_until_stopped(args: &Args, hive: Option<&HiveClient>) -> Result<(), Fatal> {
+async fn serve_until_stopped(
+    args: &Args,
+    key: &str,
+    hive: Option<&HiveClient>,
+) -> Result<(), Fatal> {
     let device = backend::device(args.backend, args.device)
         .map_err(|e| Fatal::new(ErrorCode::BackendUnavailable, e))?;
-    let file = ModelFile::open(&args.model).map_err(|e| {
-        let code = match e {
-            model_file::ModelFileError::NotFound { .. } => ErrorCode::ModelNotFound,
-            _ => ErrorCode::InvalidModel,
-        };
-        Fatal::new(code, e.to_string())
-    })?;
+    let file = open_model(&args.model)?;
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -123,7 +142,7 @@ async fn serve_until_stopped(args: &Args, hive: Option<&HiveClient>) -> Result<(
         public_url,
     };
     let state = WorkerState::new(identity, usize::from(args.slots));
-    let app = routes::router(state.clone(), ApiKey::new(&args.api_key));
+    let app = routes::router(state.clone(), ApiKey::new(key));
     tracing::info!(url = %state.identity.public_url, "Listening on http://{bound}");
 
     let server = {
@@ -141,6 +160,9 @@ async fn serve_until_stopped(args: &Args, hive: Option<&HiveClient>) -> Result<(
             shutdown.cancel();
         })
     };
+    if args.watch_stdin {
+        watch_stdin(state.shutdown.clone());
+    }
     if let Some(hive) = hive {
         let body = WorkerReadyCallback {
             worker_id: state.identity.worker_id.clone(),
@@ -167,6 +189,19 @@ async fn serve_until_stopped(args: &Args, hive: Option<&HiveClient>) -> Result<(
         Err(_) => tracing::warn!("open connections did not finish within {DRAIN_TIMEOUT:?}"),
     }
     loaded
+}
+
+/// Stops the worker when standard input closes: its parent (the hive) has gone away.
+fn watch_stdin(shutdown: tokio_util::sync::CancellationToken) {
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin().lock();
+        while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
+        shutdown.cancel();
+        tracing::warn!("standard input closed: the hive is gone, shutting down");
+        std::thread::sleep(DRAIN_TIMEOUT);
+        std::process::exit(0);
+    });
 }
 
 /// Loads the weights on a blocking thread, logging each layer to the loading log.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
-use crate::model_file::ModelFile;
+use crate::model_file::{ModelFile, candle_message};
 
 pub type Result<T> = candle_core::Result<T>;
 
@@ -314,8 +314,8 @@ pub enum LoadError {
     File(#[from] crate::model_file::ModelFileError),
     #[error("cannot open {0}: {1}")]
     Io(std::path::PathBuf, std::io::Error),
-    #[error("cannot load tensor `{0}`: {1}")]
+    #[error("cannot load tensor `{0}`: {msg}", msg = candle_message(.1))]
     Tensor(String, candle_core::Error),
-    #[error("{0}")]
+    #[error("{msg}", msg = candle_message(.0))]
     Candle(candle_core::Error),
 }

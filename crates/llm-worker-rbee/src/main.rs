@@ -1,10 +1,22 @@
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use clap::Parser;
 use llm_worker_rbee::args::Args;
 
 fn main() {
     let args = Args::parse();
+    if args.check {
+        match llm_worker_rbee::check_model(&args.model) {
+            Ok(info) => {
+                println!("{}", serde_json::to_string(&info).unwrap_or_default());
+                std::process::exit(0);
+            }
+            Err(fatal) => {
+                let _ = writeln!(std::io::stderr(), "llm-worker-rbee: error: {fatal}");
+                std::process::exit(1);
+            }
+        }
+    }
     if let Some(threads) = args.threads {
         // Candle sizes its CPU thread pool from this variable when the pool is first used.
         // SAFETY: nothing else runs yet — the async runtime and every other thread start below.
@@ -16,6 +28,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // Never panic when stderr is gone (a worker whose hive died keeps running to exit).
+        .log_internal_errors(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -24,12 +38,15 @@ fn main() {
         Ok(runtime) => match runtime.block_on(llm_worker_rbee::run(args)) {
             Ok(()) => 0,
             Err(fatal) => {
-                eprintln!("llm-worker-rbee: error: {fatal}");
+                let _ = writeln!(std::io::stderr(), "llm-worker-rbee: error: {fatal}");
                 1
             }
         },
         Err(e) => {
-            eprintln!("llm-worker-rbee: error: cannot start the async runtime: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "llm-worker-rbee: error: cannot start the async runtime: {e}"
+            );
             1
         }
     };

@@ -86,7 +86,7 @@ impl ModelFile {
         reader.rewind().map_err(io)?;
         let content = Content::read(&mut reader).map_err(|e| ModelFileError::BadHeader {
             path: path.to_owned(),
-            reason: e.to_string(),
+            reason: candle_message(&e),
         })?;
         for (name, info) in &content.tensor_infos {
             let elems = info.shape.elem_count() as u64;
@@ -217,6 +217,20 @@ impl ModelFile {
             chat_template: self.string("tokenizer.chat_template"),
             size_bytes: self.size_bytes,
         })
+    }
+}
+
+/// A Candle error as one line: without the backtrace Candle attaches when `RUST_BACKTRACE`
+/// is set, and without any context lines.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 

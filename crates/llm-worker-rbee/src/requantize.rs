@@ -27,7 +27,7 @@ pub enum RequantizeError {
     File(#[from] crate::model_file::ModelFileError),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
-    #[error("tensor `{0}`: {1}")]
+    #[error("tensor `{0}`: {msg}", msg = crate::model_file::candle_message(.1))]
     Tensor(String, candle_core::Error),
 }
 

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     /// The worker is up but its model is still loading (or failed to load).
     ModelNotReady,
     JobNotFound,
+    /// No download of that model is known to the hive.
+    DownloadNotFound,
     /// No route answers at this path.
     UnknownEndpoint,
     Cancelled,
@@ -46,6 +48,7 @@ impl ErrorCode {
             | Self::ModelNotFound
             | Self::WorkerNotFound
             | Self::JobNotFound
+            | Self::DownloadNotFound
             | Self::UnknownEndpoint => 404,
             Self::VersionMismatch => 409,
             Self::InvalidModel
@@ -81,6 +84,7 @@ impl ErrorCode {
             Self::WorkerCrashed => "WORKER_CRASHED",
             Self::ModelNotReady => "MODEL_NOT_READY",
             Self::JobNotFound => "JOB_NOT_FOUND",
+            Self::DownloadNotFound => "DOWNLOAD_NOT_FOUND",
             Self::UnknownEndpoint => "UNKNOWN_ENDPOINT",
             Self::Cancelled => "CANCELLED",
             Self::Internal => "INTERNAL",
@@ -165,6 +169,7 @@ mod tests {
             WorkerCrashed,
             ModelNotReady,
             JobNotFound,
+            DownloadNotFound,
             UnknownEndpoint,
             Cancelled,
             Internal,

@@ -9,12 +9,14 @@
 //! - [`backend`]: the compute backends (`cpu`, `cuda`, `metal`).
 //! - [`error`]: the `{"error":{"code","message","details"}}` envelope and [`ErrorCode`].
 //! - [`narration`]: human-readable narration events streamed alongside data.
+//! - [`hive`]: the `rbee-hive` API (workers, models, downloads, logs, detection).
 //! - [`worker`]: the `llm-worker-rbee` API (inference, loading progress, readiness, callbacks).
 //! - [`routes`]: every route path, so clients and servers never disagree on a URL.
 //! - [`sse`]: names shared by all Server-Sent Event streams.
 
 pub mod backend;
 pub mod error;
+pub mod hive;
 pub mod narration;
 pub mod routes;
 pub mod sse;

@@ -15,8 +15,19 @@ pub mod worker {
     }
 }
 
-/// `rbee-hive` routes that workers call back on.
+/// `rbee-hive` routes.
 pub mod hive {
+    pub const HEALTH: &str = "/v1/health";
+    pub const WORKERS_LIST: &str = "/v1/workers/list";
+    pub const WORKERS_SPAWN: &str = "/v1/workers/spawn";
+    /// The worker's callback once it listens.
     pub const WORKERS_READY: &str = "/v1/workers/ready";
+    /// The worker's callback when its model cannot be loaded.
     pub const WORKERS_FAILED: &str = "/v1/workers/failed";
+    pub const WORKERS_SHUTDOWN: &str = "/v1/workers/shutdown";
+    pub const MODELS: &str = "/v1/models";
+    pub const MODELS_DOWNLOAD: &str = "/v1/models/download";
+    pub const MODELS_DOWNLOAD_PROGRESS: &str = "/v1/models/download/progress";
+    pub const LOGS: &str = "/v1/logs";
+    pub const ADMIN_SHUTDOWN: &str = "/v1/admin/shutdown";
 }

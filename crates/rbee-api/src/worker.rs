@@ -21,7 +21,21 @@ pub enum WorkerState {
     Loading,
     Idle,
     Busy,
+    /// The hive's health checks are failing.
+    Unhealthy,
     Failed,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Loading => "loading",
+            Self::Idle => "idle",
+            Self::Busy => "busy",
+            Self::Unhealthy => "unhealthy",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// `GET /v1/ready`.

@@ -1,0 +1,133 @@
+//! Command line of `rbee-hive` (every daemon flag also reads an `RBEE_HIVE_*` variable).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// rbee-hive: the pool manager of one node. Keeps the node's model catalog, downloads
+/// models, and starts, watches and stops the node's inference workers.
+#[derive(Debug, Parser)]
+#[command(name = "rbee-hive", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hive daemon until SIGTERM, SIGINT or POST /v1/admin/shutdown.
+    Daemon(Box<DaemonArgs>),
+    /// Print the compute backends and devices of this machine as JSON.
+    Detect,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DaemonArgs {
+    /// TCP port to listen on (0 picks a free one; the address is logged).
+    #[arg(long, env = "RBEE_HIVE_PORT", default_value_t = 9200)]
+    pub port: u16,
+
+    /// Address to listen on; the queen must reach it.
+    #[arg(long, env = "RBEE_HIVE_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Bearer key required on every endpoint but /v1/health.
+    #[arg(long, env = "RBEE_HIVE_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+
+    /// Data directory: the catalog `models.db` and downloaded `models/` live here
+    /// (default: $XDG_DATA_HOME/rbee or ~/.local/share/rbee).
+    #[arg(long, env = "RBEE_HIVE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Model catalog database (default: <data dir>/models.db). Created when missing.
+    #[arg(long, env = "RBEE_HIVE_MODELS_DB")]
+    pub models_db: Option<PathBuf>,
+
+    /// Where downloaded models are stored (default: <data dir>/models).
+    #[arg(long, env = "RBEE_HIVE_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+
+    /// The llm-worker-rbee binary (default: next to rbee-hive, else on PATH).
+    #[arg(long, env = "RBEE_HIVE_WORKER_BIN")]
+    pub worker_bin: Option<PathBuf>,
+
+    /// First port tried for workers; each worker gets the next free one.
+    #[arg(long, env = "RBEE_HIVE_WORKER_PORT_START", default_value_t = 8001)]
+    pub worker_port_start: u16,
+
+    /// Address workers listen on.
+    #[arg(long, env = "RBEE_HIVE_WORKER_HOST", default_value = "0.0.0.0")]
+    pub worker_host: IpAddr,
+
+    /// Host name or address others use to reach this node's hive and workers
+    /// (default: 127.0.0.1 when listening on all interfaces).
+    #[arg(long, env = "RBEE_HIVE_PUBLIC_HOST")]
+    pub public_host: Option<String>,
+
+    /// How often each worker's health is checked, e.g. `30s`, `500ms`.
+    #[arg(long, env = "RBEE_HIVE_HEALTH_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub health_interval: Duration,
+
+    /// A worker idle this long is shut down, e.g. `5m`.
+    #[arg(long, env = "RBEE_HIVE_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// RAM (MB) the hive may give to models; the preflight uses the smaller of this and
+    /// the memory actually available (default: no limit beyond the machine's).
+    #[arg(long, env = "RBEE_HIVE_MEMORY_LIMIT_MB")]
+    pub memory_limit_mb: Option<u64>,
+
+    /// Hugging Face endpoint for downloads.
+    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+    pub hf_endpoint: String,
+
+    /// Hugging Face access token for gated or private repositories.
+    #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
+    pub hf_token: Option<String>,
+
+    /// Delay before the first download retry; it doubles on each further one.
+    #[arg(long, env = "RBEE_HIVE_DOWNLOAD_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
+    pub download_backoff: Duration,
+}
+
+/// Parses `250ms`, `30s`, `5m`, `1h` (a bare number means seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 30s, 5m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

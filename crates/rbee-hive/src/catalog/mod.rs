@@ -1,0 +1,114 @@
+//! The model catalog: which models this node has, where, and how big.
+//!
+//! Behind a small trait so the SQLite file (`models.db`, schema of SPEC section 2) and an
+//! in-memory twin used by unit tests answer the same shared test suite.
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryCatalog;
+use rbee_api::hive::ModelEntry;
+pub use sqlite::SqliteCatalog;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("model catalog {path}: {message}")]
+    Storage { path: String, message: String },
+}
+
+pub trait ModelCatalog: Send + Sync {
+    /// The entry for a canonical reference, if catalogued.
+    fn find(&self, reference: &str) -> Result<Option<ModelEntry>, CatalogError>;
+    /// Inserts or replaces the entry with the same reference.
+    fn upsert(&self, entry: &ModelEntry) -> Result<(), CatalogError>;
+    /// Removes an entry; whether it existed.
+    fn remove(&self, reference: &str) -> Result<bool, CatalogError>;
+    /// Every entry, ordered by reference.
+    fn list(&self) -> Result<Vec<ModelEntry>, CatalogError>;
+}
+
+#[cfg(test)]
+mod tests {
+    //! One suite, run against both implementations.
+
+    use rbee_api::hive::{ModelEntry, Provider};
+
+    use super::*;
+
+    fn entry(reference: &str, size: u64) -> ModelEntry {
+        ModelEntry {
+            id: format!("id-{reference}"),
+            provider: Provider::Hf,
+            reference: reference.to_owned(),
+            local_path: format!("/models/{size}.gguf"),
+            size_bytes: size,
+            sha256: Some("ab".repeat(32)),
+            quantization: Some("Q4_K_M".into()),
+            downloaded_at_unix: 1_700_000_000,
+        }
+    }
+
+    fn suite(catalog: &dyn ModelCatalog) {
+        assert_eq!(catalog.find("hf:a/b").unwrap(), None);
+        assert!(catalog.list().unwrap().is_empty());
+
+        catalog.upsert(&entry("hf:z/z", 2)).unwrap();
+        catalog.upsert(&entry("hf:a/b", 1)).unwrap();
+        assert_eq!(catalog.find("hf:a/b").unwrap(), Some(entry("hf:a/b", 1)));
+        let refs: Vec<String> = catalog
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.reference)
+            .collect();
+        assert_eq!(refs, ["hf:a/b", "hf:z/z"]);
+
+        catalog.upsert(&entry("hf:a/b", 7)).unwrap();
+        assert_eq!(catalog.find("hf:a/b").unwrap().unwrap().size_bytes, 7);
+        assert_eq!(catalog.list().unwrap().len(), 2);
+
+        let mut file = entry("file:/m/x.gguf", 3);
+        file.provider = Provider::File;
+        file.sha256 = None;
+        file.quantization = None;
+        catalog.upsert(&file).unwrap();
+        assert_eq!(catalog.find("file:/m/x.gguf").unwrap(), Some(file));
+
+        assert!(catalog.remove("hf:z/z").unwrap());
+        assert!(!catalog.remove("hf:z/z").unwrap());
+        assert_eq!(catalog.list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn memory_catalog_passes_the_shared_suite() {
+        suite(&MemoryCatalog::default());
+    }
+
+    #[test]
+    fn sqlite_catalog_passes_the_shared_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        suite(&SqliteCatalog::open(&dir.path().join("models.db")).unwrap());
+    }
+
+    #[test]
+    fn sqlite_catalog_creates_missing_folders_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/deeper/models.db");
+        SqliteCatalog::open(&path)
+            .unwrap()
+            .upsert(&entry("hf:a/b", 5))
+            .unwrap();
+        assert!(path.is_file());
+        let reopened = SqliteCatalog::open(&path).unwrap();
+        assert_eq!(reopened.find("hf:a/b").unwrap(), Some(entry("hf:a/b", 5)));
+    }
+
+    #[test]
+    fn sqlite_catalog_on_an_unusable_path_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, "x").unwrap();
+        let err = SqliteCatalog::open(&blocker.join("models.db")).unwrap_err();
+        assert!(err.to_string().contains("models.db"), "{err}");
+    }
+}

@@ -1,0 +1,142 @@
+//! The catalog as a SQLite file (`models.db`, table `models`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rbee_api::hive::{ModelEntry, Provider};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{CatalogError, ModelCatalog};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS models (
+    id                 TEXT PRIMARY KEY,
+    provider           TEXT NOT NULL CHECK (provider IN ('hf', 'file')),
+    reference          TEXT NOT NULL UNIQUE,
+    local_path         TEXT NOT NULL,
+    size_bytes         INTEGER NOT NULL,
+    sha256             TEXT,
+    quantization       TEXT,
+    downloaded_at_unix INTEGER NOT NULL
+);";
+
+#[derive(Debug)]
+pub struct SqliteCatalog {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteCatalog {
+    /// Opens (creating the file and its folders when missing) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Self, CatalogError> {
+        let fail = |message: String| CatalogError::Storage {
+            path: path.display().to_string(),
+            message,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .and_then(|()| conn.execute_batch(SCHEMA))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Self {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, CatalogError> {
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&conn).map_err(|e| CatalogError::Storage {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<ModelEntry> {
+    let provider: String = row.get(1)?;
+    Ok(ModelEntry {
+        id: row.get(0)?,
+        provider: if provider == "file" {
+            Provider::File
+        } else {
+            Provider::Hf
+        },
+        reference: row.get(2)?,
+        local_path: row.get(3)?,
+        size_bytes: row.get::<_, i64>(4)?.max(0) as u64,
+        sha256: row.get(5)?,
+        quantization: row.get(6)?,
+        downloaded_at_unix: row.get::<_, i64>(7)?.max(0) as u64,
+    })
+}
+
+const COLUMNS: &str =
+    "id, provider, reference, local_path, size_bytes, sha256, quantization, downloaded_at_unix";
+
+impl ModelCatalog for SqliteCatalog {
+    fn find(&self, reference: &str) -> Result<Option<ModelEntry>, CatalogError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM models WHERE reference = ?1"),
+                params![reference],
+                row_to_entry,
+            )
+            .optional()
+        })
+    }
+
+    fn upsert(&self, e: &ModelEntry) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO models ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT(reference) DO UPDATE SET
+                       id = excluded.id, provider = excluded.provider,
+                       local_path = excluded.local_path, size_bytes = excluded.size_bytes,
+                       sha256 = excluded.sha256, quantization = excluded.quantization,
+                       downloaded_at_unix = excluded.downloaded_at_unix"
+                ),
+                params![
+                    e.id,
+                    e.provider.as_str(),
+                    e.reference,
+                    e.local_path,
+                    e.size_bytes as i64,
+                    e.sha256,
+                    e.quantization,
+                    e.downloaded_at_unix as i64
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn remove(&self, reference: &str) -> Result<bool, CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM models WHERE reference = ?1",
+                params![reference],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
+    fn list(&self) -> Result<Vec<ModelEntry>, CatalogError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare(&format!("SELECT {COLUMNS} FROM models ORDER BY reference"))?;
+            let rows = stmt.query_map([], row_to_entry)?;
+            rows.collect()
+        })
+    }
+}

@@ -1,0 +1,436 @@
+//! Getting a model into the catalog: `file:` references are registered in place, `hf:`
+//! references are downloaded from the Hub.
+//!
+//! A download writes `<file>.partial`, resumes it with `Range` after a broken connection
+//! (up to [`MAX_ATTEMPTS`] attempts, backoff doubling from the configured delay), verifies
+//! the sha256 the Hub reports, and only then renames the file and registers it. Concurrent
+//! requests for the same model share one download; its events are kept so a progress
+//! stream that connects late replays them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rbee_api::hive::{DownloadEvent, DownloadStarted, DownloadState, ModelEntry, Provider};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::catalog::ModelCatalog;
+use crate::error::HiveError;
+use crate::hub::{HubClient, HubError, RemoteFile};
+use crate::logs::LogHub;
+use crate::model_ref::{ModelRef, choose_file, quant_of_file};
+
+pub const MAX_ATTEMPTS: u32 = 6;
+/// Progress events are sent at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+type Outcome = Option<Result<ModelEntry, HiveError>>;
+
+struct Job {
+    events: watch::Sender<Vec<DownloadEvent>>,
+    outcome: watch::Sender<Outcome>,
+}
+
+impl Job {
+    fn emit(&self, event: DownloadEvent) {
+        self.events.send_modify(|log| log.push(event));
+    }
+
+    fn finished(&self) -> bool {
+        self.outcome.borrow().is_some()
+    }
+}
+
+pub struct Downloads {
+    hub: HubClient,
+    catalog: Arc<dyn ModelCatalog>,
+    models_dir: PathBuf,
+    backoff: Duration,
+    logs: Arc<LogHub>,
+    jobs: Mutex<HashMap<String, Arc<Job>>>,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Downloads {
+    pub fn new(
+        hub: HubClient,
+        catalog: Arc<dyn ModelCatalog>,
+        models_dir: PathBuf,
+        backoff: Duration,
+        logs: Arc<LogHub>,
+    ) -> Self {
+        Self {
+            hub,
+            catalog,
+            models_dir,
+            backoff,
+            logs,
+            jobs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The catalog entry for `model_ref` if it is there and its file still is too.
+    fn catalogued(&self, model_ref: &ModelRef) -> Result<Option<ModelEntry>, HiveError> {
+        let Some(entry) = self.catalog.find(&model_ref.canonical())? else {
+            return Ok(None);
+        };
+        let on_disk = std::fs::metadata(&entry.local_path).map(|m| m.len()).ok();
+        if on_disk == Some(entry.size_bytes) {
+            return Ok(Some(entry));
+        }
+        self.logs.hive(format!(
+            "catalog entry {} points to a missing or changed file {}; fetching it again",
+            entry.reference, entry.local_path
+        ));
+        self.catalog.remove(&entry.reference)?;
+        Ok(None)
+    }
+
+    /// Starts getting `model_ref` if needed and returns at once.
+    pub fn start(self: &Arc<Self>, model_ref: &ModelRef) -> Result<DownloadStarted, HiveError> {
+        let id = model_ref.canonical();
+        if let Some(entry) = self.catalogued(model_ref)? {
+            return Ok(DownloadStarted {
+                download_id: id,
+                state: DownloadState::Present,
+                local_path: Some(entry.local_path),
+            });
+        }
+        if let ModelRef::File(_) = model_ref {
+            let entry = self.register_file(model_ref)?;
+            return Ok(DownloadStarted {
+                download_id: id,
+                state: DownloadState::Present,
+                local_path: Some(entry.local_path),
+            });
+        }
+        self.job(model_ref);
+        Ok(DownloadStarted {
+            download_id: id,
+            state: DownloadState::Downloading,
+            local_path: None,
+        })
+    }
+
+    /// Waits until `model_ref` is in the catalog, downloading it if needed.
+    pub async fn ensure(self: &Arc<Self>, model_ref: &ModelRef) -> Result<ModelEntry, HiveError> {
+        if let Some(entry) = self.catalogued(model_ref)? {
+            return Ok(entry);
+        }
+        if let ModelRef::File(_) = model_ref {
+            return self.register_file(model_ref);
+        }
+        let job = self.job(model_ref);
+        let mut outcome = job.outcome.subscribe();
+        let done = outcome.wait_for(Option::is_some).await.map_err(|_| {
+            HiveError::Internal("the download task ended without an outcome".into())
+        })?;
+        done.clone()
+            .unwrap_or_else(|| Err(HiveError::Internal("download outcome missing".into())))
+    }
+
+    /// The events of the download `id` so far, and its future ones.
+    pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<Vec<DownloadEvent>>> {
+        let jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        jobs.get(id).map(|job| job.events.subscribe())
+    }
+
+    /// The running job for `model_ref`, or a new one (the only place downloads start).
+    fn job(self: &Arc<Self>, model_ref: &ModelRef) -> Arc<Job> {
+        let id = model_ref.canonical();
+        let mut jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(job) = jobs.get(&id).filter(|j| !j.finished()) {
+            return job.clone();
+        }
+        let job = Arc::new(Job {
+            events: watch::channel(Vec::new()).0,
+            outcome: watch::channel(None).0,
+        });
+        jobs.insert(id.clone(), job.clone());
+        let (this, task_job, model_ref) = (self.clone(), job.clone(), model_ref.clone());
+        tokio::spawn(async move {
+            this.logs.hive(format!("downloading {id}"));
+            let outcome = this.download(&model_ref, &task_job).await;
+            let outcome = outcome.and_then(|entry| {
+                this.catalog.upsert(&entry)?;
+                Ok(entry)
+            });
+            match &outcome {
+                Ok(entry) => {
+                    this.logs
+                        .hive(format!("downloaded {id} to {}", entry.local_path));
+                    task_job.emit(DownloadEvent::Complete {
+                        local_path: entry.local_path.clone(),
+                    });
+                }
+                Err(e) => {
+                    this.logs.hive(format!("download of {id} failed: {e}"));
+                    task_job.emit(DownloadEvent::Failed {
+                        error: e.envelope(),
+                    });
+                }
+            }
+            task_job.outcome.send_replace(Some(outcome));
+        });
+        job
+    }
+
+    fn register_file(&self, model_ref: &ModelRef) -> Result<ModelEntry, HiveError> {
+        let ModelRef::File(path) = model_ref else {
+            return Err(HiveError::Internal("not a file reference".into()));
+        };
+        let meta = std::fs::metadata(path).map_err(|e| {
+            HiveError::ModelNotFound(format!("model file {} cannot be read: {e}", path.display()))
+        })?;
+        if !meta.is_file() {
+            return Err(HiveError::ModelNotFound(format!(
+                "{} is not a file",
+                path.display()
+            )));
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let entry = ModelEntry {
+            id: uuid::Uuid::new_v4().to_string(),
+            provider: Provider::File,
+            reference: model_ref.canonical(),
+            local_path: path.display().to_string(),
+            size_bytes: meta.len(),
+            sha256: None,
+            quantization: quant_of_file(&name),
+            downloaded_at_unix: now_unix(),
+        };
+        self.catalog.upsert(&entry)?;
+        self.logs.hive(format!(
+            "registered {} ({} bytes)",
+            entry.reference, entry.size_bytes
+        ));
+        Ok(entry)
+    }
+
+    async fn download(&self, model_ref: &ModelRef, job: &Job) -> Result<ModelEntry, HiveError> {
+        let ModelRef::Hf { repo, selector } = model_ref else {
+            return Err(HiveError::Internal("not a Hugging Face reference".into()));
+        };
+        let canonical = model_ref.canonical();
+        let failed = |attempts: u32, cause: String| HiveError::DownloadFailed {
+            model_ref: canonical.clone(),
+            attempts,
+            cause,
+        };
+        let fatal = |e: HubError| match e {
+            HubError::NotFound(m) => HiveError::ModelNotFound(m),
+            other => failed(1, other.to_string()),
+        };
+        let files = self
+            .retrying(job, &failed, || self.hub.list_files(repo))
+            .await
+            .map_err(|e| match e {
+                Retried::Fatal(e) => fatal(e),
+                Retried::Exhausted(e) => e,
+            })?;
+        let file = choose_file(&files, selector.as_deref())
+            .map_err(|m| HiveError::ModelNotFound(format!("{canonical}: {m}")))?;
+        let dir = self.models_dir.join(repo);
+        let target = dir.join(&file);
+        let partial = target.with_file_name(format!(
+            "{}.partial",
+            target
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        tokio::fs::create_dir_all(target.parent().unwrap_or(&dir))
+            .await
+            .map_err(|e| HiveError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+
+        let mut remote: Option<RemoteFile> = None;
+        let mut attempt = 0;
+        let (sha256, size) = loop {
+            attempt += 1;
+            match self.attempt(repo, &file, &partial, &mut remote, job).await {
+                Ok(done) => break done,
+                Err(Attempt::Fatal(e)) => return Err(fatal(e)),
+                Err(Attempt::Retry(cause)) if attempt >= MAX_ATTEMPTS => {
+                    let _ = tokio::fs::remove_file(&partial).await;
+                    return Err(failed(attempt, cause));
+                }
+                Err(Attempt::Retry(cause)) => self.back_off(job, attempt, cause).await,
+            }
+        };
+        tokio::fs::rename(&partial, &target).await.map_err(|e| {
+            HiveError::Internal(format!("cannot move the download into place: {e}"))
+        })?;
+        Ok(ModelEntry {
+            id: uuid::Uuid::new_v4().to_string(),
+            provider: Provider::Hf,
+            reference: canonical,
+            local_path: target.display().to_string(),
+            size_bytes: size,
+            sha256: Some(sha256),
+            quantization: quant_of_file(&file),
+            downloaded_at_unix: now_unix(),
+        })
+    }
+
+    /// One attempt: resume `partial` to the full size, then check its sha256.
+    async fn attempt(
+        &self,
+        repo: &str,
+        file: &str,
+        partial: &Path,
+        remote: &mut Option<RemoteFile>,
+        job: &Job,
+    ) -> Result<(String, u64), Attempt> {
+        let info = match remote {
+            Some(info) => info.clone(),
+            None => {
+                let info = self
+                    .hub
+                    .file_info(repo, file)
+                    .await
+                    .map_err(Attempt::from)?;
+                *remote = Some(info.clone());
+                info
+            }
+        };
+        let io =
+            |e: std::io::Error| Attempt::Retry(format!("cannot write {}: {e}", partial.display()));
+        let mut out = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(partial)
+            .await
+            .map_err(io)?;
+        let mut offset = out.metadata().await.map_err(io)?.len();
+        if offset > info.size {
+            out.set_len(0).await.map_err(io)?;
+            offset = 0;
+        }
+        if offset < info.size {
+            let started = Instant::now();
+            let mut last = Instant::now() - PROGRESS_EVERY;
+            let total = info.size;
+            let result = self
+                .hub
+                .fetch_from(&info, &mut out, offset, |written| {
+                    if last.elapsed() >= PROGRESS_EVERY || written == total {
+                        last = Instant::now();
+                        let secs = started.elapsed().as_secs_f64().max(1e-3);
+                        job.emit(DownloadEvent::Downloading {
+                            bytes_downloaded: written,
+                            bytes_total: total,
+                            speed_mbps: (written - offset) as f64 / secs / 1e6,
+                        });
+                    }
+                })
+                .await;
+            result.map_err(Attempt::from)?;
+        }
+        drop(out);
+        job.emit(DownloadEvent::Verifying);
+        let path = partial.to_owned();
+        let (digest, size) = tokio::task::spawn_blocking(move || sha256_of(&path))
+            .await
+            .map_err(|e| Attempt::Retry(format!("hashing failed: {e}")))?
+            .map_err(io)?;
+        if size != info.size {
+            let _ = tokio::fs::remove_file(partial).await;
+            return Err(Attempt::Retry(format!(
+                "size mismatch: expected {} bytes, got {size}",
+                info.size
+            )));
+        }
+        if let Some(expected) = &info.sha256
+            && *expected != digest
+        {
+            let _ = tokio::fs::remove_file(partial).await;
+            return Err(Attempt::Retry(format!(
+                "sha256 mismatch: the Hub reports {expected}, the download hashes to {digest}"
+            )));
+        }
+        Ok((digest, size))
+    }
+
+    async fn back_off(&self, job: &Job, attempt: u32, cause: String) {
+        let delay = self.backoff * 2u32.saturating_pow(attempt - 1);
+        self.logs.hive(format!(
+            "download attempt {attempt}/{MAX_ATTEMPTS} failed ({cause}); retrying in {delay:?}"
+        ));
+        job.emit(DownloadEvent::Retrying {
+            attempt,
+            max_attempts: MAX_ATTEMPTS,
+            delay_ms: delay.as_millis() as u64,
+            error: cause,
+        });
+        tokio::time::sleep(delay).await;
+    }
+
+    /// Runs a metadata request with the same retry policy as the transfer.
+    async fn retrying<T, F>(
+        &self,
+        job: &Job,
+        failed: &impl Fn(u32, String) -> HiveError,
+        mut request: impl FnMut() -> F,
+    ) -> Result<T, Retried>
+    where
+        F: std::future::Future<Output = Result<T, HubError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match request().await {
+                Ok(v) => return Ok(v),
+                Err(HubError::Transient(cause)) if attempt < MAX_ATTEMPTS => {
+                    self.back_off(job, attempt, cause).await;
+                }
+                Err(HubError::Transient(cause)) => {
+                    return Err(Retried::Exhausted(failed(attempt, cause)));
+                }
+                Err(e) => return Err(Retried::Fatal(e)),
+            }
+        }
+    }
+}
+
+enum Attempt {
+    Retry(String),
+    Fatal(HubError),
+}
+
+impl From<HubError> for Attempt {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::Transient(cause) => Self::Retry(cause),
+            other => Self::Fatal(other),
+        }
+    }
+}
+
+enum Retried {
+    Fatal(HubError),
+    Exhausted(HiveError),
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher)?;
+    let digest = hasher.finalize();
+    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), size))
+}

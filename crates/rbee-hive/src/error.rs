@@ -1,0 +1,111 @@
+//! The hive's errors and their one mapping onto the HTTP error envelope.
+
+use axum::response::{IntoResponse, Response};
+use rbee_api::{Backend, ErrorCode, ErrorEnvelope};
+use rbee_http::ApiError;
+use serde_json::json;
+
+use crate::catalog::CatalogError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HiveError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    ModelNotFound(String),
+    #[error("{0}")]
+    InvalidModel(String),
+    #[error("download of {model_ref} failed after {attempts} attempts: {cause}")]
+    DownloadFailed {
+        model_ref: String,
+        attempts: u32,
+        cause: String,
+    },
+    #[error(
+        "not enough RAM for {model_ref}: needs {required_mb} MB (1.2 x model size), {available_mb} MB available; try a smaller quantization"
+    )]
+    InsufficientRam {
+        model_ref: String,
+        required_mb: u64,
+        available_mb: u64,
+    },
+    #[error("backend `{backend}` is not available on this node (found: {found})")]
+    BackendUnavailable { backend: Backend, found: String },
+    #[error(
+        "not enough free VRAM on {backend} device {device}: needs {required_mb} MB, {free_mb} MB free; try a smaller quantization or another device"
+    )]
+    VramExhausted {
+        backend: Backend,
+        device: u32,
+        required_mb: u64,
+        free_mb: u64,
+    },
+    #[error("no download of `{0}` is known; start one with POST /v1/models/download")]
+    DownloadNotFound(String),
+    #[error("no worker `{0}` on this hive")]
+    WorkerNotFound(String),
+    #[error("the API key is not valid for worker `{0}`")]
+    InvalidWorkerKey(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<CatalogError> for HiveError {
+    fn from(e: CatalogError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl HiveError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::ModelNotFound(_) => ErrorCode::ModelNotFound,
+            Self::InvalidModel(_) => ErrorCode::InvalidModel,
+            Self::DownloadFailed { .. } => ErrorCode::DownloadFailed,
+            Self::InsufficientRam { .. } => ErrorCode::InsufficientRam,
+            Self::BackendUnavailable { .. } => ErrorCode::BackendUnavailable,
+            Self::VramExhausted { .. } => ErrorCode::VramExhausted,
+            Self::DownloadNotFound(_) => ErrorCode::DownloadNotFound,
+            Self::WorkerNotFound(_) => ErrorCode::WorkerNotFound,
+            Self::InvalidWorkerKey(_) => ErrorCode::InvalidApiKey,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn envelope(&self) -> ErrorEnvelope {
+        let details = match self {
+            Self::DownloadFailed {
+                model_ref,
+                attempts,
+                cause,
+            } => json!({"model_ref": model_ref, "attempts": attempts, "cause": cause}),
+            Self::InsufficientRam {
+                model_ref,
+                required_mb,
+                available_mb,
+            } => {
+                json!({"model_ref": model_ref, "required_mb": required_mb, "available_mb": available_mb})
+            }
+            Self::BackendUnavailable { backend, found } => {
+                json!({"backend": backend, "available": found})
+            }
+            Self::VramExhausted {
+                backend,
+                device,
+                required_mb,
+                free_mb,
+            } => {
+                json!({"backend": backend, "device": device, "required_mb": required_mb, "free_mb": free_mb})
+            }
+            _ => serde_json::Value::Null,
+        };
+        ErrorEnvelope::new(self.code(), self.to_string()).with_details(details)
+    }
+}
+
+impl IntoResponse for HiveError {
+    fn into_response(self) -> Response {
+        ApiError(self.envelope()).into_response()
+    }
+}

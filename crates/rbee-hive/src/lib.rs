@@ -1,0 +1,191 @@
+//! `rbee-hive`: the pool manager of one node.
+//!
+//! It owns the node's model catalog (SQLite), gets models onto the node (Hugging Face
+//! downloads with resume and sha256 checks, or local files), checks that a model fits before
+//! anything starts, and spawns, watches and stops `llm-worker-rbee` processes. No worker
+//! outlives its hive.
+//!
+//! Modules:
+//! - [`args`]: command line (`daemon`, `detect`).
+//! - [`catalog`]: the model catalog trait, SQLite and in-memory.
+//! - [`model_ref`]: `hf:`/`file:` references and the choice of GGUF file.
+//! - [`hub`], [`downloads`]: the Hugging Face protocol; shared, resumable, verified downloads.
+//! - [`detect`], [`preflight`]: backends and devices; RAM, backend, VRAM and file checks.
+//! - [`workers`]: the worker registry and the pool that runs the processes.
+//! - [`logs`]: captured log lines for `GET /v1/logs`.
+//! - [`routes`], [`state`], [`error`]: the HTTP service.
+
+pub mod args;
+pub mod catalog;
+pub mod detect;
+pub mod downloads;
+pub mod error;
+pub mod hub;
+pub mod logs;
+pub mod model_ref;
+pub mod preflight;
+pub mod routes;
+pub mod state;
+pub mod workers;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rbee_http::auth::ApiKey;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{Command, DaemonArgs};
+use crate::catalog::{ModelCatalog, SqliteCatalog};
+use crate::downloads::Downloads;
+use crate::hub::HubClient;
+use crate::logs::LogHub;
+use crate::preflight::Preflight;
+use crate::state::{AppState, HiveState};
+use crate::workers::{PoolConfig, WorkerPool};
+
+/// A failure that stops the hive; its `Display` is the one line the user sees.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Fatal(pub String);
+
+pub async fn run(command: Command) -> Result<(), Fatal> {
+    match command {
+        Command::Detect => {
+            let found = detect::detect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&found).map_err(|e| Fatal(e.to_string()))?
+            );
+            Ok(())
+        }
+        Command::Daemon(args) => daemon(*args).await,
+    }
+}
+
+fn data_dir(args: &DaemonArgs) -> Result<PathBuf, Fatal> {
+    if let Some(dir) = &args.data_dir {
+        return Ok(dir.clone());
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .ok_or_else(|| Fatal("cannot find a data directory: set --data-dir or HOME".into()))?;
+    Ok(base.join("rbee"))
+}
+
+/// The worker binary: the flag, else next to this executable, else `llm-worker-rbee` on PATH.
+fn worker_bin(args: &DaemonArgs) -> PathBuf {
+    if let Some(bin) = &args.worker_bin {
+        return bin.clone();
+    }
+    std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("llm-worker-rbee"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("llm-worker-rbee"))
+}
+
+async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
+    let data = data_dir(&args)?;
+    let db = args
+        .models_db
+        .clone()
+        .unwrap_or_else(|| data.join("models.db"));
+    let models_dir = args
+        .models_dir
+        .clone()
+        .unwrap_or_else(|| data.join("models"));
+    let catalog: Arc<dyn ModelCatalog> =
+        Arc::new(SqliteCatalog::open(&db).map_err(|e| Fatal(e.to_string()))?);
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        Fatal(format!(
+            "cannot listen on {addr}: {e} (is another hive running?)"
+        ))
+    })?;
+    let bound = listener.local_addr().map_err(|e| Fatal(e.to_string()))?;
+    let local_ip = if bound.ip().is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        bound.ip()
+    };
+    let public_host = args
+        .public_host
+        .clone()
+        .unwrap_or_else(|| local_ip.to_string());
+    let worker_bin = worker_bin(&args);
+
+    let logs = Arc::new(LogHub::default());
+    let pool = Arc::new(WorkerPool::new(
+        PoolConfig {
+            worker_bin: worker_bin.clone(),
+            worker_host: args.worker_host,
+            public_host,
+            port_start: args.worker_port_start,
+            hive_url: format!("http://{}", SocketAddr::new(local_ip, bound.port())),
+            health_interval: args.health_interval,
+            idle_timeout: args.idle_timeout,
+        },
+        logs.clone(),
+    ));
+    let downloads = Arc::new(Downloads::new(
+        HubClient::new(&args.hf_endpoint, args.hf_token.clone()),
+        catalog.clone(),
+        models_dir.clone(),
+        args.download_backoff,
+        logs.clone(),
+    ));
+    let state: AppState = Arc::new(HiveState {
+        catalog,
+        downloads,
+        preflight: Preflight {
+            memory_limit_mb: args.memory_limit_mb,
+            worker_bin,
+        },
+        pool: pool.clone(),
+        logs: logs.clone(),
+        shutdown: CancellationToken::new(),
+    });
+    logs.hive(format!(
+        "rbee-hive {} listening on http://{bound} (catalog {}, models in {})",
+        env!("CARGO_PKG_VERSION"),
+        db.display(),
+        models_dir.display()
+    ));
+    serve(listener, state, ApiKey::new(&args.api_key)).await
+}
+
+/// Serves until SIGTERM, SIGINT or `POST /v1/admin/shutdown`; then stops every worker.
+pub async fn serve(listener: TcpListener, state: AppState, key: ApiKey) -> Result<(), Fatal> {
+    let app = routes::router(state.clone(), key);
+    let shutdown = state.shutdown.clone();
+    let signals = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            rbee_http::shutdown::signal().await;
+            shutdown.cancel();
+        }
+    });
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+        }
+    });
+    shutdown.cancelled().await;
+    signals.abort();
+    state.logs.hive("stopping every worker");
+    state.pool.stop_all().await;
+    match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!("server error: {e}"),
+        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
+        Err(_) => tracing::warn!("open connections did not close in time"),
+    }
+    state.logs.hive("hive stopped");
+    Ok(())
+}

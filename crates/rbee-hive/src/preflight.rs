@@ -1,0 +1,126 @@
+//! Checks before a worker is spawned (SPEC section 5 step 6): enough RAM, the backend
+//! present, enough VRAM for GPU backends, and a model file the worker can serve.
+
+use std::path::PathBuf;
+
+use rbee_api::Backend;
+use rbee_api::hive::ModelEntry;
+use rbee_api::worker::ModelInfo;
+use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+use tokio::process::Command;
+
+use crate::detect::detect;
+use crate::error::HiveError;
+
+/// Models need this much memory relative to their file size.
+const HEADROOM: f64 = 1.2;
+
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    /// The most RAM the hive may give to a model (the `--memory-limit-mb` setting).
+    pub memory_limit_mb: Option<u64>,
+    pub worker_bin: PathBuf,
+}
+
+fn mb(bytes: u64) -> u64 {
+    bytes.div_ceil(1024 * 1024)
+}
+
+/// Memory the OS reports as available; `None` when it cannot be read.
+pub fn available_ram_mb() -> Option<u64> {
+    System::new_with_specifics(
+        RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
+    )
+    .ok()
+    .map(|sys| sys.available_memory() / (1024 * 1024))
+}
+
+impl Preflight {
+    pub async fn check(
+        &self,
+        model: &ModelEntry,
+        backend: Backend,
+        device: u32,
+    ) -> Result<ModelInfo, HiveError> {
+        let required_mb = mb((model.size_bytes as f64 * HEADROOM) as u64);
+        let available_mb = match (available_ram_mb(), self.memory_limit_mb) {
+            (Some(free), Some(limit)) => Some(free.min(limit)),
+            (free, limit) => free.or(limit),
+        };
+        if available_mb.is_none() {
+            tracing::warn!("cannot read the available memory; skipping the RAM check");
+        }
+        if let Some(available_mb) = available_mb
+            && required_mb > available_mb
+        {
+            return Err(HiveError::InsufficientRam {
+                model_ref: model.reference.clone(),
+                required_mb,
+                available_mb,
+            });
+        }
+        let found = detect();
+        if !found.backends.contains(&backend) {
+            let names: Vec<&str> = found.backends.iter().map(|b| b.as_str()).collect();
+            return Err(HiveError::BackendUnavailable {
+                backend,
+                found: names.join(", "),
+            });
+        }
+        let devices = found.devices.get(&backend).copied().unwrap_or(0);
+        if device >= devices {
+            return Err(HiveError::BackendUnavailable {
+                backend,
+                found: format!("{devices} {backend} device(s); device {device} does not exist"),
+            });
+        }
+        if backend.is_gpu()
+            && let Some(free_mb) = found
+                .vram_free_mb
+                .get(&backend)
+                .and_then(|free| free.get(device as usize))
+                .copied()
+            && required_mb > free_mb
+        {
+            return Err(HiveError::VramExhausted {
+                backend,
+                device,
+                required_mb,
+                free_mb,
+            });
+        }
+        self.check_file(model).await
+    }
+
+    /// Asks the worker binary to read the model's GGUF header, exactly as it will when it
+    /// starts; the hive itself links no model code.
+    async fn check_file(&self, model: &ModelEntry) -> Result<ModelInfo, HiveError> {
+        let out = Command::new(&self.worker_bin)
+            .arg("--check")
+            .arg("--model")
+            .arg(&model.local_path)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| {
+                HiveError::Internal(format!(
+                    "cannot run the worker binary {}: {e}",
+                    self.worker_bin.display()
+                ))
+            })?;
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).map_err(|e| {
+                HiveError::Internal(format!(
+                    "unreadable answer from `llm-worker-rbee --check`: {e}"
+                ))
+            });
+        }
+        let reason = String::from_utf8_lossy(&out.stderr);
+        let reason = reason
+            .lines()
+            .last()
+            .unwrap_or("the worker rejected the file")
+            .trim_start_matches("llm-worker-rbee: error: ");
+        Err(HiveError::InvalidModel(reason.to_owned()))
+    }
+}

@@ -1,0 +1,218 @@
+//! A test double of the Hugging Face Hub: the URL protocol the hive speaks, with faults to
+//! inject (connection reset at a byte, corrupted content) and a record of what was asked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Serve correctly.
+    None,
+    /// Drop the connection after this many bytes of the file, on the first `n` GETs.
+    ResetAt { byte: u64, times: u32 },
+    /// Flip a byte in the middle of every transfer.
+    Corrupt,
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub range: Option<String>,
+    pub authorization: Option<String>,
+}
+
+struct Repo {
+    files: HashMap<String, Arc<Vec<u8>>>,
+}
+
+#[derive(Clone)]
+struct Hub {
+    repos: Arc<Mutex<HashMap<String, Repo>>>,
+    fault: Arc<Mutex<Fault>>,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+pub struct FakeHub {
+    pub url: String,
+    hub: Hub,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl FakeHub {
+    pub async fn start() -> Self {
+        let hub = Hub {
+            repos: Arc::default(),
+            fault: Arc::new(Mutex::new(Fault::None)),
+            requests: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route("/api/models/{org}/{repo}/revision/{rev}", get(repo_info))
+            .route("/{org}/{repo}/resolve/{rev}/{file}", get(resolve).head(resolve))
+            .with_state(hub.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url,
+            hub,
+            _server: server,
+        }
+    }
+
+    pub fn add_file(&self, repo: &str, name: &str, data: Arc<Vec<u8>>) {
+        let mut repos = self.hub.repos.lock().unwrap();
+        repos
+            .entry(repo.to_owned())
+            .or_insert_with(|| Repo {
+                files: HashMap::new(),
+            })
+            .files
+            .insert(name.to_owned(), data);
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        *self.hub.fault.lock().unwrap() = fault;
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.hub.requests.lock().unwrap().clone()
+    }
+
+    /// GETs of file contents (not metadata).
+    pub fn downloads(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/resolve/"))
+            .collect()
+    }
+}
+
+async fn repo_info(
+    State(hub): State<Hub>,
+    Path((org, repo, _rev)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    hub.record("GET", &format!("/api/models/{org}/{repo}"), &headers);
+    let repos = hub.repos.lock().unwrap();
+    match repos.get(&format!("{org}/{repo}")) {
+        Some(r) => {
+            let mut names: Vec<&String> = r.files.keys().collect();
+            names.sort();
+            let siblings: Vec<_> = names.iter().map(|n| serde_json::json!({"rfilename": n})).collect();
+            axum::Json(serde_json::json!({"id": format!("{org}/{repo}"), "siblings": siblings})).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "Repository not found").into_response(),
+    }
+}
+
+impl Hub {
+    fn record(&self, method: &str, path: &str, headers: &HeaderMap) {
+        let get = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        self.requests.lock().unwrap().push(Request {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            range: get(header::RANGE),
+            authorization: get(header::AUTHORIZATION),
+        });
+    }
+}
+
+async fn resolve(
+    State(hub): State<Hub>,
+    method: axum::http::Method,
+    Path((org, repo, _rev, file)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/{org}/{repo}/resolve/main/{file}");
+    hub.record(method.as_str(), &path, &headers);
+    let data = {
+        let repos = hub.repos.lock().unwrap();
+        match repos.get(&format!("{org}/{repo}")).and_then(|r| r.files.get(&file)) {
+            Some(d) => d.clone(),
+            None => return (StatusCode::NOT_FOUND, "Entry not found").into_response(),
+        }
+    };
+    let size = data.len() as u64;
+    let meta = [
+        ("x-linked-size", size.to_string()),
+        ("x-linked-etag", format!("\"{}\"", sha256_hex(&data))),
+        ("etag", format!("\"{}\"", sha256_hex(&data))),
+    ];
+    if method == axum::http::Method::HEAD {
+        let mut resp = Response::new(Body::empty());
+        for (k, v) in meta {
+            resp.headers_mut().insert(k, v.parse().unwrap());
+        }
+        resp.headers_mut().insert(header::CONTENT_LENGTH, size.into());
+        return resp;
+    }
+    let start: u64 = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.trim_end_matches('-').parse().ok())
+        .unwrap_or(0);
+    let fault = {
+        let mut fault = hub.fault.lock().unwrap();
+        let current = *fault;
+        if let Fault::ResetAt { byte, times } = current {
+            *fault = if times > 1 {
+                Fault::ResetAt { byte, times: times - 1 }
+            } else {
+                Fault::None
+            };
+        }
+        current
+    };
+    let mut body: Vec<u8> = data[start as usize..].to_vec();
+    if fault == Fault::Corrupt && !body.is_empty() {
+        let mid = body.len() / 2;
+        body[mid] ^= 0xFF;
+    }
+    let cut = match fault {
+        Fault::ResetAt { byte, .. } if byte > start => Some((byte - start) as usize),
+        _ => None,
+    };
+    let status = if start > 0 {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let len = body.len();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = match cut {
+        Some(cut) if cut < len => vec![
+            Ok(body[..cut].to_vec()),
+            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")),
+        ],
+        _ => body.chunks(1 << 20).map(|c| Ok(c.to_vec())).collect(),
+    };
+    let stream = futures::stream::iter(chunks).then(|c| async move {
+        tokio::task::yield_now().await;
+        c
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+    if start > 0 {
+        resp.headers_mut().insert(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{size}", size - 1).parse().unwrap(),
+        );
+    }
+    resp
+}

@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 export RBEE_TEST_MODEL="${RBEE_TEST_MODEL:-$(scripts/fetch-model.sh)}"
 profile=default
 [ -n "${CI:-}" ] && profile=ci
+# The hive's tests start the worker binary built beside it.
+cargo build --workspace --bins --locked
 cargo nextest run --workspace --locked --profile "$profile" "$@"

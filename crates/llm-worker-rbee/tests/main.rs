@@ -15,4 +15,5 @@ mod quantizations;
 mod requests_are_validated;
 mod shutdown;
 mod slots_and_cancellation;
+mod standalone_modes;
 mod tokenizer_matches_reference;

@@ -1,110 +1,19 @@
 //! Starting workers and talking to them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
-use rbee_api::sse::{SseDecoder, SseFrame};
+use rbee_api::sse::SseFrame;
 use rbee_api::worker::{EndEvent, InferenceEvent};
+pub use rbee_testkit::{Log, model_path, read_sse};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::Notify;
 
 pub const KEY: &str = "test-worker-key";
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The default model, fetched by `scripts/fetch-model.sh`.
-pub fn model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("RBEE_TEST_MODEL") {
-        return p.into();
-    }
-    let cache = std::env::var_os("RBEE_MODEL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("rbee/models"))
-        })
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/rbee/models")
-        });
-    let path = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "test model {} is missing: run scripts/fetch-model.sh first",
-        path.display()
-    );
-    path
-}
 
 pub fn worker_bin() -> &'static str {
     env!("CARGO_BIN_EXE_llm-worker-rbee")
-}
-
-/// Captured stderr of a child, and a way to wait for a line.
-#[derive(Clone, Default)]
-pub struct Log {
-    lines: Arc<Mutex<Vec<String>>>,
-    changed: Arc<Notify>,
-    closed: Arc<Mutex<bool>>,
-}
-
-impl Log {
-    pub fn capture(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Self {
-        let log = Self::default();
-        let l = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                l.lines.lock().unwrap().push(line);
-                l.changed.notify_waiters();
-            }
-            *l.closed.lock().unwrap() = true;
-            l.changed.notify_waiters();
-        });
-        log
-    }
-
-    pub fn text(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    /// Waits until the stream has ended (the process closed it).
-    pub async fn closed(&self) {
-        loop {
-            let notified = self.changed.notified();
-            if *self.closed.lock().unwrap() {
-                return;
-            }
-            tokio::time::timeout(START_TIMEOUT, notified)
-                .await
-                .expect("stream closes");
-        }
-    }
-
-    /// Waits for a line containing `needle`; `None` if the stream ended first.
-    pub async fn wait_for(&self, needle: &str) -> Option<String> {
-        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        loop {
-            let notified = self.changed.notified();
-            if let Some(line) = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return Some(line.clone());
-            }
-            if *self.closed.lock().unwrap() {
-                return None;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("timed out waiting for `{needle}` in:\n{}", self.text());
-            }
-        }
-    }
 }
 
 pub struct Worker {
@@ -119,16 +28,7 @@ impl Worker {
     pub async fn start_with(model: &Path, extra: &[&str]) -> Self {
         let mut child = spawn(model, extra);
         let log = Log::capture(child.stderr.take().unwrap());
-        let line = match log.wait_for("Listening on http://").await {
-            Some(line) => line,
-            None => panic!("worker exited before listening:\n{}", log.text()),
-        };
-        let url = line
-            .split("Listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap()
-            .to_owned();
+        let url = log.announced_url("Listening on ").await;
         Self {
             child,
             url,
@@ -223,22 +123,6 @@ pub fn spawn(model: &Path, extra: &[&str]) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("worker binary starts")
-}
-
-/// Reads an SSE response until `[DONE]` (or the end of the body).
-pub async fn read_sse(resp: reqwest::Response) -> Vec<SseFrame> {
-    let mut decoder = SseDecoder::new();
-    let mut frames = Vec::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        for frame in decoder.feed(&chunk.unwrap()) {
-            if frame.is_done() {
-                return frames;
-            }
-            frames.push(frame);
-        }
-    }
-    frames
 }
 
 /// The parsed events of one inference stream.

@@ -18,6 +18,8 @@ pub enum Fault {
     None,
     /// Drop the connection after this many bytes of the file, on the first `n` GETs.
     ResetAt { byte: u64, times: u32 },
+    /// Drop every connection after this many bytes of the response.
+    ResetEvery { after: u64 },
     /// Flip a byte in the middle of every transfer.
     Corrupt,
 }
@@ -48,7 +50,10 @@ pub struct FakeHub {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl FakeHub {
@@ -60,7 +65,10 @@ impl FakeHub {
         };
         let app = axum::Router::new()
             .route("/api/models/{org}/{repo}/revision/{rev}", get(repo_info))
-            .route("/{org}/{repo}/resolve/{rev}/{file}", get(resolve).head(resolve))
+            .route(
+                "/{org}/{repo}/resolve/{rev}/{file}",
+                get(resolve).head(resolve),
+            )
             .with_state(hub.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -113,8 +121,12 @@ async fn repo_info(
         Some(r) => {
             let mut names: Vec<&String> = r.files.keys().collect();
             names.sort();
-            let siblings: Vec<_> = names.iter().map(|n| serde_json::json!({"rfilename": n})).collect();
-            axum::Json(serde_json::json!({"id": format!("{org}/{repo}"), "siblings": siblings})).into_response()
+            let siblings: Vec<_> = names
+                .iter()
+                .map(|n| serde_json::json!({"rfilename": n}))
+                .collect();
+            axum::Json(serde_json::json!({"id": format!("{org}/{repo}"), "siblings": siblings}))
+                .into_response()
         }
         None => (StatusCode::NOT_FOUND, "Repository not found").into_response(),
     }
@@ -122,7 +134,12 @@ async fn repo_info(
 
 impl Hub {
     fn record(&self, method: &str, path: &str, headers: &HeaderMap) {
-        let get = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let get = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         self.requests.lock().unwrap().push(Request {
             method: method.to_owned(),
             path: path.to_owned(),
@@ -142,7 +159,10 @@ async fn resolve(
     hub.record(method.as_str(), &path, &headers);
     let data = {
         let repos = hub.repos.lock().unwrap();
-        match repos.get(&format!("{org}/{repo}")).and_then(|r| r.files.get(&file)) {
+        match repos
+            .get(&format!("{org}/{repo}"))
+            .and_then(|r| r.files.get(&file))
+        {
             Some(d) => d.clone(),
             None => return (StatusCode::NOT_FOUND, "Entry not found").into_response(),
         }
@@ -158,7 +178,8 @@ async fn resolve(
         for (k, v) in meta {
             resp.headers_mut().insert(k, v.parse().unwrap());
         }
-        resp.headers_mut().insert(header::CONTENT_LENGTH, size.into());
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, size.into());
         return resp;
     }
     let start: u64 = headers
@@ -172,7 +193,10 @@ async fn resolve(
         let current = *fault;
         if let Fault::ResetAt { byte, times } = current {
             *fault = if times > 1 {
-                Fault::ResetAt { byte, times: times - 1 }
+                Fault::ResetAt {
+                    byte,
+                    times: times - 1,
+                }
             } else {
                 Fault::None
             };
@@ -186,6 +210,7 @@ async fn resolve(
     }
     let cut = match fault {
         Fault::ResetAt { byte, .. } if byte > start => Some((byte - start) as usize),
+        Fault::ResetEvery { after } => Some(after as usize),
         _ => None,
     };
     let status = if start > 0 {
@@ -197,7 +222,10 @@ async fn resolve(
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = match cut {
         Some(cut) if cut < len => vec![
             Ok(body[..cut].to_vec()),
-            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected reset",
+            )),
         ],
         _ => body.chunks(1 << 20).map(|c| Ok(c.to_vec())).collect(),
     };
@@ -207,11 +235,14 @@ async fn resolve(
     });
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, len.into());
     if start > 0 {
         resp.headers_mut().insert(
             header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{size}", size - 1).parse().unwrap(),
+            format!("bytes {start}-{}/{size}", size - 1)
+                .parse()
+                .unwrap(),
         );
     }
     resp

@@ -29,6 +29,8 @@ use crate::logs::LogHub;
 pub const MAX_FAILED_CHECKS: u32 = 3;
 /// How long a worker gets to stop after being asked, before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
+/// How often a loading worker is polled.
+const LOADING_POLL: Duration = Duration::from_millis(100);
 /// Ports tried after the first one before giving up.
 const PORT_RANGE: u16 = 1000;
 
@@ -215,8 +217,9 @@ impl WorkerPool {
     }
 
     /// Follows one worker until it is removed: state from `/v1/ready`, health, idle time.
+    /// While the worker loads it is polled often, so "idle" shows as soon as it is true.
     async fn supervise(&self, id: &str, stop: CancellationToken) {
-        let interval = self
+        let steady = self
             .config
             .health_interval
             .min(self.config.idle_timeout / 4)
@@ -226,6 +229,15 @@ impl WorkerPool {
             .health_interval
             .clamp(Duration::from_millis(500), Duration::from_secs(5));
         loop {
+            let loading = self
+                .registry
+                .get(id)
+                .is_some_and(|(w, _)| w.state == WorkerState::Loading);
+            let interval = if loading {
+                LOADING_POLL.min(steady)
+            } else {
+                steady
+            };
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}

@@ -1,0 +1,87 @@
+//! `--check` (validate a model without serving it) and `--watch-stdin` (die with the parent).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::support::{KEY, Log, model_path, worker_bin};
+
+#[tokio::test]
+async fn check_prints_the_model_metadata_and_exits_zero() {
+    let out = Command::new(worker_bin())
+        .args(["--check", "--model"])
+        .arg(model_path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["architecture"], "llama");
+    assert_eq!(info["quantization"], "Q4_1");
+    assert_eq!(
+        info["size_bytes"],
+        std::fs::metadata(model_path()).unwrap().len()
+    );
+}
+
+#[tokio::test]
+async fn check_of_a_bad_file_fails_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.gguf");
+    std::fs::write(&bad, "nope").unwrap();
+    let out = Command::new(worker_bin())
+        .args(["--check", "--model"])
+        .arg(&bad)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.gguf") && err.contains("not a GGUF file"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn worker_exits_when_its_stdin_closes() {
+    let mut child = Command::new(worker_bin())
+        .arg("--model")
+        .arg(model_path())
+        .args([
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--api-key",
+            KEY,
+            "--watch-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let log = Log::capture(child.stderr.take().unwrap());
+    log.wait_for("model loaded").await.expect("worker loads");
+    drop(child.stdin.take());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("worker exits after stdin closes")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        log.text().contains("standard input closed"),
+        "{}",
+        log.text()
+    );
+}

@@ -1,0 +1,148 @@
+//! `rbee-hive detect` and the preflight checks, each failure with its code and details.
+//! A fake `nvidia-smi` on PATH stands in for GPUs (a test double outside the product).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::support::{Hive, HiveOptions, hive_bin, model_path};
+
+/// A directory holding a fake `nvidia-smi` that reports GPUs with the given free MB.
+fn fake_gpus(dir: &Path, free_mb: &[u64]) -> String {
+    let lines: Vec<String> = free_mb
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("{i}, {f}"))
+        .collect();
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' {}\n",
+        lines
+            .iter()
+            .map(|l| format!("'{l}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let bin = dir.join("nvidia-smi");
+    std::fs::write(&bin, script).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:/usr/bin:/bin", dir.display())
+}
+
+async fn detect(path: &str) -> Value {
+    let out = tokio::process::Command::new(hive_bin())
+        .arg("detect")
+        .env("PATH", path)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn detect_reports_cpu_and_the_gpus_nvidia_smi_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let without = detect("/usr/bin:/bin").await;
+    assert_eq!(without, json!({"backends": ["cpu"], "devices": {"cpu": 1}}));
+    let with = detect(&fake_gpus(dir.path(), &[20_000, 7_000])).await;
+    assert_eq!(with["backends"], json!(["cpu", "cuda"]));
+    assert_eq!(with["devices"], json!({"cpu": 1, "cuda": 2}));
+    assert_eq!(with["vram_free_mb"], json!({"cuda": [20_000, 7_000]}));
+}
+
+fn file_ref() -> String {
+    format!("file:{}", model_path().display())
+}
+
+#[tokio::test]
+async fn insufficient_ram_names_required_and_available_megabytes() {
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).arg("--memory-limit-mb", "50")).await;
+    let (status, body) = hive.spawn(json!({"model_ref": file_ref()})).await;
+    assert_eq!(status, 422, "{body}");
+    let err = &body["error"];
+    assert_eq!(err["code"], "INSUFFICIENT_RAM");
+    assert_eq!(err["details"]["available_mb"], 50);
+    let required = err["details"]["required_mb"].as_u64().unwrap();
+    assert!(
+        (112..=114).contains(&required),
+        "1.2 x 94 MB, got {required}"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("smaller quantization")
+    );
+    assert!(hive.workers().await.is_empty());
+}
+
+#[tokio::test]
+async fn missing_backend_is_backend_unavailable() {
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).env("PATH", "/usr/bin:/bin")).await;
+    let (status, body) = hive
+        .spawn(json!({"model_ref": file_ref(), "backend": "cuda"}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "BACKEND_UNAVAILABLE");
+    assert_eq!(body["error"]["details"]["backend"], "cuda");
+    assert!(body["error"]["message"].as_str().unwrap().contains("cuda"));
+}
+
+#[tokio::test]
+async fn too_little_free_vram_is_vram_exhausted() {
+    let data = tempfile::tempdir().unwrap();
+    let gpus = tempfile::tempdir().unwrap();
+    let path = fake_gpus(gpus.path(), &[50]);
+    let hive = Hive::start(HiveOptions::new(data.path()).env("PATH", &path)).await;
+    let (status, body) = hive
+        .spawn(json!({"model_ref": file_ref(), "backend": "cuda", "device": 0}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "VRAM_EXHAUSTED");
+    assert_eq!(body["error"]["details"]["free_mb"], 50);
+    assert_eq!(body["error"]["details"]["device"], 0);
+
+    let (status, body) = hive
+        .spawn(json!({"model_ref": file_ref(), "backend": "cuda", "device": 3}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "BACKEND_UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_gguf_is_refused_before_any_spawn() {
+    let data = tempfile::tempdir().unwrap();
+    let bad = data.path().join("notes.gguf");
+    std::fs::write(&bad, "not weights").unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path())).await;
+    let (status, body) = hive
+        .spawn(json!({"model_ref": format!("file:{}", bad.display())}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "INVALID_MODEL");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a GGUF file")
+    );
+    assert!(hive.workers().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_file_is_model_not_found() {
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path())).await;
+    let (status, body) = hive
+        .spawn(json!({"model_ref": "file:/nowhere/model.gguf"}))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "MODEL_NOT_FOUND");
+}

@@ -1,0 +1,261 @@
+//! Downloads from a Hub look-alike: progress, resume, verification, retries, sharing.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::fake_hub::{FakeHub, Fault};
+use crate::support::{Hive, HiveOptions, model_bytes};
+
+const REPO: &str = "test/SmolLM2-135M-Instruct-GGUF";
+const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+async fn hub_with_model() -> FakeHub {
+    let hub = FakeHub::start().await;
+    hub.add_file(REPO, FILE, model_bytes());
+    hub
+}
+
+/// Starts a download and follows its progress stream to the end.
+async fn download(hive: &Hive, model_ref: &str) -> Vec<Value> {
+    let started = hive.start_download(model_ref).await;
+    assert_eq!(started["state"], "downloading", "{started}");
+    let id = started["download_id"].as_str().unwrap().to_owned();
+    let url = format!("{}/v1/models/download/progress", hive.url);
+    let resp = hive
+        .http
+        .get(url)
+        .query(&[("id", id)])
+        .bearer_auth(crate::support::KEY)
+        .send()
+        .await
+        .unwrap();
+    crate::support::read_sse(resp)
+        .await
+        .iter()
+        .map(|f| {
+            let v: Value = serde_json::from_str(&f.data).unwrap();
+            assert_eq!(v["stage"], f.event.as_str());
+            v
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn download_streams_progress_then_registers_the_verified_model() {
+    let hub = hub_with_model().await;
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
+    let events = download(&hive, &format!("hf:{REPO}")).await;
+
+    let progress: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["stage"] == "downloading")
+        .collect();
+    assert!(!progress.is_empty(), "{events:?}");
+    let size = model_bytes().len() as u64;
+    assert!(progress.iter().all(|e| e["bytes_total"] == size));
+    let bytes: Vec<u64> = progress
+        .iter()
+        .map(|e| e["bytes_downloaded"].as_u64().unwrap())
+        .collect();
+    assert!(bytes.windows(2).all(|w| w[0] <= w[1]), "{bytes:?}");
+    assert!(
+        progress
+            .iter()
+            .all(|e| e["speed_mbps"].as_f64().unwrap() >= 0.0)
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["stage"], "complete");
+
+    let models = hive.models().await;
+    assert_eq!(models.len(), 1);
+    let entry = &models[0];
+    assert_eq!(entry["reference"], format!("hf:{REPO}"));
+    assert_eq!(entry["sha256"], SHA256);
+    assert_eq!(entry["size_bytes"], size);
+    assert_eq!(entry["quantization"], "Q4_1");
+    assert_eq!(entry["local_path"], last["local_path"]);
+    let on_disk = std::fs::read(entry["local_path"].as_str().unwrap()).unwrap();
+    assert_eq!(on_disk.len() as u64, size);
+}
+
+#[tokio::test]
+async fn connection_reset_at_40_percent_resumes_with_range_to_a_verified_file() {
+    let hub = hub_with_model().await;
+    let size = model_bytes().len() as u64;
+    let cut = size * 2 / 5;
+    hub.set_fault(Fault::ResetAt {
+        byte: cut,
+        times: 1,
+    });
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
+    let events = download(&hive, &format!("hf:{REPO}")).await;
+
+    let retry = events
+        .iter()
+        .find(|e| e["stage"] == "retrying")
+        .expect("a retry");
+    assert_eq!(retry["attempt"], 1);
+    assert_eq!(retry["max_attempts"], 6);
+    assert_eq!(events.last().unwrap()["stage"], "complete", "{events:?}");
+    let gets = hub.downloads();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(gets[0].range, None);
+    assert_eq!(
+        gets[1].range.as_deref(),
+        Some(format!("bytes={cut}-").as_str())
+    );
+    assert_eq!(hive.models().await[0]["sha256"], SHA256);
+}
+
+#[tokio::test]
+async fn corrupted_transfer_is_never_registered() {
+    let hub = FakeHub::start().await;
+    hub.add_file("test/blob", "blob.Q8_0.gguf", Arc::new(vec![7u8; 300_000]));
+    hub.set_fault(Fault::Corrupt);
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
+    let events = download(&hive, "hf:test/blob").await;
+
+    let failed = events.last().unwrap();
+    assert_eq!(failed["stage"], "failed", "{events:?}");
+    assert_eq!(failed["error"]["error"]["code"], "DOWNLOAD_FAILED");
+    let cause = failed["error"]["error"]["details"]["cause"]
+        .as_str()
+        .unwrap();
+    assert!(cause.contains("sha256 mismatch"), "{cause}");
+    assert!(hive.models().await.is_empty());
+    let leftovers: Vec<_> = walk(&data.path().join("models"));
+    assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
+}
+
+#[tokio::test]
+async fn six_failed_attempts_end_in_download_failed_with_the_cause() {
+    let hub = FakeHub::start().await;
+    hub.add_file("test/blob", "blob.Q8_0.gguf", Arc::new(vec![1u8; 300_000]));
+    hub.set_fault(Fault::ResetEvery { after: 1000 });
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
+    let events = download(&hive, "hf:test/blob").await;
+
+    let retries = events.iter().filter(|e| e["stage"] == "retrying").count();
+    assert_eq!(retries, 5, "{events:?}");
+    let failed = events.last().unwrap();
+    assert_eq!(failed["error"]["error"]["code"], "DOWNLOAD_FAILED");
+    assert_eq!(failed["error"]["error"]["details"]["attempts"], 6);
+    assert_eq!(hub.downloads().len(), 6);
+    assert!(hive.models().await.is_empty());
+
+    let (status, body) = hive.spawn(json!({"model_ref": "hf:test/blob"})).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "DOWNLOAD_FAILED");
+}
+
+#[tokio::test]
+async fn concurrent_spawns_of_a_missing_model_download_it_once() {
+    let hub = hub_with_model().await;
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
+    let body = json!({"model_ref": format!("hf:{REPO}")});
+    let (a, b) = tokio::join!(hive.spawn(body.clone()), hive.spawn(body));
+    assert_eq!(a.0, 200, "{}", a.1);
+    assert_eq!(b.0, 200, "{}", b.1);
+    assert_ne!(a.1["worker_id"], b.1["worker_id"]);
+    assert_eq!(hub.downloads().len(), 1, "{:?}", hub.downloads());
+    assert_eq!(hive.models().await.len(), 1);
+}
+
+#[tokio::test]
+async fn hf_token_is_sent_to_the_hub() {
+    let hub = FakeHub::start().await;
+    hub.add_file("test/blob", "blob.Q8_0.gguf", Arc::new(vec![3u8; 1000]));
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(
+        HiveOptions::new(data.path())
+            .hub(&hub.url)
+            .env("HF_TOKEN", "hf_secret"),
+    )
+    .await;
+    download(&hive, "hf:test/blob").await;
+    let requests = hub.requests();
+    assert!(!requests.is_empty());
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer hf_secret")),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn quantization_is_chosen_by_the_reference() {
+    let hub = FakeHub::start().await;
+    for q in ["Q4_K_M", "Q8_0"] {
+        hub.add_file(
+            "test/multi",
+            &format!("m.{q}.gguf"),
+            Arc::new(q.as_bytes().to_vec()),
+        );
+    }
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
+
+    let default = download(&hive, "hf:test/multi").await;
+    assert!(
+        default.last().unwrap()["local_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("m.Q4_K_M.gguf")
+    );
+    let named = download(&hive, "hf:test/multi:Q8_0").await;
+    assert!(
+        named.last().unwrap()["local_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("m.Q8_0.gguf")
+    );
+
+    let missing = download(&hive, "hf:test/multi:Q2_K").await;
+    let error = &missing.last().unwrap()["error"]["error"];
+    assert_eq!(error["code"], "MODEL_NOT_FOUND");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("m.Q8_0.gguf (:Q8_0)"),
+        "{error}"
+    );
+    let refs: Vec<String> = hive
+        .models()
+        .await
+        .iter()
+        .map(|m| m["reference"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(refs, ["hf:test/multi", "hf:test/multi:Q8_0"]);
+}
+
+#[tokio::test]
+async fn unknown_repository_is_model_not_found() {
+    let hub = FakeHub::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
+    let (status, body) = hive.spawn(json!({"model_ref": "hf:nobody/nothing"})).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "MODEL_NOT_FOUND");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            if p.is_dir() { walk(&p) } else { vec![p] }
+        })
+        .collect()
+}

@@ -1,0 +1,185 @@
+//! Helpers shared by the integration tests of every rbee crate (a dev-dependency only).
+//!
+//! - [`model_path`]: the default model fetched by `scripts/fetch-model.sh`.
+//! - [`Log`]: a child's output captured line by line, with waiting for a line.
+//! - [`call`], [`read_sse`]: a JSON answer with its status; an event stream read to `[DONE]`.
+//! - [`alive`], [`wait_gone`], [`signal`]: processes checked and signalled by PID.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rbee_api::sse::{SseDecoder, SseFrame};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::Notify;
+
+/// How long helpers wait for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The default model (`RBEE_TEST_MODEL`, else the cache `scripts/fetch-model.sh` fills).
+pub fn model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("RBEE_TEST_MODEL") {
+        return p.into();
+    }
+    let cache = std::env::var_os("RBEE_MODEL_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("rbee/models"))
+        })
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/rbee/models")
+        });
+    let path = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.is_file(),
+        "test model {} is missing: run scripts/fetch-model.sh first",
+        path.display()
+    );
+    path
+}
+
+/// The default model's bytes, read once per test binary.
+pub fn model_bytes() -> Arc<Vec<u8>> {
+    static BYTES: std::sync::OnceLock<Arc<Vec<u8>>> = std::sync::OnceLock::new();
+    BYTES
+        .get_or_init(|| Arc::new(std::fs::read(model_path()).unwrap()))
+        .clone()
+}
+
+/// Output of a child process, captured line by line.
+#[derive(Clone, Default)]
+pub struct Log {
+    lines: Arc<Mutex<Vec<String>>>,
+    changed: Arc<Notify>,
+    closed: Arc<Mutex<bool>>,
+}
+
+impl Log {
+    pub fn capture(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Self {
+        let log = Self::default();
+        let l = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                l.lines.lock().unwrap().push(line);
+                l.changed.notify_waiters();
+            }
+            *l.closed.lock().unwrap() = true;
+            l.changed.notify_waiters();
+        });
+        log
+    }
+
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Waits until the stream has ended (the process closed it).
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.changed.notified();
+            if *self.closed.lock().unwrap() {
+                return;
+            }
+            tokio::time::timeout(WAIT, notified)
+                .await
+                .expect("stream closes");
+        }
+    }
+
+    /// Waits for a line containing `needle`; `None` if the stream ended first.
+    pub async fn wait_for(&self, needle: &str) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.changed.notified();
+            if let Some(line) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return Some(line.clone());
+            }
+            if *self.closed.lock().unwrap() {
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("timed out waiting for `{needle}` in:\n{}", self.text());
+            }
+        }
+    }
+
+    /// The URL in the first `<marker>http://…` line (how daemons announce a port-0 bind).
+    pub async fn announced_url(&self, marker: &str) -> String {
+        let needle = format!("{marker}http://");
+        let line = self
+            .wait_for(&needle)
+            .await
+            .unwrap_or_else(|| panic!("exited before `{needle}`:\n{}", self.text()));
+        line.split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// Sends a request and returns its status and JSON body (`null` when the body is not JSON).
+pub async fn call(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Reads an event-stream response until `[DONE]` (or the end of the body).
+pub async fn read_sse(resp: reqwest::Response) -> Vec<SseFrame> {
+    let mut decoder = SseDecoder::new();
+    let mut frames = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        for frame in decoder.feed(&chunk.unwrap()) {
+            if frame.is_done() {
+                return frames;
+            }
+            frames.push(frame);
+        }
+    }
+    frames
+}
+
+/// Whether a process is still running (a zombie counts as gone).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits until `pid` is gone.
+pub async fn wait_gone(pid: u32, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while alive(pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "process {pid} still running after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `sig` (`TERM`, `KILL`, `STOP`, …) to `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}

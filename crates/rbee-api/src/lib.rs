@@ -7,17 +7,23 @@
 //!
 //! Layout:
 //! - [`backend`]: the compute backends (`cpu`, `cuda`, `metal`).
+//! - [`duration`]: `500ms`, `30s`, `5m` as written in flags.
 //! - [`error`]: the `{"error":{"code","message","details"}}` envelope and [`ErrorCode`].
+//! - [`model_ref`]: `hf:` and `file:` model references.
 //! - [`narration`]: human-readable narration events streamed alongside data.
 //! - [`hive`]: the `rbee-hive` API (workers, models, downloads, logs, detection).
+//! - [`queen`]: the `queen-rbee` API (node registry, tasks, workers across nodes).
 //! - [`worker`]: the `llm-worker-rbee` API (inference, loading progress, readiness, callbacks).
 //! - [`routes`]: every route path, so clients and servers never disagree on a URL.
 //! - [`sse`]: names shared by all Server-Sent Event streams.
 
 pub mod backend;
+pub mod duration;
 pub mod error;
 pub mod hive;
+pub mod model_ref;
 pub mod narration;
+pub mod queen;
 pub mod routes;
 pub mod sse;
 pub mod worker;

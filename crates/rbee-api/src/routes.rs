@@ -31,3 +31,23 @@ pub mod hive {
     pub const LOGS: &str = "/v1/logs";
     pub const ADMIN_SHUTDOWN: &str = "/v1/admin/shutdown";
 }
+
+/// `queen-rbee` routes.
+pub mod queen {
+    pub const HEALTH: &str = "/health";
+    pub const BEEHIVES_ADD: &str = "/v2/registry/beehives/add";
+    pub const BEEHIVES_LIST: &str = "/v2/registry/beehives/list";
+    pub const BEEHIVES_REMOVE: &str = "/v2/registry/beehives/remove";
+    pub const BEEHIVES_INSTALL: &str = "/v2/registry/beehives/install";
+    pub const TASKS: &str = "/v2/tasks";
+    /// `DELETE /v2/tasks/{id}`.
+    pub const TASK: &str = "/v2/tasks/{id}";
+    pub const WORKERS_LIST: &str = "/v2/workers/list";
+    pub const WORKERS_HEALTH: &str = "/v2/workers/health";
+    pub const WORKERS_SHUTDOWN: &str = "/v2/workers/shutdown";
+    pub const LOGS: &str = "/v2/logs";
+
+    pub fn task(id: &str) -> String {
+        format!("{TASKS}/{id}")
+    }
+}

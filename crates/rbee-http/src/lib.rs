@@ -1,14 +1,16 @@
-//! Server plumbing shared by `llm-worker-rbee`, `rbee-hive` and `queen-rbee`.
+//! HTTP plumbing shared by `llm-worker-rbee`, `rbee-hive`, `queen-rbee` and `rbee`.
 //!
 //! Each daemon defines its own error enum and routes; what must behave identically in all of
 //! them lives here so it is written once:
 //! - [`error`]: turning an [`rbee_api::ErrorEnvelope`] into an HTTP response.
 //! - [`json`]: a JSON body extractor whose rejections use the envelope (`INVALID_REQUEST`).
+//! - [`client`]: reading another rbee process's event stream and error envelopes.
 //! - [`auth`]: the bearer-key middleware guarding every route but health.
 //! - [`sse`]: typed Server-Sent Event streams ending with `data: [DONE]`.
 //! - [`shutdown`]: waiting for SIGTERM or SIGINT.
 
 pub mod auth;
+pub mod client;
 pub mod error;
 pub mod json;
 pub mod shutdown;

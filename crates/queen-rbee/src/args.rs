@@ -1,0 +1,66 @@
+//! Command line of `queen-rbee` (every flag also reads an `RBEE_QUEEN_*` variable).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use rbee_api::duration::parse_duration;
+
+/// queen-rbee: the orchestrator. Keeps the registry of nodes, starts their hives (over SSH,
+/// or as a child process for `localhost`) and runs inference tasks through them.
+#[derive(Debug, Parser)]
+#[command(name = "queen-rbee", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the queen until SIGTERM or SIGINT; then every hive it started is stopped.
+    Daemon(Box<DaemonArgs>),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DaemonArgs {
+    /// TCP port to listen on (0 picks a free one; the address is logged).
+    #[arg(long, env = "RBEE_QUEEN_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Address to listen on. Anything but loopback requires --api-key.
+    #[arg(long, env = "RBEE_QUEEN_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// Bearer key clients must send (required when not listening on loopback).
+    #[arg(long, env = "RBEE_QUEEN_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Node registry database (default: <data dir>/beehives.db). Created when missing.
+    #[arg(long, env = "RBEE_QUEEN_DB")]
+    pub db: Option<PathBuf>,
+
+    /// Data directory (default: $XDG_DATA_HOME/rbee or ~/.local/share/rbee).
+    #[arg(long, env = "RBEE_QUEEN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// ssh client configuration passed to every ssh call with -F.
+    #[arg(long, env = "RBEE_QUEEN_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+
+    /// The rbee-hive binary for the local node (default: next to queen-rbee, else PATH).
+    #[arg(long, env = "RBEE_QUEEN_HIVE_BIN")]
+    pub hive_bin: Option<PathBuf>,
+
+    /// Extra arguments for the local hive, e.g. "--idle-timeout 1m" (split on spaces).
+    #[arg(long, env = "RBEE_QUEEN_LOCAL_HIVE_ARGS", default_value = "")]
+    pub local_hive_args: String,
+
+    /// Where rbee's binaries are on remote nodes (default: <install_path>/target/release).
+    #[arg(long, env = "RBEE_QUEEN_REMOTE_BINARY_PATH")]
+    pub remote_binary_path: Option<String>,
+
+    /// How long a worker may take to load its model.
+    #[arg(long, env = "RBEE_QUEEN_LOADING_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub loading_timeout: Duration,
+}

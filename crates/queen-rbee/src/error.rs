@@ -1,0 +1,107 @@
+//! The queen's errors and their one mapping onto the HTTP error envelope.
+
+use axum::response::{IntoResponse, Response};
+use rbee_api::{ErrorCode, ErrorEnvelope};
+use rbee_http::ApiError;
+use serde_json::{Value, json};
+
+use crate::registry::RegistryError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueenError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(
+        "node `{0}` is not registered; add it with `rbee setup add-node --name {0} --ssh-host <host> --ssh-user <user> --install-path <path>`"
+    )]
+    NodeNotFound(String),
+    #[error("SSH to {node} failed: {reason}")]
+    SshFailed { node: String, reason: String },
+    #[error(
+        "rbee-hive on {node} did not answer at {url} after {attempts} attempts ({reason}); check that rbee-hive runs there (`rbee workers health --node {node}`)"
+    )]
+    ConnectionTimeout {
+        node: String,
+        url: String,
+        attempts: u32,
+        reason: String,
+    },
+    #[error(
+        "rbee-hive on {node} is version {hive}, this queen is {queen}; upgrade the node with `rbee setup install --node {node}`"
+    )]
+    VersionMismatch {
+        node: String,
+        hive: String,
+        queen: String,
+    },
+    #[error(
+        "worker {worker_id} did not finish loading within {timeout_s} s (last state: {state}); read its logs with `rbee logs --node {node}`"
+    )]
+    LoadingTimeout {
+        node: String,
+        worker_id: String,
+        timeout_s: u64,
+        state: String,
+    },
+    #[error("no worker `{0}` on any node")]
+    WorkerNotFound(String),
+    #[error("no task `{0}` is running")]
+    TaskNotFound(String),
+    /// An error another rbee process answered with, passed on as it came.
+    #[error("{}", .0.error.message)]
+    Remote(ErrorEnvelope),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<RegistryError> for QueenError {
+    fn from(e: RegistryError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl QueenError {
+    pub fn envelope(&self) -> ErrorEnvelope {
+        let (code, details): (ErrorCode, Value) = match self {
+            Self::InvalidRequest(_) => (ErrorCode::InvalidRequest, Value::Null),
+            Self::NodeNotFound(node) => (
+                ErrorCode::NodeNotFound,
+                json!({"node": node, "hint": format!("rbee setup add-node --name {node} ...")}),
+            ),
+            Self::SshFailed { node, reason } => (
+                ErrorCode::SshFailed,
+                json!({"node": node, "reason": reason}),
+            ),
+            Self::ConnectionTimeout {
+                node,
+                url,
+                attempts,
+                ..
+            } => (
+                ErrorCode::ConnectionTimeout,
+                json!({"node": node, "url": url, "attempts": attempts}),
+            ),
+            Self::VersionMismatch { node, hive, queen } => (
+                ErrorCode::VersionMismatch,
+                json!({"node": node, "hive_version": hive, "queen_version": queen}),
+            ),
+            Self::LoadingTimeout {
+                worker_id, state, ..
+            } => (
+                ErrorCode::LoadingTimeout,
+                json!({"worker_id": worker_id, "state": state}),
+            ),
+            Self::WorkerNotFound(_) => (ErrorCode::WorkerNotFound, Value::Null),
+            Self::TaskNotFound(_) => (ErrorCode::JobNotFound, Value::Null),
+            Self::Remote(envelope) => return envelope.clone(),
+            Self::Internal(_) => (ErrorCode::Internal, Value::Null),
+        };
+        ErrorEnvelope::new(code, self.to_string()).with_details(details)
+    }
+}
+
+impl IntoResponse for QueenError {
+    fn into_response(self) -> Response {
+        ApiError(self.envelope()).into_response()
+    }
+}

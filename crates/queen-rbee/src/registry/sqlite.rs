@@ -1,0 +1,175 @@
+//! The registry as a SQLite file (`beehives.db`, table `beehives`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rbee_api::queen::{Beehive, NodeStatus};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{BeehiveRegistry, NodeRecord, RegistryError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS beehives (
+    node_name           TEXT PRIMARY KEY,
+    ssh_host            TEXT NOT NULL,
+    ssh_port            INTEGER NOT NULL DEFAULT 22,
+    ssh_user            TEXT NOT NULL,
+    ssh_key_path        TEXT,
+    git_repo_url        TEXT,
+    git_branch          TEXT NOT NULL DEFAULT 'main',
+    install_path        TEXT NOT NULL,
+    last_connected_unix INTEGER,
+    last_error          TEXT,
+    status              TEXT NOT NULL DEFAULT 'unknown'
+                        CHECK (status IN ('unknown', 'reachable', 'unreachable')),
+    backends            TEXT NOT NULL DEFAULT '[]',
+    devices             TEXT NOT NULL DEFAULT '{}',
+    hive_port           INTEGER NOT NULL DEFAULT 9200,
+    hive_api_key        TEXT NOT NULL
+);";
+
+const COLUMNS: &str = "node_name, ssh_host, ssh_port, ssh_user, ssh_key_path, git_repo_url, \
+     git_branch, install_path, last_connected_unix, last_error, status, backends, devices, \
+     hive_port, hive_api_key";
+
+#[derive(Debug)]
+pub struct SqliteRegistry {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteRegistry {
+    /// Opens (creating the file and its folders when missing) the registry at `path`.
+    pub fn open(path: &Path) -> Result<Self, RegistryError> {
+        let fail = |message: String| RegistryError {
+            path: path.display().to_string(),
+            message,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .and_then(|()| conn.execute_batch(SCHEMA))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Self {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, RegistryError> {
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&conn).map_err(|e| RegistryError {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn status_of(text: &str) -> NodeStatus {
+    match text {
+        "reachable" => NodeStatus::Reachable,
+        "unreachable" => NodeStatus::Unreachable,
+        _ => NodeStatus::Unknown,
+    }
+}
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
+    let json_err = |i: usize, e: serde_json::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    let backends: String = row.get(11)?;
+    let devices: String = row.get(12)?;
+    Ok(NodeRecord {
+        beehive: Beehive {
+            node_name: row.get(0)?,
+            ssh_host: row.get(1)?,
+            ssh_port: row.get(2)?,
+            ssh_user: row.get(3)?,
+            ssh_key_path: row.get(4)?,
+            git_repo_url: row.get(5)?,
+            git_branch: row.get(6)?,
+            install_path: row.get(7)?,
+            last_connected_unix: row.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
+            last_error: row.get(9)?,
+            status: status_of(&row.get::<_, String>(10)?),
+            backends: serde_json::from_str(&backends).map_err(|e| json_err(11, e))?,
+            devices: serde_json::from_str(&devices).map_err(|e| json_err(12, e))?,
+            hive_port: row.get(13)?,
+        },
+        hive_api_key: row.get(14)?,
+    })
+}
+
+impl BeehiveRegistry for SqliteRegistry {
+    fn get(&self, node_name: &str) -> Result<Option<NodeRecord>, RegistryError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM beehives WHERE node_name = ?1"),
+                params![node_name],
+                row_to_record,
+            )
+            .optional()
+        })
+    }
+
+    fn upsert(&self, r: &NodeRecord) -> Result<(), RegistryError> {
+        let b = &r.beehive;
+        let backends = serde_json::to_string(&b.backends).unwrap_or_else(|_| "[]".into());
+        let devices = serde_json::to_string(&b.devices).unwrap_or_else(|_| "{}".into());
+        self.with(|c| {
+            c.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO beehives ({COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                ),
+                params![
+                    b.node_name,
+                    b.ssh_host,
+                    b.ssh_port,
+                    b.ssh_user,
+                    b.ssh_key_path,
+                    b.git_repo_url,
+                    b.git_branch,
+                    b.install_path,
+                    b.last_connected_unix.map(|v| v as i64),
+                    b.last_error,
+                    b.status.as_str(),
+                    backends,
+                    devices,
+                    b.hive_port,
+                    r.hive_api_key
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn remove(&self, node_name: &str) -> Result<bool, RegistryError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM beehives WHERE node_name = ?1",
+                params![node_name],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
+    fn list(&self) -> Result<Vec<NodeRecord>, RegistryError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM beehives ORDER BY node_name"
+            ))?;
+            let rows = stmt.query_map([], row_to_record)?;
+            rows.collect()
+        })
+    }
+}

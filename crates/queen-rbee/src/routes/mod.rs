@@ -1,0 +1,38 @@
+//! The queen's HTTP API (SPEC section 4), one module per resource.
+
+mod beehives;
+mod logs;
+mod status;
+mod tasks;
+mod workers;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{delete, get, post};
+use rbee_api::routes::queen as paths;
+use rbee_http::auth::{ApiKey, require_bearer};
+
+use crate::state::AppState;
+
+/// Every route; with a key configured, all but health require it.
+pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
+    let mut api = Router::new()
+        .route(paths::BEEHIVES_ADD, post(beehives::add))
+        .route(paths::BEEHIVES_LIST, get(beehives::list))
+        .route(paths::BEEHIVES_REMOVE, post(beehives::remove))
+        .route(paths::BEEHIVES_INSTALL, post(beehives::install))
+        .route(paths::TASKS, post(tasks::start))
+        .route(paths::TASK, delete(tasks::cancel))
+        .route(paths::WORKERS_LIST, get(workers::list))
+        .route(paths::WORKERS_HEALTH, get(workers::health))
+        .route(paths::WORKERS_SHUTDOWN, post(workers::shutdown))
+        .route(paths::LOGS, get(logs::stream));
+    if let Some(key) = key {
+        api = api.route_layer(from_fn_with_state(key, require_bearer));
+    }
+    Router::new()
+        .route(paths::HEALTH, get(status::health))
+        .merge(api)
+        .fallback(rbee_http::error::unknown_endpoint)
+        .with_state(state)
+}

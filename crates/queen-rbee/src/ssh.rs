@@ -1,0 +1,111 @@
+//! SSH through the system `ssh` client, so users' keys, agents and `~/.ssh/config` work.
+//!
+//! Every call runs in batch mode (never prompts), with a connect timeout and keep-alives so
+//! a dead link fails in seconds, and verifies host keys — trusting a new host on first use,
+//! never accepting a changed one. A configuration file from rbee's settings is passed with
+//! `-F`; that is also how tests point the queen at their hosts.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rbee_api::queen::Beehive;
+use tokio::process::Command;
+
+#[derive(Debug, Clone, Default)]
+pub struct Ssh {
+    pub config_file: Option<PathBuf>,
+}
+
+/// An ssh call that failed: ssh's own last words, or the remote command's.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SshError {
+    pub message: String,
+}
+
+/// Seconds to wait for the TCP connection and between keep-alives.
+const CONNECT_TIMEOUT_S: u32 = 5;
+const ALIVE_INTERVAL_S: u32 = 2;
+/// Longest a single short command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Ssh {
+    /// `ssh <options> user@host -- <remote>` as a command ready to run.
+    pub fn command(&self, node: &Beehive, remote: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        if let Some(config) = &self.config_file {
+            cmd.arg("-F").arg(config);
+        }
+        cmd.args(["-o", "BatchMode=yes"])
+            .args(["-o", &format!("ConnectTimeout={CONNECT_TIMEOUT_S}")])
+            .args(["-o", &format!("ServerAliveInterval={ALIVE_INTERVAL_S}")])
+            .args(["-o", "ServerAliveCountMax=2"])
+            .args(["-o", "StrictHostKeyChecking=accept-new"])
+            .args(["-p", &node.ssh_port.to_string()]);
+        if let Some(key) = &node.ssh_key_path {
+            cmd.args(["-i", key, "-o", "IdentitiesOnly=yes"]);
+        }
+        cmd.arg(format!("{}@{}", node.ssh_user, node.ssh_host))
+            .arg("--")
+            .arg(remote)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `remote` on `node`; its stdout on success.
+    pub async fn run(&self, node: &Beehive, remote: &str) -> Result<String, SshError> {
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, self.command(node, remote).output())
+            .await
+            .map_err(|_| SshError {
+                message: format!(
+                    "ssh to {} did not finish within {COMMAND_TIMEOUT:?}",
+                    node.ssh_host
+                ),
+            })?
+            .map_err(|e| SshError {
+                message: format!("cannot run ssh: {e} (is the OpenSSH client installed?)"),
+            })?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = |s: &str| {
+            s.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty() && !l.starts_with("Warning: Permanently added"))
+                .map(str::to_owned)
+        };
+        let reason = last(&stderr)
+            .or_else(|| last(&stdout))
+            .unwrap_or_else(|| format!("exit status {}", out.status));
+        Err(SshError { message: reason })
+    }
+}
+
+/// Quotes `s` for a POSIX shell.
+pub fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_spaces_and_quotes() {
+        assert_eq!(quote("/opt/rbee"), "/opt/rbee");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+    }
+}

@@ -1,0 +1,446 @@
+//! A task: one inference request carried through the whole stack (SPEC section 5).
+//!
+//! The queen makes sure the node's hive runs, reuses an idle worker with the model or has
+//! the hive download the model and spawn one (relaying download and loading progress), then
+//! relays the worker's token stream. Every step is narrated. Cancelling the task (DELETE, or
+//! the client going away) cancels the generation on the worker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rbee_api::hive::{DownloadEvent, DownloadState, SpawnRequest, WorkerInfo};
+use rbee_api::model_ref::ModelRef;
+use rbee_api::queen::TaskEvent;
+use rbee_api::worker::{InferenceEvent, InferenceRequest, LoadingEvent, WorkerState};
+use rbee_api::{ErrorCode, ErrorEnvelope, Narration};
+use rbee_http::client::frames;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clients::{CallError, HiveClient, WorkerClient};
+use crate::error::QueenError;
+use crate::state::AppState;
+
+const ACTOR: &str = "queen-rbee";
+/// Consecutive connection errors after which a loading worker is given up on.
+const MAX_CONNECTION_ERRORS: u32 = 10;
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// Running tasks, for `DELETE /v2/tasks/{id}`.
+#[derive(Default)]
+pub struct Tasks {
+    running: Mutex<HashMap<String, (CancellationToken, watch::Receiver<bool>)>>,
+}
+
+impl Tasks {
+    fn running(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (CancellationToken, watch::Receiver<bool>)>>
+    {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a task; the sender reports completion.
+    pub fn register(
+        &self,
+        id: &str,
+        cancel: CancellationToken,
+    ) -> Result<watch::Sender<bool>, QueenError> {
+        let mut running = self.running();
+        if running.contains_key(id) {
+            return Err(QueenError::InvalidRequest(format!(
+                "a task `{id}` is already running"
+            )));
+        }
+        let (tx, rx) = watch::channel(false);
+        running.insert(id.to_owned(), (cancel, rx));
+        Ok(tx)
+    }
+
+    pub fn finish(&self, id: &str) {
+        self.running().remove(id);
+    }
+
+    /// Cancels a task and waits until it has stopped on the worker.
+    pub async fn cancel(&self, id: &str) -> Result<(), QueenError> {
+        let (cancel, mut done) = self
+            .running()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| QueenError::TaskNotFound(id.to_owned()))?;
+        cancel.cancel();
+        let _ = tokio::time::timeout(CANCEL_WAIT, done.wait_for(|d| *d)).await;
+        Ok(())
+    }
+}
+
+/// Sends events of one task; a closed channel (client gone) cancels the task.
+struct Emitter {
+    tx: mpsc::Sender<TaskEvent>,
+}
+
+impl Emitter {
+    async fn send(&self, event: TaskEvent) {
+        let _ = self.tx.send(event).await;
+    }
+
+    async fn narrate(&self, action: &str, human: impl Into<String>) {
+        self.send(TaskEvent::Narration(Narration::new(ACTOR, action, human)))
+            .await;
+    }
+}
+
+/// Runs the task to its end, sending its events; errors become `error` events.
+pub async fn run(
+    state: AppState,
+    req: rbee_api::queen::TaskRequest,
+    task_id: String,
+    tx: mpsc::Sender<TaskEvent>,
+    cancel: CancellationToken,
+) {
+    let out = Emitter { tx };
+    out.send(TaskEvent::Started {
+        task_id: task_id.clone(),
+    })
+    .await;
+    if let Err(e) = execute(&state, &req, &task_id, &out, &cancel).await {
+        tracing::warn!(task = %task_id, "task failed: {e}");
+        out.send(TaskEvent::Error(e.envelope())).await;
+    }
+}
+
+async fn execute(
+    state: &AppState,
+    req: &rbee_api::queen::TaskRequest,
+    task_id: &str,
+    out: &Emitter,
+    cancel: &CancellationToken,
+) -> Result<(), QueenError> {
+    let model = ModelRef::parse(&req.model)
+        .map_err(QueenError::InvalidRequest)?
+        .canonical();
+    out.narrate(
+        "task_start",
+        format!("Task {task_id}: {model} on {}", req.node),
+    )
+    .await;
+
+    let (ntx, mut nrx) = mpsc::unbounded_channel::<String>();
+    let narrate = move |line: String| {
+        let _ = ntx.send(line);
+    };
+    let ensure = state.hives.ensure(&req.node, &narrate);
+    tokio::pin!(ensure);
+    let hive = loop {
+        tokio::select! {
+            result = &mut ensure => break result?,
+            Some(line) = nrx.recv() => out.narrate("hive", line).await,
+        }
+    };
+    while let Ok(line) = nrx.try_recv() {
+        out.narrate("hive", line).await;
+    }
+
+    let workers = hive
+        .workers()
+        .await
+        .map_err(|e| call_error(&hive, e))?
+        .workers;
+    let mine: Vec<&WorkerInfo> = workers
+        .iter()
+        .filter(|w| w.model_ref == model && w.backend == req.backend && w.device == req.device)
+        .collect();
+    let worker = if let Some(idle) = mine.iter().find(|w| w.state == WorkerState::Idle) {
+        out.narrate(
+            "worker_reuse",
+            format!("Reusing idle worker {} at {}", idle.id, idle.url),
+        )
+        .await;
+        WorkerClient::new(&idle.url, &idle.api_key, reqwest::Client::new())
+    } else if let Some(busy) = mine.iter().find(|w| matches!(w.state, WorkerState::Busy)) {
+        return Err(QueenError::Remote(
+            ErrorEnvelope::new(
+                ErrorCode::AllSlotsBusy,
+                format!("worker {} on {} is busy with another request", busy.id, req.node),
+            )
+            .with_details(serde_json::json!({"worker_id": busy.id, "slots_total": busy.slots_total, "slots_busy": busy.slots_total - busy.slots_available})),
+        ));
+    } else if let Some(loading) = mine.iter().find(|w| w.state == WorkerState::Loading) {
+        out.narrate(
+            "worker_wait",
+            format!("Worker {} is already loading {model}", loading.id),
+        )
+        .await;
+        let client = WorkerClient::new(&loading.url, &loading.api_key, reqwest::Client::new());
+        wait_loaded(state, &req.node, &loading.id, &client, out, cancel).await?;
+        client
+    } else {
+        provision(&hive, &model, out, cancel).await?;
+        out.narrate(
+            "spawn",
+            format!(
+                "Spawning a worker for {model} on {} ({}:{})",
+                req.node, req.backend, req.device
+            ),
+        )
+        .await;
+        let spawned = hive
+            .spawn(&SpawnRequest {
+                model_ref: model.clone(),
+                backend: req.backend,
+                device: req.device,
+                slots: None,
+            })
+            .await
+            .map_err(|e| call_error(&hive, e))?;
+        out.narrate(
+            "spawned",
+            format!("Worker {} starting at {}", spawned.worker_id, spawned.url),
+        )
+        .await;
+        let client = WorkerClient::new(&spawned.url, &spawned.api_key, reqwest::Client::new());
+        wait_loaded(state, &req.node, &spawned.worker_id, &client, out, cancel).await?;
+        client
+    };
+    infer(&worker, req, task_id, out, cancel).await
+}
+
+fn call_error(hive: &HiveClient, e: CallError) -> QueenError {
+    match e {
+        CallError::Refused(envelope) => QueenError::Remote(envelope),
+        CallError::Unreachable(reason) => QueenError::ConnectionTimeout {
+            node: hive.node.clone(),
+            url: hive.url.clone(),
+            attempts: 1,
+            reason,
+        },
+    }
+}
+
+/// Makes sure the hive has the model, relaying download progress.
+async fn provision(
+    hive: &HiveClient,
+    model: &str,
+    out: &Emitter,
+    cancel: &CancellationToken,
+) -> Result<(), QueenError> {
+    let started = hive
+        .download(model)
+        .await
+        .map_err(|e| call_error(hive, e))?;
+    if started.state == DownloadState::Present {
+        out.narrate(
+            "model_present",
+            format!("{model} is in the catalog of {}", hive.node),
+        )
+        .await;
+        return Ok(());
+    }
+    out.narrate(
+        "download_start",
+        format!("Downloading {model} on {}", hive.node),
+    )
+    .await;
+    let progress = hive
+        .download_progress(&started.download_id)
+        .await
+        .map_err(|e| call_error(hive, e))?;
+    let mut stream = Box::pin(frames(progress));
+    loop {
+        let frame = tokio::select! {
+            () = cancel.cancelled() => return Err(cancelled()),
+            frame = stream.next() => frame,
+        };
+        let Some(frame) = frame else {
+            return Err(QueenError::Internal(
+                "the download stream ended without an outcome".into(),
+            ));
+        };
+        let frame = frame.map_err(|e| {
+            QueenError::Internal(format!("download progress from {}: {e}", hive.node))
+        })?;
+        let event: DownloadEvent = serde_json::from_str(&frame.data)
+            .map_err(|e| QueenError::Internal(format!("unreadable download event: {e}")))?;
+        match &event {
+            DownloadEvent::Complete { .. } => {
+                out.send(TaskEvent::Download(event)).await;
+                out.narrate("download_done", format!("{model} downloaded"))
+                    .await;
+                return Ok(());
+            }
+            DownloadEvent::Failed { error } => return Err(QueenError::Remote(error.clone())),
+            _ => out.send(TaskEvent::Download(event)).await,
+        }
+    }
+}
+
+fn cancelled() -> QueenError {
+    QueenError::Remote(ErrorEnvelope::new(
+        ErrorCode::Cancelled,
+        "the task was cancelled",
+    ))
+}
+
+/// Relays the worker's loading progress until it is ready.
+async fn wait_loaded(
+    state: &AppState,
+    node: &str,
+    worker_id: &str,
+    worker: &WorkerClient,
+    out: &Emitter,
+    cancel: &CancellationToken,
+) -> Result<(), QueenError> {
+    let deadline = Instant::now() + state.loading_timeout;
+    let mut errors = 0;
+    let mut last_state = "starting".to_owned();
+    let timeout = |state: &str| QueenError::LoadingTimeout {
+        node: node.to_owned(),
+        worker_id: worker_id.to_owned(),
+        timeout_s: 0,
+        state: state.to_owned(),
+    };
+    loop {
+        if Instant::now() >= deadline {
+            let mut e = timeout(&last_state);
+            if let QueenError::LoadingTimeout { timeout_s, .. } = &mut e {
+                *timeout_s = state.loading_timeout.as_secs();
+            }
+            return Err(e);
+        }
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        let progress = match worker.loading_progress().await {
+            Ok(resp) => resp,
+            Err(CallError::Unreachable(reason)) => {
+                errors += 1;
+                if errors >= MAX_CONNECTION_ERRORS {
+                    return Err(QueenError::Remote(ErrorEnvelope::new(
+                        ErrorCode::WorkerCrashed,
+                        format!(
+                            "worker {worker_id} on {node} stopped answering while starting ({reason}); read its logs with `rbee logs --node {node}`"
+                        ),
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(errors))).await;
+                continue;
+            }
+            Err(CallError::Refused(envelope)) => return Err(QueenError::Remote(envelope)),
+        };
+        errors = 0;
+        let mut stream = Box::pin(frames(progress));
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let outcome = tokio::time::timeout(remaining, async {
+            while let Some(frame) = stream.next().await {
+                let Ok(frame) = frame else { return None };
+                let Ok(event) = serde_json::from_str::<LoadingEvent>(&frame.data) else {
+                    continue;
+                };
+                last_state = event.stage().to_owned();
+                match event {
+                    LoadingEvent::Ready => {
+                        out.send(TaskEvent::Loading(LoadingEvent::Ready)).await;
+                        return Some(Ok(()));
+                    }
+                    LoadingEvent::Failed { error } => return Some(Err(QueenError::Remote(error))),
+                    progress => out.send(TaskEvent::Loading(progress)).await,
+                }
+            }
+            None
+        });
+        tokio::select! {
+            () = cancel.cancelled() => return Err(cancelled()),
+            result = outcome => match result {
+                Ok(Some(done)) => {
+                    if done.is_ok() {
+                        out.narrate("worker_ready", format!("Worker {worker_id} is ready")).await;
+                    }
+                    return done;
+                }
+                // The stream broke (worker died or restarted): try again, counting errors.
+                Ok(None) => errors += 1,
+                Err(_) => continue,
+            }
+        }
+    }
+}
+
+/// Relays the worker's token stream; cancels on the worker when the task is cancelled.
+async fn infer(
+    worker: &WorkerClient,
+    req: &rbee_api::queen::TaskRequest,
+    task_id: &str,
+    out: &Emitter,
+    cancel: &CancellationToken,
+) -> Result<(), QueenError> {
+    let body = InferenceRequest {
+        job_id: Some(task_id.to_owned()),
+        prompt: req.prompt.clone(),
+        messages: req.messages.clone(),
+        max_tokens: req.max_tokens,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        seed: req.seed,
+        stop: req.stop.clone(),
+        stream: Some(true),
+    };
+    let resp = worker.infer(&body).await.map_err(|e| match e {
+        CallError::Refused(envelope) => QueenError::Remote(envelope),
+        CallError::Unreachable(reason) => {
+            QueenError::Remote(ErrorEnvelope::new(ErrorCode::WorkerCrashed, reason))
+        }
+    })?;
+    let mut stream = Box::pin(frames(resp));
+    let mut tokens = 0usize;
+    loop {
+        let frame = tokio::select! {
+            () = cancel.cancelled() => {
+                let _ = worker.cancel(task_id).await;
+                // The worker ends the stream with `end` (stop_reason cancelled); relay it.
+                let rest = tokio::time::timeout(CANCEL_WAIT, async {
+                    while let Some(Ok(frame)) = stream.next().await {
+                        if let Some(Ok(InferenceEvent::End(end))) = InferenceEvent::parse(&frame.event, &frame.data) {
+                            return Some(end);
+                        }
+                    }
+                    None
+                }).await;
+                if let Ok(Some(end)) = rest {
+                    out.send(TaskEvent::End(end)).await;
+                }
+                return Ok(());
+            }
+            frame = stream.next() => frame,
+        };
+        match frame {
+            None => return Ok(()),
+            Some(Err(reason)) => {
+                return Err(QueenError::Remote(
+                    ErrorEnvelope::new(
+                        ErrorCode::WorkerCrashed,
+                        format!("the worker stopped mid-answer after {tokens} tokens ({reason})"),
+                    )
+                    .with_details(serde_json::json!({"tokens_out": tokens})),
+                ));
+            }
+            Some(Ok(frame)) => match InferenceEvent::parse(&frame.event, &frame.data) {
+                Some(Ok(InferenceEvent::Token(t))) => {
+                    tokens += 1;
+                    out.send(TaskEvent::Token(t)).await;
+                }
+                Some(Ok(InferenceEvent::Narration(n))) => out.send(TaskEvent::Narration(n)).await,
+                Some(Ok(InferenceEvent::End(end))) => out.send(TaskEvent::End(end)).await,
+                Some(Ok(InferenceEvent::Error(e))) => out.send(TaskEvent::Error(e)).await,
+                _ => {}
+            },
+        }
+    }
+}
+
+/// Shared handle type for the routes.
+pub type SharedTasks = Arc<Tasks>;

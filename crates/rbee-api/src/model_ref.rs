@@ -1,0 +1,166 @@
+//! Model references as users write them (SPEC section 3):
+//! `hf:<org>/<repo>[:<QUANT or file name>]` and `file:<absolute path>`.
+
+use std::path::PathBuf;
+
+/// Quantization picked when an `hf:` repository holds several GGUF files and none is named.
+pub const DEFAULT_QUANT: &str = "Q4_K_M";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelRef {
+    Hf {
+        repo: String,
+        /// A quantization (`Q8_0`) or a file name (`model.Q8_0.gguf`).
+        selector: Option<String>,
+    },
+    File(PathBuf),
+}
+
+impl ModelRef {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Some(rest) = text.strip_prefix("hf:") {
+            let (repo, selector) = match rest.split_once(':') {
+                Some((repo, sel)) if !sel.is_empty() => (repo, Some(sel.to_owned())),
+                Some((repo, _)) => (repo, None),
+                None => (rest, None),
+            };
+            let parts: Vec<&str> = repo.split('/').collect();
+            let valid = |p: &str| {
+                !p.is_empty()
+                    && p != "."
+                    && p != ".."
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            };
+            if parts.len() != 2 || !parts.iter().all(|p| valid(p)) {
+                return Err(format!(
+                    "`{text}` is not a Hugging Face reference: expected hf:<org>/<repo>[:<QUANT or file>]"
+                ));
+            }
+            if let Some(sel) = &selector
+                && (sel.contains('/') || sel.contains(".."))
+            {
+                return Err(format!(
+                    "`{sel}` in `{text}` is not a quantization or file name"
+                ));
+            }
+            Ok(Self::Hf {
+                repo: repo.to_owned(),
+                selector,
+            })
+        } else if let Some(path) = text.strip_prefix("file:") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(format!("`{text}`: file references need an absolute path"));
+            }
+            Ok(Self::File(path))
+        } else {
+            Err(format!(
+                "`{text}` is not a model reference: use hf:<org>/<repo>[:<QUANT>] or file:/absolute/path.gguf"
+            ))
+        }
+    }
+
+    /// The canonical text of the reference (the catalog key).
+    pub fn canonical(&self) -> String {
+        match self {
+            Self::Hf {
+                repo,
+                selector: Some(sel),
+            } => format!("hf:{repo}:{sel}"),
+            Self::Hf {
+                repo,
+                selector: None,
+            } => format!("hf:{repo}"),
+            Self::File(path) => format!("file:{}", path.display()),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.canonical())
+    }
+}
+
+/// The quantization named in a GGUF file name (`SmolLM2-135M.Q4_K_M.gguf` → `Q4_K_M`).
+pub fn quant_of_file(name: &str) -> Option<String> {
+    let stem = name.strip_suffix(".gguf").unwrap_or(name);
+    stem.rsplit(['.', '-', '_'])
+        .scan(String::new(), |acc, part| {
+            *acc = if acc.is_empty() {
+                part.to_owned()
+            } else {
+                format!("{part}_{acc}")
+            };
+            Some(acc.clone())
+        })
+        .take(3)
+        .filter(|cand| is_quant_name(cand))
+        .last()
+        .map(|q| q.to_uppercase())
+}
+
+fn is_quant_name(s: &str) -> bool {
+    let s = s.to_ascii_uppercase();
+    let known = [
+        "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M",
+        "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q4_K", "Q5_K", "Q3_K",
+    ];
+    known.contains(&s.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_kinds_and_canonicalises() {
+        let r = ModelRef::parse("hf:HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:Q8_0").unwrap();
+        assert_eq!(
+            r,
+            ModelRef::Hf {
+                repo: "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF".into(),
+                selector: Some("Q8_0".into())
+            }
+        );
+        assert_eq!(
+            r.canonical(),
+            "hf:HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:Q8_0"
+        );
+        assert_eq!(ModelRef::parse("hf:a/b").unwrap().canonical(), "hf:a/b");
+        assert_eq!(
+            ModelRef::parse(" file:/models/x.gguf ").unwrap(),
+            ModelRef::File("/models/x.gguf".into())
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_references() {
+        for bad in [
+            "hf:just-a-name",
+            "hf:a/b/c",
+            "hf:../x",
+            "file:relative.gguf",
+            "llama3",
+            "hf:a/b:../../etc",
+        ] {
+            assert!(ModelRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quantization_is_read_from_file_names() {
+        assert_eq!(
+            quant_of_file("SmolLM2-135M-Instruct.Q4_K_M.gguf").as_deref(),
+            Some("Q4_K_M")
+        );
+        assert_eq!(
+            quant_of_file("tinyllama-1.1b-chat.q8_0.gguf").as_deref(),
+            Some("Q8_0")
+        );
+        assert_eq!(quant_of_file("model-Q4_1.gguf").as_deref(), Some("Q4_1"));
+        assert_eq!(quant_of_file("model.gguf"), None);
+    }
+}

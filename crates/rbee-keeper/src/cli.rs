@@ -1,0 +1,155 @@
+//! The `rbee` command line (SPEC section 8).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use rbee_api::Backend;
+
+/// rbee: run LLM inference on the machines of your home lab from one command.
+///
+/// `rbee infer --prompt "..."` works on a fresh machine: without a running queen-rbee, rbee
+/// starts one for the command and stops it (and everything it started) afterwards.
+#[derive(Debug, Parser)]
+#[command(name = "rbee", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file (default: $RBEE_CONFIG, ~/.config/rbee/config.toml, /etc/rbee/config.toml).
+    #[arg(long, global = true, env = "RBEE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// URL of queen-rbee (default from the configuration, else http://127.0.0.1:8080).
+    #[arg(long, global = true, env = "RBEE_QUEEN_URL")]
+    pub queen_url: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stream a completion from a model on a node.
+    Infer(InferArgs),
+    /// Register, list, remove and install nodes.
+    #[command(subcommand)]
+    Setup(SetupCommand),
+    /// Workers across all nodes.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
+    /// Logs of a node's hive and workers.
+    Logs(LogsArgs),
+    /// Check every prerequisite and print one line each.
+    Doctor,
+    /// Copy the binaries into ~/.local/bin (or /usr/local/bin) and create the config.
+    Install(InstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// Node to run on (`localhost` needs no registration).
+    #[arg(long, default_value = rbee_api::queen::LOCALHOST)]
+    pub node: String,
+    /// Model reference: hf:<org>/<repo>[:<QUANT>] or file:<absolute path>
+    /// (default: `default_model` from the configuration, else the model fetched by
+    /// scripts/fetch-model.sh).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The prompt. Sent as a user message, with the model's chat template.
+    #[arg(long)]
+    pub prompt: String,
+    /// Send the prompt as raw text, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop before this text (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    #[arg(long, default_value = "cpu")]
+    pub backend: Backend,
+    #[arg(long, default_value_t = 0)]
+    pub device: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Register a node after testing the SSH connection to it.
+    AddNode(AddNodeArgs),
+    /// List registered nodes.
+    ListNodes,
+    /// Forget a node.
+    RemoveNode {
+        #[arg(long)]
+        name: String,
+    },
+    /// Clone rbee on a node and build its binaries there, over SSH.
+    Install {
+        #[arg(long)]
+        node: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddNodeArgs {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub ssh_host: String,
+    #[arg(long, default_value_t = 22)]
+    pub ssh_port: u16,
+    #[arg(long)]
+    pub ssh_user: String,
+    /// Private key for the connection (default: your ssh configuration and agent).
+    #[arg(long)]
+    pub ssh_key: Option<String>,
+    /// Repository to install rbee from (default: `[remote] git_repo` of the configuration).
+    #[arg(long)]
+    pub git_repo: Option<String>,
+    #[arg(long, default_value = "main")]
+    pub git_branch: String,
+    /// Where rbee lives on the node (default: `[remote] git_repo_dir` of the configuration).
+    #[arg(long)]
+    pub install_path: Option<String>,
+    /// Port of the node's hive.
+    #[arg(long, default_value_t = 9200)]
+    pub hive_port: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// Workers on every node.
+    List,
+    /// A node's hive and its workers' health.
+    Health {
+        #[arg(long)]
+        node: String,
+    },
+    /// Stop one worker.
+    Shutdown {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[arg(long, default_value = rbee_api::queen::LOCALHOST)]
+    pub node: String,
+    /// Keep printing new lines.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Install into /usr/local/bin and /etc/rbee instead of your home directory.
+    #[arg(long)]
+    pub system: bool,
+}

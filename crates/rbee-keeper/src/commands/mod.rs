@@ -1,0 +1,8 @@
+//! One module per `rbee` subcommand.
+
+pub mod doctor;
+pub mod infer;
+pub mod install;
+pub mod logs;
+pub mod setup;
+pub mod workers;

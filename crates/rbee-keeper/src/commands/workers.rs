@@ -1,0 +1,71 @@
+//! `rbee workers list | health | shutdown`.
+
+use rbee_api::queen::{NodeHealth, NodeWorkersList, WorkerShutdownRequest};
+use rbee_api::routes::queen as paths;
+use reqwest::Method;
+
+use crate::cli::WorkersCommand;
+use crate::error::Result;
+use crate::queen::Queen;
+
+pub async fn run(queen: &Queen, command: &WorkersCommand) -> Result<()> {
+    match command {
+        WorkersCommand::List => {
+            let list: NodeWorkersList = queen
+                .json(queen.request(Method::GET, paths::WORKERS_LIST))
+                .await?;
+            if list.workers.is_empty() {
+                println!("No workers are running.");
+                return Ok(());
+            }
+            println!(
+                "{:<12} {:<20} {:<10} {:<24} MODEL",
+                "NODE", "WORKER", "STATE", "URL"
+            );
+            for w in list.workers {
+                println!(
+                    "{:<12} {:<20} {:<10} {:<24} {}",
+                    w.node,
+                    w.worker.id,
+                    w.worker.state.as_str(),
+                    w.worker.url,
+                    w.worker.model_ref
+                );
+            }
+        }
+        WorkersCommand::Health { node } => {
+            let health: NodeHealth = queen
+                .json(
+                    queen
+                        .request(Method::GET, paths::WORKERS_HEALTH)
+                        .query(&[("node", node)]),
+                )
+                .await?;
+            match &health.hive_version {
+                Some(v) => println!("rbee-hive {v} on {node} at {}: alive", health.hive_url),
+                None => println!("rbee-hive on {node} at {}: not answering", health.hive_url),
+            }
+            for w in health.workers {
+                println!(
+                    "  {} {} ({}) {}{}",
+                    w.worker_id,
+                    if w.healthy { "healthy" } else { "UNHEALTHY" },
+                    w.state,
+                    w.model_ref,
+                    w.detail.map(|d| format!(": {d}")).unwrap_or_default()
+                );
+            }
+        }
+        WorkersCommand::Shutdown { id } => {
+            queen
+                .send(queen.request(Method::POST, paths::WORKERS_SHUTDOWN).json(
+                    &WorkerShutdownRequest {
+                        worker_id: id.clone(),
+                    },
+                ))
+                .await?;
+            println!("Stopped worker {id}.");
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,9 @@
-//! Integration tests of the rbee CLI.
+//! Integration tests of the `rbee` CLI against real queen, hive and worker processes.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod ephemeral_and_persistent;
+mod failures_users_see;
+mod install_and_config;

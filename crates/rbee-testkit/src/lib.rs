@@ -3,7 +3,8 @@
 //! - [`model_path`]: the default model fetched by `scripts/fetch-model.sh`.
 //! - [`Log`]: a child's output captured line by line, with waiting for a line.
 //! - [`call`], [`read_sse`]: a JSON answer with its status; an event stream read to `[DONE]`.
-//! - [`alive`], [`wait_gone`], [`signal`]: processes checked and signalled by PID.
+//! - [`alive`], [`wait_gone`], [`signal`], [`descendants`]: processes by PID.
+//! - [`free_port`]: a loopback port for a daemon under test.
 
 #![allow(clippy::unwrap_used)]
 
@@ -172,6 +173,56 @@ pub async fn wait_gone(pid: u32, within: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Every process below `pid` (children, their children, …), read from `/proc`.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((child, ppid));
+            }
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let current = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, p)| *p == current)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// A free TCP port on loopback (bound and released; fine for tests run one at a time).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Sends `sig` (`TERM`, `KILL`, `STOP`, …) to `pid`.

@@ -14,6 +14,7 @@ use crate::model_ref::ModelRef;
 use crate::state::AppState;
 
 pub async fn list(State(state): State<AppState>) -> Json<WorkersList> {
+    state.pool.refresh().await;
     Json(WorkersList {
         workers: state.pool.list(),
     })

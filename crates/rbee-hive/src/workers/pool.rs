@@ -82,6 +82,19 @@ impl WorkerPool {
         self.registry.list()
     }
 
+    /// Asks every worker for its state now, so a list reflects it rather than the last
+    /// health check (which may be 30 s old). A worker that does not answer keeps its entry;
+    /// the monitor decides about its health.
+    pub async fn refresh(&self) {
+        let workers = self.registry.list();
+        let polls = workers.iter().map(|w| async move {
+            if let Ok(ready) = self.poll_ready(w, Duration::from_secs(1)).await {
+                self.record_ready(&w.id, &ready);
+            }
+        });
+        futures::future::join_all(polls).await;
+    }
+
     fn free_port(&self) -> Result<u16, HiveError> {
         let taken = self.registry.ports_in_use();
         let start = self.config.port_start;
@@ -247,17 +260,8 @@ impl WorkerPool {
             };
             match self.poll_ready(&info, timeout).await {
                 Ok(ready) => {
-                    let busy = matches!(ready.state, WorkerState::Busy | WorkerState::Loading)
-                        || ready.slots_available < ready.slots_total;
-                    self.registry.update(id, |w| {
-                        w.state = ready.state;
-                        w.slots_total = ready.slots_total;
-                        w.slots_available = ready.slots_available;
-                        w.failed_health_checks = 0;
-                        if busy {
-                            w.last_activity_unix = now_unix();
-                        }
-                    });
+                    let busy = self.record_ready(id, &ready);
+                    self.registry.update(id, |w| w.failed_health_checks = 0);
                     let idle_for = now_unix().saturating_sub(
                         self.registry
                             .get(id)
@@ -295,6 +299,21 @@ impl WorkerPool {
                 }
             }
         }
+    }
+
+    /// Stores what a worker reported; whether it is working (busy, loading, a slot in use).
+    fn record_ready(&self, id: &str, ready: &ReadyResponse) -> bool {
+        let busy = matches!(ready.state, WorkerState::Busy | WorkerState::Loading)
+            || ready.slots_available < ready.slots_total;
+        self.registry.update(id, |w| {
+            w.state = ready.state;
+            w.slots_total = ready.slots_total;
+            w.slots_available = ready.slots_available;
+            if busy {
+                w.last_activity_unix = now_unix();
+            }
+        });
+        busy
     }
 
     async fn poll_ready(

@@ -1,0 +1,128 @@
+//! Running `rbee` (and, for persistent mode, `queen-rbee`) as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+pub use rbee_testkit::{Log, alive, call, descendants, free_port, model_path, signal, wait_gone};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+pub fn rbee_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rbee")
+}
+
+pub fn sibling(name: &str) -> PathBuf {
+    let bin = Path::new(rbee_bin()).with_file_name(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the workspace",
+        bin.display()
+    );
+    bin
+}
+
+/// A user's environment: its own HOME (config, data, caches) and queen port.
+pub struct User {
+    pub home: tempfile::TempDir,
+    pub queen_url: String,
+}
+
+impl User {
+    pub fn new() -> Self {
+        let home = tempfile::tempdir().unwrap();
+        Self {
+            home,
+            queen_url: format!("http://127.0.0.1:{}", free_port()),
+        }
+    }
+
+    pub fn rbee(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(rbee_bin());
+        cmd.args(args)
+            .env("HOME", self.home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("RBEE_CONFIG")
+            .env("RBEE_QUEEN_URL", &self.queen_url)
+            .env("RBEE_MODEL_CACHE", model_path().parent().unwrap())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `rbee` to its end: exit code, stdout, stderr.
+    pub async fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = tokio::time::timeout(Duration::from_secs(120), self.rbee(args).output())
+            .await
+            .expect("rbee finishes")
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Starts a persistent queen for this user.
+    pub async fn queen(&self) -> Queen {
+        let port = self.queen_url.rsplit(':').next().unwrap().to_owned();
+        let mut child = Command::new(sibling("queen-rbee"))
+            .args(["daemon", "--port", &port])
+            .env("HOME", self.home.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let log = Log::capture(child.stderr.take().unwrap());
+        log.announced_url("listening on ").await;
+        Queen {
+            child,
+            url: self.queen_url.clone(),
+        }
+    }
+}
+
+pub struct Queen {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Queen {
+    pub async fn workers(&self) -> Vec<Value> {
+        let (_, body) =
+            call(reqwest::Client::new().get(format!("{}/v2/workers/list", self.url))).await;
+        body["workers"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn wait_workers(&self, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let workers = self.workers().await;
+            if check(&workers) {
+                return workers;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never reached {what}: {workers:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Reads a running `rbee`'s stdout until some text has arrived.
+pub async fn first_output(child: &mut Child) -> (tokio::process::ChildStdout, String) {
+    use tokio::io::AsyncReadExt;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(60), stdout.read(&mut buf))
+        .await
+        .expect("tokens arrive")
+        .unwrap();
+    (stdout, String::from_utf8_lossy(&buf[..n]).into_owned())
+}

@@ -296,7 +296,7 @@ impl Hives {
         let bin = format!("{}/rbee-hive", self.remote_bin_dir(b));
         let log = format!("rbee-hive-{}.log", b.hive_port);
         let script = format!(
-            "mkdir -p \"$HOME/.local/share/rbee\" && cd \"$HOME/.local/share/rbee\" || exit 1; \
+            "data=\"${{XDG_DATA_HOME:-$HOME/.local/share}}/rbee\"; mkdir -p \"$data\" && cd \"$data\" || exit 1; \
              [ -x {bin} ] || {{ echo 'rbee-hive is not installed at {bin}; run rbee setup install --node {node}'; exit 1; }}; \
              RBEE_HIVE_API_KEY={key} nohup {bin} daemon --port {port} --public-host {host} > {log} 2>&1 < /dev/null & \
              pid=$!; i=0; while [ $i -lt 100 ]; do \

@@ -135,15 +135,16 @@ async fn execute(
     };
     let ensure = state.hives.ensure(&req.node, &narrate);
     tokio::pin!(ensure);
-    let hive = loop {
+    let ensured = loop {
         tokio::select! {
-            result = &mut ensure => break result?,
+            result = &mut ensure => break result,
             Some(line) = nrx.recv() => out.narrate("hive", line).await,
         }
     };
     while let Ok(line) = nrx.try_recv() {
         out.narrate("hive", line).await;
     }
+    let hive = ensured?;
 
     let workers = hive
         .workers()

@@ -1,1 +1,9 @@
-//! Integration tests of queen-rbee.
+//! Integration tests of queen-rbee with a real sshd on loopback, real hives and workers.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod install_over_ssh;
+mod remote_nodes;
+mod setup_nodes;

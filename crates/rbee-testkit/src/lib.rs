@@ -234,3 +234,117 @@ pub fn signal(pid: u32, sig: &str) {
         .success();
     assert!(ok, "kill -{sig} {pid}");
 }
+
+/// A real OpenSSH server on loopback with throwaway keys, and a client configuration
+/// (`ssh -F`) that logs into it as the current user.
+pub struct Sshd {
+    child: tokio::process::Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    /// Client configuration to pass with `ssh -F` (or to queen-rbee's `--ssh-config`).
+    pub client_config: PathBuf,
+    _tmp: TempDir,
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sh(cmd: &str) {
+    let status = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .unwrap();
+    assert!(status.success(), "`{cmd}` failed");
+}
+
+impl Sshd {
+    /// Starts sshd; `env` is set in every session it opens (`SetEnv`).
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        let sshd = std::path::Path::new("/usr/sbin/sshd");
+        assert!(
+            sshd.is_file(),
+            "/usr/sbin/sshd is missing: install openssh-server (apt-get install openssh-server)"
+        );
+        let dir =
+            std::env::temp_dir().join(format!("rbee-sshd-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = TempDir(dir.clone());
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let d = dir.display();
+        sh(&format!(
+            "ssh-keygen -q -t ed25519 -N '' -f {d}/host_key && ssh-keygen -q -t ed25519 -N '' -f {d}/client_key \
+             && cp {d}/client_key.pub {d}/authorized_keys && chmod 600 {d}/host_key {d}/client_key"
+        ));
+        let port = free_port();
+        let set_env: String = env.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        std::fs::write(
+            dir.join("sshd_config"),
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 PidFile none\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n{}",
+                if set_env.is_empty() { String::new() } else { format!("SetEnv{set_env}\n") }
+            ),
+        )
+        .unwrap();
+        let client_config = dir.join("ssh_config");
+        std::fs::write(
+            &client_config,
+            format!(
+                "Host *\n  IdentityFile {d}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n  LogLevel ERROR\n"
+            ),
+        )
+        .unwrap();
+        let child = tokio::process::Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "sshd did not listen on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            child,
+            port,
+            dir,
+            client_config,
+            _tmp: tmp,
+        }
+    }
+
+    /// The user tests log in as (the one running them).
+    pub fn user() -> String {
+        std::env::var("USER")
+            .ok()
+            .or_else(|| {
+                std::process::Command::new("id")
+                    .arg("-un")
+                    .output()
+                    .ok()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            })
+            .unwrap_or_else(|| "root".into())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}

@@ -138,7 +138,7 @@ pub async fn install(
     })?;
     let (path, branch) = (quote(&node.install_path), quote(&node.git_branch));
     let script = format!(
-        "set -e; \
+        "set -e; PATH=\"$HOME/.cargo/bin:$PATH\"; \
          if [ -d {path}/.git ]; then cd {path}; git fetch --quiet origin {branch}; git checkout --quiet -B {branch} FETCH_HEAD; \
          else git clone --quiet --branch {branch} {repo} {path}; cd {path}; fi; \
          echo \"checked out $(git rev-parse --short HEAD) of {branch}\"; \

@@ -1,0 +1,155 @@
+//! A queen under test, a node reachable over SSH on loopback, task streams.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use rbee_api::queen::TaskEvent;
+pub use rbee_testkit::{Log, Sshd, call, free_port, model_path, read_sse, signal, wait_gone};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+pub fn queen_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_queen-rbee")
+}
+
+/// The directory holding every binary of the workspace (what a node's install provides).
+pub fn bin_dir() -> PathBuf {
+    let dir = Path::new(queen_bin()).parent().unwrap().to_owned();
+    for bin in ["rbee-hive", "llm-worker-rbee"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{bin} is missing: build the workspace"
+        );
+    }
+    dir
+}
+
+pub struct Queen {
+    pub child: Child,
+    pub url: String,
+    pub http: reqwest::Client,
+    _data: tempfile::TempDir,
+}
+
+impl Queen {
+    /// A queen whose nodes use this build's binaries and `sshd`'s client configuration.
+    pub async fn start(sshd: &Sshd) -> Self {
+        Self::launch(sshd, Some(bin_dir())).await
+    }
+
+    /// A queen that looks for binaries in each node's install path, as in production.
+    pub async fn start_with_local_binaries(sshd: &Sshd) -> Self {
+        Self::launch(sshd, None).await
+    }
+
+    async fn launch(sshd: &Sshd, binaries: Option<PathBuf>) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(queen_bin());
+        cmd.args(["daemon", "--port", "0"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--ssh-config")
+            .arg(&sshd.client_config);
+        if let Some(dir) = binaries {
+            cmd.arg("--remote-binary-path").arg(dir);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let log = Log::capture(child.stderr.take().unwrap());
+        let url = log.announced_url("listening on ").await;
+        Self {
+            child,
+            url,
+            http: reqwest::Client::new(),
+            _data: data,
+        }
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.url))
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.url))
+    }
+
+    pub async fn nodes(&self) -> Vec<Value> {
+        let (_, body) = call(self.get("/v2/registry/beehives/list")).await;
+        body["beehives"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Registers a node reachable through `sshd`; the answer's status and body.
+    pub async fn add_node(
+        &self,
+        sshd: &Sshd,
+        name: &str,
+        hive_port: u16,
+        install_path: &Path,
+    ) -> (u16, Value) {
+        call(self.post("/v2/registry/beehives/add").json(&json!({
+            "node_name": name,
+            "ssh_host": "127.0.0.1",
+            "ssh_port": sshd.port,
+            "ssh_user": Sshd::user(),
+            "install_path": install_path,
+            "hive_port": hive_port,
+        })))
+        .await
+    }
+
+    /// Runs a task to its end; its parsed events.
+    pub async fn task(&self, node: &str, max_tokens: usize) -> Vec<TaskEvent> {
+        let resp = self
+            .post("/v2/tasks")
+            .json(&json!({
+                "node": node,
+                "model": format!("file:{}", model_path().display()),
+                "messages": [{"role": "user", "content": "Write a short story about a cat."}],
+                "max_tokens": max_tokens,
+                "temperature": 0
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        read_sse(resp)
+            .await
+            .iter()
+            .filter_map(|f| TaskEvent::parse(&f.event, &f.data))
+            .map(|e| e.unwrap())
+            .collect()
+    }
+}
+
+pub fn text(events: &[TaskEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            TaskEvent::Token(t) => Some(t.t.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn narration(events: &[TaskEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            TaskEvent::Narration(n) => Some(n.human.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn error(events: &[TaskEvent]) -> Option<&rbee_api::ErrorEnvelope> {
+    events.iter().find_map(|e| match e {
+        TaskEvent::Error(env) => Some(env),
+        _ => None,
+    })
+}

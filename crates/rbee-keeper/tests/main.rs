@@ -7,3 +7,4 @@ mod support;
 mod ephemeral_and_persistent;
 mod failures_users_see;
 mod install_and_config;
+mod workers_logs_and_doctor;

@@ -68,9 +68,15 @@ impl User {
 
     /// Starts a persistent queen for this user.
     pub async fn queen(&self) -> Queen {
+        self.queen_with(&[]).await
+    }
+
+    /// Starts a persistent queen with extra flags.
+    pub async fn queen_with(&self, extra: &[&str]) -> Queen {
         let port = self.queen_url.rsplit(':').next().unwrap().to_owned();
         let mut child = Command::new(sibling("queen-rbee"))
             .args(["daemon", "--port", &port])
+            .args(extra)
             .env("HOME", self.home.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

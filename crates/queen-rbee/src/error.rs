@@ -35,12 +35,12 @@ pub enum QueenError {
         queen: String,
     },
     #[error(
-        "worker {worker_id} did not finish loading within {timeout_s} s (last state: {state}); read its logs with `rbee logs --node {node}`"
+        "worker {worker_id} did not finish loading within {timeout:?} (last state: {state}); read its logs with `rbee logs --node {node}`"
     )]
     LoadingTimeout {
         node: String,
         worker_id: String,
-        timeout_s: u64,
+        timeout: std::time::Duration,
         state: String,
     },
     #[error("no worker `{0}` on any node")]

@@ -298,19 +298,14 @@ async fn wait_loaded(
     let deadline = Instant::now() + state.loading_timeout;
     let mut errors = 0;
     let mut last_state = "starting".to_owned();
-    let timeout = |state: &str| QueenError::LoadingTimeout {
-        node: node.to_owned(),
-        worker_id: worker_id.to_owned(),
-        timeout_s: 0,
-        state: state.to_owned(),
-    };
     loop {
         if Instant::now() >= deadline {
-            let mut e = timeout(&last_state);
-            if let QueenError::LoadingTimeout { timeout_s, .. } = &mut e {
-                *timeout_s = state.loading_timeout.as_secs();
-            }
-            return Err(e);
+            return Err(QueenError::LoadingTimeout {
+                node: node.to_owned(),
+                worker_id: worker_id.to_owned(),
+                timeout: state.loading_timeout,
+                state: last_state,
+            });
         }
         if cancel.is_cancelled() {
             return Err(cancelled());

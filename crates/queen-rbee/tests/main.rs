@@ -5,5 +5,6 @@
 mod support;
 
 mod install_over_ssh;
+mod local_tasks;
 mod remote_nodes;
 mod setup_nodes;

@@ -34,22 +34,40 @@ pub struct Queen {
 impl Queen {
     /// A queen whose nodes use this build's binaries and `sshd`'s client configuration.
     pub async fn start(sshd: &Sshd) -> Self {
-        Self::launch(sshd, Some(bin_dir())).await
+        Self::launch(Some(sshd), Some(bin_dir()), &[], &[]).await
     }
 
     /// A queen that looks for binaries in each node's install path, as in production.
     pub async fn start_with_local_binaries(sshd: &Sshd) -> Self {
-        Self::launch(sshd, None).await
+        Self::launch(Some(sshd), None, &[], &[]).await
     }
 
-    async fn launch(sshd: &Sshd, binaries: Option<PathBuf>) -> Self {
+    /// A queen for `localhost` only, with extra flags and environment.
+    pub async fn start_local(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(None, None, args, env).await
+    }
+
+    async fn launch(
+        sshd: Option<&Sshd>,
+        binaries: Option<PathBuf>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let data = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(queen_bin());
         cmd.args(["daemon", "--port", "0"])
             .arg("--data-dir")
             .arg(data.path())
-            .arg("--ssh-config")
-            .arg(&sshd.client_config);
+            .args(args)
+            .env("XDG_DATA_HOME", data.path())
+            .env_remove("HF_ENDPOINT")
+            .env_remove("HF_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        if let Some(sshd) = sshd {
+            cmd.arg("--ssh-config").arg(&sshd.client_config);
+        }
         if let Some(dir) = binaries {
             cmd.arg("--remote-binary-path").arg(dir);
         }
@@ -102,13 +120,23 @@ impl Queen {
         .await
     }
 
-    /// Runs a task to its end; its parsed events.
+    /// Runs a task for the default model to its end; its parsed events.
     pub async fn task(&self, node: &str, max_tokens: usize) -> Vec<TaskEvent> {
+        self.task_for(
+            node,
+            &format!("file:{}", model_path().display()),
+            max_tokens,
+        )
+        .await
+    }
+
+    /// Runs a task for `model` to its end; its parsed events.
+    pub async fn task_for(&self, node: &str, model: &str, max_tokens: usize) -> Vec<TaskEvent> {
         let resp = self
             .post("/v2/tasks")
             .json(&json!({
                 "node": node,
-                "model": format!("file:{}", model_path().display()),
+                "model": model,
                 "messages": [{"role": "user", "content": "Write a short story about a cat."}],
                 "max_tokens": max_tokens,
                 "temperature": 0

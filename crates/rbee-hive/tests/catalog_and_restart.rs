@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::fake_hub::FakeHub;
 use crate::support::{Hive, HiveOptions, infer, model_bytes, model_path, signal};
+use rbee_testkit::fake_hub::FakeHub;
 
 #[tokio::test]
 async fn catalog_hit_skips_the_download_and_survives_a_restart() {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::fake_hub::{FakeHub, Fault};
 use crate::support::{Hive, HiveOptions, model_bytes};
+use rbee_testkit::fake_hub::{FakeHub, Fault};
 
 const REPO: &str = "test/SmolLM2-135M-Instruct-GGUF";
 const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod fake_hub;
 mod support;
 
 mod auth_and_validation;

@@ -5,8 +5,12 @@
 //! - [`call`], [`read_sse`]: a JSON answer with its status; an event stream read to `[DONE]`.
 //! - [`alive`], [`wait_gone`], [`signal`], [`descendants`]: processes by PID.
 //! - [`free_port`]: a loopback port for a daemon under test.
+//! - [`fake_hub`]: a local server speaking the Hugging Face Hub's URL protocol, with faults.
+//! - [`Sshd`]: a real OpenSSH server on loopback with throwaway keys.
 
 #![allow(clippy::unwrap_used)]
+
+pub mod fake_hub;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

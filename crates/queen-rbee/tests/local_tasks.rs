@@ -1,0 +1,56 @@
+//! Tasks on `localhost`: a download relayed as progress events, and a worker that does not
+//! finish loading in time.
+
+use rbee_api::hive::DownloadEvent;
+use rbee_api::queen::TaskEvent;
+use rbee_testkit::fake_hub::FakeHub;
+use rbee_testkit::model_bytes;
+
+use crate::support::{Queen, error, narration, text};
+
+#[tokio::test]
+async fn a_missing_model_is_downloaded_with_progress_then_answers() {
+    let hub = FakeHub::start().await;
+    hub.add_file("test/smol", "smol.Q4_1.gguf", model_bytes());
+    let queen = Queen::start_local(&[], &[("HF_ENDPOINT", &hub.url)]).await;
+    let events = queen.task_for("localhost", "hf:test/smol", 6).await;
+    assert!(error(&events).is_none(), "{events:?}");
+    let downloads: Vec<&DownloadEvent> = events
+        .iter()
+        .filter_map(|e| match e {
+            TaskEvent::Download(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        downloads.iter().any(|d| matches!(d, DownloadEvent::Downloading { bytes_total, .. } if *bytes_total == model_bytes().len() as u64)),
+        "{downloads:?}"
+    );
+    assert!(matches!(
+        downloads.last(),
+        Some(DownloadEvent::Complete { .. })
+    ));
+    assert!(narration(&events).contains("Downloading hf:test/smol"));
+    assert!(!text(&events).is_empty());
+
+    let again = queen.task_for("localhost", "hf:test/smol", 6).await;
+    assert!(
+        !again.iter().any(|e| matches!(e, TaskEvent::Download(_))),
+        "the second task finds the model"
+    );
+    assert_eq!(hub.downloads().len(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_slower_than_the_loading_timeout_gives_loading_timeout_with_its_state() {
+    let queen = Queen::start_local(&["--loading-timeout", "20ms"], &[]).await;
+    let events = queen.task("localhost", 4).await;
+    let err = &error(&events).expect("an error").error;
+    assert_eq!(err.code.as_str(), "LOADING_TIMEOUT", "{}", err.message);
+    assert!(err.details["state"].is_string(), "{:?}", err.details);
+    assert!(
+        err.message.contains("rbee logs --node localhost"),
+        "{}",
+        err.message
+    );
+}

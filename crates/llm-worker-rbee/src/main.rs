@@ -1,4 +1,4 @@
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use clap::Parser;
 use llm_worker_rbee::args::Args;
@@ -25,15 +25,7 @@ fn main() {
             std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
         }
     }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        // Never panic when stderr is gone (a worker whose hive died keeps running to exit).
-        .log_internal_errors(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    rbee_http::logging::init();
     let code = match tokio::runtime::Runtime::new() {
         Ok(runtime) => match runtime.block_on(llm_worker_rbee::run(args)) {
             Ok(()) => 0,

@@ -31,6 +31,39 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// Sends `req`; a successful response, else why not. `what` names the call in messages.
+async fn send(req: reqwest::RequestBuilder, what: String) -> Result<reqwest::Response, CallError> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| CallError::Unreachable(format!("{what}: {e}")))?;
+    if resp.status().is_success() {
+        Ok(resp)
+    } else {
+        Err(CallError::Refused(envelope_of(resp).await))
+    }
+}
+
+/// Sends `req` and reads its JSON answer.
+async fn fetch<T: DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+    what: String,
+) -> Result<T, CallError> {
+    send(req, what.clone())
+        .await?
+        .json()
+        .await
+        .map_err(|e| CallError::Unreachable(format!("{what}: unreadable answer: {e}")))
+}
+
+/// The HTTP client the queen uses for hives and workers.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap_or_default()
+}
+
 /// One node's hive, with the key it accepts.
 #[derive(Debug, Clone)]
 pub struct HiveClient {
@@ -38,23 +71,6 @@ pub struct HiveClient {
     pub url: String,
     key: String,
     http: reqwest::Client,
-}
-
-async fn decode<T: DeserializeOwned>(resp: reqwest::Response, what: &str) -> Result<T, CallError> {
-    if resp.status().is_success() {
-        resp.json()
-            .await
-            .map_err(|e| CallError::Unreachable(format!("{what}: unreadable answer: {e}")))
-    } else {
-        Err(CallError::Refused(envelope_of(resp).await))
-    }
-}
-
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .build()
-        .unwrap_or_default()
 }
 
 impl HiveClient {
@@ -67,116 +83,68 @@ impl HiveClient {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
+    fn get(&self, path: &str) -> (reqwest::RequestBuilder, String) {
+        let url = format!("{}{path}", self.url);
+        (
+            self.http.get(&url).bearer_auth(&self.key),
+            format!("GET {url}"),
+        )
     }
 
-    async fn get<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        timeout: Duration,
-    ) -> Result<T, CallError> {
-        let url = self.url(path);
-        let resp = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.key)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(format!("GET {url}: {e}")))?;
-        decode(resp, &url).await
-    }
-
-    async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, CallError> {
-        let url = self.url(path);
-        let resp = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(format!("POST {url}: {e}")))?;
-        decode(resp, &url).await
+    fn post(&self, path: &str, body: &impl Serialize) -> (reqwest::RequestBuilder, String) {
+        let url = format!("{}{path}", self.url);
+        (
+            self.http.post(&url).bearer_auth(&self.key).json(body),
+            format!("POST {url}"),
+        )
     }
 
     pub async fn health(&self, timeout: Duration) -> Result<HealthResponse, CallError> {
-        self.get(hive_routes::HEALTH, timeout).await
+        let (req, what) = self.get(hive_routes::HEALTH);
+        fetch(req.timeout(timeout), what).await
     }
 
     pub async fn workers(&self) -> Result<WorkersList, CallError> {
-        self.get(hive_routes::WORKERS_LIST, Duration::from_secs(10))
-            .await
+        let (req, what) = self.get(hive_routes::WORKERS_LIST);
+        fetch(req.timeout(Duration::from_secs(10)), what).await
     }
 
     pub async fn download(&self, model_ref: &str) -> Result<DownloadStarted, CallError> {
-        self.post(
-            hive_routes::MODELS_DOWNLOAD,
-            &DownloadRequest {
-                model_ref: model_ref.to_owned(),
-            },
-        )
-        .await
+        let body = DownloadRequest {
+            model_ref: model_ref.to_owned(),
+        };
+        let (req, what) = self.post(hive_routes::MODELS_DOWNLOAD, &body);
+        fetch(req, what).await
     }
 
     /// The download progress stream.
     pub async fn download_progress(&self, id: &str) -> Result<reqwest::Response, CallError> {
-        let url = self.url(hive_routes::MODELS_DOWNLOAD_PROGRESS);
-        let resp = self
-            .http
-            .get(&url)
-            .query(&[("id", id)])
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(format!("GET {url}: {e}")))?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(CallError::Refused(envelope_of(resp).await))
-        }
+        let (req, what) = self.get(hive_routes::MODELS_DOWNLOAD_PROGRESS);
+        send(req.query(&[("id", id)]), what).await
     }
 
-    pub async fn spawn(&self, req: &SpawnRequest) -> Result<SpawnResponse, CallError> {
-        self.post(hive_routes::WORKERS_SPAWN, req).await
+    pub async fn spawn(&self, body: &SpawnRequest) -> Result<SpawnResponse, CallError> {
+        let (req, what) = self.post(hive_routes::WORKERS_SPAWN, body);
+        fetch(req, what).await
     }
 
     pub async fn stop_worker(&self, worker_id: &str) -> Result<serde_json::Value, CallError> {
-        self.post(
-            hive_routes::WORKERS_SHUTDOWN,
-            &ShutdownWorkerRequest {
-                worker_id: worker_id.to_owned(),
-            },
-        )
-        .await
+        let body = ShutdownWorkerRequest {
+            worker_id: worker_id.to_owned(),
+        };
+        let (req, what) = self.post(hive_routes::WORKERS_SHUTDOWN, &body);
+        fetch(req, what).await
     }
 
     pub async fn shutdown(&self) -> Result<serde_json::Value, CallError> {
-        self.post(hive_routes::ADMIN_SHUTDOWN, &serde_json::json!({}))
-            .await
+        let (req, what) = self.post(hive_routes::ADMIN_SHUTDOWN, &serde_json::json!({}));
+        fetch(req, what).await
     }
 
     /// The hive's log stream.
     pub async fn logs(&self, follow: bool) -> Result<reqwest::Response, CallError> {
-        let url = self.url(hive_routes::LOGS);
-        let resp = self
-            .http
-            .get(&url)
-            .query(&[("follow", follow)])
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(format!("GET {url}: {e}")))?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(CallError::Refused(envelope_of(resp).await))
-        }
+        let (req, what) = self.get(hive_routes::LOGS);
+        send(req.query(&[("follow", follow)]), what).await
     }
 }
 
@@ -197,62 +165,32 @@ impl WorkerClient {
         }
     }
 
+    fn request(&self, method: reqwest::Method, path: &str) -> (reqwest::RequestBuilder, String) {
+        let url = format!("{}{path}", self.url);
+        let what = format!("{method} {url}");
+        (self.http.request(method, &url).bearer_auth(&self.key), what)
+    }
+
     pub async fn ready(&self) -> Result<ReadyResponse, CallError> {
-        let url = format!("{}{}", self.url, worker_routes::READY);
-        let resp = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.key)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(format!("GET {url}: {e}")))?;
-        decode(resp, &url).await
+        let (req, what) = self.request(reqwest::Method::GET, worker_routes::READY);
+        fetch(req.timeout(Duration::from_secs(5)), what).await
     }
 
     pub async fn loading_progress(&self) -> Result<reqwest::Response, CallError> {
-        let url = format!("{}{}", self.url, worker_routes::LOADING_PROGRESS);
-        let resp = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(format!("GET {url}: {e}")))?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(CallError::Refused(envelope_of(resp).await))
-        }
+        let (req, what) = self.request(reqwest::Method::GET, worker_routes::LOADING_PROGRESS);
+        send(req, what).await
     }
 
-    pub async fn infer(&self, req: &InferenceRequest) -> Result<reqwest::Response, CallError> {
-        let url = format!("{}{}", self.url, worker_routes::INFERENCE);
-        let resp = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.key)
-            .json(req)
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(format!("POST {url}: {e}")))?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(CallError::Refused(envelope_of(resp).await))
-        }
+    pub async fn infer(&self, body: &InferenceRequest) -> Result<reqwest::Response, CallError> {
+        let (req, what) = self.request(reqwest::Method::POST, worker_routes::INFERENCE);
+        send(req.json(body), what).await
     }
 
     pub async fn cancel(&self, job_id: &str) -> Result<serde_json::Value, CallError> {
-        let url = format!("{}{}", self.url, worker_routes::inference_job(job_id));
-        let resp = self
-            .http
-            .delete(&url)
-            .bearer_auth(&self.key)
-            .timeout(Duration::from_secs(6))
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(format!("DELETE {url}: {e}")))?;
-        decode(resp, &url).await
+        let (req, what) = self.request(
+            reqwest::Method::DELETE,
+            &worker_routes::inference_job(job_id),
+        );
+        fetch(req.timeout(Duration::from_secs(6)), what).await
     }
 }

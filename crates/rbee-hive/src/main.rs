@@ -1,19 +1,11 @@
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use clap::Parser;
 use rbee_hive::args::Cli;
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        // Never panic when stderr is gone (a worker whose hive died keeps running to exit).
-        .log_internal_errors(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    rbee_http::logging::init();
     let code = match rbee_hive::run(Cli::parse().command).await {
         Ok(()) => 0,
         Err(fatal) => {

@@ -7,12 +7,14 @@
 //! - [`client`]: reading another rbee process's event stream and error envelopes.
 //! - [`auth`]: the bearer-key middleware guarding every route but health.
 //! - [`sse`]: typed Server-Sent Event streams ending with `data: [DONE]`.
+//! - [`logging`]: the daemons' log output on stderr.
 //! - [`shutdown`]: waiting for SIGTERM or SIGINT.
 
 pub mod auth;
 pub mod client;
 pub mod error;
 pub mod json;
+pub mod logging;
 pub mod shutdown;
 pub mod sse;
 

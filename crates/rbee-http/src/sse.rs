@@ -12,7 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use rbee_api::sse::{DONE, SseMessage};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Streams every message received on `rx`, then `[DONE]`.
@@ -25,4 +25,35 @@ pub fn stream<T: SseMessage + Send + 'static>(rx: mpsc::Receiver<T>) -> Response
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+/// Streams a growing event log: every event so far, then each new one, ending after the
+/// first event `is_final` accepts (or when `stop` resolves). A client that connects late
+/// still sees every event, in order.
+pub fn replay<T, S>(mut log: watch::Receiver<Vec<T>>, is_final: fn(&T) -> bool, stop: S) -> Response
+where
+    T: SseMessage + Clone + Send + Sync + 'static,
+    S: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        tokio::pin!(stop);
+        let mut sent = 0;
+        loop {
+            let fresh: Vec<T> = log.borrow_and_update()[sent..].to_vec();
+            sent += fresh.len();
+            for event in fresh {
+                let last = is_final(&event);
+                if tx.send(event).await.is_err() || last {
+                    return;
+                }
+            }
+            tokio::select! {
+                changed = log.changed() => if changed.is_err() { return },
+                () = &mut stop => return,
+                () = tx.closed() => return,
+            }
+        }
+    });
+    stream(rx)
 }

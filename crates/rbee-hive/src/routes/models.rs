@@ -3,10 +3,9 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use rbee_api::hive::{DownloadRequest, DownloadStarted, ModelsList};
+use rbee_api::hive::{DownloadEvent, DownloadRequest, DownloadStarted, ModelsList};
 use rbee_http::ApiJson;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use crate::error::HiveError;
 use crate::model_ref::ModelRef;
@@ -39,29 +38,14 @@ pub async fn progress(
     let id = ModelRef::parse(&q.id)
         .map(|r| r.canonical())
         .unwrap_or(q.id);
-    let mut events = state
+    let events = state
         .downloads
         .subscribe(&id)
         .ok_or(HiveError::DownloadNotFound(id))?;
-    let (tx, rx) = mpsc::channel(64);
     let shutdown = state.shutdown.clone();
-    tokio::spawn(async move {
-        let mut sent = 0;
-        loop {
-            let fresh: Vec<_> = events.borrow_and_update()[sent..].to_vec();
-            sent += fresh.len();
-            for event in fresh {
-                let last = event.is_final();
-                if tx.send(event).await.is_err() || last {
-                    return;
-                }
-            }
-            tokio::select! {
-                changed = events.changed() => if changed.is_err() { return },
-                () = shutdown.cancelled() => return,
-                () = tx.closed() => return,
-            }
-        }
-    });
-    Ok(rbee_http::sse::stream(rx))
+    Ok(rbee_http::sse::replay(
+        events,
+        DownloadEvent::is_final,
+        async move { shutdown.cancelled().await },
+    ))
 }

@@ -161,7 +161,7 @@ async fn serve_until_stopped(
         })
     };
     if args.watch_stdin {
-        watch_stdin(state.shutdown.clone());
+        rbee_http::shutdown::cancel_on_stdin_eof(state.shutdown.clone(), DRAIN_TIMEOUT);
     }
     if let Some(hive) = hive {
         let body = WorkerReadyCallback {
@@ -189,19 +189,6 @@ async fn serve_until_stopped(
         Err(_) => tracing::warn!("open connections did not finish within {DRAIN_TIMEOUT:?}"),
     }
     loaded
-}
-
-/// Stops the worker when standard input closes: its parent (the hive) has gone away.
-fn watch_stdin(shutdown: tokio_util::sync::CancellationToken) {
-    std::thread::spawn(move || {
-        let mut sink = [0u8; 64];
-        let mut stdin = std::io::stdin().lock();
-        while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
-        shutdown.cancel();
-        tracing::warn!("standard input closed: the hive is gone, shutting down");
-        std::thread::sleep(DRAIN_TIMEOUT);
-        std::process::exit(0);
-    });
 }
 
 /// Loads the weights on a blocking thread, logging each layer to the loading log.

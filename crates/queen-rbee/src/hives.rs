@@ -32,8 +32,15 @@ pub struct HiveSettings {
 }
 
 enum Started {
-    Local { child: Child },
-    Remote { node: Beehive, pid: u32 },
+    /// A child hive; it watches its stdin, so it stops if this queen dies.
+    Local {
+        child: Child,
+        _lifeline: Option<tokio::process::ChildStdin>,
+    },
+    Remote {
+        node: Beehive,
+        pid: u32,
+    },
 }
 
 pub struct Hives {
@@ -164,7 +171,7 @@ impl Hives {
         let existing = {
             let mut started = self.started.lock().await;
             match started.get_mut(LOCALHOST) {
-                Some((client, Started::Local { child })) => match child.try_wait() {
+                Some((client, Started::Local { child, .. })) => match child.try_wait() {
                     Ok(None) => Some(client.clone()),
                     _ => {
                         narrate("rbee-hive on localhost has exited; starting a new one".into());
@@ -199,10 +206,11 @@ impl Hives {
                 "127.0.0.1",
                 "--worker-host",
                 "127.0.0.1",
+                "--watch-stdin",
             ])
             .args(&self.settings.local_hive_args)
             .env("RBEE_HIVE_API_KEY", &self.local_key)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -241,9 +249,16 @@ impl Hives {
             }
         });
         let client = HiveClient::new(LOCALHOST, &url, &self.local_key, self.http.clone());
+        let lifeline = child.stdin.take();
         self.started.lock().await.insert(
             LOCALHOST.to_owned(),
-            (client.clone(), Started::Local { child }),
+            (
+                client.clone(),
+                Started::Local {
+                    child,
+                    _lifeline: lifeline,
+                },
+            ),
         );
         Ok(client)
     }
@@ -373,7 +388,7 @@ impl Hives {
         let stops = started.into_iter().map(|(node, (client, how))| async move {
             let asked = client.shutdown().await.is_ok();
             match how {
-                Started::Local { mut child } => {
+                Started::Local { mut child, .. } => {
                     if !asked {
                         let _ = child.start_kill();
                     }

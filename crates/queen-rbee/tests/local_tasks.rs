@@ -6,6 +6,10 @@ use rbee_api::queen::TaskEvent;
 use rbee_testkit::fake_hub::FakeHub;
 use rbee_testkit::model_bytes;
 
+use std::time::Duration;
+
+use rbee_testkit::{descendants, signal, wait_gone};
+
 use crate::support::{Queen, error, narration, text};
 
 #[tokio::test]
@@ -53,4 +57,21 @@ async fn a_worker_slower_than_the_loading_timeout_gives_loading_timeout_with_its
         "{}",
         err.message
     );
+}
+
+#[tokio::test]
+async fn the_local_hive_and_its_workers_exit_when_the_queen_is_killed() {
+    let mut queen = Queen::start_local(&[], &[]).await;
+    assert!(error(&queen.task("localhost", 2).await).is_none());
+    let pid = queen.child.id().unwrap();
+    let tree = descendants(pid);
+    assert!(
+        tree.len() >= 2,
+        "hive and worker run below the queen: {tree:?}"
+    );
+    signal(pid, "KILL");
+    let _ = queen.child.wait().await;
+    for p in tree {
+        wait_gone(p, Duration::from_secs(30)).await;
+    }
 }

@@ -154,6 +154,23 @@ impl Queen {
     }
 }
 
+impl Drop for Queen {
+    /// Stops the queen the way an operator would, so the hives it started over SSH (which
+    /// outlive it by design) are stopped too.
+    fn drop(&mut self) {
+        let Some(pid) = self.child.id() else { return };
+        if rbee_testkit::alive(pid) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while rbee_testkit::alive(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 pub fn text(events: &[TaskEvent]) -> String {
     events
         .iter()

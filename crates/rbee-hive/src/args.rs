@@ -89,6 +89,11 @@ pub struct DaemonArgs {
     #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
     pub hf_token: Option<String>,
 
+    /// Stop (with every worker) when standard input reaches end of file. queen-rbee starts
+    /// its local hive this way so the hive never outlives it.
+    #[arg(long, env = "RBEE_HIVE_WATCH_STDIN")]
+    pub watch_stdin: bool,
+
     /// Delay before the first download retry; it doubles on each further one.
     #[arg(long, env = "RBEE_HIVE_DOWNLOAD_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
     pub download_backoff: Duration,

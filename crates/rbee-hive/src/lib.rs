@@ -148,6 +148,14 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         logs: logs.clone(),
         shutdown: CancellationToken::new(),
     });
+    if args.watch_stdin {
+        // Workers get the same grace as on SIGTERM; after that the hive exits regardless,
+        // and its workers follow through their own stdin.
+        rbee_http::shutdown::cancel_on_stdin_eof(
+            state.shutdown.clone(),
+            std::time::Duration::from_secs(15),
+        );
+    }
     logs.hive(format!(
         "rbee-hive {} listening on http://{bound} (catalog {}, models in {})",
         env!("CARGO_PKG_VERSION"),

@@ -145,21 +145,7 @@ async fn serve_until_stopped(
     let app = routes::router(state.clone(), ApiKey::new(key));
     tracing::info!(url = %state.identity.public_url, "Listening on http://{bound}");
 
-    let server = {
-        let shutdown = state.shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-        })
-    };
-    let signals = {
-        let shutdown = state.shutdown.clone();
-        tokio::spawn(async move {
-            rbee_http::shutdown::signal().await;
-            shutdown.cancel();
-        })
-    };
+    let serving = rbee_http::daemon::serve(listener, app, state.shutdown.clone());
     if args.watch_stdin {
         rbee_http::shutdown::cancel_on_stdin_eof(state.shutdown.clone(), DRAIN_TIMEOUT);
     }
@@ -181,13 +167,7 @@ async fn serve_until_stopped(
         state.shutdown.cancel();
     }
     state.shutdown.cancelled().await;
-    signals.abort();
-    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("server stopped"),
-        Ok(Ok(Err(e))) => tracing::warn!("server error: {e}"),
-        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
-        Err(_) => tracing::warn!("open connections did not finish within {DRAIN_TIMEOUT:?}"),
-    }
+    serving.finish(DRAIN_TIMEOUT).await;
     loaded
 }
 

@@ -25,7 +25,6 @@ pub mod state;
 pub mod tasks;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rbee_http::auth::ApiKey;
@@ -50,25 +49,6 @@ pub async fn run(command: Command) -> Result<(), Fatal> {
     }
 }
 
-fn data_dir(args: &DaemonArgs) -> Result<PathBuf, Fatal> {
-    if let Some(dir) = &args.data_dir {
-        return Ok(dir.clone());
-    }
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .ok_or_else(|| Fatal("cannot find a data directory: set --data-dir or HOME".into()))?;
-    Ok(base.join("rbee"))
-}
-
-fn sibling_or_path(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .map(|exe| exe.with_file_name(name))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(name))
-}
-
 async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
     if !args.host.is_loopback() && args.api_key.is_none() {
         return Err(Fatal(format!(
@@ -78,7 +58,9 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
     }
     let db = match &args.db {
         Some(db) => db.clone(),
-        None => data_dir(&args)?.join("beehives.db"),
+        None => rbee_http::daemon::data_dir(args.data_dir.as_deref())
+            .map_err(Fatal)?
+            .join("beehives.db"),
     };
     let registry: Arc<dyn BeehiveRegistry> =
         Arc::new(SqliteRegistry::open(&db).map_err(|e| Fatal(e.to_string()))?);
@@ -94,7 +76,7 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
             hive_bin: args
                 .hive_bin
                 .clone()
-                .unwrap_or_else(|| sibling_or_path("rbee-hive")),
+                .unwrap_or_else(|| rbee_http::daemon::sibling_or_path("rbee-hive")),
             local_hive_args: args
                 .local_hive_args
                 .split_whitespace()
@@ -130,27 +112,11 @@ pub async fn serve(
     key: Option<ApiKey>,
 ) -> Result<(), Fatal> {
     let app = routes::router(state.clone(), key);
-    let shutdown = state.shutdown.clone();
-    let signals = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            rbee_http::shutdown::signal().await;
-            shutdown.cancel();
-        }
-    });
-    let server = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-        }
-    });
-    shutdown.cancelled().await;
-    signals.abort();
+    let serving = rbee_http::daemon::serve(listener, app, state.shutdown.clone());
+    state.shutdown.cancelled().await;
     tracing::info!("stopping every hive this queen started");
     state.hives.stop_all().await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    serving.finish(std::time::Duration::from_secs(5)).await;
     tracing::info!("queen stopped");
     Ok(())
 }

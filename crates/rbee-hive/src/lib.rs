@@ -64,31 +64,15 @@ pub async fn run(command: Command) -> Result<(), Fatal> {
     }
 }
 
-fn data_dir(args: &DaemonArgs) -> Result<PathBuf, Fatal> {
-    if let Some(dir) = &args.data_dir {
-        return Ok(dir.clone());
-    }
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .ok_or_else(|| Fatal("cannot find a data directory: set --data-dir or HOME".into()))?;
-    Ok(base.join("rbee"))
-}
-
 /// The worker binary: the flag, else next to this executable, else `llm-worker-rbee` on PATH.
 fn worker_bin(args: &DaemonArgs) -> PathBuf {
-    if let Some(bin) = &args.worker_bin {
-        return bin.clone();
-    }
-    std::env::current_exe()
-        .ok()
-        .map(|exe| exe.with_file_name("llm-worker-rbee"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("llm-worker-rbee"))
+    args.worker_bin
+        .clone()
+        .unwrap_or_else(|| rbee_http::daemon::sibling_or_path("llm-worker-rbee"))
 }
 
 async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
-    let data = data_dir(&args)?;
+    let data = rbee_http::daemon::data_dir(args.data_dir.as_deref()).map_err(Fatal)?;
     let db = args
         .models_db
         .clone()
@@ -168,32 +152,11 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
 /// Serves until SIGTERM, SIGINT or `POST /v1/admin/shutdown`; then stops every worker.
 pub async fn serve(listener: TcpListener, state: AppState, key: ApiKey) -> Result<(), Fatal> {
     let app = routes::router(state.clone(), key);
-    let shutdown = state.shutdown.clone();
-    let signals = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            rbee_http::shutdown::signal().await;
-            shutdown.cancel();
-        }
-    });
-    let server = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-        }
-    });
-    shutdown.cancelled().await;
-    signals.abort();
+    let serving = rbee_http::daemon::serve(listener, app, state.shutdown.clone());
+    state.shutdown.cancelled().await;
     state.logs.hive("stopping every worker");
     state.pool.stop_all().await;
-    match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!("server error: {e}"),
-        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
-        Err(_) => tracing::warn!("open connections did not close in time"),
-    }
+    serving.finish(std::time::Duration::from_secs(5)).await;
     state.logs.hive("hive stopped");
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! - [`error`]: turning an [`rbee_api::ErrorEnvelope`] into an HTTP response.
 //! - [`json`]: a JSON body extractor whose rejections use the envelope (`INVALID_REQUEST`).
 //! - [`client`]: reading another rbee process's event stream and error envelopes.
+//! - [`daemon`]: serving until stopped, the data directory, sibling binaries.
 //! - [`auth`]: the bearer-key middleware guarding every route but health.
 //! - [`sse`]: typed Server-Sent Event streams ending with `data: [DONE]`.
 //! - [`logging`]: the daemons' log output on stderr.
@@ -12,6 +13,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod daemon;
 pub mod error;
 pub mod json;
 pub mod logging;

@@ -23,14 +23,6 @@ pub struct Queen {
     owned: Option<Child>,
 }
 
-fn sibling_or_path(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .map(|exe| exe.with_file_name(name))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(name))
-}
-
 async fn healthy(http: &reqwest::Client, url: &str) -> bool {
     let Ok(resp) = http
         .get(format!("{url}{}", rbee_api::routes::queen::HEALTH))
@@ -71,7 +63,7 @@ impl Queen {
                     "queen-rbee does not answer at {url}; start it there with `queen-rbee daemon`"
                 ))
             })?;
-        let bin = sibling_or_path("queen-rbee");
+        let bin = rbee_http::daemon::sibling_or_path("queen-rbee");
         let mut cmd = Command::new(&bin);
         // Its own process group: Ctrl+C in the terminal reaches only rbee, which cancels the
         // task and then stops the queen in order.

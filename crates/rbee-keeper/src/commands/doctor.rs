@@ -27,13 +27,6 @@ impl Report {
     }
 }
 
-fn binary(name: &str) -> Option<PathBuf> {
-    std::env::current_exe()
-        .ok()
-        .map(|exe| exe.with_file_name(name))
-        .filter(|p| p.is_file())
-}
-
 fn version_of(path: &PathBuf) -> Option<String> {
     let out = Command::new(path).arg("--version").output().ok()?;
     String::from_utf8_lossy(&out.stdout)
@@ -46,7 +39,7 @@ pub async fn run(config: &Config, queen_url: String) -> Result<()> {
     let mut report = Report { failures: 0 };
     let mine = env!("CARGO_PKG_VERSION");
     for name in ["queen-rbee", "rbee-hive", "llm-worker-rbee"] {
-        match binary(name) {
+        match rbee_http::daemon::sibling_binary(name) {
             Some(path) => {
                 let v = version_of(&path);
                 let same = v.as_deref() == Some(mine);

@@ -6,7 +6,7 @@
 //! the client going away) cancels the generation on the worker.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -437,6 +437,3 @@ async fn infer(
         }
     }
 }
-
-/// Shared handle type for the routes.
-pub type SharedTasks = Arc<Tasks>;

@@ -27,6 +27,10 @@ pub enum QueenError {
         reason: String,
     },
     #[error(
+        "lost contact with {node}: {reason}; the node may be down or cut off (`rbee setup list-nodes` shows its status)"
+    )]
+    NodeLost { node: String, reason: String },
+    #[error(
         "rbee-hive on {node} is version {hive}, this queen is {queen}; upgrade the node with `rbee setup install --node {node}`"
     )]
     VersionMismatch {
@@ -81,6 +85,7 @@ impl QueenError {
                 ErrorCode::ConnectionTimeout,
                 json!({"node": node, "url": url, "attempts": attempts}),
             ),
+            Self::NodeLost { node, .. } => (ErrorCode::ConnectionTimeout, json!({"node": node})),
             Self::VersionMismatch { node, hive, queen } => (
                 ErrorCode::VersionMismatch,
                 json!({"node": node, "hive_version": hive, "queen_version": queen}),

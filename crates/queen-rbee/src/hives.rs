@@ -136,6 +136,17 @@ impl Hives {
         }
     }
 
+    /// Records that a registered node stopped answering in the middle of a task.
+    pub fn mark_unreachable(&self, node: &str, reason: &str) {
+        if let Ok(Some(mut record)) = self.registry.get(node) {
+            record.beehive.status = NodeStatus::Unreachable;
+            record.beehive.last_error = Some(reason.to_owned());
+            if let Err(e) = self.registry.upsert(&record) {
+                tracing::warn!("cannot record that {node} is unreachable: {e}");
+            }
+        }
+    }
+
     /// The client for a node's hive if this queen knows where it is, without starting it.
     pub async fn client(&self, node: &str) -> Result<HiveClient, QueenError> {
         if let Some((client, _)) = self.started.lock().await.get(node) {

@@ -15,7 +15,7 @@ use rbee_api::model_ref::ModelRef;
 use rbee_api::queen::TaskEvent;
 use rbee_api::worker::{InferenceEvent, InferenceRequest, LoadingEvent, WorkerState};
 use rbee_api::{ErrorCode, ErrorEnvelope, Narration};
-use rbee_http::client::frames;
+use rbee_http::client::{StreamBreak, frames, frames_until_silent};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,11 @@ const ACTOR: &str = "queen-rbee";
 /// Consecutive connection errors after which a loading worker is given up on.
 const MAX_CONNECTION_ERRORS: u32 = 10;
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
+/// A token stream silent this long (workers send a keep-alive every second) means the
+/// worker's node or the network to it is gone.
+const WORKER_SILENCE: Duration = Duration::from_secs(5);
+/// Attempts, a second apart, to cancel a job on a worker that went silent.
+const CANCEL_ATTEMPTS: u32 = 60;
 
 /// Running tasks, for `DELETE /v2/tasks/{id}`.
 #[derive(Default)]
@@ -207,7 +212,11 @@ async fn execute(
         wait_loaded(state, &req.node, &spawned.worker_id, &client, out, cancel).await?;
         client
     };
-    infer(&worker, req, task_id, out, cancel).await
+    let result = infer(&worker, req, task_id, out, cancel).await;
+    if let Err(e @ QueenError::NodeLost { .. }) = &result {
+        state.hives.mark_unreachable(&req.node, &e.to_string());
+    }
+    result
 }
 
 fn call_error(hive: &HiveClient, e: CallError) -> QueenError {
@@ -391,7 +400,7 @@ async fn infer(
             QueenError::Remote(ErrorEnvelope::new(ErrorCode::WorkerCrashed, reason))
         }
     })?;
-    let mut stream = Box::pin(frames(resp));
+    let mut stream = Box::pin(frames_until_silent(resp, Some(WORKER_SILENCE)));
     let mut tokens = 0usize;
     loop {
         let frame = tokio::select! {
@@ -415,7 +424,28 @@ async fn infer(
         };
         match frame {
             None => return Ok(()),
-            Some(Err(reason)) => {
+            Some(Err(StreamBreak::Silent(limit))) => {
+                // Free the worker's slot once it can be reached again (a cut link that
+                // comes back), so the next request does not find it busy.
+                let worker = worker.clone();
+                let job = task_id.to_owned();
+                tokio::spawn(async move {
+                    for _ in 0..CANCEL_ATTEMPTS {
+                        if !matches!(worker.cancel(&job).await, Err(CallError::Unreachable(_))) {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                });
+                return Err(QueenError::NodeLost {
+                    node: req.node.clone(),
+                    reason: format!(
+                        "the worker's stream went silent after {tokens} tokens (no data for {} s)",
+                        limit.as_secs()
+                    ),
+                });
+            }
+            Some(Err(StreamBreak::Broken(reason))) => {
                 return Err(QueenError::Remote(
                     ErrorEnvelope::new(
                         ErrorCode::WorkerCrashed,

@@ -3,6 +3,8 @@
 //! Every rbee server answers errors with the envelope and streams with SSE ending in
 //! `[DONE]`; these helpers read both the same way everywhere.
 
+use std::time::Duration;
+
 use futures::{Stream, StreamExt};
 use rbee_api::sse::{SseDecoder, SseFrame};
 use rbee_api::{ErrorCode, ErrorEnvelope};
@@ -26,6 +28,24 @@ pub async fn envelope_of(resp: reqwest::Response) -> ErrorEnvelope {
 /// an `Err` item; a stream that ends without `[DONE]` ends with an `Err` too, so a producer
 /// that died is never mistaken for one that finished.
 pub fn frames(resp: reqwest::Response) -> impl Stream<Item = Result<SseFrame, String>> + Send {
+    frames_until_silent(resp, None).map(|r| r.map_err(|e| e.to_string()))
+}
+
+/// Why an event stream ended without `[DONE]`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StreamBreak {
+    #[error("no data for {} s", .0.as_secs_f32())]
+    Silent(Duration),
+    #[error("{0}")]
+    Broken(String),
+}
+
+/// [`frames`], ending with an `Err` when no byte (not even a keep-alive comment) arrives for
+/// `silence`: the peer's machine or the network between us has gone away.
+pub fn frames_until_silent(
+    resp: reqwest::Response,
+    silence: Option<Duration>,
+) -> impl Stream<Item = Result<SseFrame, StreamBreak>> + Send {
     let body = resp.bytes_stream();
     futures::stream::unfold(
         (
@@ -34,7 +54,7 @@ pub fn frames(resp: reqwest::Response) -> impl Stream<Item = Result<SseFrame, St
             std::collections::VecDeque::new(),
             false,
         ),
-        |(mut body, mut decoder, mut pending, done)| async move {
+        move |(mut body, mut decoder, mut pending, done)| async move {
             if done {
                 return None;
             }
@@ -46,17 +66,29 @@ pub fn frames(resp: reqwest::Response) -> impl Stream<Item = Result<SseFrame, St
                     }
                     return Some((Ok(frame), (body, decoder, pending, false)));
                 }
-                match body.next().await {
+                let next = match silence {
+                    Some(limit) => match tokio::time::timeout(limit, body.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            return Some((
+                                Err(StreamBreak::Silent(limit)),
+                                (body, decoder, pending, true),
+                            ));
+                        }
+                    },
+                    None => body.next().await,
+                };
+                match next {
                     Some(Ok(chunk)) => pending.extend(decoder.feed(&chunk)),
                     Some(Err(e)) => {
                         return Some((
-                            Err(format!("stream broken: {e}")),
+                            Err(StreamBreak::Broken(format!("stream broken: {e}"))),
                             (body, decoder, pending, true),
                         ));
                     }
                     None => {
                         return Some((
-                            Err("stream ended before [DONE]".to_owned()),
+                            Err(StreamBreak::Broken("stream ended before [DONE]".to_owned())),
                             (body, decoder, pending, true),
                         ));
                     }

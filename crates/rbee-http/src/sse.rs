@@ -15,6 +15,10 @@ use rbee_api::sse::{DONE, SseMessage};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
+/// How often an idle stream sends a comment, so a reader can tell a quiet producer (a long
+/// prompt being processed) from a peer that has gone away.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
+
 /// Streams every message received on `rx`, then `[DONE]`.
 pub fn stream<T: SseMessage + Send + 'static>(rx: mpsc::Receiver<T>) -> Response {
     let events = ReceiverStream::new(rx)
@@ -23,7 +27,7 @@ pub fn stream<T: SseMessage + Send + 'static>(rx: mpsc::Receiver<T>) -> Response
             Ok(Event::default().data(DONE))
         }));
     Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response()
 }
 

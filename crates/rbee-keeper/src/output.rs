@@ -1,7 +1,7 @@
 //! What the user sees: tokens on stdout as they arrive; narration and progress bars on
 //! stderr.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rbee_api::Narration;
@@ -19,11 +19,25 @@ pub fn token(text: &str) {
     let _ = out.flush();
 }
 
-/// The download and loading bars of one command.
-#[derive(Default)]
+/// The download and loading bars of one command. When stderr is not a terminal (a log
+/// file, CI), bars cannot redraw, so progress is printed as plain lines at each quarter.
 pub struct Bars {
     download: Option<ProgressBar>,
     loading: Option<ProgressBar>,
+    plain: bool,
+    /// The last quarter printed in plain mode, per bar (download, loading).
+    printed: [Option<u64>; 2],
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Self {
+            download: None,
+            loading: None,
+            plain: !std::io::stderr().is_terminal(),
+            printed: [None, None],
+        }
+    }
 }
 
 fn bar(len: u64, template: &str) -> ProgressBar {
@@ -35,7 +49,36 @@ fn bar(len: u64, template: &str) -> ProgressBar {
 }
 
 impl Bars {
+    /// In plain mode, prints `line` when `done/total` reaches a quarter not printed yet.
+    fn plain_line(&mut self, which: usize, done: u64, total: u64, line: impl FnOnce() -> String) {
+        let quarter = (done * 4).checked_div(total).unwrap_or(0).min(4);
+        if self.printed[which].is_none_or(|q| quarter > q) {
+            self.printed[which] = Some(quarter);
+            eprintln!("{}", line());
+        }
+    }
+
     pub fn download(&mut self, event: &DownloadEvent) {
+        if self.plain
+            && let DownloadEvent::Downloading {
+                bytes_downloaded,
+                bytes_total,
+                speed_mbps,
+            } = event
+        {
+            let mb = |b: u64| b as f64 / 1e6;
+            self.plain_line(0, *bytes_downloaded, *bytes_total, || {
+                format!(
+                    "Downloading {:>3}% ({:.1}/{:.1} MB, {speed_mbps:.1} MB/s)",
+                    (bytes_downloaded * 100)
+                        .checked_div(*bytes_total)
+                        .unwrap_or(0),
+                    mb(*bytes_downloaded),
+                    mb(*bytes_total)
+                )
+            });
+            return;
+        }
         match event {
             DownloadEvent::Downloading {
                 bytes_downloaded,
@@ -80,6 +123,18 @@ impl Bars {
     }
 
     pub fn loading(&mut self, event: &LoadingEvent) {
+        if self.plain {
+            if let LoadingEvent::LoadingToVram {
+                layers_loaded,
+                layers_total,
+                ..
+            } = event
+            {
+                let (done, total) = (*layers_loaded as u64, *layers_total as u64);
+                self.plain_line(1, done, total, || format!("Loading {done}/{total} layers"));
+            }
+            return;
+        }
         match event {
             LoadingEvent::LoadingToVram {
                 layers_loaded,

@@ -146,7 +146,7 @@ async fn once(queen: &Queen, args: &InferArgs, model: &str) -> Result<Outcome> {
                 bars.clear();
                 return match e.error.code {
                     ErrorCode::AllSlotsBusy => Ok(Outcome::Busy(e.error.message)),
-                    ErrorCode::WorkerCrashed if tokens > 0 => {
+                    ErrorCode::WorkerCrashed | ErrorCode::ConnectionTimeout if tokens > 0 => {
                         Err(crashed(&text, tokens, &e.error.message))
                     }
                     ErrorCode::InvalidApiKey => Err(KeeperError::Auth(None)),

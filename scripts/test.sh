@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace (unit, integration, end-to-end) against the real default
-# model, fetching it first if needed. Extra arguments go to cargo nextest, e.g. a filter:
+# Runs every test of the workspace against the real default model, fetching it first if
+# needed: unit and integration tests (cargo nextest), then the acceptance suite on network
+# namespaces (scripts/acceptance.sh; needs root). Extra arguments go to cargo nextest and
+# skip the acceptance suite, e.g. a filter:
 #   scripts/test.sh quantizations
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +11,12 @@ profile=default
 [ -n "${CI:-}" ] && profile=ci
 # The hive's tests start the worker binary built beside it.
 cargo build --workspace --bins --locked
-cargo nextest run --workspace --locked --profile "$profile" "$@"
+# The acceptance suite has its own runner (cucumber), not the libtest protocol nextest speaks.
+cargo nextest run --workspace --exclude rbee-acceptance --locked --profile "$profile" "$@"
+[ $# -gt 0 ] && exit 0
+cargo nextest run -p rbee-acceptance --lib --locked --profile "$profile"
+if [ "$(id -u)" != 0 ]; then
+    echo "acceptance suite skipped: it needs root (network namespaces); run scripts/acceptance.sh as root" >&2
+    exit 0
+fi
+scripts/acceptance.sh

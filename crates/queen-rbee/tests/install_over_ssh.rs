@@ -1,68 +1,18 @@
 //! `POST /v2/registry/beehives/install`: clone the repository at its branch into the
 //! install path and build the node's binaries in release mode, over SSH, narrated.
 //!
-//! The repository is a small local stand-in with the two packages a node needs, so the
-//! test proves the mechanism without rebuilding Candle.
-
-use std::path::Path;
+//! The repository is [`rbee_testkit::stand_in_repo`], so the test proves the mechanism
+//! without rebuilding Candle.
 
 use serde_json::json;
 
 use crate::support::{Queen, Sshd, call, free_port, read_sse};
 
-fn git(dir: &Path, args: &[&str]) {
-    let status = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t")
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
-}
-
-/// A repository whose `stable` branch holds a workspace with `rbee-hive` (printing a CPU-only
-/// detection) and `llm-worker-rbee`.
-fn stand_in_repo(root: &Path) {
-    let write = |path: &str, text: &str| {
-        let p = root.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    };
-    write(
-        "Cargo.toml",
-        "[workspace]\nresolver = \"2\"\nmembers = [\"hive\", \"worker\"]\n",
-    );
-    write(
-        "hive/Cargo.toml",
-        "[package]\nname = \"rbee-hive\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
-    );
-    write(
-        "hive/src/main.rs",
-        "fn main() { println!(\"{{\\\"backends\\\":[\\\"cpu\\\"],\\\"devices\\\":{{\\\"cpu\\\":1}}}}\"); }\n",
-    );
-    write(
-        "worker/Cargo.toml",
-        "[package]\nname = \"llm-worker-rbee\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
-    );
-    write("worker/src/main.rs", "fn main() {}\n");
-    write(
-        "Cargo.lock",
-        "version = 4\n\n[[package]]\nname = \"llm-worker-rbee\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"rbee-hive\"\nversion = \"0.1.0\"\n",
-    );
-    git(root, &["init", "-q", "-b", "main"]);
-    git(root, &["add", "-A"]);
-    git(root, &["commit", "-q", "-m", "stand-in"]);
-    git(root, &["checkout", "-q", "-b", "stable"]);
-}
-
 #[tokio::test]
 async fn install_clones_the_branch_and_builds_release_binaries_over_ssh() {
     let sshd = Sshd::start(&[]).await;
     let repo = tempfile::tempdir().unwrap();
-    stand_in_repo(repo.path());
+    rbee_testkit::stand_in_repo(repo.path(), "stable");
     let nodes = tempfile::tempdir().unwrap();
     let install = nodes.path().join("rbee");
     let queen = Queen::start_with_local_binaries(&sshd).await;

@@ -98,22 +98,11 @@ async fn worker_killed_mid_stream_saves_the_partial_answer_and_exits_1() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("partial answer"))
-        .unwrap_or_else(|| panic!("{stderr}"));
-    let path = line.split("saved in ").nth(1).unwrap().trim();
-    let saved = std::fs::read_to_string(path).unwrap();
+    let (tokens, saved) = rbee_testkit::partial_answer(&stderr);
     assert!(
         !saved.is_empty() && (first.clone() + &rest).starts_with(&saved),
         "{saved:?}"
     );
-    let tokens: usize = line
-        .split("partial answer (")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no token count in {line}"));
     assert!(tokens > 0);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

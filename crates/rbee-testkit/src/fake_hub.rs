@@ -1,8 +1,9 @@
 //! A test double of the Hugging Face Hub: the URL protocol the hive speaks, with faults to
-//! inject (connection reset at a byte, corrupted content) and a record of what was asked.
+//! inject (connection reset at a byte, slow transfer, corrupted content) and a record of what was asked.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -11,6 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
+
+/// Bytes per body chunk (the unit of a slow transfer's pauses).
+const CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -22,6 +26,8 @@ pub enum Fault {
     ResetEvery { after: u64 },
     /// Flip a byte in the middle of every transfer.
     Corrupt,
+    /// Send the file at about this many bytes per second.
+    Slow { bytes_per_sec: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +63,13 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 impl FakeHub {
+    /// A hub on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// A hub on a free port of `address` (e.g. a bridge other network namespaces reach).
+    pub async fn start_on(address: &str) -> Self {
         let hub = Hub {
             repos: Arc::default(),
             fault: Arc::new(Mutex::new(Fault::None)),
@@ -70,7 +82,7 @@ impl FakeHub {
                 get(resolve).head(resolve),
             )
             .with_state(hub.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((address, 0)).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -227,10 +239,20 @@ async fn resolve(
                 "injected reset",
             )),
         ],
-        _ => body.chunks(1 << 20).map(|c| Ok(c.to_vec())).collect(),
+        _ => body.chunks(CHUNK).map(|c| Ok(c.to_vec())).collect(),
     };
-    let stream = futures::stream::iter(chunks).then(|c| async move {
-        tokio::task::yield_now().await;
+    let pause = match fault {
+        Fault::Slow { bytes_per_sec } => {
+            Duration::from_secs_f64(CHUNK as f64 / bytes_per_sec.max(1) as f64)
+        }
+        _ => Duration::ZERO,
+    };
+    let stream = futures::stream::iter(chunks).then(move |c| async move {
+        if pause.is_zero() {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(pause).await;
+        }
         c
     });
     let mut resp = Response::new(Body::from_stream(stream));

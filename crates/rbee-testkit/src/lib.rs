@@ -6,7 +6,9 @@
 //! - [`alive`], [`wait_gone`], [`signal`], [`descendants`]: processes by PID.
 //! - [`free_port`]: a loopback port for a daemon under test.
 //! - [`fake_hub`]: a local server speaking the Hugging Face Hub's URL protocol, with faults.
-//! - [`Sshd`]: a real OpenSSH server on loopback with throwaway keys.
+//! - [`Sshd`]: a real OpenSSH server on loopback with throwaway keys ([`throwaway_keys`]).
+//! - [`stand_in_repo`]: a git repository shaped like rbee's, to install from over SSH.
+//! - [`partial_answer`]: what `rbee` says when an answer broke off.
 
 #![allow(clippy::unwrap_used)]
 
@@ -267,6 +269,84 @@ fn sh(cmd: &str) {
     assert!(status.success(), "`{cmd}` failed");
 }
 
+/// Writes `host_key`, `client_key` (both 0600) and `authorized_keys` (the client's public
+/// key) into `dir`.
+pub fn throwaway_keys(dir: &std::path::Path) {
+    let d = dir.display();
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {d}/host_key && ssh-keygen -q -t ed25519 -N '' -f {d}/client_key \
+         && cp {d}/client_key.pub {d}/authorized_keys && chmod 600 {d}/host_key {d}/client_key"
+    ));
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "rbee")
+        .env("GIT_AUTHOR_EMAIL", "rbee@localhost")
+        .env("GIT_COMMITTER_NAME", "rbee")
+        .env("GIT_COMMITTER_EMAIL", "rbee@localhost")
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A git repository at `root` whose `branch` holds a workspace with `rbee-hive` (printing a
+/// CPU-only detection) and `llm-worker-rbee`: installing it over SSH proves clone-and-build
+/// without rebuilding Candle.
+pub fn stand_in_repo(root: &std::path::Path, branch: &str) {
+    let write = |path: &str, text: &str| {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "Cargo.toml",
+        "[workspace]\nresolver = \"2\"\nmembers = [\"hive\", \"worker\"]\n",
+    );
+    for (dir, name) in [("hive", "rbee-hive"), ("worker", "llm-worker-rbee")] {
+        write(
+            &format!("{dir}/Cargo.toml"),
+            &format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+        );
+    }
+    write(
+        "hive/src/main.rs",
+        "fn main() { println!(\"{{\\\"backends\\\":[\\\"cpu\\\"],\\\"devices\\\":{{\\\"cpu\\\":1}}}}\"); }\n",
+    );
+    write("worker/src/main.rs", "fn main() {}\n");
+    write(
+        "Cargo.lock",
+        "version = 4\n\n[[package]]\nname = \"llm-worker-rbee\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"rbee-hive\"\nversion = \"0.1.0\"\n",
+    );
+    git(root, &["init", "-q", "-b", "main"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "stand-in"]);
+    git(root, &["checkout", "-q", "-b", branch]);
+}
+
+/// From `rbee`'s stderr after an answer broke off: the token count reached and the text saved
+/// in the file it names.
+pub fn partial_answer(stderr: &str) -> (usize, String) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("partial answer ("))
+        .unwrap_or_else(|| panic!("no partial answer in:\n{stderr}"));
+    let tokens = line
+        .split("partial answer (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no token count in {line}"));
+    let path = line
+        .split("saved in ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no file in {line}"))
+        .trim();
+    (tokens, std::fs::read_to_string(path).unwrap())
+}
+
 impl Sshd {
     /// Starts sshd; `env` is set in every session it opens (`SetEnv`).
     pub async fn start(env: &[(&str, &str)]) -> Self {
@@ -280,11 +360,8 @@ impl Sshd {
         std::fs::create_dir_all(&dir).unwrap();
         let tmp = TempDir(dir.clone());
         std::fs::create_dir_all("/run/sshd").unwrap();
+        throwaway_keys(&dir);
         let d = dir.display();
-        sh(&format!(
-            "ssh-keygen -q -t ed25519 -N '' -f {d}/host_key && ssh-keygen -q -t ed25519 -N '' -f {d}/client_key \
-             && cp {d}/client_key.pub {d}/authorized_keys && chmod 600 {d}/host_key {d}/client_key"
-        ));
         let port = free_port();
         let set_env: String = env.iter().map(|(k, v)| format!(" {k}={v}")).collect();
         std::fs::write(

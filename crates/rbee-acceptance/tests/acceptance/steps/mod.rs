@@ -1,0 +1,7 @@
+//! Step definitions, by what they touch.
+
+pub mod commands;
+mod install;
+mod models;
+mod nodes;
+mod workers;

@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RBEE_TEST_MODEL="${RBEE_TEST_MODEL:-$(scripts/fetch-model.sh)}"
+# The queen's OpenAI-compatibility test drives it with the official `openai` SDK.
+export RBEE_PYTHON="${RBEE_PYTHON:-$(scripts/python-env.sh)}"
 profile=default
 [ -n "${CI:-}" ] && profile=ci
 # The hive's tests start the worker binary built beside it.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rbee_api::Backend;
 use rbee_api::worker::{LoadingEvent, WorkerState as Phase};
+use rbee_http::metrics::{Family, Metrics};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -77,7 +78,33 @@ pub struct WorkerState {
     jobs: Mutex<HashMap<String, RunningJob>>,
     /// Cancelled to stop the worker: the server drains and the process exits.
     pub shutdown: CancellationToken,
+    pub metrics: Metrics,
 }
+
+/// The worker's metric families (served at `GET /metrics`).
+pub const METRICS: &[Family] = &[
+    Family::counter(
+        "rbee_worker_requests_total",
+        "Inference requests by outcome: the stop reason, or the error code of a refusal.",
+    ),
+    Family::counter("rbee_worker_tokens_generated_total", "Tokens generated."),
+    Family::counter(
+        "rbee_worker_prompt_tokens_total",
+        "Prompt tokens processed.",
+    ),
+    Family::histogram(
+        "rbee_worker_time_to_first_token_seconds",
+        "From the request to its first generated token.",
+    ),
+    Family::histogram(
+        "rbee_worker_token_latency_seconds",
+        "Time between consecutive generated tokens.",
+    ),
+    Family::gauge(
+        "rbee_worker_slots",
+        "Inference slots by state (busy, free).",
+    ),
+];
 
 impl WorkerState {
     pub fn new(identity: Identity, slots: usize) -> AppState {
@@ -90,6 +117,7 @@ impl WorkerState {
             slots: Arc::new(Semaphore::new(slots)),
             jobs: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
+            metrics: Metrics::new(METRICS),
         })
     }
 

@@ -11,6 +11,7 @@ mod bad_model_file;
 mod generation;
 mod hive_callbacks;
 mod loading_progress;
+mod metrics;
 mod quantizations;
 mod requests_are_validated;
 mod shutdown;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::support::{Completion, Worker, read_sse, story_request};
 
 /// Starts a long generation and returns its response once the first token has arrived.
-async fn start_long_job(
+pub async fn start_long_job(
     w: &Worker,
     job_id: &str,
 ) -> (reqwest::Response, Vec<rbee_api::sse::SseFrame>) {

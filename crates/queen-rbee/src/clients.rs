@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use rbee_api::ErrorEnvelope;
 use rbee_api::hive::{
-    DownloadRequest, DownloadStarted, ShutdownWorkerRequest, SpawnRequest, SpawnResponse,
-    WorkersList,
+    DownloadRequest, DownloadStarted, ModelsList, PreflightRequest, Resources,
+    ShutdownWorkerRequest, SpawnRequest, SpawnResponse, WorkersList,
 };
 use rbee_api::routes::{hive as hive_routes, worker as worker_routes};
 use rbee_api::worker::{HealthResponse, InferenceRequest, ReadyResponse};
@@ -107,6 +107,22 @@ impl HiveClient {
     pub async fn workers(&self) -> Result<WorkersList, CallError> {
         let (req, what) = self.get(hive_routes::WORKERS_LIST);
         fetch(req.timeout(Duration::from_secs(10)), what).await
+    }
+
+    pub async fn models(&self) -> Result<ModelsList, CallError> {
+        let (req, what) = self.get(hive_routes::MODELS);
+        fetch(req.timeout(Duration::from_secs(5)), what).await
+    }
+
+    pub async fn resources(&self) -> Result<Resources, CallError> {
+        let (req, what) = self.get(hive_routes::RESOURCES);
+        fetch(req.timeout(Duration::from_secs(10)), what).await
+    }
+
+    /// `Ok` when a worker for this catalog model would pass the node's preflight.
+    pub async fn preflight(&self, body: &PreflightRequest) -> Result<serde_json::Value, CallError> {
+        let (req, what) = self.post(hive_routes::PREFLIGHT, body);
+        fetch(req.timeout(Duration::from_secs(30)), what).await
     }
 
     pub async fn download(&self, model_ref: &str) -> Result<DownloadStarted, CallError> {

@@ -12,12 +12,15 @@
 //! - [`hives`]: starting, checking and stopping hives.
 //! - [`clients`]: HTTP clients for hives and workers.
 //! - [`tasks`]: the inference flow.
-//! - [`routes`], [`state`], [`error`]: the HTTP service.
+//! - [`placement`]: choosing a node when a task names none.
+//! - [`routes`], [`state`], [`error`]: the HTTP service, including the OpenAI-compatible API
+//!   (`routes/openai.rs`) and `/metrics`.
 
 pub mod args;
 pub mod clients;
 pub mod error;
 pub mod hives;
+pub mod placement;
 pub mod registry;
 pub mod routes;
 pub mod ssh;
@@ -95,7 +98,13 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         tasks: Tasks::default(),
         loading_timeout: args.loading_timeout,
         remote_binary_path: args.remote_binary_path.clone(),
+        default_model: args.default_model.clone().or_else(|| {
+            rbee_api::model_ref::fetched_model()
+                .filter(|p| p.is_file())
+                .map(|p| format!("file:{}", p.display()))
+        }),
         shutdown: CancellationToken::new(),
+        metrics: rbee_http::metrics::Metrics::new(state::METRICS),
     });
     tracing::info!(
         "queen-rbee {} listening on http://{bound} (registry {})",

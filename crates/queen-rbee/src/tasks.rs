@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use rbee_api::hive::{DownloadEvent, DownloadState, SpawnRequest, WorkerInfo};
 use rbee_api::model_ref::ModelRef;
-use rbee_api::queen::TaskEvent;
+use rbee_api::queen::{LOCALHOST, TaskEvent};
 use rbee_api::worker::{InferenceEvent, InferenceRequest, LoadingEvent, WorkerState};
 use rbee_api::{ErrorCode, ErrorEnvelope, Narration};
 use rbee_http::client::{StreamBreak, frames, frames_until_silent};
+use rbee_http::metrics::Metrics;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -83,13 +84,32 @@ impl Tasks {
     }
 }
 
-/// Sends events of one task; a closed channel (client gone) cancels the task.
+/// Sends events of one task; a closed channel (client gone) cancels the task. Times the
+/// tokens it relays.
 struct Emitter {
     tx: mpsc::Sender<TaskEvent>,
+    metrics: Metrics,
+    started: Instant,
+    last_token: Mutex<Option<Instant>>,
 }
 
 impl Emitter {
     async fn send(&self, event: TaskEvent) {
+        if matches!(event, TaskEvent::Token(_)) {
+            let now = Instant::now();
+            let last = self
+                .last_token
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .replace(now);
+            let (name, since) = match last {
+                None => ("rbee_queen_time_to_first_token_seconds", self.started),
+                Some(last) => ("rbee_queen_token_latency_seconds", last),
+            };
+            self.metrics
+                .observe(name, &[], now.duration_since(since).as_secs_f64());
+            self.metrics.inc("rbee_queen_tokens_total", &[]);
+        }
         let _ = self.tx.send(event).await;
     }
 
@@ -97,6 +117,51 @@ impl Emitter {
         self.send(TaskEvent::Narration(Narration::new(ACTOR, action, human)))
             .await;
     }
+}
+
+/// Checks a task and starts it in the background; its id and events. Dropping the
+/// receiver (the client went away) cancels the task, and so the generation on the worker.
+pub fn launch(
+    state: &AppState,
+    req: rbee_api::queen::TaskRequest,
+) -> Result<(String, mpsc::Receiver<TaskEvent>), QueenError> {
+    if let Some(node) = &req.node
+        && node != LOCALHOST
+        && state.registry.get(node)?.is_none()
+    {
+        return Err(QueenError::NodeNotFound(node.clone()));
+    }
+    ModelRef::parse(&req.model).map_err(QueenError::InvalidRequest)?;
+    if req.prompt.is_none() == req.messages.is_none() {
+        return Err(QueenError::InvalidRequest(
+            "send either `prompt` or `messages`".into(),
+        ));
+    }
+    let task_id = req
+        .task_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let cancel = state.shutdown.child_token();
+    let done = state.tasks.register(&task_id, cancel.clone())?;
+    let (tx, rx) = mpsc::channel(256);
+    {
+        let (tx, cancel) = (tx.clone(), cancel.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tx.closed() => cancel.cancel(),
+                () = cancel.cancelled() => {}
+            }
+        });
+    }
+    let state = state.clone();
+    let id = task_id.clone();
+    tokio::spawn(async move {
+        run(state.clone(), req, id.clone(), tx, cancel.clone()).await;
+        state.tasks.finish(&id);
+        cancel.cancel();
+        let _ = done.send(true);
+    });
+    Ok((task_id, rx))
 }
 
 /// Runs the task to its end, sending its events; errors become `error` events.
@@ -107,15 +172,29 @@ pub async fn run(
     tx: mpsc::Sender<TaskEvent>,
     cancel: CancellationToken,
 ) {
-    let out = Emitter { tx };
+    let out = Emitter {
+        tx,
+        metrics: state.metrics.clone(),
+        started: Instant::now(),
+        last_token: Mutex::new(None),
+    };
     out.send(TaskEvent::Started {
         task_id: task_id.clone(),
     })
     .await;
-    if let Err(e) = execute(&state, &req, &task_id, &out, &cancel).await {
-        tracing::warn!(task = %task_id, "task failed: {e}");
-        out.send(TaskEvent::Error(e.envelope())).await;
-    }
+    let outcome = match execute(&state, &req, &task_id, &out, &cancel).await {
+        Ok(()) if cancel.is_cancelled() => "cancelled".to_owned(),
+        Ok(()) => "completed".to_owned(),
+        Err(e) => {
+            tracing::warn!(task = %task_id, "task failed: {e}");
+            let envelope = e.envelope();
+            out.send(TaskEvent::Error(envelope.clone())).await;
+            envelope.error.code.as_str().to_lowercase()
+        }
+    };
+    state
+        .metrics
+        .inc("rbee_queen_tasks_total", &[("outcome", &outcome)]);
 }
 
 async fn execute(
@@ -128,28 +207,30 @@ async fn execute(
     let model = ModelRef::parse(&req.model)
         .map_err(QueenError::InvalidRequest)?
         .canonical();
-    out.narrate(
-        "task_start",
-        format!("Task {task_id}: {model} on {}", req.node),
-    )
-    .await;
-
     let (ntx, mut nrx) = mpsc::unbounded_channel::<String>();
     let narrate = move |line: String| {
         let _ = ntx.send(line);
     };
-    let ensure = state.hives.ensure(&req.node, &narrate);
-    tokio::pin!(ensure);
-    let ensured = loop {
-        tokio::select! {
-            result = &mut ensure => break result,
-            Some(line) = nrx.recv() => out.narrate("hive", line).await,
+    let node = match &req.node {
+        Some(node) => node.clone(),
+        None => {
+            let place = crate::placement::place(state, &model, req.backend, req.device, &narrate);
+            let placed = relaying(out, &mut nrx, place).await?;
+            state
+                .metrics
+                .inc("rbee_queen_placements_total", &[("rule", placed.rule)]);
+            out.narrate(
+                "placement",
+                format!("placing on {}: {}", placed.node, placed.reason),
+            )
+            .await;
+            placed.node
         }
     };
-    while let Ok(line) = nrx.try_recv() {
-        out.narrate("hive", line).await;
-    }
-    let hive = ensured?;
+    out.narrate("task_start", format!("Task {task_id}: {model} on {node}"))
+        .await;
+
+    let hive = relaying(out, &mut nrx, state.hives.ensure(&node, &narrate)).await?;
 
     let workers = hive
         .workers()
@@ -171,7 +252,7 @@ async fn execute(
         return Err(QueenError::Remote(
             ErrorEnvelope::new(
                 ErrorCode::AllSlotsBusy,
-                format!("worker {} on {} is busy with another request", busy.id, req.node),
+                format!("worker {} on {} is busy with another request", busy.id, node),
             )
             .with_details(serde_json::json!({"worker_id": busy.id, "slots_total": busy.slots_total, "slots_busy": busy.slots_total - busy.slots_available})),
         ));
@@ -182,7 +263,7 @@ async fn execute(
         )
         .await;
         let client = WorkerClient::new(&loading.url, &loading.api_key, reqwest::Client::new());
-        wait_loaded(state, &req.node, &loading.id, &client, out, cancel).await?;
+        wait_loaded(state, &node, &loading.id, &client, out, cancel).await?;
         client
     } else {
         provision(&hive, &model, out, cancel).await?;
@@ -190,7 +271,7 @@ async fn execute(
             "spawn",
             format!(
                 "Spawning a worker for {model} on {} ({}:{})",
-                req.node, req.backend, req.device
+                node, req.backend, req.device
             ),
         )
         .await;
@@ -209,12 +290,31 @@ async fn execute(
         )
         .await;
         let client = WorkerClient::new(&spawned.url, &spawned.api_key, reqwest::Client::new());
-        wait_loaded(state, &req.node, &spawned.worker_id, &client, out, cancel).await?;
+        wait_loaded(state, &node, &spawned.worker_id, &client, out, cancel).await?;
         client
     };
-    let result = infer(&worker, req, task_id, out, cancel).await;
+    let result = infer(&worker, &node, req, task_id, out, cancel).await;
     if let Err(e @ QueenError::NodeLost { .. }) = &result {
-        state.hives.mark_unreachable(&req.node, &e.to_string());
+        state.hives.mark_unreachable(&node, &e.to_string());
+    }
+    result
+}
+
+/// Runs `work`, relaying to the task's stream what it narrates meanwhile.
+async fn relaying<T>(
+    out: &Emitter,
+    lines: &mut mpsc::UnboundedReceiver<String>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let result = loop {
+        tokio::select! {
+            result = &mut work => break result,
+            Some(line) = lines.recv() => out.narrate("hive", line).await,
+        }
+    };
+    while let Ok(line) = lines.try_recv() {
+        out.narrate("hive", line).await;
     }
     result
 }
@@ -377,6 +477,7 @@ async fn wait_loaded(
 /// Relays the worker's token stream; cancels on the worker when the task is cancelled.
 async fn infer(
     worker: &WorkerClient,
+    node: &str,
     req: &rbee_api::queen::TaskRequest,
     task_id: &str,
     out: &Emitter,
@@ -438,7 +539,7 @@ async fn infer(
                     }
                 });
                 return Err(QueenError::NodeLost {
-                    node: req.node.clone(),
+                    node: node.to_owned(),
                     reason: format!(
                         "the worker's stream went silent after {tokens} tokens (no data for {} s)",
                         limit.as_secs()

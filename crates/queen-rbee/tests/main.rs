@@ -6,5 +6,7 @@ mod support;
 
 mod install_over_ssh;
 mod local_tasks;
+mod metrics;
+mod openai_api;
 mod remote_nodes;
 mod setup_nodes;

@@ -208,3 +208,24 @@ pub struct Detected {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vram_free_mb: BTreeMap<Backend, Vec<u64>>,
 }
+
+/// `GET /v1/resources`: what this node can give a new worker right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// RAM a model may use: the available memory, capped by the hive's memory limit.
+    pub ram_available_mb: Option<u64>,
+    #[serde(flatten)]
+    pub detected: Detected,
+}
+
+/// `POST /v1/preflight`: would a worker for this catalog model pass the preflight here?
+/// Answers `{"ok": true}` or the preflight's error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightRequest {
+    pub model_ref: String,
+    #[serde(default)]
+    pub backend: Backend,
+    #[serde(default)]
+    pub device: u32,
+}

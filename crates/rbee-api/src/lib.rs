@@ -12,6 +12,7 @@
 //! - [`model_ref`]: `hf:` and `file:` model references.
 //! - [`narration`]: human-readable narration events streamed alongside data.
 //! - [`hive`]: the `rbee-hive` API (workers, models, downloads, logs, detection).
+//! - [`openai`]: the OpenAI-compatible API the queen serves (`/v1/chat/completions`, …).
 //! - [`queen`]: the `queen-rbee` API (node registry, tasks, workers across nodes).
 //! - [`worker`]: the `llm-worker-rbee` API (inference, loading progress, readiness, callbacks).
 //! - [`routes`]: every route path, so clients and servers never disagree on a URL.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod hive;
 pub mod model_ref;
 pub mod narration;
+pub mod openai;
 pub mod queen;
 pub mod routes;
 pub mod sse;

@@ -111,6 +111,22 @@ fn is_quant_name(s: &str) -> bool {
     known.contains(&s.as_str())
 }
 
+/// The default model as `scripts/fetch-model.sh` stores it: `$RBEE_MODEL_CACHE`, else
+/// `$XDG_CACHE_HOME/rbee/models`, else `~/.cache/rbee/models`. Whether it exists is the
+/// caller's question.
+pub fn fetched_model() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let cache = std::env::var_os("RBEE_MODEL_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("rbee/models"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rbee/models"))
+        })?;
+    Some(cache.join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

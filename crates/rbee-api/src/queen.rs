@@ -104,8 +104,10 @@ pub struct TaskRequest {
     /// Names the task for `DELETE /v2/tasks/{id}`; generated when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
-    #[serde(default = "default_node")]
-    pub node: String,
+    /// The node to run on; without one the queen places the task (see queen-rbee's
+    /// `placement`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub model: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
@@ -127,10 +129,6 @@ pub struct TaskRequest {
     pub backend: Backend,
     #[serde(default)]
     pub device: u32,
-}
-
-fn default_node() -> String {
-    LOCALHOST.to_owned()
 }
 
 fn default_backend() -> Backend {

@@ -9,6 +9,7 @@ pub mod worker {
     /// `DELETE /v1/inference/{job_id}`.
     pub const INFERENCE_JOB: &str = "/v1/inference/{job_id}";
     pub const ADMIN_SHUTDOWN: &str = "/v1/admin/shutdown";
+    pub const METRICS: &str = "/metrics";
 
     pub fn inference_job(job_id: &str) -> String {
         format!("{INFERENCE}/{job_id}")
@@ -26,10 +27,13 @@ pub mod hive {
     pub const WORKERS_FAILED: &str = "/v1/workers/failed";
     pub const WORKERS_SHUTDOWN: &str = "/v1/workers/shutdown";
     pub const MODELS: &str = "/v1/models";
+    pub const RESOURCES: &str = "/v1/resources";
+    pub const PREFLIGHT: &str = "/v1/preflight";
     pub const MODELS_DOWNLOAD: &str = "/v1/models/download";
     pub const MODELS_DOWNLOAD_PROGRESS: &str = "/v1/models/download/progress";
     pub const LOGS: &str = "/v1/logs";
     pub const ADMIN_SHUTDOWN: &str = "/v1/admin/shutdown";
+    pub const METRICS: &str = "/metrics";
 }
 
 /// `queen-rbee` routes.
@@ -46,6 +50,11 @@ pub mod queen {
     pub const WORKERS_HEALTH: &str = "/v2/workers/health";
     pub const WORKERS_SHUTDOWN: &str = "/v2/workers/shutdown";
     pub const LOGS: &str = "/v2/logs";
+    pub const METRICS: &str = "/metrics";
+    /// The OpenAI-compatible API.
+    pub const OPENAI_MODELS: &str = "/v1/models";
+    pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
+    pub const COMPLETIONS: &str = "/v1/completions";
 
     pub fn task(id: &str) -> String {
         format!("{TASKS}/{id}")

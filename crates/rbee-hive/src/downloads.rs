@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rbee_api::hive::{DownloadEvent, DownloadStarted, DownloadState, ModelEntry, Provider};
+use rbee_http::metrics::Metrics;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -49,6 +50,7 @@ pub struct Downloads {
     models_dir: PathBuf,
     backoff: Duration,
     logs: Arc<LogHub>,
+    metrics: Metrics,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
 }
 
@@ -65,6 +67,7 @@ impl Downloads {
         models_dir: PathBuf,
         backoff: Duration,
         logs: Arc<LogHub>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             hub,
@@ -72,6 +75,7 @@ impl Downloads {
             models_dir,
             backoff,
             logs,
+            metrics,
             jobs: Mutex::new(HashMap::new()),
         }
     }
@@ -168,6 +172,13 @@ impl Downloads {
                 this.catalog.upsert(&entry)?;
                 Ok(entry)
             });
+            let result = if outcome.is_ok() {
+                "completed"
+            } else {
+                "failed"
+            };
+            this.metrics
+                .inc("rbee_hive_downloads_total", &[("outcome", result)]);
             match &outcome {
                 Ok(entry) => {
                     this.logs
@@ -326,9 +337,16 @@ impl Downloads {
             let started = Instant::now();
             let mut last = Instant::now() - PROGRESS_EVERY;
             let total = info.size;
+            let mut counted = offset;
             let result = self
                 .hub
                 .fetch_from(&info, &mut out, offset, |written| {
+                    self.metrics.add(
+                        "rbee_hive_download_bytes_total",
+                        &[],
+                        written.saturating_sub(counted) as f64,
+                    );
+                    counted = written;
                     if last.elapsed() >= PROGRESS_EVERY || written == total {
                         last = Instant::now();
                         let secs = started.elapsed().as_secs_f64().max(1e-3);

@@ -114,12 +114,14 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         },
         logs.clone(),
     ));
+    let metrics = rbee_http::metrics::Metrics::new(state::METRICS);
     let downloads = Arc::new(Downloads::new(
         HubClient::new(&args.hf_endpoint, args.hf_token.clone()),
         catalog.clone(),
         models_dir.clone(),
         args.download_backoff,
         logs.clone(),
+        metrics.clone(),
     ));
     let state: AppState = Arc::new(HiveState {
         catalog,
@@ -131,6 +133,7 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         pool: pool.clone(),
         logs: logs.clone(),
         shutdown: CancellationToken::new(),
+        metrics,
     });
     if args.watch_stdin {
         // Workers get the same grace as on SIGTERM; after that the hive exits regardless,

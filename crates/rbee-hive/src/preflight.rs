@@ -36,6 +36,14 @@ pub fn available_ram_mb() -> Option<u64> {
 }
 
 impl Preflight {
+    /// RAM a model may use: what the OS reports available, capped by the memory limit.
+    pub fn available_mb(&self) -> Option<u64> {
+        match (available_ram_mb(), self.memory_limit_mb) {
+            (Some(free), Some(limit)) => Some(free.min(limit)),
+            (free, limit) => free.or(limit),
+        }
+    }
+
     pub async fn check(
         &self,
         model: &ModelEntry,
@@ -43,10 +51,7 @@ impl Preflight {
         device: u32,
     ) -> Result<ModelInfo, HiveError> {
         let required_mb = mb((model.size_bytes as f64 * HEADROOM) as u64);
-        let available_mb = match (available_ram_mb(), self.memory_limit_mb) {
-            (Some(free), Some(limit)) => Some(free.min(limit)),
-            (free, limit) => free.or(limit),
-        };
+        let available_mb = self.available_mb();
         if available_mb.is_none() {
             tracing::warn!("cannot read the available memory; skipping the RAM check");
         }

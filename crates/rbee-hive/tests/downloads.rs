@@ -7,18 +7,18 @@ use serde_json::{Value, json};
 use crate::support::{Hive, HiveOptions, model_bytes};
 use rbee_testkit::fake_hub::{FakeHub, Fault};
 
-const REPO: &str = "test/SmolLM2-135M-Instruct-GGUF";
+pub const REPO: &str = "test/SmolLM2-135M-Instruct-GGUF";
 const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
-async fn hub_with_model() -> FakeHub {
+pub async fn hub_with_model() -> FakeHub {
     let hub = FakeHub::start().await;
     hub.add_file(REPO, FILE, model_bytes());
     hub
 }
 
 /// Starts a download and follows its progress stream to the end.
-async fn download(hive: &Hive, model_ref: &str) -> Vec<Value> {
+pub async fn download(hive: &Hive, model_ref: &str) -> Vec<Value> {
     let started = hive.start_download(model_ref).await;
     assert_eq!(started["state"], "downloading", "{started}");
     let id = started["download_id"].as_str().unwrap().to_owned();

@@ -10,4 +10,5 @@ mod catalog_and_restart;
 mod detection_and_preflight;
 mod downloads;
 mod lifecycle;
+mod metrics;
 mod supervision;

@@ -9,6 +9,7 @@
 //! - [`auth`]: the bearer-key middleware guarding every route but health.
 //! - [`sse`]: typed Server-Sent Event streams ending with `data: [DONE]`.
 //! - [`logging`]: the daemons' log output on stderr.
+//! - [`metrics`]: Prometheus counters, gauges and histograms served at `GET /metrics`.
 //! - [`shutdown`]: waiting for SIGTERM or SIGINT.
 
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod daemon;
 pub mod error;
 pub mod json;
 pub mod logging;
+pub mod metrics;
 pub mod shutdown;
 pub mod sse;
 

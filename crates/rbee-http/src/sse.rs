@@ -31,6 +31,19 @@ pub fn stream<T: SseMessage + Send + 'static>(rx: mpsc::Receiver<T>) -> Response
         .into_response()
 }
 
+/// Streams each JSON value received on `rx` as an unnamed event (`data: <json>`), then
+/// `data: [DONE]`: the format OpenAI's streaming endpoints use.
+pub fn data_stream(rx: mpsc::Receiver<serde_json::Value>) -> Response {
+    let events = ReceiverStream::new(rx)
+        .map(|v| Ok::<_, Infallible>(Event::default().data(v.to_string())))
+        .chain(futures::stream::once(async {
+            Ok(Event::default().data(DONE))
+        }));
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}
+
 /// Streams a growing event log: every event so far, then each new one, ending after the
 /// first event `is_final` accepts (or when `stop` resolves). A client that connects late
 /// still sees every event, in order.

@@ -44,9 +44,11 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct InferArgs {
-    /// Node to run on (`localhost` needs no registration).
-    #[arg(long, default_value = rbee_api::queen::LOCALHOST)]
-    pub node: String,
+    /// Node to run on (`localhost` needs no registration). Without it the queen places
+    /// the request: a node with an idle worker for the model, else one whose catalog has the
+    /// model and passes the preflight, else the one with the most free memory.
+    #[arg(long)]
+    pub node: Option<String>,
     /// Model reference: hf:<org>/<repo>[:<QUANT>] or file:<absolute path>
     /// (default: `default_model` from the configuration, else the model fetched by
     /// scripts/fetch-model.sh).

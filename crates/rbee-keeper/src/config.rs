@@ -75,19 +75,6 @@ pub fn load(explicit: Option<&Path>) -> Result<Config> {
     Ok(config)
 }
 
-/// The model fetched by `scripts/fetch-model.sh`.
-pub fn fetched_model() -> Option<PathBuf> {
-    let cache = std::env::var_os("RBEE_MODEL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("rbee/models"))
-        })
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rbee/models"))
-        })?;
-    Some(cache.join("SmolLM2-135M-Instruct.Q4_1.gguf"))
-}
-
 impl Config {
     pub fn queen_url(&self, flag: Option<&str>) -> String {
         flag.map(str::to_owned)
@@ -102,7 +89,7 @@ impl Config {
         if let Some(m) = &self.default_model {
             return Ok(m.clone());
         }
-        match fetched_model() {
+        match rbee_api::model_ref::fetched_model() {
             Some(p) if p.is_file() => Ok(format!("file:{}", p.display())),
             _ => Err(fail(
                 "no model given and the default model is not on this machine; run scripts/fetch-model.sh, or pass --model hf:<org>/<repo>",

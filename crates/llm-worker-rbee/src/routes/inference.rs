@@ -1,6 +1,6 @@
 //! `POST /v1/inference` (SSE token stream) and `DELETE /v1/inference/{job_id}`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -18,6 +18,22 @@ const CANCEL_WAIT: Duration = Duration::from_secs(5);
 pub async fn start(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<InferenceRequest>,
+) -> Result<Response, WorkerError> {
+    let received = Instant::now();
+    let result = stream(&state, req, received).await;
+    if let Err(e) = &result {
+        let code = e.envelope().error.code.as_str().to_lowercase();
+        state
+            .metrics
+            .inc("rbee_worker_requests_total", &[("outcome", &code)]);
+    }
+    result
+}
+
+async fn stream(
+    state: &AppState,
+    req: InferenceRequest,
+    received: Instant,
 ) -> Result<Response, WorkerError> {
     let engine = state.ready_engine()?;
     let job = {
@@ -39,10 +55,38 @@ pub async fn start(
             }
         })
     };
+    let metrics = state.metrics.clone();
     tokio::task::spawn_blocking(move || {
+        let mut last_token: Option<Instant> = None;
         let end = engine.generate(&job, &cancel, |event| {
+            if matches!(event, InferenceEvent::Token(_)) {
+                let now = Instant::now();
+                match last_token {
+                    None => metrics.observe(
+                        "rbee_worker_time_to_first_token_seconds",
+                        &[],
+                        (now - received).as_secs_f64(),
+                    ),
+                    Some(last) => metrics.observe(
+                        "rbee_worker_token_latency_seconds",
+                        &[],
+                        (now - last).as_secs_f64(),
+                    ),
+                }
+                last_token = Some(now);
+            }
             let _ = tx.blocking_send(event);
         });
+        metrics.inc(
+            "rbee_worker_requests_total",
+            &[("outcome", end.stop_reason.as_str())],
+        );
+        metrics.add(
+            "rbee_worker_tokens_generated_total",
+            &[],
+            end.tokens_out as f64,
+        );
+        metrics.add("rbee_worker_prompt_tokens_total", &[], end.tokens_in as f64);
         tracing::info!(
             job = %end.job_id,
             tokens_out = end.tokens_out,
@@ -67,4 +111,16 @@ pub async fn cancel(
         job_id,
         cancelled: stopped,
     }))
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let free = state.slots_available() as f64;
+    let busy = state.slots_total() as f64 - free;
+    state.metrics.set_by(
+        "rbee_worker_slots",
+        "state",
+        &[("busy", busy), ("free", free)],
+    );
+    state.metrics.response()
 }

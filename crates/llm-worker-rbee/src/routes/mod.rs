@@ -21,6 +21,7 @@ pub fn router(state: AppState, key: ApiKey) -> Router {
         .route(paths::INFERENCE, post(inference::start))
         .route(paths::INFERENCE_JOB, delete(inference::cancel))
         .route(paths::ADMIN_SHUTDOWN, post(admin::shutdown))
+        .route(paths::METRICS, get(inference::metrics))
         .route_layer(from_fn_with_state(key, require_bearer));
     Router::new()
         .route(paths::HEALTH, get(status::health))

@@ -2,6 +2,7 @@
 
 mod beehives;
 mod logs;
+mod openai;
 mod status;
 mod tasks;
 mod workers;
@@ -26,7 +27,11 @@ pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
         .route(paths::WORKERS_LIST, get(workers::list))
         .route(paths::WORKERS_HEALTH, get(workers::health))
         .route(paths::WORKERS_SHUTDOWN, post(workers::shutdown))
-        .route(paths::LOGS, get(logs::stream));
+        .route(paths::LOGS, get(logs::stream))
+        .route(paths::METRICS, get(status::metrics))
+        .route(paths::OPENAI_MODELS, get(openai::models))
+        .route(paths::CHAT_COMPLETIONS, post(openai::chat))
+        .route(paths::COMPLETIONS, post(openai::completions));
     if let Some(key) = key {
         api = api.route_layer(from_fn_with_state(key, require_bearer));
     }

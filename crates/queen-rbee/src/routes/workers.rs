@@ -17,16 +17,8 @@ use crate::state::AppState;
 
 /// The hives this queen can ask: localhost (if it runs) and every registered node.
 async fn known_hives(state: &AppState) -> Result<Vec<HiveClient>, QueenError> {
-    let mut nodes = vec![LOCALHOST.to_owned()];
-    nodes.extend(
-        state
-            .registry
-            .list()?
-            .into_iter()
-            .map(|n| n.beehive.node_name),
-    );
     let mut hives = Vec::new();
-    for node in nodes {
+    for node in state.node_names()? {
         if let Ok(client) = state.hives.client(&node).await {
             hives.push(client);
         }

@@ -124,6 +124,8 @@ pub struct Rbee {
     pub ended_at: Option<Instant>,
     /// The queen's exit code after SIGTERM.
     pub queen_exit: Option<Option<i32>>,
+    /// The last JSON answer of the queen's HTTP API.
+    pub answer: Option<Value>,
 }
 
 impl std::fmt::Debug for Rbee {
@@ -162,6 +164,7 @@ impl Rbee {
             link_cut_at: None,
             ended_at: None,
             queen_exit: None,
+            answer: None,
         };
         world.write_config();
         world

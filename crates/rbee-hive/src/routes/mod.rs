@@ -22,10 +22,13 @@ pub fn router(state: AppState, key: ApiKey) -> Router {
         .route(paths::WORKERS_SPAWN, post(workers::spawn))
         .route(paths::WORKERS_SHUTDOWN, post(workers::shutdown))
         .route(paths::MODELS, get(models::list))
+        .route(paths::RESOURCES, get(models::resources))
+        .route(paths::PREFLIGHT, post(models::preflight))
         .route(paths::MODELS_DOWNLOAD, post(models::download))
         .route(paths::MODELS_DOWNLOAD_PROGRESS, get(models::progress))
         .route(paths::LOGS, get(logs::stream))
         .route(paths::ADMIN_SHUTDOWN, post(admin::shutdown))
+        .route(paths::METRICS, get(workers::metrics))
         .route_layer(from_fn_with_state(key, require_bearer));
     Router::new()
         .route(paths::HEALTH, get(status::health))

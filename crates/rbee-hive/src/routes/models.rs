@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use rbee_api::hive::{DownloadEvent, DownloadRequest, DownloadStarted, ModelsList};
+use rbee_api::hive::{
+    DownloadEvent, DownloadRequest, DownloadStarted, ModelsList, PreflightRequest, Resources,
+};
 use rbee_http::ApiJson;
 use serde::Deserialize;
 
@@ -15,6 +17,35 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ModelsList>, Hiv
     Ok(Json(ModelsList {
         models: state.catalog.list()?,
     }))
+}
+
+/// What this node can give a new worker now (the queen's placement reads it).
+pub async fn resources(State(state): State<AppState>) -> Json<Resources> {
+    Json(Resources {
+        ram_available_mb: state.preflight.available_mb(),
+        detected: crate::detect::detect(),
+    })
+}
+
+/// The preflight a spawn would run, for a model already in the catalog.
+pub async fn preflight(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<PreflightRequest>,
+) -> Result<Json<serde_json::Value>, HiveError> {
+    let reference = ModelRef::parse(&req.model_ref)
+        .map_err(HiveError::InvalidRequest)?
+        .canonical();
+    let model = state
+        .catalog
+        .find(&reference)?
+        .ok_or_else(|| HiveError::ModelNotFound(reference.clone()))?;
+    state
+        .preflight
+        .check(&model, req.backend, req.device)
+        .await?;
+    Ok(Json(
+        serde_json::json!({"ok": true, "model_ref": reference}),
+    ))
 }
 
 pub async fn download(

@@ -33,11 +33,15 @@ pub async fn spawn(
         )));
     }
     let model = state.downloads.ensure(&model_ref).await?;
-    state
-        .preflight
-        .check(&model, req.backend, req.device)
-        .await?;
+    if let Err(e) = state.preflight.check(&model, req.backend, req.device).await {
+        let code = e.envelope().error.code.as_str().to_lowercase();
+        state
+            .metrics
+            .inc("rbee_hive_preflight_refusals_total", &[("code", &code)]);
+        return Err(e);
+    }
     let spawned = state.pool.spawn(&model, req.backend, req.device, slots)?;
+    state.metrics.inc("rbee_hive_workers_spawned_total", &[]);
     Ok(Json(spawned))
 }
 
@@ -76,4 +80,24 @@ pub async fn failed_callback(
 ) -> Result<Json<Value>, HiveError> {
     state.pool.failed(&body, bearer(&headers))?;
     Ok(Json(json!({"ok": true})))
+}
+
+/// `GET /metrics`, with the workers recounted by state.
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    state.pool.refresh().await;
+    let mut by_state = [
+        ("loading", 0.0),
+        ("idle", 0.0),
+        ("busy", 0.0),
+        ("unhealthy", 0.0),
+    ];
+    for w in state.pool.list() {
+        if let Some((_, n)) = by_state.iter_mut().find(|(s, _)| *s == w.state.as_str()) {
+            *n += 1.0;
+        }
+    }
+    state
+        .metrics
+        .set_by("rbee_hive_workers", "state", &by_state);
+    state.metrics.response()
 }

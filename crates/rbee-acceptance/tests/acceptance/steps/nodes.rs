@@ -49,6 +49,14 @@ async fn loading_timeout(world: &mut Rbee, timeout: String) {
         .await;
 }
 
+#[given(regex = r#"^the queen's own hive may use (\d+) MB$"#)]
+async fn local_hive_memory(world: &mut Rbee, mb: u64) {
+    world.stop_queen().await;
+    world
+        .start_queen(&format!("--local-hive-args=\"--memory-limit-mb {mb}\""))
+        .await;
+}
+
 #[given(regex = r#"^my configuration holds the API key "(.+)"$"#)]
 async fn config_key(world: &mut Rbee, key: String) {
     world.api_key = Some(key);
@@ -156,6 +164,7 @@ async fn runs(world: &mut Rbee, node: String, hives: usize, workers: usize) {
     assert_eq!((h, w), (hives, workers), "on {node}: {all:?}");
 }
 
+#[given(regex = r#"^within (\d+) s "(\w+)" runs (\d+) hive and (\d+) workers?$"#)]
 #[then(regex = r#"^within (\d+) s "(\w+)" runs (\d+) hive and (\d+) workers?$"#)]
 async fn runs_within(world: &mut Rbee, secs: u64, node: String, hives: usize, workers: usize) {
     Rbee::eventually(
@@ -241,6 +250,7 @@ async fn link_up(world: &mut Rbee, node: String) {
     world.cluster.host(&node).set_link(true);
 }
 
+#[given("the queen receives SIGTERM")]
 #[when("the queen receives SIGTERM")]
 async fn queen_sigterm(world: &mut Rbee) {
     let code = world.stop_queen().await;

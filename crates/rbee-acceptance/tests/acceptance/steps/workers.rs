@@ -51,6 +51,35 @@ async fn worker_idle(world: &mut Rbee, secs: u64, node: String) {
     .await;
 }
 
+#[when(regex = r#"^I ask the queen's OpenAI API for a chat completion with model "(.+)"$"#)]
+async fn openai_chat(world: &mut Rbee, model: String) {
+    let req = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", world.queen_url))
+        .json(&serde_json::json!({
+            "model": model,
+            "messages": [{"role": "user", "content": "Write a short story about a cat."}],
+            "max_tokens": 16,
+            "temperature": 0
+        }));
+    let (status, body) = checked(req).await;
+    assert_eq!(status, 200, "{body}");
+    world.answer = Some(body);
+}
+
+#[then("the answer is a chat completion with coherent text")]
+async fn openai_answer(world: &mut Rbee) {
+    let body = world.answer.as_ref().expect("an answer");
+    assert_eq!(body["object"], "chat.completion", "{body}");
+    let text = body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.split_whitespace().count() >= 8,
+        "not a coherent answer: {body}"
+    );
+    assert_eq!(body["usage"]["completion_tokens"], 16, "{body}");
+}
+
 #[when(regex = r#"^I shut down the worker on "(\w+)" with `(.+)`$"#)]
 async fn shutdown_worker(world: &mut Rbee, node: String, line: String) {
     let listed = workers_on(world, &node).await;

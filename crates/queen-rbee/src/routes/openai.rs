@@ -1,0 +1,458 @@
+//! The OpenAI-compatible API: `GET /v1/models`, `POST /v1/chat/completions`,
+//! `POST /v1/completions`. Each request becomes a task (the same flow as `POST /v2/tasks`),
+//! placed by the queen unless its model id names a node (`<node>/<model ref>`).
+//!
+//! The answer waits for the first token (or the failure) before it starts, so an error that
+//! happens before any text — unknown node, download failure, no memory — arrives as an
+//! HTTP error the SDKs raise. A failure mid-stream is sent as an `error` object in the stream.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rbee_api::model_ref::ModelRef;
+use rbee_api::openai::{
+    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
+    ChunkChoice, Completion, CompletionChoice, CompletionRequest, Delta, Model, ModelId, ModelList,
+    Sampling, Usage, finish_reason, parse_request,
+};
+use rbee_api::queen::{TaskEvent, TaskRequest};
+use rbee_api::worker::EndEvent;
+use rbee_api::{ErrorCode, ErrorEnvelope};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::state::AppState;
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// rbee's envelope with OpenAI's `type` and `param` added: both kinds of client read it.
+fn error_value(envelope: &ErrorEnvelope, param: Option<&str>) -> Value {
+    let status = envelope.error.code.http_status();
+    let kind = match status {
+        401 => "authentication_error",
+        404 => "not_found_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    };
+    let mut error = json!({
+        "code": envelope.error.code.as_str(),
+        "message": envelope.error.message,
+        "type": kind,
+        "param": param,
+    });
+    if !envelope.error.details.is_null() {
+        error["details"] = envelope.error.details.clone();
+    }
+    json!({ "error": error })
+}
+
+/// An error answer of the OpenAI routes: rbee's envelope plus the offending field.
+pub struct OpenAiError {
+    envelope: ErrorEnvelope,
+    param: Option<String>,
+}
+
+impl OpenAiError {
+    fn new(envelope: ErrorEnvelope, param: Option<&str>) -> Self {
+        Self {
+            envelope,
+            param: param.map(str::to_owned),
+        }
+    }
+
+    fn invalid(message: String, param: Option<&str>) -> Self {
+        Self::new(
+            ErrorEnvelope::new(ErrorCode::InvalidRequest, message),
+            param,
+        )
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.envelope.error.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = error_value(&self.envelope, self.param.as_deref());
+        (status, Json(body)).into_response()
+    }
+}
+
+/// `GET /v1/models`: the configured default, and every model in the catalog of every node
+/// whose hive runs, both as `<model ref>` and as `<node>/<model ref>`.
+pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
+    let nodes = state.node_names().unwrap_or_default();
+    let catalogs = futures::future::join_all(nodes.iter().map(|node| {
+        let state = state.clone();
+        async move {
+            let hive = state.hives.client(node).await.ok()?;
+            hive.models()
+                .await
+                .ok()
+                .map(|list| (node.clone(), list.models))
+        }
+    }))
+    .await;
+    let created = now_unix();
+    let mut data: Vec<Model> = Vec::new();
+    let mut add = |id: String, owner: &str| match data.iter_mut().find(|m| m.id == id) {
+        Some(m) => {
+            if !m.owned_by.split(',').any(|o| o == owner) {
+                m.owned_by = format!("{},{owner}", m.owned_by);
+            }
+        }
+        None => data.push(Model {
+            id,
+            object: "model".into(),
+            created,
+            owned_by: owner.to_owned(),
+        }),
+    };
+    if let Some(default) = &state.default_model {
+        add(default.clone(), "rbee");
+    }
+    for (node, models) in catalogs.into_iter().flatten() {
+        for m in models {
+            add(m.reference.clone(), &node);
+            add(format!("{node}/{}", m.reference), &node);
+        }
+    }
+    Json(ModelList {
+        object: "list".into(),
+        data,
+    })
+}
+
+/// Which of the two endpoints an answer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    Completion,
+}
+
+/// The parts of a request both endpoints share, checked.
+fn task_for(
+    model: &str,
+    sampling: &Sampling,
+    max_tokens: Option<usize>,
+) -> Result<TaskRequest, OpenAiError> {
+    sampling
+        .validate()
+        .map_err(|(message, param)| OpenAiError::invalid(message, Some(param)))?;
+    let id = ModelId::parse(model).map_err(|message| {
+        OpenAiError::new(
+            ErrorEnvelope::new(ErrorCode::ModelNotFound, message),
+            Some("model"),
+        )
+    })?;
+    ModelRef::parse(&id.model_ref)
+        .map_err(|message| OpenAiError::invalid(message, Some("model")))?;
+    if let Some(user) = &sampling.user {
+        tracing::info!("OpenAI request for {model} from user `{user}`");
+    }
+    Ok(TaskRequest {
+        task_id: None,
+        node: id.node,
+        model: id.model_ref,
+        prompt: None,
+        messages: None,
+        max_tokens: max_tokens.or(sampling.max_tokens),
+        temperature: sampling.temperature,
+        top_p: sampling.top_p,
+        top_k: None,
+        seed: sampling.seed,
+        stop: sampling.stop.clone().map(rbee_api::openai::Stop::into_vec),
+        backend: rbee_api::Backend::Cpu,
+        device: 0,
+    })
+}
+
+pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response, OpenAiError> {
+    let req: ChatCompletionRequest = parse_request(&body)
+        .map_err(|(message, param)| OpenAiError::invalid(message, param.as_deref()))?;
+    let mut task = task_for(&req.model, &req.sampling, req.max_completion_tokens)?;
+    if req.messages.is_empty() {
+        return Err(OpenAiError::invalid(
+            "`messages` is empty".into(),
+            Some("messages"),
+        ));
+    }
+    let messages = req
+        .messages
+        .iter()
+        .map(|m| m.to_chat())
+        .collect::<Result<_, _>>()
+        .map_err(|message| OpenAiError::invalid(message, Some("messages")))?;
+    task.messages = Some(messages);
+    answer(state, Kind::Chat, req.model, task, &req.sampling).await
+}
+
+pub async fn completions(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let req: CompletionRequest = parse_request(&body)
+        .map_err(|(message, param)| OpenAiError::invalid(message, param.as_deref()))?;
+    if req.echo == Some(true) {
+        return Err(OpenAiError::invalid(
+            "echo is not supported".into(),
+            Some("echo"),
+        ));
+    }
+    let mut task = task_for(&req.model, &req.sampling, None)?;
+    task.prompt = Some(req.prompt);
+    answer(state, Kind::Completion, req.model, task, &req.sampling).await
+}
+
+/// Names and shapes the answer's pieces for one request.
+struct Shaper {
+    kind: Kind,
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Shaper {
+    fn chunk(&self, delta: Delta, finish: Option<&str>, usage: Option<Usage>) -> Value {
+        let choices = if delta == Delta::default() && finish.is_none() {
+            Vec::new()
+        } else {
+            vec![delta]
+        };
+        match self.kind {
+            Kind::Chat => serde_json::to_value(ChatCompletionChunk {
+                id: self.id.clone(),
+                object: "chat.completion.chunk".into(),
+                created: self.created,
+                model: self.model.clone(),
+                choices: choices
+                    .into_iter()
+                    .map(|delta| ChunkChoice {
+                        index: 0,
+                        delta,
+                        finish_reason: finish.map(str::to_owned),
+                        logprobs: None,
+                    })
+                    .collect(),
+                usage,
+            }),
+            Kind::Completion => serde_json::to_value(Completion {
+                id: self.id.clone(),
+                object: "text_completion".into(),
+                created: self.created,
+                model: self.model.clone(),
+                choices: choices
+                    .into_iter()
+                    .map(|delta| CompletionChoice {
+                        index: 0,
+                        text: delta.content.unwrap_or_default(),
+                        finish_reason: finish.map(str::to_owned),
+                        logprobs: None,
+                    })
+                    .collect(),
+                usage,
+            }),
+        }
+        .unwrap_or(Value::Null)
+    }
+
+    fn text(text: String) -> Delta {
+        Delta {
+            role: None,
+            content: Some(text),
+        }
+    }
+
+    fn whole(&self, text: String, end: &EndEvent) -> Value {
+        let usage = Usage::new(end.tokens_in, end.tokens_out);
+        let finish = finish_reason(end.stop_reason).to_owned();
+        match self.kind {
+            Kind::Chat => serde_json::to_value(ChatCompletion {
+                id: self.id.clone(),
+                object: "chat.completion".into(),
+                created: self.created,
+                model: self.model.clone(),
+                choices: vec![ChatChoice {
+                    index: 0,
+                    message: AssistantMessage {
+                        role: "assistant".into(),
+                        content: text,
+                    },
+                    finish_reason: finish,
+                    logprobs: None,
+                }],
+                usage,
+            }),
+            Kind::Completion => serde_json::to_value(Completion {
+                id: self.id.clone(),
+                object: "text_completion".into(),
+                created: self.created,
+                model: self.model.clone(),
+                choices: vec![CompletionChoice {
+                    index: 0,
+                    text,
+                    finish_reason: Some(finish),
+                    logprobs: None,
+                }],
+                usage: Some(usage),
+            }),
+        }
+        .unwrap_or(Value::Null)
+    }
+}
+
+/// What the task produced before the answer could start.
+enum Opening {
+    Token(String),
+    End(EndEvent),
+}
+
+async fn opening(rx: &mut mpsc::Receiver<TaskEvent>) -> Result<Opening, ErrorEnvelope> {
+    while let Some(event) = rx.recv().await {
+        match event {
+            TaskEvent::Token(t) => return Ok(Opening::Token(t.t)),
+            TaskEvent::End(end) => return Ok(Opening::End(end)),
+            TaskEvent::Error(e) => return Err(e),
+            _ => {}
+        }
+    }
+    Err(ErrorEnvelope::new(
+        ErrorCode::Internal,
+        "the task ended without an answer",
+    ))
+}
+
+async fn answer(
+    state: AppState,
+    kind: Kind,
+    model: String,
+    task: TaskRequest,
+    sampling: &Sampling,
+) -> Result<Response, OpenAiError> {
+    let (_, mut rx) =
+        crate::tasks::launch(&state, task).map_err(|e| OpenAiError::new(e.envelope(), None))?;
+    let shaper = Shaper {
+        kind,
+        id: format!(
+            "{}-{}",
+            if kind == Kind::Chat {
+                "chatcmpl"
+            } else {
+                "cmpl"
+            },
+            uuid::Uuid::new_v4().simple()
+        ),
+        created: now_unix(),
+        model,
+    };
+    let first = opening(&mut rx)
+        .await
+        .map_err(|e| OpenAiError::new(e, None))?;
+    Ok(if sampling.streaming() {
+        stream(shaper, first, rx, sampling.include_usage())
+    } else {
+        whole(shaper, first, rx)
+            .await
+            .map_err(|e| OpenAiError::new(e, None))?
+    })
+}
+
+async fn whole(
+    shaper: Shaper,
+    first: Opening,
+    mut rx: mpsc::Receiver<TaskEvent>,
+) -> Result<Response, ErrorEnvelope> {
+    let mut text = String::new();
+    let mut end = match first {
+        Opening::End(end) => Some(end),
+        Opening::Token(t) => {
+            text.push_str(&t);
+            None
+        }
+    };
+    while end.is_none() {
+        match rx.recv().await {
+            Some(TaskEvent::Token(t)) => text.push_str(&t.t),
+            Some(TaskEvent::End(e)) => end = Some(e),
+            Some(TaskEvent::Error(e)) => return Err(e),
+            Some(_) => {}
+            None => {
+                return Err(ErrorEnvelope::new(
+                    ErrorCode::Internal,
+                    "the task ended without an end",
+                ));
+            }
+        }
+    }
+    let end = end.unwrap_or_else(|| unreachable!("the loop ends with an end event"));
+    Ok(Json(shaper.whole(text, &end)).into_response())
+}
+
+fn stream(
+    shaper: Shaper,
+    first: Opening,
+    mut rx: mpsc::Receiver<TaskEvent>,
+    include_usage: bool,
+) -> Response {
+    let (tx, out) = mpsc::channel::<Value>(64);
+    tokio::spawn(async move {
+        let send = |v: Value| {
+            let tx = tx.clone();
+            async move { tx.send(v).await.is_ok() }
+        };
+        if shaper.kind == Kind::Chat {
+            let role = Delta {
+                role: Some("assistant".into()),
+                content: Some(String::new()),
+            };
+            if !send(shaper.chunk(role, None, None)).await {
+                return;
+            }
+        }
+        let mut next = Some(match first {
+            Opening::Token(t) => TaskEvent::Token(rbee_api::worker::TokenEvent { t, i: 0 }),
+            Opening::End(end) => TaskEvent::End(end),
+        });
+        loop {
+            let event = match next.take() {
+                Some(e) => e,
+                None => match rx.recv().await {
+                    Some(e) => e,
+                    None => return,
+                },
+            };
+            match event {
+                TaskEvent::Token(t) => {
+                    let delivered = send(shaper.chunk(Shaper::text(t.t), None, None)).await;
+                    if !delivered {
+                        // The client went away: dropping `rx` cancels the task.
+                        return;
+                    }
+                }
+                TaskEvent::End(end) => {
+                    let finish = finish_reason(end.stop_reason);
+                    let _ =
+                        send(shaper.chunk(Shaper::text(String::new()), Some(finish), None)).await;
+                    if include_usage {
+                        let usage = Usage::new(end.tokens_in, end.tokens_out);
+                        let _ = send(shaper.chunk(Delta::default(), None, Some(usage))).await;
+                    }
+                    return;
+                }
+                TaskEvent::Error(e) => {
+                    let _ = send(error_value(&e, None)).await;
+                    return;
+                }
+                _ => {}
+            }
+        }
+    });
+    rbee_http::sse::data_stream(out)
+}

@@ -1,0 +1,131 @@
+//! The OpenAI-compatible API, driven by the official `openai` Python SDK and by raw HTTP.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Queen, call, model_path};
+
+fn model_id() -> String {
+    format!("file:{}", model_path().display())
+}
+
+/// A Python with the `openai` package (`RBEE_PYTHON`, else the one scripts/python-env.sh
+/// made).
+fn python() -> PathBuf {
+    let python = std::env::var_os("RBEE_PYTHON").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/rbee/venv/bin/python")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/python-env.sh (it installs the openai package)",
+        python.display()
+    );
+    python
+}
+
+#[tokio::test]
+async fn the_official_openai_sdk_gets_coherent_answers_and_clear_errors() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/openai-check.py");
+    let out = tokio::process::Command::new(python())
+        .arg(script)
+        .args(["--base-url", &format!("{}/v1", queen.url)])
+        .args(["--model", &model_id()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("openai SDK check passed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_stops_the_generation_on_the_worker() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let resp = queen
+        .post("/v1/chat/completions")
+        .json(&json!({
+            "model": model_id(),
+            "messages": [{"role": "user", "content": "Write a long story about a cat."}],
+            "max_tokens": 3000,
+            "temperature": 0,
+            "stream": true
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    use futures::StreamExt;
+    let first = body.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("chat.completion.chunk"));
+    drop(body);
+    // 3000 tokens would keep the worker busy for a minute; it is idle again at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = call(queen.get("/v2/workers/list")).await;
+        if list["workers"][0]["state"] == "idle" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still generating: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_queen_key_guards_the_openai_api() {
+    let queen = Queen::start_local(&["--api-key", "s3cret"], &[]).await;
+    let (status, body) = call(queen.get("/v1/models")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "INVALID_API_KEY");
+    let (status, body) = call(queen.get("/v1/models").bearer_auth("s3cret")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "list");
+}
+
+#[tokio::test]
+async fn unsupported_requests_get_an_openai_error_naming_the_field() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let cases: [(Value, &str, &str); 4] = [
+        (
+            json!({"model": model_id(), "messages": [{"role": "user", "content": "hi"}], "n": 2}),
+            "INVALID_REQUEST",
+            "n",
+        ),
+        (
+            json!({"model": model_id(), "messages": [{"role": "user", "content": "hi"}], "tools": []}),
+            "INVALID_REQUEST",
+            "tools",
+        ),
+        (
+            json!({"model": "attic/hf:org/repo", "messages": [{"role": "user", "content": "hi"}]}),
+            "NODE_NOT_FOUND",
+            "",
+        ),
+        (
+            json!({"model": model_id(), "messages": [{"role": "tool", "content": "x"}]}),
+            "INVALID_REQUEST",
+            "messages",
+        ),
+    ];
+    for (body, code, param) in cases {
+        let (status, answer) = call(queen.post("/v1/chat/completions").json(&body)).await;
+        assert!(status >= 400, "{answer}");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        assert!(answer["error"]["message"].as_str().is_some(), "{answer}");
+        assert!(answer["error"]["type"].as_str().is_some(), "{answer}");
+        if !param.is_empty() {
+            assert_eq!(answer["error"]["param"], param, "{answer}");
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! The OpenAI-compatible API queen-rbee serves: `GET /v1/models`, `POST /v1/chat/completions`
+//! and `POST /v1/completions`, as the official SDKs and the tools built on them speak it.
+//!
+//! Requests name only fields rbee honours; any other field is refused ([`parse_request`])
+//! rather than silently ignored. Errors keep rbee's envelope and add
+//! OpenAI's `type` and `param`, so both kinds of client read them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::worker::ChatMessage;
+
+/// `stop`: one string or several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Stop {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// A message's `content`: text, or a list of parts of which only text parts are supported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    pub role: String,
+    pub content: Content,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Message {
+    /// The message as rbee's workers take it; `Err` names what is not supported.
+    pub fn to_chat(&self) -> Result<ChatMessage, String> {
+        if !["system", "developer", "user", "assistant"].contains(&self.role.as_str()) {
+            return Err(format!(
+                "messages with role `{}` are not supported (system, developer, user, assistant)",
+                self.role
+            ));
+        }
+        let content = match &self.content {
+            Content::Text(t) => t.clone(),
+            Content::Parts(parts) => {
+                let mut text = String::new();
+                for part in parts {
+                    match (part.kind.as_str(), &part.text) {
+                        ("text", Some(t)) => text.push_str(t),
+                        (kind, _) => {
+                            return Err(format!(
+                                "content parts of type `{kind}` are not supported (text only)"
+                            ));
+                        }
+                    }
+                }
+                text
+            }
+        };
+        // Chat templates know `system`; `developer` is OpenAI's newer name for it.
+        let role = if self.role == "developer" {
+            "system".to_owned()
+        } else {
+            self.role.clone()
+        };
+        Ok(ChatMessage { role, content })
+    }
+}
+
+/// The sampling fields both endpoints share.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    /// Only 1 is supported.
+    #[serde(default)]
+    pub n: Option<u32>,
+    /// Accepted and logged; rbee has no per-user accounting.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// Only 0 (the default) is supported.
+    #[serde(default)]
+    pub frequency_penalty: Option<f64>,
+    /// Only 0 (the default) is supported.
+    #[serde(default)]
+    pub presence_penalty: Option<f64>,
+}
+
+impl Sampling {
+    /// Refuses values rbee cannot honour, naming the field.
+    pub fn validate(&self) -> Result<(), (String, &'static str)> {
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(("only n=1 is supported".into(), "n"));
+        }
+        for (value, name) in [
+            (self.frequency_penalty, "frequency_penalty"),
+            (self.presence_penalty, "presence_penalty"),
+        ] {
+            if value.is_some_and(|v| v != 0.0) {
+                return Err((format!("{name} is not supported (only 0)"), name));
+            }
+        }
+        if self.stream_options.is_some() && self.stream != Some(true) {
+            return Err((
+                "stream_options is only allowed with stream: true".into(),
+                "stream_options",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn streaming(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
+    }
+}
+
+/// Fields of [`Sampling`], accepted by both endpoints.
+const SAMPLING_FIELDS: &[&str] = &[
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "stop",
+    "n",
+    "user",
+    "stream",
+    "stream_options",
+    "frequency_penalty",
+    "presence_penalty",
+];
+
+/// A request body of one of the two generation endpoints.
+pub trait OpenAiRequest: serde::de::DeserializeOwned {
+    /// Top-level fields besides [`Sampling`]'s.
+    const FIELDS: &'static [&'static str];
+}
+
+/// Parses a request, refusing any field rbee does not honour. `Err` holds the message and
+/// the offending field.
+pub fn parse_request<T: OpenAiRequest>(body: &[u8]) -> Result<T, (String, Option<String>)> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| (format!("the body is not valid JSON: {e}"), None))?;
+    let Some(map) = value.as_object() else {
+        return Err(("the body must be a JSON object".into(), None));
+    };
+    if let Some(field) = map
+        .keys()
+        .find(|k| !T::FIELDS.contains(&k.as_str()) && !SAMPLING_FIELDS.contains(&k.as_str()))
+    {
+        return Err((
+            format!("`{field}` is not supported by rbee"),
+            Some(field.clone()),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| (format!("invalid request: {e}"), None))
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    /// The newer name of `max_tokens`; wins when both are given.
+    #[serde(default)]
+    pub max_completion_tokens: Option<usize>,
+    #[serde(flatten)]
+    pub sampling: Sampling,
+}
+
+impl OpenAiRequest for ChatCompletionRequest {
+    const FIELDS: &'static [&'static str] = &["model", "messages", "max_completion_tokens"];
+}
+
+/// `POST /v1/completions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub prompt: String,
+    /// Only `false` is supported.
+    #[serde(default)]
+    pub echo: Option<bool>,
+    #[serde(flatten)]
+    pub sampling: Sampling,
+}
+
+impl OpenAiRequest for CompletionRequest {
+    const FIELDS: &'static [&'static str] = &["model", "prompt", "echo"];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub total_tokens: usize,
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: usize, completion_tokens: usize) -> Self {
+        Self {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssistantMessage {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatChoice {
+    pub index: u32,
+    pub message: AssistantMessage,
+    pub finish_reason: String,
+    pub logprobs: Option<()>,
+}
+
+/// The answer of a non-streaming chat completion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatCompletion {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChatChoice>,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkChoice {
+    pub index: u32,
+    pub delta: Delta,
+    pub finish_reason: Option<String>,
+    pub logprobs: Option<()>,
+}
+
+/// One event of a streaming chat completion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatCompletionChunk {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChunkChoice>,
+    /// `null` on every chunk but the last when usage was asked for.
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletionChoice {
+    pub index: u32,
+    pub text: String,
+    pub finish_reason: Option<String>,
+    pub logprobs: Option<()>,
+}
+
+/// The answer of a completion, and (with partial text) each event of a streaming one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<CompletionChoice>,
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Model {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    /// The nodes whose catalog holds it (`rbee` for a configured default).
+    pub owned_by: String,
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelList {
+    pub object: String,
+    pub data: Vec<Model>,
+}
+
+/// A model id as clients send it: `<model ref>` lets the queen place it,
+/// `<node>/<model ref>` pins a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelId {
+    pub node: Option<String>,
+    pub model_ref: String,
+}
+
+impl ModelId {
+    pub fn parse(id: &str) -> Result<Self, String> {
+        let is_ref = |s: &str| s.starts_with("hf:") || s.starts_with("file:");
+        if is_ref(id) {
+            return Ok(Self {
+                node: None,
+                model_ref: id.to_owned(),
+            });
+        }
+        match id.split_once('/') {
+            Some((node, rest)) if !node.is_empty() && is_ref(rest) => Ok(Self {
+                node: Some(node.to_owned()),
+                model_ref: rest.to_owned(),
+            }),
+            _ => Err(format!(
+                "unknown model `{id}`: use a model reference (hf:<org>/<repo>[:<QUANT>] or file:<path>), optionally as <node>/<reference>; GET /v1/models lists the models rbee has"
+            )),
+        }
+    }
+}
+
+/// `finish_reason` for rbee's stop reason: `length` when the token limit ended the answer.
+pub fn finish_reason(stop: crate::worker::StopReason) -> &'static str {
+    match stop {
+        crate::worker::StopReason::MaxTokens => "length",
+        _ => "stop",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids_name_a_node_or_leave_placement_to_the_queen() {
+        assert_eq!(
+            ModelId::parse("hf:org/repo:Q4_1").unwrap(),
+            ModelId {
+                node: None,
+                model_ref: "hf:org/repo:Q4_1".into()
+            }
+        );
+        assert_eq!(
+            ModelId::parse("mac/hf:org/repo").unwrap(),
+            ModelId {
+                node: Some("mac".into()),
+                model_ref: "hf:org/repo".into()
+            }
+        );
+        assert_eq!(
+            ModelId::parse("workstation/file:/m/x.gguf")
+                .unwrap()
+                .node
+                .as_deref(),
+            Some("workstation")
+        );
+        assert!(ModelId::parse("gpt-4o").is_err());
+        assert!(ModelId::parse("org/repo").is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_not_ignored() {
+        let (msg, field) = parse_request::<ChatCompletionRequest>(
+            br#"{"model":"m","messages":[],"logprobs":true}"#,
+        )
+        .unwrap_err();
+        assert_eq!(field.as_deref(), Some("logprobs"), "{msg}");
+        assert!(
+            parse_request::<CompletionRequest>(br#"{"model":"m","prompt":"x","suffix":"y"}"#)
+                .is_err()
+        );
+        let ok: ChatCompletionRequest = parse_request(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"stop":"x","stream":true,"stream_options":{"include_usage":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.sampling.max_tokens, Some(5));
+        assert!(ok.sampling.include_usage());
+        assert_eq!(ok.sampling.stop.unwrap().into_vec(), ["x"]);
+    }
+
+    #[test]
+    fn n_above_one_and_penalties_are_refused() {
+        let s = Sampling {
+            n: Some(2),
+            ..Sampling::default()
+        };
+        assert_eq!(s.validate().unwrap_err().1, "n");
+        let s = Sampling {
+            presence_penalty: Some(0.5),
+            ..Sampling::default()
+        };
+        assert_eq!(s.validate().unwrap_err().1, "presence_penalty");
+    }
+}

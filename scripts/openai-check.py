@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Drives a running queen-rbee with the official `openai` SDK, as editors and chat UIs do.
+
+    openai-check.py --base-url http://127.0.0.1:8080/v1 --model <model id> [--api-key KEY]
+
+Checks a streaming chat completion (with usage), a non-streaming one, a completion,
+models.list() and the error for an unknown model, asserting on what comes back. Exits 0
+and prints "openai SDK check passed" when everything holds.
+"""
+
+import argparse
+import re
+import sys
+
+import openai
+
+
+def words(text):
+    return re.findall(r"[A-Za-z']+", text)
+
+
+def coherent(text, what):
+    found = words(text)
+    common = {"the", "a", "and", "of", "to", "in", "is", "it", "you", "i", "was", "sea"}
+    assert len(found) >= 5, f"{what}: too few words in {text!r}"
+    assert any(w.lower() in common for w in found), f"{what}: not English: {text!r}"
+    assert "\ufffd" not in text, f"{what}: broken UTF-8 in {text!r}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--api-key", default="none")
+    args = parser.parse_args()
+    client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0)
+    messages = [{"role": "user", "content": "Write a short story about a cat."}]
+
+    # Streaming chat completion, with usage in the last chunk.
+    stream = client.chat.completions.create(
+        model=args.model,
+        messages=messages,
+        max_tokens=24,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pieces, finish, usage = [], None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+            if choice.finish_reason:
+                finish = choice.finish_reason
+    streamed = "".join(pieces)
+    coherent(streamed, "streaming chat")
+    assert finish == "length", f"24 tokens of a story end by length, got {finish}"
+    assert usage is not None, "no usage chunk despite include_usage"
+    assert usage.completion_tokens == 24, usage
+    assert len(pieces) == usage.completion_tokens, (len(pieces), usage)
+    assert usage.prompt_tokens > 5 and usage.total_tokens == usage.prompt_tokens + 24, usage
+
+    # The same request without streaming: greedy, so the same text.
+    whole = client.chat.completions.create(
+        model=args.model, messages=messages, max_tokens=24, temperature=0
+    )
+    text = whole.choices[0].message.content
+    assert whole.choices[0].message.role == "assistant"
+    assert text == streamed, f"{text!r} != {streamed!r}"
+    assert whole.choices[0].finish_reason == "length"
+    assert whole.usage.completion_tokens == 24 and whole.usage.prompt_tokens == usage.prompt_tokens
+
+    # A plain completion that stops on its own stop sequence.
+    completion = client.completions.create(
+        model=args.model, prompt="The capital of France is", max_tokens=8, temperature=0, stop=["."]
+    )
+    assert "Paris" in completion.choices[0].text, completion.choices[0].text
+    assert completion.choices[0].finish_reason == "stop", completion.choices[0]
+
+    # The model is listed, with and without a node.
+    ids = [m.id for m in client.models.list()]
+    assert args.model in ids, ids
+    assert any(i.endswith("/" + args.model) for i in ids), ids
+
+    # An unknown model is a 404 the SDK raises.
+    try:
+        client.chat.completions.create(model="gpt-4o", messages=messages)
+        raise AssertionError("an unknown model was accepted")
+    except openai.NotFoundError as e:
+        assert "gpt-4o" in str(e), e
+
+    # A field rbee does not honour is refused, not ignored.
+    try:
+        client.chat.completions.create(model=args.model, messages=messages, logprobs=True)
+        raise AssertionError("logprobs was accepted")
+    except openai.BadRequestError as e:
+        assert "logprobs" in str(e), e
+
+    print("openai SDK check passed")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        print(f"openai SDK check failed: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -8,4 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RBEE_TEST_MODEL="${RBEE_TEST_MODEL:-$(scripts/fetch-model.sh)}"
 cargo build --workspace --bins --locked
-cargo test --locked -p rbee-acceptance --test acceptance -- "$@"
+# --workspace: the same feature set as the other tests, so nothing is compiled twice.
+cargo test --locked --workspace --test acceptance -- "$@"

@@ -192,10 +192,6 @@ impl Host {
         }
     }
 
-    pub fn sshd_pid(&self) -> Option<u32> {
-        self.sshd.as_ref().map(Child::id)
-    }
-
     /// rbee's processes running on this node.
     pub fn rbee_processes(&self) -> Vec<Process> {
         processes::rbee_only(processes::in_namespace(&self.ns))

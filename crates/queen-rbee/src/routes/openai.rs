@@ -272,38 +272,27 @@ impl Shaper {
 
     fn whole(&self, text: String, end: &EndEvent) -> Value {
         let usage = Usage::new(end.tokens_in, end.tokens_out);
-        let finish = finish_reason(end.stop_reason).to_owned();
-        match self.kind {
-            Kind::Chat => serde_json::to_value(ChatCompletion {
-                id: self.id.clone(),
-                object: "chat.completion".into(),
-                created: self.created,
-                model: self.model.clone(),
-                choices: vec![ChatChoice {
-                    index: 0,
-                    message: AssistantMessage {
-                        role: "assistant".into(),
-                        content: text,
-                    },
-                    finish_reason: finish,
-                    logprobs: None,
-                }],
-                usage,
-            }),
-            Kind::Completion => serde_json::to_value(Completion {
-                id: self.id.clone(),
-                object: "text_completion".into(),
-                created: self.created,
-                model: self.model.clone(),
-                choices: vec![CompletionChoice {
-                    index: 0,
-                    text,
-                    finish_reason: Some(finish),
-                    logprobs: None,
-                }],
-                usage: Some(usage),
-            }),
+        let finish = finish_reason(end.stop_reason);
+        if self.kind == Kind::Completion {
+            // A finished completion is its last chunk with all the text and the usage.
+            return self.chunk(Self::text(text), Some(finish), Some(usage));
         }
+        serde_json::to_value(ChatCompletion {
+            id: self.id.clone(),
+            object: "chat.completion".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChatChoice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant".into(),
+                    content: text,
+                },
+                finish_reason: finish.to_owned(),
+                logprobs: None,
+            }],
+            usage,
+        })
         .unwrap_or(Value::Null)
     }
 }

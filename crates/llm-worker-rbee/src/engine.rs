@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::chat_template::ChatTemplate;
+use crate::cpu;
 use crate::error::WorkerError;
 use crate::llama::{Llama, LoadError, LoadStep};
 use crate::model_file::ModelFile;
@@ -30,7 +31,7 @@ const PREFILL_CHUNK: usize = 256;
 
 pub struct Engine {
     pub info: ModelInfo,
-    model: Llama,
+    model: Model,
     tokenizer: Tokenizer,
     template: Result<ChatTemplate, String>,
 }
@@ -46,10 +47,12 @@ pub struct Job {
 }
 
 impl Engine {
-    /// Loads `file` onto `device`, reporting each loaded layer to `progress`.
+    /// Loads `file` onto `device`, reporting each loaded layer to `progress`; on the CPU the
+    /// matrix products use `threads` threads.
     pub fn load(
         file: &ModelFile,
         device: &Device,
+        threads: usize,
         progress: impl FnMut(LoadStep),
     ) -> Result<Self, LoadError> {
         let info = file.info()?;
@@ -66,7 +69,7 @@ impl Engine {
             &text_of(tokenizer.eos_token_id()),
         )
         .map_err(|e| e.to_string());
-        let model = Llama::load(file, device, progress)?;
+        let model = Model::load(file, device, threads, progress)?;
         Ok(Self {
             info,
             model,
@@ -273,6 +276,60 @@ impl Engine {
             logits = self.model.forward(&[token], &mut cache)?;
             run.decode_time += step.elapsed();
             run.decode_steps += 1;
+        }
+    }
+}
+
+/// The transformer: this crate's CPU path where it covers the model, Candle otherwise.
+enum Model {
+    Cpu(cpu::model::Llama),
+    Candle(Llama),
+}
+
+enum Cache {
+    Cpu(cpu::model::KvCache),
+    Candle(crate::llama::KvCache),
+}
+
+impl Model {
+    fn load(
+        file: &ModelFile,
+        device: &Device,
+        threads: usize,
+        progress: impl FnMut(LoadStep),
+    ) -> Result<Self, LoadError> {
+        if !device.is_cpu() {
+            return Ok(Self::Candle(Llama::load(file, device, progress)?));
+        }
+        match cpu::model::Llama::unsupported_reason(file) {
+            None => {
+                let model = cpu::model::Llama::load(file, threads, progress)?;
+                tracing::info!(
+                    kernels = model.kernels().name(),
+                    threads,
+                    "running on rbee's CPU kernels"
+                );
+                Ok(Self::Cpu(model))
+            }
+            Some(reason) => {
+                tracing::info!("running on Candle: {reason} has no rbee CPU kernel");
+                Ok(Self::Candle(Llama::load(file, device, progress)?))
+            }
+        }
+    }
+
+    fn new_cache(&self) -> Cache {
+        match self {
+            Self::Cpu(m) => Cache::Cpu(m.new_cache()),
+            Self::Candle(m) => Cache::Candle(m.new_cache()),
+        }
+    }
+
+    fn forward(&self, tokens: &[u32], cache: &mut Cache) -> candle_core::Result<Vec<f32>> {
+        match (self, cache) {
+            (Self::Cpu(m), Cache::Cpu(c)) => m.forward(tokens, c),
+            (Self::Candle(m), Cache::Candle(c)) => m.forward(tokens, c),
+            _ => candle_core::bail!("cache made by another model"),
         }
     }
 }

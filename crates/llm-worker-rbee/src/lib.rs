@@ -19,6 +19,7 @@
 pub mod args;
 pub mod backend;
 pub mod chat_template;
+pub mod cpu;
 pub mod engine;
 pub mod error;
 pub mod hive_client;
@@ -162,7 +163,11 @@ async fn serve_until_stopped(
             Err(e) => tracing::warn!("ready callback failed: {e}"),
         }
     }
-    let loaded = load(state.clone(), file, device).await;
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let loaded = load(state.clone(), file, device, threads).await;
     if loaded.is_err() {
         state.shutdown.cancel();
     }
@@ -172,11 +177,16 @@ async fn serve_until_stopped(
 }
 
 /// Loads the weights on a blocking thread, logging each layer to the loading log.
-async fn load(state: AppState, file: ModelFile, device: candle_core::Device) -> Result<(), Fatal> {
+async fn load(
+    state: AppState,
+    file: ModelFile,
+    device: candle_core::Device,
+    threads: usize,
+) -> Result<(), Fatal> {
     let path = file.path.clone();
     let progress_state = state.clone();
     let task = tokio::task::spawn_blocking(move || {
-        Engine::load(&file, &device, |step| {
+        Engine::load(&file, &device, threads, |step| {
             progress_state.loading.push(LoadingEvent::LoadingToVram {
                 layers_loaded: step.layers_loaded,
                 layers_total: step.layers_total,

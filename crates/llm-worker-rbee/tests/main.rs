@@ -8,6 +8,7 @@
 mod support;
 
 mod bad_model_file;
+mod cpu_path_matches_candle;
 mod generation;
 mod hive_callbacks;
 mod loading_progress;

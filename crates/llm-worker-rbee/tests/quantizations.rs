@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::support::{Worker, model_path, story_request};
 
-const TOKENS: usize = 24;
+const TOKENS: usize = 48;
 /// Prompts whose continuation a working model is sure of; quantization noise should not
 /// change these (free-running stories diverge at the first near-tie, so they cannot be
 /// compared word for word).

@@ -1,0 +1,127 @@
+//! Quantized dot products with the instruction set picked once at run time.
+//!
+//! Each kernel multiplies one row of weights, in its file format, by one token's 8-bit
+//! activations ([`crate::cpu::activation`]). The portable kernels are the definition; the
+//! SIMD ones must agree with them and with plain f32 arithmetic on the dequantized values
+//! (see the tests below).
+
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use super::activation::Quantized;
+use super::format::Format;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+}
+
+/// The dot-product kernels for this CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernels {
+    isa: Isa,
+}
+
+impl Kernels {
+    /// The fastest kernels this CPU supports.
+    pub fn detect() -> Self {
+        Self::best_of(&Self::supported())
+    }
+
+    /// Every instruction set this CPU can run, the portable one first.
+    pub fn supported() -> Vec<Isa> {
+        let mut isas = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                isas.push(Isa::Avx2);
+                if has!("avxvnni") {
+                    isas.push(Isa::AvxVnni);
+                }
+            }
+        }
+        isas
+    }
+
+    fn best_of(isas: &[Isa]) -> Self {
+        Self {
+            isa: *isas.last().unwrap_or(&Isa::Portable),
+        }
+    }
+
+    /// The kernels for `isa`, if this CPU supports it.
+    pub fn for_isa(isa: Isa) -> Option<Self> {
+        Self::supported().contains(&isa).then_some(Self { isa })
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.isa {
+            Isa::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => "avx-vnni",
+        }
+    }
+
+    /// `row · x[token]`, where `row` holds one row of weights in `format`.
+    #[inline]
+    pub fn dot(&self, format: Format, row: &[u8], x: &Quantized, token: usize) -> f32 {
+        if format.is_k_quant() {
+            let a = x
+                .q8k(token)
+                .expect("activations for K-quants are quantized in 256-value blocks");
+            return match self.isa {
+                Isa::Portable => portable::dot_q8k(format, row, a),
+                // SAFETY: an `Isa` other than `Portable` is only constructed after detecting
+                // the features its kernels need (`supported`).
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => {
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        x86::avx2::dot_q8k(format, row, a)
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                Isa::AvxVnni => {
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        x86::avx_vnni::dot_q8k(format, row, a)
+                    }
+                }
+            };
+        }
+        let a = x.q8(token);
+        match self.isa {
+            Isa::Portable => portable::dot_q8(format, row, a),
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                #[allow(unsafe_code)]
+                unsafe {
+                    x86::avx2::dot_q8(format, row, a)
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => {
+                #[allow(unsafe_code)]
+                unsafe {
+                    x86::avx_vnni::dot_q8(format, row, a)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

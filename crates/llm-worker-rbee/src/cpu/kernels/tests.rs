@@ -1,0 +1,125 @@
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+const FORMATS: [Format; 5] = [
+    Format::Q4_0,
+    Format::Q4_1,
+    Format::Q5_0,
+    Format::Q8_0,
+    Format::Q4K,
+];
+
+/// Random blocks of `format`: random bytes for the quantized values and scales in a
+/// realistic range (f16 scales of small magnitude).
+fn random_row(rng: &mut StdRng, format: Format, cols: usize) -> Vec<u8> {
+    let mut row = vec![0u8; format.row_bytes(cols)];
+    rng.fill(&mut row[..]);
+    for blk in row.chunks_exact_mut(format.block_bytes()) {
+        let scale = |rng: &mut StdRng| half::f16::from_f32(rng.random_range(-0.05..0.05));
+        blk[0..2].copy_from_slice(&scale(rng).to_le_bytes());
+        if matches!(format, Format::Q4_1 | Format::Q4K) {
+            blk[2..4].copy_from_slice(&scale(rng).to_le_bytes());
+        }
+    }
+    row
+}
+
+fn random_activations(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-3.0..3.0)).collect()
+}
+
+/// The straightforward reference: dequantize both sides and sum f32 products.
+fn reference(format: Format, row: &[u8], x: &Quantized, token: usize, cols: usize) -> f32 {
+    let mut w = vec![0f32; cols];
+    format.dequantize(row, &mut w);
+    let a: Vec<f32> = if format.is_k_quant() {
+        let k = x.q8k(token).unwrap();
+        k.qs.iter()
+            .enumerate()
+            .map(|(i, &q)| q as f32 * k.d[i / 256])
+            .collect()
+    } else {
+        let q = x.q8(token);
+        q.qs.iter()
+            .enumerate()
+            .map(|(i, &v)| v as f32 * q.d[i / 32])
+            .collect()
+    };
+    w.iter().zip(&a).map(|(w, a)| w * a).sum()
+}
+
+fn check(kernels: Kernels) {
+    let mut rng = StdRng::seed_from_u64(7);
+    for format in FORMATS {
+        for cols in [256, 512, 1536] {
+            let x = random_activations(&mut rng, 2 * cols);
+            let q = Quantized::new(&x, cols, true);
+            for _ in 0..20 {
+                let row = random_row(&mut rng, format, cols);
+                for token in 0..2 {
+                    let want = reference(format, &row, &q, token, cols);
+                    let got = kernels.dot(format, &row, &q, token);
+                    let scale: f32 = {
+                        let mut w = vec![0f32; cols];
+                        format.dequantize(&row, &mut w);
+                        w.iter().map(|v| v.abs()).sum::<f32>() * 3.0
+                    };
+                    assert!(
+                        (got - want).abs() <= 1e-5 * scale + 1e-4,
+                        "{} {format:?} cols {cols}: kernel {got}, reference {want}",
+                        kernels.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_supported_instruction_set_matches_the_f32_reference_on_random_blocks() {
+    for isa in Kernels::supported() {
+        check(Kernels::for_isa(isa).unwrap());
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_best_instruction_set_the_cpu_has_is_picked() {
+    use std::arch::is_x86_feature_detected as has;
+    let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+    let want = match (avx2, has!("avxvnni")) {
+        (true, true) => Isa::AvxVnni,
+        (true, false) => Isa::Avx2,
+        _ => Isa::Portable,
+    };
+    assert_eq!(Kernels::detect().isa(), want);
+    assert_eq!(Kernels::for_isa(want).map(|k| k.isa()), Some(want));
+}
+
+#[test]
+fn activation_blocks_round_like_candle() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+    let mut rng = StdRng::seed_from_u64(3);
+    let x = random_activations(&mut rng, 512);
+    let ours = Quantized::new(&x, 512, true);
+    let candle = |dtype| -> Vec<f32> {
+        let t = Tensor::from_vec(x.clone(), (1, 512), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, dtype).unwrap();
+        q.dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let q8: Vec<f32> = (0..512)
+        .map(|i| ours.q8.qs[i] as f32 * ours.q8.d[i / 32])
+        .collect();
+    assert_eq!(q8, candle(GgmlDType::Q8_0));
+    let k = ours.q8k.as_ref().unwrap();
+    let q8k: Vec<f32> = (0..512).map(|i| k.qs[i] as f32 * k.d[i / 256]).collect();
+    assert_eq!(q8k, candle(GgmlDType::Q8K));
+}

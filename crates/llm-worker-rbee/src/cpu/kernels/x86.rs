@@ -1,0 +1,268 @@
+//! The dot products for x86-64, in two instruction sets generated from one source:
+//! AVX2 + FMA (every x86-64 CPU since 2013–2015) and AVX-VNNI (2021 on), which fuses the
+//! byte multiply and the pairwise sums into one instruction.
+//!
+//! Integer products multiply unsigned by signed bytes (`vpmaddubsw`, or `vpdpbusd` with
+//! VNNI): unsigned weights (Q4_1, Q4_K nibbles) go in directly; signed weights are made
+//! unsigned with their sign moved onto the activation (`|w| · sign(w)·y = w·y`). Each
+//! block's integer sums are scaled in f32; two accumulators alternate between blocks so
+//! consecutive blocks do not wait on each other's multiply-add.
+//!
+//! Safety: every function here requires the features named in its module;
+//! [`super::Kernels`] hands them out only after detecting those features. Pointer reads are
+//! bounded by the length checks at the top of each kernel.
+
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use crate::cpu::activation::{Q8KRow, Q8Row};
+use crate::cpu::format::{Format, QK, f16_at, k4_scale_min};
+
+/// Checks that `row` holds whole blocks of `bytes` matching `a`; returns the block count.
+#[inline(always)]
+fn blocks(row: &[u8], bytes: usize, a: &Q8Row) -> usize {
+    let nb = row.len() / bytes;
+    assert!(row.len() == nb * bytes && a.qs.len() == nb * QK);
+    assert!(a.d.len() == nb && a.s.len() == nb);
+    nb
+}
+
+/// Sums `scale * products` over blocks `0..nb` into two alternating accumulators.
+macro_rules! accumulate {
+    ($nb:expr, $b:ident => $block:expr) => {{
+        let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut $b = 0;
+        while $b + 1 < $nb {
+            let (d, p) = $block;
+            even = _mm256_fmadd_ps(_mm256_set1_ps(d), p, even);
+            $b += 1;
+            let (d, p) = $block;
+            odd = _mm256_fmadd_ps(_mm256_set1_ps(d), p, odd);
+            $b += 1;
+        }
+        if $b < $nb {
+            let (d, p) = $block;
+            even = _mm256_fmadd_ps(_mm256_set1_ps(d), p, even);
+        }
+        hsum(_mm256_add_ps(even, odd))
+    }};
+}
+
+macro_rules! kernels {
+    ($isa:ident, $features:literal, $unsigned_sums:item) => {
+        pub mod $isa {
+            use super::*;
+
+            $unsigned_sums
+
+            /// Sums of products of signed bytes `x` and `y`, eight i32 lanes as f32.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn signed_sums(x: __m256i, y: __m256i) -> __m256 {
+                unsigned_sums(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+            }
+
+            /// `row · a` for a 32-value-block format.
+            ///
+            /// # Safety
+            /// The CPU must support the features of this module.
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot_q8(format: Format, row: &[u8], a: Q8Row) -> f32 {
+                match format {
+                    Format::Q4_0 => q4_0(row, a),
+                    Format::Q4_1 => q4_1(row, a),
+                    Format::Q5_0 => q5_0(row, a),
+                    Format::Q8_0 => q8_0(row, a),
+                    Format::Q4K => unreachable!("K-quants pair with 256-value blocks"),
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            fn q4_0(row: &[u8], a: Q8Row) -> f32 {
+                const BYTES: usize = 18;
+                let nb = blocks(row, BYTES, &a);
+                let (w, y) = (row.as_ptr(), a.qs.as_ptr());
+                let low = _mm256_set1_epi8(0x0F);
+                accumulate!(nb, b => {
+                    // SAFETY: block `b` lies inside `row` and `a.qs` (checked by `blocks`).
+                    let (q, yb) = unsafe {
+                        (nibbles(w.add(b * BYTES + 2), low), load(y.add(b * QK).cast()))
+                    };
+                    let q = _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+                    (f16_at(row, b * BYTES) * a.d[b], signed_sums(q, yb))
+                })
+            }
+
+            #[target_feature(enable = $features)]
+            fn q4_1(row: &[u8], a: Q8Row) -> f32 {
+                const BYTES: usize = 20;
+                let nb = blocks(row, BYTES, &a);
+                let (w, y) = (row.as_ptr(), a.qs.as_ptr());
+                let low = _mm256_set1_epi8(0x0F);
+                let mut offsets = 0f32;
+                let sum = accumulate!(nb, b => {
+                    // SAFETY: as in `q4_0`.
+                    let (q, yb) = unsafe {
+                        (nibbles(w.add(b * BYTES + 4), low), load(y.add(b * QK).cast()))
+                    };
+                    offsets += f16_at(row, b * BYTES + 2) * a.s[b];
+                    (f16_at(row, b * BYTES) * a.d[b], unsigned_sums(q, yb))
+                });
+                sum + offsets
+            }
+
+            #[target_feature(enable = $features)]
+            fn q5_0(row: &[u8], a: Q8Row) -> f32 {
+                const BYTES: usize = 22;
+                let nb = blocks(row, BYTES, &a);
+                let (w, y) = (row.as_ptr(), a.qs.as_ptr());
+                let low = _mm256_set1_epi8(0x0F);
+                accumulate!(nb, b => {
+                    let at = b * BYTES;
+                    let qh = u32::from_le_bytes([row[at + 2], row[at + 3], row[at + 4], row[at + 5]]);
+                    let high = _mm256_and_si256(bit_bytes(qh), _mm256_set1_epi8(0x10));
+                    // SAFETY: as in `q4_0`.
+                    let (q, yb) = unsafe { (nibbles(w.add(at + 6), low), load(y.add(b * QK).cast())) };
+                    let q = _mm256_sub_epi8(_mm256_or_si256(q, high), _mm256_set1_epi8(16));
+                    (f16_at(row, at) * a.d[b], signed_sums(q, yb))
+                })
+            }
+
+            #[target_feature(enable = $features)]
+            fn q8_0(row: &[u8], a: Q8Row) -> f32 {
+                const BYTES: usize = 34;
+                let nb = blocks(row, BYTES, &a);
+                let (w, y) = (row.as_ptr(), a.qs.as_ptr());
+                accumulate!(nb, b => {
+                    // SAFETY: as in `q4_0`.
+                    let (q, yb) = unsafe { (load(w.add(b * BYTES + 2)), load(y.add(b * QK).cast())) };
+                    (f16_at(row, b * BYTES) * a.d[b], signed_sums(q, yb))
+                })
+            }
+
+            /// `row · a` for Q4_K.
+            ///
+            /// # Safety
+            /// The CPU must support the features of this module.
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot_q8k(format: Format, row: &[u8], a: Q8KRow) -> f32 {
+                assert_eq!(format, Format::Q4K, "only Q4_K has a 256-value kernel");
+                let nb = row.len() / 144;
+                assert!(row.len() == nb * 144 && a.qs.len() == nb * 256 && a.d.len() == nb);
+                assert!(a.bsums.len() == nb * 16);
+                let (w, y) = (row.as_ptr(), a.qs.as_ptr());
+                let low = _mm256_set1_epi8(0x0F);
+                let mut mins = 0f32;
+                let sum = accumulate!(nb, b => {
+                    let blk = &row[b * 144..(b + 1) * 144];
+                    let scales: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
+                    let bsums = &a.bsums[b * 16..(b + 1) * 16];
+                    let mut msum = 0i32;
+                    let mut isum = _mm256_setzero_si256();
+                    for j in 0..4 {
+                        let (sc1, m1) = k4_scale_min(2 * j, scales);
+                        let (sc2, m2) = k4_scale_min(2 * j + 1, scales);
+                        msum += m1 as i32 * (bsums[4 * j] as i32 + bsums[4 * j + 1] as i32)
+                            + m2 as i32 * (bsums[4 * j + 2] as i32 + bsums[4 * j + 3] as i32);
+                        // SAFETY: bytes 16 + 32 j.. of block `b` and values 256 b + 64 j..
+                        // of `a.qs` are inside the lengths checked above.
+                        let (q, y1, y2) = unsafe {
+                            (
+                                load(w.add(b * 144 + 16 + 32 * j)),
+                                load(y.add(b * 256 + 64 * j).cast()),
+                                load(y.add(b * 256 + 64 * j + 32).cast()),
+                            )
+                        };
+                        let lo = _mm256_maddubs_epi16(_mm256_and_si256(q, low), y1);
+                        let hi = _mm256_maddubs_epi16(
+                            _mm256_and_si256(_mm256_srli_epi16(q, 4), low),
+                            y2,
+                        );
+                        isum = _mm256_add_epi32(
+                            isum,
+                            _mm256_add_epi32(
+                                _mm256_madd_epi16(lo, _mm256_set1_epi16(sc1 as i16)),
+                                _mm256_madd_epi16(hi, _mm256_set1_epi16(sc2 as i16)),
+                            ),
+                        );
+                    }
+                    mins += a.d[b] * f16_at(blk, 2) * msum as f32;
+                    (a.d[b] * f16_at(blk, 0), _mm256_cvtepi32_ps(isum))
+                });
+                sum - mins
+            }
+        }
+    };
+}
+
+kernels!(
+    avx2,
+    "avx2,fma,f16c",
+    /// Sums of products of unsigned `x` and signed `y` bytes, eight i32 lanes as f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn unsigned_sums(x: __m256i, y: __m256i) -> __m256 {
+        let pairs = _mm256_maddubs_epi16(x, y);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+);
+
+kernels!(
+    avx_vnni,
+    "avx2,fma,f16c,avxvnni",
+    /// Sums of products of unsigned `x` and signed `y` bytes, eight i32 lanes as f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    fn unsigned_sums(x: __m256i, y: __m256i) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), x, y))
+    }
+);
+
+/// 32 bytes from `p`.
+///
+/// # Safety
+/// `p` must be valid for reading 32 bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load(p: *const u8) -> __m256i {
+    unsafe { _mm256_loadu_si256(p.cast()) }
+}
+
+/// The 16 bytes at `p` as 32 nibbles: low nibbles in bytes 0..16, high nibbles in 16..32.
+///
+/// # Safety
+/// `p` must be valid for reading 16 bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn nibbles(p: *const u8, low: __m256i) -> __m256i {
+    let x = unsafe { _mm_loadu_si128(p.cast()) };
+    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), low)
+}
+
+/// Byte `i` is 0xFF when bit `i` of `bits` is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn bit_bytes(bits: u32) -> __m256i {
+    // Byte i takes byte i / 8 of `bits`, then every bit but bit i % 8 is set.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    let others = i64::from_le_bytes([0xFE, 0xFD, 0xFB, 0xF7, 0xEF, 0xDF, 0xBF, 0x7F]);
+    let set = _mm256_or_si256(spread, _mm256_set1_epi64x(others));
+    _mm256_cmpeq_epi8(set, _mm256_set1_epi8(-1))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}

@@ -1,0 +1,93 @@
+//! Quantized matrices times batches of activations, spread over a thread pool.
+//!
+//! Matrices that read the same input (Q, K and V; gate and up) are multiplied as one group so
+//! each layer needs few fork-joins. Work is split by output rows; with several tokens each
+//! weight row is read once and multiplied by every token while it sits in L1.
+
+use rayon::prelude::*;
+
+use super::activation::Quantized;
+use super::format::Format;
+use super::kernels::Kernels;
+
+/// A weight matrix in its file format: `rows` rows of `cols` weights.
+pub struct QMatrix {
+    pub format: Format,
+    pub rows: usize,
+    pub cols: usize,
+    data: Vec<u8>,
+}
+
+impl QMatrix {
+    /// `data` must hold exactly `rows` rows of `cols` weights in `format`.
+    pub fn new(format: Format, rows: usize, cols: usize, data: Vec<u8>) -> Option<Self> {
+        (cols.is_multiple_of(format.block_len()) && data.len() == rows * format.row_bytes(cols))
+            .then_some(Self {
+                format,
+                rows,
+                cols,
+                data,
+            })
+    }
+
+    pub fn row(&self, r: usize) -> &[u8] {
+        let n = self.format.row_bytes(self.cols);
+        &self.data[r * n..(r + 1) * n]
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Output rows per task: small enough to balance two to a few dozen threads, large enough
+/// that a task outlasts its scheduling.
+const ROWS_PER_TASK: usize = 32;
+
+/// `out[t][r] = group[r] · x[t]`, where the group's rows are numbered consecutively and
+/// `out` holds `x.tokens` rows of the group's total row count.
+pub fn matmul(kernels: Kernels, group: &[&QMatrix], x: &Quantized, out: &mut [f32]) {
+    let rows: usize = group.iter().map(|m| m.rows).sum();
+    assert!(group.iter().all(|m| m.cols == x.cols) && out.len() == rows * x.tokens);
+    let locate = |r: usize| {
+        let mut r = r;
+        for m in group {
+            if r < m.rows {
+                return (*m, r);
+            }
+            r -= m.rows;
+        }
+        unreachable!("row inside the group")
+    };
+    if x.tokens == 1 {
+        out.par_chunks_mut(ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, out)| {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let (m, r) = locate(task * ROWS_PER_TASK + i);
+                    *o = kernels.dot(m.format, m.row(r), x, 0);
+                }
+            });
+        return;
+    }
+    // Row-major per weight row, then transposed into one row per token.
+    let tokens = x.tokens;
+    let mut by_row = vec![0f32; out.len()];
+    by_row
+        .par_chunks_mut(ROWS_PER_TASK * tokens)
+        .enumerate()
+        .for_each(|(task, chunk)| {
+            for (i, o) in chunk.chunks_exact_mut(tokens).enumerate() {
+                let (m, r) = locate(task * ROWS_PER_TASK + i);
+                let row = m.row(r);
+                for (t, o) in o.iter_mut().enumerate() {
+                    *o = kernels.dot(m.format, row, x, t);
+                }
+            }
+        });
+    for (r, values) in by_row.chunks_exact(tokens).enumerate() {
+        for (t, &v) in values.iter().enumerate() {
+            out[t * rows + r] = v;
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The CPU inference path: the model computed on plain buffers with this crate's own
+//! quantized kernels (runtime-dispatched SIMD), used whenever the backend is the CPU and
+//! every weight of the model is in a format the kernels cover. Other models, and GPU
+//! backends, run on Candle ([`crate::llama`]).
+
+pub mod activation;
+pub mod format;
+pub mod kernels;
+pub mod matmul;
+pub mod model;

@@ -1,0 +1,460 @@
+//! The llama-family transformer on the CPU, computed on plain buffers with this crate's
+//! quantized kernels.
+//!
+//! One forward pass makes five fork-joins per layer (QKV, attention, output projection,
+//! gate+up, down); everything between them — norms, rotary embedding, SiLU, residuals,
+//! quantizing activations — is a short serial loop. Keys and values are cached as f16.
+//! The arithmetic mirrors [`crate::llama::Llama`] (same activation rounding, same order of
+//! normalisation and rotation), which serves as its reference in the tests.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use candle_core::quantized::GgmlDType;
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+use super::activation::Quantized;
+use super::format::Format;
+use super::kernels::Kernels;
+use super::matmul::{QMatrix, matmul};
+use crate::llama::{LlamaConfig, LoadError, LoadStep};
+use crate::model_file::ModelFile;
+
+struct Block {
+    attn_norm: Vec<f32>,
+    wq: QMatrix,
+    wk: QMatrix,
+    wv: QMatrix,
+    wo: QMatrix,
+    ffn_norm: Vec<f32>,
+    gate: QMatrix,
+    up: QMatrix,
+    down: QMatrix,
+}
+
+/// The weights of a loaded model; immutable and shared by every slot.
+pub struct Llama {
+    pub config: LlamaConfig,
+    kernels: Kernels,
+    pool: rayon::ThreadPool,
+    embedding: QMatrix,
+    blocks: Vec<Block>,
+    norm: Vec<f32>,
+    /// `None` when the output head is tied to the embedding table.
+    output: Option<QMatrix>,
+    inv_freq: Vec<f32>,
+}
+
+/// One sequence's keys and values per block, `[position][kv_head * head_dim]`, as f16.
+pub struct KvCache {
+    keys: Vec<Vec<f16>>,
+    values: Vec<Vec<f16>>,
+    position: usize,
+}
+
+impl KvCache {
+    pub fn position(&self) -> usize {
+        self.position
+    }
+}
+
+/// Positions the cache reserves at a time.
+const KV_CHUNK: usize = 512;
+
+const MATRICES: [&str; 7] = [
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+
+impl Llama {
+    /// Why `file` cannot run on this path (a weight format without kernels here), if so.
+    pub fn unsupported_reason(file: &ModelFile) -> Option<String> {
+        for (name, info) in &file.content.tensor_infos {
+            let dims = info.shape.dims();
+            let matrix = dims.len() == 2
+                && (MATRICES
+                    .iter()
+                    .any(|m| name.ends_with(&format!("{m}.weight")))
+                    || name == "token_embd.weight"
+                    || name == "output.weight");
+            let ok = if matrix {
+                Format::from_ggml(info.ggml_dtype)
+                    .is_some_and(|f| dims[1].is_multiple_of(f.block_len()))
+            } else {
+                info.ggml_dtype == GgmlDType::F32
+            };
+            if !ok {
+                return Some(format!("tensor {name} is {:?}", info.ggml_dtype));
+            }
+        }
+        None
+    }
+
+    /// Loads every tensor of `file`, one block at a time, calling `progress` after each;
+    /// the matrix products run on `threads` threads.
+    pub fn load(
+        file: &ModelFile,
+        threads: usize,
+        mut progress: impl FnMut(LoadStep),
+    ) -> Result<Self, LoadError> {
+        let config = LlamaConfig::from_file(file)?;
+        let mut t = Tensors::open(file)?;
+        let hidden = config.hidden;
+        let q_dim = config.n_head * config.head_dim;
+        let embedding = t.matrix("token_embd.weight", hidden)?;
+        let mut blocks = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let mut m = |suffix: &str, cols| t.matrix(&format!("blk.{i}.{suffix}.weight"), cols);
+            let (wq, wk, wv, wo) = (
+                m("attn_q", hidden)?,
+                m("attn_k", hidden)?,
+                m("attn_v", hidden)?,
+                m("attn_output", q_dim)?,
+            );
+            let (gate, up) = (m("ffn_gate", hidden)?, m("ffn_up", hidden)?);
+            let down = m("ffn_down", gate.rows)?;
+            blocks.push(Block {
+                attn_norm: Vec::new(),
+                wq,
+                wk,
+                wv,
+                wo,
+                ffn_norm: Vec::new(),
+                gate,
+                up,
+                down,
+            });
+            progress(LoadStep {
+                layers_loaded: i + 1,
+                layers_total: config.n_layer,
+                bytes_loaded: blocks.iter().map(Block::bytes).sum::<u64>()
+                    + embedding.bytes() as u64,
+            });
+        }
+        let output = if file.content.tensor_infos.contains_key("output.weight") {
+            Some(t.matrix("output.weight", hidden)?)
+        } else {
+            None
+        };
+        for (i, block) in blocks.iter_mut().enumerate() {
+            block.attn_norm = t.vector(&format!("blk.{i}.attn_norm.weight"), hidden)?;
+            block.ffn_norm = t.vector(&format!("blk.{i}.ffn_norm.weight"), hidden)?;
+        }
+        let norm = t.vector("output_norm.weight", hidden)?;
+        let half = config.head_dim / 2;
+        let inv_freq = (0..half)
+            .map(|i| {
+                1.0 / config
+                    .rope_base
+                    .powf(2.0 * i as f64 / config.head_dim as f64) as f32
+            })
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("rbee-cpu-{i}"))
+            .build()
+            .map_err(|e| LoadError::Io(file.path.clone(), std::io::Error::other(e)))?;
+        Ok(Self {
+            config,
+            kernels: Kernels::detect(),
+            pool,
+            embedding,
+            blocks,
+            norm,
+            output,
+            inv_freq,
+        })
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            keys: vec![Vec::new(); self.config.n_layer],
+            values: vec![Vec::new(); self.config.n_layer],
+            position: 0,
+        }
+    }
+
+    /// Runs `tokens` (the prompt, or the one newest token) through the model after the
+    /// positions already in `cache`; returns the logits for the next token.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> candle_core::Result<Vec<f32>> {
+        let (seq, start) = (tokens.len(), cache.position);
+        if seq == 0 {
+            candle_core::bail!("forward called with no tokens");
+        }
+        if start + seq > self.config.context_length {
+            candle_core::bail!(
+                "sequence of {} tokens exceeds the context of {}",
+                start + seq,
+                self.config.context_length
+            );
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.embedding.rows) {
+            candle_core::bail!("token id {bad} is outside the vocabulary");
+        }
+        Ok(self.pool.install(|| self.run(tokens, cache)))
+    }
+
+    fn run(&self, tokens: &[u32], cache: &mut KvCache) -> Vec<f32> {
+        let c = &self.config;
+        let (seq, start, hidden) = (tokens.len(), cache.position, c.hidden);
+        let eps = c.rms_eps as f32;
+        let mut x = vec![0f32; seq * hidden];
+        for (row, &t) in x.chunks_exact_mut(hidden).zip(tokens) {
+            self.embedding
+                .format
+                .dequantize(self.embedding.row(t as usize), row);
+        }
+        let (cos, sin) = self.rope_tables(start, seq);
+        let mut h = vec![0f32; seq * hidden];
+        for (l, block) in self.blocks.iter().enumerate() {
+            rms_norm(&x, &block.attn_norm, eps, &mut h);
+            let attn = self.attention(l, block, &h, &cos, &sin, cache);
+            let mut o = vec![0f32; seq * hidden];
+            self.project(&[&block.wo], &attn, &mut o);
+            add(&mut x, &o);
+
+            rms_norm(&x, &block.ffn_norm, eps, &mut h);
+            let ff = block.gate.rows;
+            let mut gu = vec![0f32; seq * 2 * ff];
+            self.project(&[&block.gate, &block.up], &h, &mut gu);
+            let mut m = vec![0f32; seq * ff];
+            for (m, gu) in m.chunks_exact_mut(ff).zip(gu.chunks_exact(2 * ff)) {
+                let (g, u) = gu.split_at(ff);
+                for ((m, &g), &u) in m.iter_mut().zip(g).zip(u) {
+                    *m = g / (1.0 + (-g).exp()) * u;
+                }
+            }
+            self.project(&[&block.down], &m, &mut o);
+            add(&mut x, &o);
+        }
+        cache.position += seq;
+        let mut last = vec![0f32; hidden];
+        rms_norm(&x[(seq - 1) * hidden..], &self.norm, eps, &mut last);
+        let head = self.output.as_ref().unwrap_or(&self.embedding);
+        let mut logits = vec![0f32; head.rows];
+        self.project(&[head], &last, &mut logits);
+        logits
+    }
+
+    /// `out = group · x` for every token row of `x`.
+    fn project(&self, group: &[&QMatrix], x: &[f32], out: &mut [f32]) {
+        let cols = group[0].cols;
+        let k_blocks = group.iter().any(|m| m.format.is_k_quant());
+        let q = Quantized::new(x, cols, k_blocks);
+        matmul(self.kernels, group, &q, out);
+    }
+
+    /// Cosine and sine of each rotated pair's angle at positions `start..start + seq`.
+    fn rope_tables(&self, start: usize, seq: usize) -> (Vec<f32>, Vec<f32>) {
+        let angles: Vec<f32> = (start..start + seq)
+            .flat_map(|p| self.inv_freq.iter().map(move |f| p as f32 * f))
+            .collect();
+        (
+            angles.iter().map(|a| a.cos()).collect(),
+            angles.iter().map(|a| a.sin()).collect(),
+        )
+    }
+
+    /// Self-attention of block `l` for the tokens in `h`: projects Q, K, V, rotates Q and K,
+    /// appends K and V to the cache and returns the attended values, one row per token.
+    fn attention(
+        &self,
+        l: usize,
+        block: &Block,
+        h: &[f32],
+        cos: &[f32],
+        sin: &[f32],
+        cache: &mut KvCache,
+    ) -> Vec<f32> {
+        let c = &self.config;
+        let hd = c.head_dim;
+        let (q_dim, kv_dim) = (c.n_head * hd, c.n_kv_head * hd);
+        let width = q_dim + 2 * kv_dim;
+        let seq = h.len() / c.hidden;
+        let mut qkv = vec![0f32; seq * width];
+        self.project(&[&block.wq, &block.wk, &block.wv], h, &mut qkv);
+        let pairs = hd / 2;
+        for (t, row) in qkv.chunks_exact_mut(width).enumerate() {
+            let (cos, sin) = (
+                &cos[t * pairs..(t + 1) * pairs],
+                &sin[t * pairs..(t + 1) * pairs],
+            );
+            for head in row[..q_dim + kv_dim].chunks_exact_mut(hd) {
+                rotate(head, cos, sin);
+            }
+        }
+        let (keys, values) = (&mut cache.keys[l], &mut cache.values[l]);
+        let needed = (cache.position + seq) * kv_dim;
+        if keys.capacity() < needed {
+            let want = needed.div_ceil(KV_CHUNK * kv_dim) * KV_CHUNK * kv_dim;
+            keys.reserve_exact(want - keys.len());
+            values.reserve_exact(want - values.len());
+        }
+        for row in qkv.chunks_exact(width) {
+            keys.extend(row[q_dim..q_dim + kv_dim].iter().map(|&v| f16::from_f32(v)));
+            values.extend(row[q_dim + kv_dim..].iter().map(|&v| f16::from_f32(v)));
+        }
+        let (keys, values) = (&cache.keys[l][..], &cache.values[l][..]);
+        let start = cache.position;
+        let group = c.n_head / c.n_kv_head;
+        let scale = (1.0 / (hd as f64).sqrt()) as f32;
+        let per_head: Vec<Vec<f32>> = (0..c.n_head)
+            .into_par_iter()
+            .map(|head| {
+                let kv = (head / group) * hd;
+                let mut out = vec![0f32; seq * hd];
+                let mut scores = Vec::with_capacity(start + seq);
+                let (mut k, mut v) = ([0f32; 256], [0f32; 256]);
+                let (k, v) = (&mut k[..hd], &mut v[..hd]);
+                for (t, out) in out.chunks_exact_mut(hd).enumerate() {
+                    let q = &qkv[t * width + head * hd..t * width + (head + 1) * hd];
+                    scores.clear();
+                    for j in 0..=start + t {
+                        keys[j * kv_dim + kv..j * kv_dim + kv + hd].convert_to_f32_slice(k);
+                        scores
+                            .push(q.iter().zip(k.iter()).map(|(a, b)| a * b).sum::<f32>() * scale);
+                    }
+                    softmax(&mut scores);
+                    for (j, &p) in scores.iter().enumerate() {
+                        values[j * kv_dim + kv..j * kv_dim + kv + hd].convert_to_f32_slice(v);
+                        for (o, &v) in out.iter_mut().zip(v.iter()) {
+                            *o += p * v;
+                        }
+                    }
+                }
+                out
+            })
+            .collect();
+        let mut attn = vec![0f32; seq * q_dim];
+        for (head, values) in per_head.iter().enumerate() {
+            for (t, v) in values.chunks_exact(hd).enumerate() {
+                attn[t * q_dim + head * hd..t * q_dim + (head + 1) * hd].copy_from_slice(v);
+            }
+        }
+        attn
+    }
+}
+
+/// Reads tensors of a GGUF file by name, as stored.
+struct Tensors<'a> {
+    file: &'a ModelFile,
+    reader: std::io::BufReader<std::fs::File>,
+}
+
+impl<'a> Tensors<'a> {
+    fn open(file: &'a ModelFile) -> Result<Self, LoadError> {
+        let reader =
+            std::fs::File::open(&file.path).map_err(|e| LoadError::Io(file.path.clone(), e))?;
+        Ok(Self {
+            file,
+            reader: std::io::BufReader::new(reader),
+        })
+    }
+
+    fn unsupported(&self, name: &str, what: String) -> LoadError {
+        LoadError::File(self.file.unsupported(format!("tensor `{name}`: {what}")))
+    }
+
+    fn raw(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>, Vec<u8>), LoadError> {
+        let info = self
+            .file
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| self.unsupported(name, "missing".into()))?;
+        let dims = info.shape.dims().to_vec();
+        let elems: usize = dims.iter().product();
+        let mut data =
+            vec![0u8; elems / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()];
+        let at = self.file.content.tensor_data_offset + info.offset;
+        let io = |e| LoadError::Io(self.file.path.clone(), e);
+        self.reader.seek(SeekFrom::Start(at)).map_err(io)?;
+        self.reader.read_exact(&mut data).map_err(io)?;
+        Ok((info.ggml_dtype, dims, data))
+    }
+
+    /// A `rows x cols` weight matrix in a format the kernels cover.
+    fn matrix(&mut self, name: &str, cols: usize) -> Result<QMatrix, LoadError> {
+        let (dtype, dims, data) = self.raw(name)?;
+        let format = Format::from_ggml(dtype)
+            .ok_or_else(|| self.unsupported(name, format!("format {dtype:?}")))?;
+        match dims[..] {
+            [rows, c] if c == cols => QMatrix::new(format, rows, cols, data)
+                .ok_or_else(|| self.unsupported(name, format!("{rows}x{c} in {dtype:?}"))),
+            _ => Err(self.unsupported(name, format!("shape {dims:?}, expected {cols} columns"))),
+        }
+    }
+
+    /// An F32 vector of `len` values.
+    fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, LoadError> {
+        let (dtype, dims, data) = self.raw(name)?;
+        if dtype != GgmlDType::F32 || dims != [len] {
+            return Err(self.unsupported(name, format!("{dtype:?} {dims:?}, expected F32 [{len}]")));
+        }
+        Ok(data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+}
+
+impl Block {
+    fn bytes(&self) -> u64 {
+        [
+            &self.wq, &self.wk, &self.wv, &self.wo, &self.gate, &self.up, &self.down,
+        ]
+        .iter()
+        .map(|m| m.bytes() as u64)
+        .sum()
+    }
+}
+
+/// Root-mean-square normalisation of each row of `x` (rows as long as `weight`).
+fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let n = weight.len();
+    for (x, out) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let mean = x.iter().map(|v| v * v).sum::<f32>() / n as f32;
+        let norm = (mean + eps).sqrt();
+        for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+            *o = v / norm * w;
+        }
+    }
+}
+
+/// Rotates adjacent pairs `(x[2i], x[2i + 1])` by the angles whose cosines and sines are given
+/// (GGUF stores llama's Q and K rows permuted for this pairing).
+fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    for ((pair, &c), &s) in x.chunks_exact_mut(2).zip(cos).zip(sin) {
+        let (a, b) = (pair[0], pair[1]);
+        pair[0] = a * c - b * s;
+        pair[1] = a * s + b * c;
+    }
+}
+
+fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (x, y) in x.iter_mut().zip(y) {
+        *x += y;
+    }
+}

@@ -1,9 +1,12 @@
 //! The GGUF weight formats the CPU path computes with, their block layouts, and a plain
 //! dequantizer per format (used for embedding rows and as the reference in tests).
 //!
-//! Every format stores a row as consecutive blocks, each a little-endian header (f16 scales)
-//! followed by packed integers, exactly as in the file: weights are used in place, never
-//! widened to f32.
+//! The file stores a row as consecutive blocks, each a little-endian header (f16 scales)
+//! followed by packed integers. At load, rows of the 32-value formats are rearranged into
+//! planes — every block's scale, then every block's second header field, then the packed
+//! integers — so kernels can convert eight scales with one instruction. The bytes are the
+//! same, only their order changes: weights are never widened to f32. Q4_K keeps the file's
+//! layout (its two scales are shared by 256 values).
 
 use candle_core::quantized::GgmlDType;
 use half::f16;
@@ -68,41 +71,91 @@ impl Format {
         matches!(self, Self::Q4K)
     }
 
-    /// Writes the values of `row` (whole blocks of this format) into `out`.
+    /// Bytes of a block's header after its f16 scale: Q4_1's minimum, Q5_0's high bits.
+    fn extra_bytes(self) -> usize {
+        match self {
+            Self::Q4_1 => 2,
+            Self::Q5_0 => 4,
+            _ => 0,
+        }
+    }
+
+    /// A row as the kernels read it: planes for the 32-value formats (see the module
+    /// documentation), the file's blocks for K-quants.
+    pub fn to_planar(self, row: &[u8]) -> Vec<u8> {
+        let mut out = vec![0; row.len()];
+        self.write_planar(row, &mut out);
+        out
+    }
+
+    /// [`Format::to_planar`] into `out`, which is as long as `row`.
+    pub fn write_planar(self, row: &[u8], out: &mut [u8]) {
+        if self.is_k_quant() {
+            out.copy_from_slice(row);
+            return;
+        }
+        let (bytes, extra) = (self.block_bytes(), self.extra_bytes());
+        let nb = row.len() / bytes;
+        let (d, rest) = out.split_at_mut(2 * nb);
+        let (e, qs) = rest.split_at_mut(extra * nb);
+        let quants = bytes - 2 - extra;
+        for (b, blk) in row.chunks_exact(bytes).enumerate() {
+            d[2 * b..2 * b + 2].copy_from_slice(&blk[..2]);
+            e[extra * b..extra * (b + 1)].copy_from_slice(&blk[2..2 + extra]);
+            qs[quants * b..quants * (b + 1)].copy_from_slice(&blk[2 + extra..]);
+        }
+    }
+
+    /// The planes of a planar row of a 32-value format.
+    pub fn planes(self, row: &[u8]) -> Planes<'_> {
+        let nb = row.len() / self.block_bytes();
+        let (d, rest) = row.split_at(2 * nb);
+        let (extra, qs) = rest.split_at(self.extra_bytes() * nb);
+        Planes { nb, d, extra, qs }
+    }
+
+    /// Writes the values of `row` (a row as [`Format::to_planar`] makes it) into `out`.
     pub fn dequantize(self, row: &[u8], out: &mut [f32]) {
+        if !self.is_k_quant() {
+            let p = self.planes(row);
+            for (b, y) in out.chunks_exact_mut(QK).enumerate().take(p.nb) {
+                let d = p.d(b);
+                match self {
+                    Self::Q4_0 => {
+                        for (j, &q) in p.qs(b, 16).iter().enumerate() {
+                            y[j] = d * ((q & 0xF) as f32 - 8.0);
+                            y[j + 16] = d * ((q >> 4) as f32 - 8.0);
+                        }
+                    }
+                    Self::Q4_1 => {
+                        let m = p.m(b);
+                        for (j, &q) in p.qs(b, 16).iter().enumerate() {
+                            y[j] = d * (q & 0xF) as f32 + m;
+                            y[j + 16] = d * (q >> 4) as f32 + m;
+                        }
+                    }
+                    Self::Q5_0 => {
+                        let qh = p.qh(b);
+                        for (j, &q) in p.qs(b, 16).iter().enumerate() {
+                            let lo = (q & 0xF) as u32 | ((qh >> j) & 1) << 4;
+                            let hi = (q >> 4) as u32 | ((qh >> (j + 16)) & 1) << 4;
+                            y[j] = d * (lo as f32 - 16.0);
+                            y[j + 16] = d * (hi as f32 - 16.0);
+                        }
+                    }
+                    Self::Q8_0 => {
+                        for (y, &q) in y.iter_mut().zip(p.qs(b, 32)) {
+                            *y = d * (q as i8) as f32;
+                        }
+                    }
+                    Self::Q4K => unreachable!("K-quants keep the file's layout"),
+                }
+            }
+            return;
+        }
         let blocks = row.chunks_exact(self.block_bytes());
         for (b, y) in blocks.zip(out.chunks_exact_mut(self.block_len())) {
             match self {
-                Self::Q4_0 => {
-                    let d = f16_at(b, 0);
-                    for (j, &q) in b[2..18].iter().enumerate() {
-                        y[j] = d * ((q & 0xF) as f32 - 8.0);
-                        y[j + 16] = d * ((q >> 4) as f32 - 8.0);
-                    }
-                }
-                Self::Q4_1 => {
-                    let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-                    for (j, &q) in b[4..20].iter().enumerate() {
-                        y[j] = d * (q & 0xF) as f32 + m;
-                        y[j + 16] = d * (q >> 4) as f32 + m;
-                    }
-                }
-                Self::Q5_0 => {
-                    let d = f16_at(b, 0);
-                    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-                    for (j, &q) in b[6..22].iter().enumerate() {
-                        let lo = (q & 0xF) as u32 | ((qh >> j) & 1) << 4;
-                        let hi = (q >> 4) as u32 | ((qh >> (j + 16)) & 1) << 4;
-                        y[j] = d * (lo as f32 - 16.0);
-                        y[j + 16] = d * (hi as f32 - 16.0);
-                    }
-                }
-                Self::Q8_0 => {
-                    let d = f16_at(b, 0);
-                    for (y, &q) in y.iter_mut().zip(&b[2..34]) {
-                        *y = d * (q as i8) as f32;
-                    }
-                }
                 Self::Q4K => {
                     let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
                     let scales: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
@@ -116,8 +169,45 @@ impl Format {
                         }
                     }
                 }
+                _ => unreachable!("32-value formats are planar"),
             }
         }
+    }
+}
+
+/// A planar row of a 32-value format: `d` holds each block's f16 scale, `extra` each
+/// block's minimum (Q4_1, f16) or high bits (Q5_0, u32), `qs` the packed integers.
+#[derive(Clone, Copy)]
+pub struct Planes<'a> {
+    pub nb: usize,
+    pub d: &'a [u8],
+    pub extra: &'a [u8],
+    pub qs: &'a [u8],
+}
+
+impl Planes<'_> {
+    #[inline(always)]
+    pub fn d(&self, b: usize) -> f32 {
+        f16_at(self.d, 2 * b)
+    }
+
+    /// Q4_1's minimum of block `b`.
+    #[inline(always)]
+    pub fn m(&self, b: usize) -> f32 {
+        f16_at(self.extra, 2 * b)
+    }
+
+    /// Q5_0's fifth bits of block `b`.
+    #[inline(always)]
+    pub fn qh(&self, b: usize) -> u32 {
+        let e = &self.extra[4 * b..4 * b + 4];
+        u32::from_le_bytes([e[0], e[1], e[2], e[3]])
+    }
+
+    /// The `len` packed bytes of block `b`.
+    #[inline(always)]
+    pub fn qs(&self, b: usize, len: usize) -> &[u8] {
+        &self.qs[b * len..(b + 1) * len]
     }
 }
 

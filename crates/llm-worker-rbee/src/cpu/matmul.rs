@@ -19,15 +19,24 @@ pub struct QMatrix {
 }
 
 impl QMatrix {
-    /// `data` must hold exactly `rows` rows of `cols` weights in `format`.
+    /// `data` must hold exactly `rows` rows of `cols` weights in `format`, as in the file;
+    /// they are rearranged for the kernels ([`Format::to_planar`]).
     pub fn new(format: Format, rows: usize, cols: usize, data: Vec<u8>) -> Option<Self> {
-        (cols.is_multiple_of(format.block_len()) && data.len() == rows * format.row_bytes(cols))
-            .then_some(Self {
-                format,
-                rows,
-                cols,
-                data,
-            })
+        if !cols.is_multiple_of(format.block_len()) || data.len() != rows * format.row_bytes(cols) {
+            return None;
+        }
+        let mut data = data;
+        let mut scratch = vec![0u8; format.row_bytes(cols)];
+        for row in data.chunks_exact_mut(scratch.len()) {
+            scratch.copy_from_slice(row);
+            format.write_planar(&scratch, row);
+        }
+        Some(Self {
+            format,
+            rows,
+            cols,
+            data,
+        })
     }
 
     pub fn row(&self, r: usize) -> &[u8] {
@@ -80,8 +89,13 @@ pub fn matmul(kernels: Kernels, group: &[&QMatrix], x: &Quantized, out: &mut [f3
             for (i, o) in chunk.chunks_exact_mut(tokens).enumerate() {
                 let (m, r) = locate(task * ROWS_PER_TASK + i);
                 let row = m.row(r);
-                for (t, o) in o.iter_mut().enumerate() {
-                    *o = kernels.dot(m.format, row, x, t);
+                let mut quads = o.chunks_exact_mut(4);
+                for (q, o) in quads.by_ref().enumerate() {
+                    o.copy_from_slice(&kernels.dot_x4(m.format, row, x, 4 * q));
+                }
+                let done = tokens / 4 * 4;
+                for (t, o) in quads.into_remainder().iter_mut().enumerate() {
+                    *o = kernels.dot(m.format, row, x, done + t);
                 }
             }
         });

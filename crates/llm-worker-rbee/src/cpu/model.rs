@@ -314,19 +314,17 @@ impl Llama {
                 let kv = (head / group) * hd;
                 let mut out = vec![0f32; seq * hd];
                 let mut scores = Vec::with_capacity(start + seq);
-                let (mut k, mut v) = ([0f32; 256], [0f32; 256]);
-                let (k, v) = (&mut k[..hd], &mut v[..hd]);
+                let (mut k, mut v) = (vec![0f32; hd], vec![0f32; hd]);
                 for (t, out) in out.chunks_exact_mut(hd).enumerate() {
                     let q = &qkv[t * width + head * hd..t * width + (head + 1) * hd];
                     scores.clear();
                     for j in 0..=start + t {
-                        keys[j * kv_dim + kv..j * kv_dim + kv + hd].convert_to_f32_slice(k);
-                        scores
-                            .push(q.iter().zip(k.iter()).map(|(a, b)| a * b).sum::<f32>() * scale);
+                        keys[j * kv_dim + kv..j * kv_dim + kv + hd].convert_to_f32_slice(&mut k);
+                        scores.push(dot(q, &k) * scale);
                     }
                     softmax(&mut scores);
                     for (j, &p) in scores.iter().enumerate() {
-                        values[j * kv_dim + kv..j * kv_dim + kv + hd].convert_to_f32_slice(v);
+                        values[j * kv_dim + kv..j * kv_dim + kv + hd].convert_to_f32_slice(&mut v);
                         for (o, &v) in out.iter_mut().zip(v.iter()) {
                             *o += p * v;
                         }
@@ -439,6 +437,25 @@ fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32]) {
         pair[0] = a * c - b * s;
         pair[1] = a * s + b * c;
     }
+}
+
+/// `Σ a·b` in eight partial sums, which the compiler keeps in one vector register (a single
+/// running sum would have to be added in order, one element at a time).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (a, b) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += a[i] * b[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 fn softmax(x: &mut [f32]) {

@@ -4,22 +4,20 @@
 use crate::cpu::activation::{Q8KRow, Q8Row};
 use crate::cpu::format::{Format, QK, f16_at, k4_scale_min};
 
-/// `row · a` for a 32-value-block format.
+/// `row · a` for a 32-value-block format (a planar row).
 pub fn dot_q8(format: Format, row: &[u8], a: Q8Row) -> f32 {
-    let bytes = format.block_bytes();
+    let p = format.planes(row);
     let mut sum = 0f32;
-    for (b, blk) in row.chunks_exact(bytes).enumerate() {
+    for b in 0..p.nb {
         let y = &a.qs[b * QK..(b + 1) * QK];
-        let d = f16_at(blk, 0) * a.d[b];
+        let d = p.d(b) * a.d[b];
         sum += match format {
-            Format::Q4_0 => d * pairs(&blk[2..18], y, |q| q as i32 - 8) as f32,
-            Format::Q4_1 => {
-                d * pairs(&blk[4..20], y, |q| q as i32) as f32 + f16_at(blk, 2) * a.s[b]
-            }
+            Format::Q4_0 => d * pairs(p.qs(b, 16), y, |q| q as i32 - 8) as f32,
+            Format::Q4_1 => d * pairs(p.qs(b, 16), y, |q| q as i32) as f32 + p.m(b) * a.s[b],
             Format::Q5_0 => {
-                let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                let qh = p.qh(b);
                 let mut isum = 0i32;
-                for (j, &q) in blk[6..22].iter().enumerate() {
+                for (j, &q) in p.qs(b, 16).iter().enumerate() {
                     let lo = (q & 0xF) as i32 | (((qh >> j) & 1) << 4) as i32;
                     let hi = (q >> 4) as i32 | (((qh >> (j + 16)) & 1) << 4) as i32;
                     isum += (lo - 16) * y[j] as i32 + (hi - 16) * y[j + 16] as i32;
@@ -27,7 +25,8 @@ pub fn dot_q8(format: Format, row: &[u8], a: Q8Row) -> f32 {
                 d * isum as f32
             }
             Format::Q8_0 => {
-                let isum: i32 = blk[2..34]
+                let isum: i32 = p
+                    .qs(b, 32)
                     .iter()
                     .zip(y)
                     .map(|(&q, &y)| (q as i8) as i32 * y as i32)

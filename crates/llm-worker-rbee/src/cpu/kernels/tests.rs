@@ -26,6 +26,31 @@ fn random_row(rng: &mut StdRng, format: Format, cols: usize) -> Vec<u8> {
     row
 }
 
+#[test]
+fn rows_rearranged_for_the_kernels_dequantize_like_candle() {
+    use candle_core::Device;
+    use candle_core::quantized::{GgmlDType, ggml_file::qtensor_from_ggml};
+    let mut rng = StdRng::seed_from_u64(11);
+    for (format, dtype) in [
+        (Format::Q4_0, GgmlDType::Q4_0),
+        (Format::Q4_1, GgmlDType::Q4_1),
+        (Format::Q5_0, GgmlDType::Q5_0),
+        (Format::Q8_0, GgmlDType::Q8_0),
+        (Format::Q4K, GgmlDType::Q4K),
+    ] {
+        let file_row = random_row(&mut rng, format, 512);
+        let candle: Vec<f32> = qtensor_from_ggml(dtype, &file_row, vec![512], &Device::Cpu)
+            .unwrap()
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut ours = vec![0f32; 512];
+        format.dequantize(&format.to_planar(&file_row), &mut ours);
+        assert_eq!(ours, candle, "{format:?}");
+    }
+}
+
 fn random_activations(rng: &mut StdRng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-3.0..3.0)).collect()
 }
@@ -53,14 +78,25 @@ fn reference(format: Format, row: &[u8], x: &Quantized, token: usize, cols: usiz
 fn check(kernels: Kernels) {
     let mut rng = StdRng::seed_from_u64(7);
     for format in FORMATS {
-        for cols in [256, 512, 1536] {
-            let x = random_activations(&mut rng, 2 * cols);
-            let q = Quantized::new(&x, cols, true);
+        // 576 = 18 blocks of 32: eight at a time leaves a tail.
+        for cols in [256usize, 576, 1536] {
+            if !cols.is_multiple_of(format.block_len()) {
+                continue;
+            }
+            let k_cols = cols.is_multiple_of(256);
+            let x = random_activations(&mut rng, 4 * cols);
+            let q = Quantized::new(&x, cols, k_cols);
             for _ in 0..20 {
-                let row = random_row(&mut rng, format, cols);
-                for token in 0..2 {
+                let row = format.to_planar(&random_row(&mut rng, format, cols));
+                let x4 = kernels.dot_x4(format, &row, &q, 0);
+                for (token, &four) in x4.iter().enumerate() {
                     let want = reference(format, &row, &q, token, cols);
                     let got = kernels.dot(format, &row, &q, token);
+                    assert!(
+                        (four - got).abs() <= 1e-4 * got.abs().max(1.0),
+                        "{} {format:?}: four at once {four}, one at a time {got}",
+                        kernels.name(),
+                    );
                     let scale: f32 = {
                         let mut w = vec![0f32; cols];
                         format.dequantize(&row, &mut w);

@@ -6,7 +6,9 @@
 //! VNNI): unsigned weights (Q4_1, Q4_K nibbles) go in directly; signed weights are made
 //! unsigned with their sign moved onto the activation (`|w| · sign(w)·y = w·y`). Each
 //! block's integer sums are scaled in f32; two accumulators alternate between blocks so
-//! consecutive blocks do not wait on each other's multiply-add.
+//! consecutive blocks do not wait on each other's multiply-add. Rows of the 32-value formats
+//! are planar ([`crate::cpu::format`]): eight blocks' scales are converted from f16 and
+//! multiplied by the activations' scales with two instructions.
 //!
 //! Safety: every function here requires the features named in its module;
 //! [`super::Kernels`] hands them out only after detecting those features. Pointer reads are
@@ -17,35 +19,92 @@
 use std::arch::x86_64::*;
 
 use crate::cpu::activation::{Q8KRow, Q8Row};
-use crate::cpu::format::{Format, QK, f16_at, k4_scale_min};
+use crate::cpu::format::{Format, Planes, QK, f16_at, k4_scale_min};
 
-/// Checks that `row` holds whole blocks of `bytes` matching `a`; returns the block count.
+/// The planes of `row`, checked to hold whole blocks of `format` matching `a`.
 #[inline(always)]
-fn blocks(row: &[u8], bytes: usize, a: &Q8Row) -> usize {
-    let nb = row.len() / bytes;
-    assert!(row.len() == nb * bytes && a.qs.len() == nb * QK);
-    assert!(a.d.len() == nb && a.s.len() == nb);
-    nb
+fn planes<'a>(format: Format, row: &'a [u8], a: &Q8Row) -> Planes<'a> {
+    let p = format.planes(row);
+    assert!(row.len() == p.nb * format.block_bytes() && a.qs.len() == p.nb * QK);
+    assert!(a.d.len() == p.nb && a.s.len() == p.nb);
+    p
 }
 
-/// Sums `scale * products` over blocks `0..nb` into two alternating accumulators.
-macro_rules! accumulate {
-    ($nb:expr, $b:ident => $block:expr) => {{
-        let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut $b = 0;
-        while $b + 1 < $nb {
-            let (d, p) = $block;
-            even = _mm256_fmadd_ps(_mm256_set1_ps(d), p, even);
-            $b += 1;
-            let (d, p) = $block;
-            odd = _mm256_fmadd_ps(_mm256_set1_ps(d), p, odd);
-            $b += 1;
+/// `weight scale × activation scale` for the eight blocks whose f16 scales start at `d`.
+///
+/// # Safety
+/// `d` must be valid for reading 16 bytes and `ad` for 8 floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scales8(d: *const u8, ad: *const f32) -> [f32; 8] {
+    let mut out = [0f32; 8];
+    unsafe {
+        let w = _mm256_cvtph_ps(_mm_loadu_si128(d.cast()));
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_mul_ps(w, _mm256_loadu_ps(ad)));
+    }
+    out
+}
+
+/// `Σ m[b] · s[b]`: Q4_1's minimums (f16 plane) times the activations' block sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn offsets(p: &Planes, s: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut b = 0;
+    while b + 8 <= p.nb {
+        // SAFETY: blocks b..b + 8 lie inside the minimum plane (2 bytes each) and `s`.
+        unsafe {
+            let m = _mm256_cvtph_ps(_mm_loadu_si128(p.extra.as_ptr().add(2 * b).cast()));
+            acc = _mm256_fmadd_ps(m, _mm256_loadu_ps(s.as_ptr().add(b)), acc);
         }
-        if $b < $nb {
-            let (d, p) = $block;
-            even = _mm256_fmadd_ps(_mm256_set1_ps(d), p, even);
+        b += 8;
+    }
+    hsum(acc) + (b..p.nb).map(|b| p.m(b) * s[b]).sum::<f32>()
+}
+
+/// Sums `(weight scale × activation scale) · products` over the blocks of `$p`, two
+/// accumulators alternating.
+macro_rules! accumulate {
+    ($p:expr, $a:expr, $b:ident => $products:expr) => {{
+        let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut base = 0;
+        while base + 8 <= $p.nb {
+            // SAFETY: blocks base..base + 8 lie inside the scale plane and `a.d`.
+            let sc = unsafe { scales8($p.d.as_ptr().add(2 * base), $a.d.as_ptr().add(base)) };
+            for i in (0..8).step_by(2) {
+                let $b = base + i;
+                even = _mm256_fmadd_ps(_mm256_set1_ps(sc[i]), $products, even);
+                let $b = base + i + 1;
+                odd = _mm256_fmadd_ps(_mm256_set1_ps(sc[i + 1]), $products, odd);
+            }
+            base += 8;
+        }
+        for $b in base..$p.nb {
+            even = _mm256_fmadd_ps(_mm256_set1_ps($p.d($b) * $a.d[$b]), $products, even);
         }
         hsum(_mm256_add_ps(even, odd))
+    }};
+}
+
+/// Like `accumulate!` for four tokens at once: each block of weights is unpacked once and
+/// multiplied by the four tokens' blocks. `$unpack` gives the 32 weights as bytes, signed
+/// when `$signed`.
+macro_rules! accumulate_x4 {
+    ($p:expr, $a:expr, $signed:expr, $b:ident => $unpack:expr) => {{
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for $b in 0..$p.nb {
+            let q: __m256i = $unpack;
+            let ax = if $signed { _mm256_sign_epi8(q, q) } else { q };
+            let dw = $p.d($b);
+            for t in 0..4 {
+                // SAFETY: every token's blocks were checked to match the row (`planes`).
+                let y = unsafe { load($a[t].qs.as_ptr().add($b * QK)) };
+                let y = if $signed { _mm256_sign_epi8(y, q) } else { y };
+                let d = _mm256_set1_ps(dw * $a[t].d[$b]);
+                acc[t] = _mm256_fmadd_ps(d, unsigned_sums(ax, y), acc[t]);
+            }
+        }
+        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
     }};
 }
 
@@ -78,66 +137,88 @@ macro_rules! kernels {
                 }
             }
 
+            /// `[row · a[0], .., row · a[3]]` for a 32-value-block format.
+            ///
+            /// # Safety
+            /// The CPU must support the features of this module.
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot_q8_x4(format: Format, row: &[u8], a: [Q8Row; 4]) -> [f32; 4] {
+                let p = planes(format, row, &a[0]);
+                for a in &a[1..] {
+                    planes(format, row, a);
+                }
+                let qs = p.qs.as_ptr();
+                let low = _mm256_set1_epi8(0x0F);
+                // SAFETY (each unpack): block `b` lies inside the planes (checked above).
+                match format {
+                    Format::Q4_0 => accumulate_x4!(p, a, true, b => {
+                        let q = unsafe { nibbles(qs.add(16 * b), low) };
+                        _mm256_sub_epi8(q, _mm256_set1_epi8(8))
+                    }),
+                    Format::Q4_1 => {
+                        let mut sums = accumulate_x4!(p, a, false, b => unsafe {
+                            nibbles(qs.add(16 * b), low)
+                        });
+                        for (sum, a) in sums.iter_mut().zip(&a) {
+                            *sum += offsets(&p, a.s);
+                        }
+                        sums
+                    }
+                    Format::Q5_0 => accumulate_x4!(p, a, true, b => {
+                        let high = _mm256_and_si256(bit_bytes(p.qh(b)), _mm256_set1_epi8(0x10));
+                        let q = unsafe { nibbles(qs.add(16 * b), low) };
+                        _mm256_sub_epi8(_mm256_or_si256(q, high), _mm256_set1_epi8(16))
+                    }),
+                    Format::Q8_0 => accumulate_x4!(p, a, true, b => unsafe { load(qs.add(32 * b)) }),
+                    Format::Q4K => unreachable!("K-quants pair with 256-value blocks"),
+                }
+            }
+
             #[target_feature(enable = $features)]
             fn q4_0(row: &[u8], a: Q8Row) -> f32 {
-                const BYTES: usize = 18;
-                let nb = blocks(row, BYTES, &a);
-                let (w, y) = (row.as_ptr(), a.qs.as_ptr());
+                let p = planes(Format::Q4_0, row, &a);
+                let (qs, y) = (p.qs.as_ptr(), a.qs.as_ptr());
                 let low = _mm256_set1_epi8(0x0F);
-                accumulate!(nb, b => {
-                    // SAFETY: block `b` lies inside `row` and `a.qs` (checked by `blocks`).
-                    let (q, yb) = unsafe {
-                        (nibbles(w.add(b * BYTES + 2), low), load(y.add(b * QK).cast()))
-                    };
-                    let q = _mm256_sub_epi8(q, _mm256_set1_epi8(8));
-                    (f16_at(row, b * BYTES) * a.d[b], signed_sums(q, yb))
+                accumulate!(p, a, b => {
+                    // SAFETY: block `b` lies inside the planes and `a.qs` (checked above).
+                    let (q, yb) = unsafe { (nibbles(qs.add(16 * b), low), load(y.add(b * QK))) };
+                    signed_sums(_mm256_sub_epi8(q, _mm256_set1_epi8(8)), yb)
                 })
             }
 
             #[target_feature(enable = $features)]
             fn q4_1(row: &[u8], a: Q8Row) -> f32 {
-                const BYTES: usize = 20;
-                let nb = blocks(row, BYTES, &a);
-                let (w, y) = (row.as_ptr(), a.qs.as_ptr());
+                let p = planes(Format::Q4_1, row, &a);
+                let (qs, y) = (p.qs.as_ptr(), a.qs.as_ptr());
                 let low = _mm256_set1_epi8(0x0F);
-                let mut offsets = 0f32;
-                let sum = accumulate!(nb, b => {
+                accumulate!(p, a, b => {
                     // SAFETY: as in `q4_0`.
-                    let (q, yb) = unsafe {
-                        (nibbles(w.add(b * BYTES + 4), low), load(y.add(b * QK).cast()))
-                    };
-                    offsets += f16_at(row, b * BYTES + 2) * a.s[b];
-                    (f16_at(row, b * BYTES) * a.d[b], unsigned_sums(q, yb))
-                });
-                sum + offsets
+                    let (q, yb) = unsafe { (nibbles(qs.add(16 * b), low), load(y.add(b * QK))) };
+                    unsigned_sums(q, yb)
+                }) + offsets(&p, a.s)
             }
 
             #[target_feature(enable = $features)]
             fn q5_0(row: &[u8], a: Q8Row) -> f32 {
-                const BYTES: usize = 22;
-                let nb = blocks(row, BYTES, &a);
-                let (w, y) = (row.as_ptr(), a.qs.as_ptr());
+                let p = planes(Format::Q5_0, row, &a);
+                let (qs, y) = (p.qs.as_ptr(), a.qs.as_ptr());
                 let low = _mm256_set1_epi8(0x0F);
-                accumulate!(nb, b => {
-                    let at = b * BYTES;
-                    let qh = u32::from_le_bytes([row[at + 2], row[at + 3], row[at + 4], row[at + 5]]);
-                    let high = _mm256_and_si256(bit_bytes(qh), _mm256_set1_epi8(0x10));
+                accumulate!(p, a, b => {
+                    let high = _mm256_and_si256(bit_bytes(p.qh(b)), _mm256_set1_epi8(0x10));
                     // SAFETY: as in `q4_0`.
-                    let (q, yb) = unsafe { (nibbles(w.add(at + 6), low), load(y.add(b * QK).cast())) };
-                    let q = _mm256_sub_epi8(_mm256_or_si256(q, high), _mm256_set1_epi8(16));
-                    (f16_at(row, at) * a.d[b], signed_sums(q, yb))
+                    let (q, yb) = unsafe { (nibbles(qs.add(16 * b), low), load(y.add(b * QK))) };
+                    signed_sums(_mm256_sub_epi8(_mm256_or_si256(q, high), _mm256_set1_epi8(16)), yb)
                 })
             }
 
             #[target_feature(enable = $features)]
             fn q8_0(row: &[u8], a: Q8Row) -> f32 {
-                const BYTES: usize = 34;
-                let nb = blocks(row, BYTES, &a);
-                let (w, y) = (row.as_ptr(), a.qs.as_ptr());
-                accumulate!(nb, b => {
+                let p = planes(Format::Q8_0, row, &a);
+                let (qs, y) = (p.qs.as_ptr(), a.qs.as_ptr());
+                accumulate!(p, a, b => {
                     // SAFETY: as in `q4_0`.
-                    let (q, yb) = unsafe { (load(w.add(b * BYTES + 2)), load(y.add(b * QK).cast())) };
-                    (f16_at(row, b * BYTES) * a.d[b], signed_sums(q, yb))
+                    let (q, yb) = unsafe { (load(qs.add(32 * b)), load(y.add(b * QK))) };
+                    signed_sums(q, yb)
                 })
             }
 
@@ -154,7 +235,8 @@ macro_rules! kernels {
                 let (w, y) = (row.as_ptr(), a.qs.as_ptr());
                 let low = _mm256_set1_epi8(0x0F);
                 let mut mins = 0f32;
-                let sum = accumulate!(nb, b => {
+                let mut acc = _mm256_setzero_ps();
+                for b in 0..nb {
                     let blk = &row[b * 144..(b + 1) * 144];
                     let scales: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
                     let bsums = &a.bsums[b * 16..(b + 1) * 16];
@@ -170,8 +252,8 @@ macro_rules! kernels {
                         let (q, y1, y2) = unsafe {
                             (
                                 load(w.add(b * 144 + 16 + 32 * j)),
-                                load(y.add(b * 256 + 64 * j).cast()),
-                                load(y.add(b * 256 + 64 * j + 32).cast()),
+                                load(y.add(b * 256 + 64 * j)),
+                                load(y.add(b * 256 + 64 * j + 32)),
                             )
                         };
                         let lo = _mm256_maddubs_epi16(_mm256_and_si256(q, low), y1);
@@ -188,9 +270,10 @@ macro_rules! kernels {
                         );
                     }
                     mins += a.d[b] * f16_at(blk, 2) * msum as f32;
-                    (a.d[b] * f16_at(blk, 0), _mm256_cvtepi32_ps(isum))
-                });
-                sum - mins
+                    let d = _mm256_set1_ps(a.d[b] * f16_at(blk, 0));
+                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
+                }
+                hsum(acc) - mins
             }
         }
     };
@@ -225,7 +308,7 @@ kernels!(
 /// `p` must be valid for reading 32 bytes.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn load(p: *const u8) -> __m256i {
+unsafe fn load<T>(p: *const T) -> __m256i {
     unsafe { _mm256_loadu_si256(p.cast()) }
 }
 

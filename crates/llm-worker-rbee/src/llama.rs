@@ -68,6 +68,23 @@ impl LlamaConfig {
     }
 }
 
+impl LlamaConfig {
+    /// Fails unless `seq` tokens (at least one) fit after `start` positions in the context.
+    pub fn check_sequence(&self, start: usize, seq: usize) -> Result<()> {
+        if seq == 0 {
+            candle_core::bail!("forward called with no tokens");
+        }
+        if start + seq > self.context_length {
+            candle_core::bail!(
+                "sequence of {} tokens exceeds the context of {}",
+                start + seq,
+                self.context_length
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Progress of [`Llama::load`]: after the embeddings, after each block, after the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadStep {
@@ -194,16 +211,7 @@ impl Llama {
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
         let seq = tokens.len();
         let start = cache.position;
-        if seq == 0 {
-            candle_core::bail!("forward called with no tokens");
-        }
-        if start + seq > self.config.context_length {
-            candle_core::bail!(
-                "sequence of {} tokens exceeds the context of {}",
-                start + seq,
-                self.config.context_length
-            );
-        }
+        self.config.check_sequence(start, seq)?;
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embedding.embedding(&ids)?.unsqueeze(0)?;
         let cos = self.cos.narrow(0, start, seq)?;

@@ -34,6 +34,10 @@ fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
+fn rms_difference(a: &[f32], b: &[f32]) -> f32 {
+    (a.iter().zip(b).map(|(a, b)| (a - b) * (a - b)).sum::<f32>() / a.len() as f32).sqrt()
+}
+
 /// The logits after `prompt` and its greedy continuation, from either engine.
 fn greedy(prompt: &[u32], mut forward: impl FnMut(&[u32]) -> Vec<f32>) -> (Vec<f32>, Vec<u32>) {
     let first = forward(prompt);
@@ -69,13 +73,7 @@ fn compare(path: &Path) {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         let spread = candle_logits.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let rms = (cpu_logits
-            .iter()
-            .zip(&candle_logits)
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum::<f32>()
-            / cpu_logits.len() as f32)
-            .sqrt();
+        let rms = rms_difference(&cpu_logits, &candle_logits);
         assert!(
             rms <= 1.0,
             "{}, {prompt:?}: logits differ by {rms} RMS",
@@ -129,13 +127,7 @@ fn prompt_in_pieces_gives_the_logits_of_one_pass() {
     cpu.forward(a, &mut pieces).unwrap();
     let twice = cpu.forward(b, &mut pieces).unwrap();
     assert_eq!(whole.position(), pieces.position());
-    let rms = (once
-        .iter()
-        .zip(&twice)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum::<f32>()
-        / once.len() as f32)
-        .sqrt();
+    let rms = rms_difference(&once, &twice);
     assert!(rms < 0.3, "logits differ by {rms} RMS");
     assert_eq!(argmax(&once), argmax(&twice));
 }

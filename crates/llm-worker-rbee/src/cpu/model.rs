@@ -108,6 +108,7 @@ impl Llama {
         let hidden = config.hidden;
         let q_dim = config.n_head * config.head_dim;
         let embedding = t.matrix("token_embd.weight", hidden)?;
+        let mut bytes_loaded = embedding.bytes() as u64;
         let mut blocks = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
             let mut m = |suffix: &str, cols| t.matrix(&format!("blk.{i}.{suffix}.weight"), cols);
@@ -119,6 +120,10 @@ impl Llama {
             );
             let (gate, up) = (m("ffn_gate", hidden)?, m("ffn_up", hidden)?);
             let down = m("ffn_down", gate.rows)?;
+            bytes_loaded += [&wq, &wk, &wv, &wo, &gate, &up, &down]
+                .iter()
+                .map(|m| m.bytes() as u64)
+                .sum::<u64>();
             blocks.push(Block {
                 attn_norm: Vec::new(),
                 wq,
@@ -133,8 +138,7 @@ impl Llama {
             progress(LoadStep {
                 layers_loaded: i + 1,
                 layers_total: config.n_layer,
-                bytes_loaded: blocks.iter().map(Block::bytes).sum::<u64>()
-                    + embedding.bytes() as u64,
+                bytes_loaded,
             });
         }
         let output = if file.content.tensor_infos.contains_key("output.weight") {
@@ -187,17 +191,7 @@ impl Llama {
     /// Runs `tokens` (the prompt, or the one newest token) through the model after the
     /// positions already in `cache`; returns the logits for the next token.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> candle_core::Result<Vec<f32>> {
-        let (seq, start) = (tokens.len(), cache.position);
-        if seq == 0 {
-            candle_core::bail!("forward called with no tokens");
-        }
-        if start + seq > self.config.context_length {
-            candle_core::bail!(
-                "sequence of {} tokens exceeds the context of {}",
-                start + seq,
-                self.config.context_length
-            );
-        }
+        self.config.check_sequence(cache.position, tokens.len())?;
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.embedding.rows) {
             candle_core::bail!("token id {bad} is outside the vocabulary");
         }
@@ -403,17 +397,6 @@ impl<'a> Tensors<'a> {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect())
-    }
-}
-
-impl Block {
-    fn bytes(&self) -> u64 {
-        [
-            &self.wq, &self.wk, &self.wv, &self.wo, &self.gate, &self.up, &self.down,
-        ]
-        .iter()
-        .map(|m| m.bytes() as u64)
-        .sum()
     }
 }
 

@@ -12,6 +12,32 @@ mod x86;
 use super::activation::Quantized;
 use super::format::Format;
 
+/// Evaluates `$portable` for the portable kernels, else calls `$kernel` from the module of
+/// the instruction set.
+macro_rules! dispatch {
+    ($isa:expr, $portable:expr, $kernel:ident($($arg:expr),*)) => {
+        match $isa {
+            Isa::Portable => $portable,
+            // SAFETY: an `Isa` other than `Portable` is only constructed after detecting the
+            // features its kernels need (`supported`).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                #[allow(unsafe_code)]
+                unsafe {
+                    x86::avx2::$kernel($($arg),*)
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => {
+                #[allow(unsafe_code)]
+                unsafe {
+                    x86::avx_vnni::$kernel($($arg),*)
+                }
+            }
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
     Portable,
@@ -81,49 +107,20 @@ impl Kernels {
             let a = x
                 .q8k(token)
                 .expect("activations for K-quants are quantized in 256-value blocks");
-            return match self.isa {
-                Isa::Portable => portable::dot_q8k(format, row, a),
-                // SAFETY: an `Isa` other than `Portable` is only constructed after detecting
-                // the features its kernels need (`supported`).
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => {
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        x86::avx2::dot_q8k(format, row, a)
-                    }
-                }
-                #[cfg(target_arch = "x86_64")]
-                Isa::AvxVnni => {
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        x86::avx_vnni::dot_q8k(format, row, a)
-                    }
-                }
-            };
+            return dispatch!(
+                self.isa,
+                portable::dot_q8k(format, row, a),
+                dot_q8k(format, row, a)
+            );
         }
         let a = x.q8(token);
-        match self.isa {
-            Isa::Portable => portable::dot_q8(format, row, a),
-            // SAFETY: as above.
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => {
-                #[allow(unsafe_code)]
-                unsafe {
-                    x86::avx2::dot_q8(format, row, a)
-                }
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::AvxVnni => {
-                #[allow(unsafe_code)]
-                unsafe {
-                    x86::avx_vnni::dot_q8(format, row, a)
-                }
-            }
-        }
+        dispatch!(
+            self.isa,
+            portable::dot_q8(format, row, a),
+            dot_q8(format, row, a)
+        )
     }
-}
 
-impl Kernels {
     /// `[row · x[token], .., row · x[token + 3]]`: the weights are unpacked once for four
     /// tokens, which is what makes prompt processing faster than token-by-token decoding.
     #[inline]
@@ -133,24 +130,7 @@ impl Kernels {
             return each();
         }
         let a = std::array::from_fn(|i| x.q8(token + i));
-        match self.isa {
-            Isa::Portable => each(),
-            // SAFETY: as in `dot`.
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => {
-                #[allow(unsafe_code)]
-                unsafe {
-                    x86::avx2::dot_q8_x4(format, row, a)
-                }
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::AvxVnni => {
-                #[allow(unsafe_code)]
-                unsafe {
-                    x86::avx_vnni::dot_q8_x4(format, row, a)
-                }
-            }
-        }
+        dispatch!(self.isa, each(), dot_q8_x4(format, row, a))
     }
 }
 

@@ -4,39 +4,55 @@
 //! each layer needs few fork-joins. Work is split by output rows; with several tokens each
 //! weight row is read once and multiplied by every token while it sits in L1.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use super::activation::Quantized;
+use super::arena::{Arena, Region};
 use super::format::Format;
-use super::kernels::Kernels;
+use super::kernels::{Kernels, prefetch};
 
 /// A weight matrix in its file format: `rows` rows of `cols` weights.
 pub struct QMatrix {
     pub format: Format,
     pub rows: usize,
     pub cols: usize,
-    data: Vec<u8>,
+    data: Region,
 }
 
 impl QMatrix {
-    /// `data` must hold exactly `rows` rows of `cols` weights in `format`, as in the file;
-    /// they are rearranged for the kernels ([`Format::to_planar`]).
-    pub fn new(format: Format, rows: usize, cols: usize, data: Vec<u8>) -> Option<Self> {
-        if !cols.is_multiple_of(format.block_len()) || data.len() != rows * format.row_bytes(cols) {
-            return None;
-        }
-        let mut data = data;
-        let mut scratch = vec![0u8; format.row_bytes(cols)];
-        for row in data.chunks_exact_mut(scratch.len()) {
-            scratch.copy_from_slice(row);
-            format.write_planar(&scratch, row);
-        }
-        Some(Self {
+    /// Whether rows of `cols` weights in `format` are whole blocks.
+    pub fn fits(format: Format, cols: usize) -> bool {
+        cols.is_multiple_of(format.block_len())
+    }
+
+    /// Reads a matrix into `arena`: `read` fills its bytes as stored in the file, which are
+    /// then rearranged for the kernels ([`Format::to_planar`]). `None` when the arena is full.
+    pub fn read<E>(
+        arena: &Arc<Arena>,
+        format: Format,
+        rows: usize,
+        cols: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Option<Result<Self, E>> {
+        assert!(Self::fits(format, cols), "rows of whole blocks");
+        let row_bytes = format.row_bytes(cols);
+        let data = arena.fill(rows * row_bytes, |data| {
+            read(data)?;
+            let mut scratch = vec![0u8; row_bytes];
+            for row in data.chunks_exact_mut(row_bytes) {
+                scratch.copy_from_slice(row);
+                format.write_planar(&scratch, row);
+            }
+            Ok(())
+        })?;
+        Some(data.map(|data| Self {
             format,
             rows,
             cols,
             data,
-        })
+        }))
     }
 
     pub fn row(&self, r: usize) -> &[u8] {
@@ -52,6 +68,19 @@ impl QMatrix {
 /// Output rows per task: small enough to balance two to a few dozen threads, large enough
 /// that a task outlasts its scheduling.
 const ROWS_PER_TASK: usize = 32;
+
+/// Rows are read in memory order; while one is multiplied, the one this many rows further
+/// is fetched, so the memory latency overlaps the arithmetic (matrices lie one after another
+/// in the arena, so the last rows of one fetch the first of the next). Decode tokens/s on
+/// SmolLM2 Q4_1: +35% at 4 rows ahead, less at 2, no better at 8 or 16.
+const PREFETCH_ROWS: usize = 4;
+
+fn prefetch_ahead(row: &[u8]) {
+    prefetch(
+        row.as_ptr().wrapping_add(PREFETCH_ROWS * row.len()),
+        row.len(),
+    );
+}
 
 /// `out[t][r] = group[r] · x[t]`, where the group's rows are numbered consecutively and
 /// `out` holds `x.tokens` rows of the group's total row count.
@@ -74,6 +103,7 @@ pub fn matmul(kernels: Kernels, group: &[&QMatrix], x: &Quantized, out: &mut [f3
             .for_each(|(task, out)| {
                 for (i, o) in out.iter_mut().enumerate() {
                     let (m, r) = locate(task * ROWS_PER_TASK + i);
+                    prefetch_ahead(m.row(r));
                     *o = kernels.dot(m.format, m.row(r), x, 0);
                 }
             });
@@ -89,6 +119,7 @@ pub fn matmul(kernels: Kernels, group: &[&QMatrix], x: &Quantized, out: &mut [f3
             for (i, o) in chunk.chunks_exact_mut(tokens).enumerate() {
                 let (m, r) = locate(task * ROWS_PER_TASK + i);
                 let row = m.row(r);
+                prefetch_ahead(row);
                 let mut quads = o.chunks_exact_mut(4);
                 for (q, o) in quads.by_ref().enumerate() {
                     o.copy_from_slice(&kernels.dot_x4(m.format, row, x, 4 * q));

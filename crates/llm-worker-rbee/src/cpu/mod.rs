@@ -4,6 +4,7 @@
 //! backends, run on Candle ([`crate::llama`]).
 
 pub mod activation;
+pub mod arena;
 pub mod format;
 pub mod kernels;
 pub mod matmul;

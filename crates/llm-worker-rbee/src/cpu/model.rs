@@ -8,13 +8,16 @@
 //! normalisation and rotation), which serves as its reference in the tests.
 
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
 
 use candle_core::quantized::GgmlDType;
+use candle_core::quantized::gguf_file::TensorInfo;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::activation::Quantized;
+use super::arena::{self, Arena};
 use super::format::Format;
 use super::kernels::Kernels;
 use super::matmul::{QMatrix, matmul};
@@ -337,62 +340,84 @@ impl Llama {
     }
 }
 
-/// Reads tensors of a GGUF file by name, as stored.
+/// Reads tensors of a GGUF file by name, as stored; matrices go into one [`Arena`].
 struct Tensors<'a> {
     file: &'a ModelFile,
     reader: std::io::BufReader<std::fs::File>,
+    arena: Arc<Arena>,
 }
 
 impl<'a> Tensors<'a> {
     fn open(file: &'a ModelFile) -> Result<Self, LoadError> {
-        let reader =
-            std::fs::File::open(&file.path).map_err(|e| LoadError::Io(file.path.clone(), e))?;
+        let io = |e| LoadError::Io(file.path.clone(), e);
+        let reader = std::fs::File::open(&file.path).map_err(io)?;
+        // Room for every tensor of the file, each aligned; what no matrix uses is never backed.
+        let bytes = (file.content.tensor_infos.values())
+            .map(|info| Self::bytes(info) + arena::ALIGN)
+            .sum();
         Ok(Self {
             file,
             reader: std::io::BufReader::new(reader),
+            arena: Arena::new(bytes).map_err(io)?,
         })
+    }
+
+    fn bytes(info: &TensorInfo) -> usize {
+        let elems: usize = info.shape.dims().iter().product();
+        elems / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()
     }
 
     fn unsupported(&self, name: &str, what: String) -> LoadError {
         LoadError::File(self.file.unsupported(format!("tensor `{name}`: {what}")))
     }
 
-    fn raw(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>, Vec<u8>), LoadError> {
-        let info = self
-            .file
-            .content
+    fn info(&self, name: &str) -> Result<&'a TensorInfo, LoadError> {
+        let file: &'a ModelFile = self.file;
+        file.content
             .tensor_infos
             .get(name)
-            .ok_or_else(|| self.unsupported(name, "missing".into()))?;
-        let dims = info.shape.dims().to_vec();
-        let elems: usize = dims.iter().product();
-        let mut data =
-            vec![0u8; elems / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()];
+            .ok_or_else(|| self.unsupported(name, "missing".into()))
+    }
+
+    /// Fills `out` with the stored bytes of `info`.
+    fn read(&mut self, info: &TensorInfo, out: &mut [u8]) -> Result<(), LoadError> {
         let at = self.file.content.tensor_data_offset + info.offset;
         let io = |e| LoadError::Io(self.file.path.clone(), e);
         self.reader.seek(SeekFrom::Start(at)).map_err(io)?;
-        self.reader.read_exact(&mut data).map_err(io)?;
-        Ok((info.ggml_dtype, dims, data))
+        self.reader.read_exact(out).map_err(io)
     }
 
     /// A `rows x cols` weight matrix in a format the kernels cover.
     fn matrix(&mut self, name: &str, cols: usize) -> Result<QMatrix, LoadError> {
-        let (dtype, dims, data) = self.raw(name)?;
+        let info = self.info(name)?;
+        let dtype = info.ggml_dtype;
         let format = Format::from_ggml(dtype)
             .ok_or_else(|| self.unsupported(name, format!("format {dtype:?}")))?;
-        match dims[..] {
-            [rows, c] if c == cols => QMatrix::new(format, rows, cols, data)
-                .ok_or_else(|| self.unsupported(name, format!("{rows}x{c} in {dtype:?}"))),
-            _ => Err(self.unsupported(name, format!("shape {dims:?}, expected {cols} columns"))),
-        }
+        let rows = match info.shape.dims() {
+            &[rows, c] if c == cols && QMatrix::fits(format, cols) => rows,
+            &[rows, c] if c == cols => {
+                return Err(self.unsupported(name, format!("{rows}x{c} in {dtype:?}")));
+            }
+            dims => {
+                return Err(
+                    self.unsupported(name, format!("shape {dims:?}, expected {cols} columns"))
+                );
+            }
+        };
+        let arena = Arc::clone(&self.arena);
+        QMatrix::read(&arena, format, rows, cols, |out| self.read(info, out))
+            .expect("the arena holds every tensor of the file")
     }
 
     /// An F32 vector of `len` values.
     fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, LoadError> {
-        let (dtype, dims, data) = self.raw(name)?;
+        let info = self.info(name)?;
+        let (dtype, dims) = (info.ggml_dtype, info.shape.dims());
         if dtype != GgmlDType::F32 || dims != [len] {
             return Err(self.unsupported(name, format!("{dtype:?} {dims:?}, expected F32 [{len}]")));
         }
+        let mut data = vec![0u8; 4 * len];
+        self.read(info, &mut data)?;
         Ok(data
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))

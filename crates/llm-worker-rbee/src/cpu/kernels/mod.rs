@@ -103,6 +103,8 @@ impl Kernels {
     /// `row · x[token]`, where `row` holds one row of weights in `format`.
     #[inline]
     pub fn dot(&self, format: Format, row: &[u8], x: &Quantized, token: usize) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        x86::prefetch(row.as_ptr().wrapping_add(16 * row.len()), row.len());
         if format.is_k_quant() {
             let a = x
                 .q8k(token)
@@ -132,6 +134,16 @@ impl Kernels {
         let a = std::array::from_fn(|i| x.q8(token + i));
         dispatch!(self.isa, each(), dot_q8_x4(format, row, a))
     }
+}
+
+/// Asks the CPU to start loading the `len` bytes at `p` into cache. Any address is allowed:
+/// a prefetch never faults.
+#[inline(always)]
+pub fn prefetch(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    x86::prefetch(p, len);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
 }
 
 #[cfg(test)]

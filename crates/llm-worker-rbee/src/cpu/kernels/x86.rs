@@ -349,3 +349,12 @@ fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
+
+/// [`super::prefetch`].
+#[inline(always)]
+pub fn prefetch(p: *const u8, len: usize) {
+    for line in (0..len).step_by(64) {
+        // SAFETY: prefetching reads nothing architecturally and cannot fault.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line).cast()) };
+    }
+}

@@ -287,7 +287,7 @@ enum Model {
 }
 
 enum Cache {
-    Cpu(cpu::model::KvCache),
+    Cpu(cpu::kv::KvCache),
     Candle(crate::llama::KvCache),
 }
 

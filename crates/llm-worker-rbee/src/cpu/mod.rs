@@ -7,5 +7,6 @@ pub mod activation;
 pub mod arena;
 pub mod format;
 pub mod kernels;
+pub mod kv;
 pub mod matmul;
 pub mod model;

@@ -3,8 +3,8 @@
 //!
 //! One forward pass makes five fork-joins per layer (QKV, attention, output projection,
 //! gate+up, down); everything between them — norms, rotary embedding, SiLU, residuals,
-//! quantizing activations — is a short serial loop. Keys and values are cached as f16.
-//! The arithmetic mirrors [`crate::llama::Llama`] (same activation rounding, same order of
+//! quantizing activations — is a short serial loop. Keys and values are cached in 8 bits
+//! ([`super::kv`]). The arithmetic mirrors [`crate::llama::Llama`] (same activation rounding, same order of
 //! normalisation and rotation), which serves as its reference in the tests.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -12,14 +12,13 @@ use std::sync::Arc;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::TensorInfo;
-use half::f16;
-use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::activation::Quantized;
 use super::arena::{self, Arena};
 use super::format::Format;
 use super::kernels::Kernels;
+use super::kv::KvCache;
 use super::matmul::{QMatrix, matmul};
 use crate::llama::{LlamaConfig, LoadError, LoadStep};
 use crate::model_file::ModelFile;
@@ -48,22 +47,6 @@ pub struct Llama {
     output: Option<QMatrix>,
     inv_freq: Vec<f32>,
 }
-
-/// One sequence's keys and values per block, `[position][kv_head * head_dim]`, as f16.
-pub struct KvCache {
-    keys: Vec<Vec<f16>>,
-    values: Vec<Vec<f16>>,
-    position: usize,
-}
-
-impl KvCache {
-    pub fn position(&self) -> usize {
-        self.position
-    }
-}
-
-/// Positions the cache reserves at a time.
-const KV_CHUNK: usize = 512;
 
 const MATRICES: [&str; 7] = [
     "attn_q",
@@ -184,17 +167,14 @@ impl Llama {
     }
 
     pub fn new_cache(&self) -> KvCache {
-        KvCache {
-            keys: vec![Vec::new(); self.config.n_layer],
-            values: vec![Vec::new(); self.config.n_layer],
-            position: 0,
-        }
+        let c = &self.config;
+        KvCache::new(c.n_layer, c.n_kv_head, c.head_dim)
     }
 
     /// Runs `tokens` (the prompt, or the one newest token) through the model after the
     /// positions already in `cache`; returns the logits for the next token.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> candle_core::Result<Vec<f32>> {
-        self.config.check_sequence(cache.position, tokens.len())?;
+        self.config.check_sequence(cache.position(), tokens.len())?;
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.embedding.rows) {
             candle_core::bail!("token id {bad} is outside the vocabulary");
         }
@@ -203,7 +183,7 @@ impl Llama {
 
     fn run(&self, tokens: &[u32], cache: &mut KvCache) -> Vec<f32> {
         let c = &self.config;
-        let (seq, start, hidden) = (tokens.len(), cache.position, c.hidden);
+        let (seq, start, hidden) = (tokens.len(), cache.position(), c.hidden);
         let eps = c.rms_eps as f32;
         let mut x = vec![0f32; seq * hidden];
         for (row, &t) in x.chunks_exact_mut(hidden).zip(tokens) {
@@ -234,7 +214,7 @@ impl Llama {
             self.project(&[&block.down], &m, &mut o);
             add(&mut x, &o);
         }
-        cache.position += seq;
+        cache.advance(seq);
         let mut last = vec![0f32; hidden];
         rms_norm(&x[(seq - 1) * hidden..], &self.norm, eps, &mut last);
         let head = self.output.as_ref().unwrap_or(&self.embedding);
@@ -290,41 +270,29 @@ impl Llama {
                 rotate(head, cos, sin);
             }
         }
-        let (keys, values) = (&mut cache.keys[l], &mut cache.values[l]);
-        let needed = (cache.position + seq) * kv_dim;
-        if keys.capacity() < needed {
-            let want = needed.div_ceil(KV_CHUNK * kv_dim) * KV_CHUNK * kv_dim;
-            keys.reserve_exact(want - keys.len());
-            values.reserve_exact(want - values.len());
-        }
-        for row in qkv.chunks_exact(width) {
-            keys.extend(row[q_dim..q_dim + kv_dim].iter().map(|&v| f16::from_f32(v)));
-            values.extend(row[q_dim + kv_dim..].iter().map(|&v| f16::from_f32(v)));
-        }
-        let (keys, values) = (&cache.keys[l][..], &cache.values[l][..]);
-        let start = cache.position;
+        let rows = |at: usize| -> Vec<&[f32]> {
+            (qkv.chunks_exact(width))
+                .map(|row| &row[at..at + kv_dim])
+                .collect()
+        };
+        cache.append(l, &rows(q_dim), &rows(q_dim + kv_dim));
+        let cache = &*cache;
+        let start = cache.position();
         let group = c.n_head / c.n_kv_head;
         let scale = (1.0 / (hd as f64).sqrt()) as f32;
         let per_head: Vec<Vec<f32>> = (0..c.n_head)
             .into_par_iter()
             .map(|head| {
-                let kv = (head / group) * hd;
+                let kv = head / group;
                 let mut out = vec![0f32; seq * hd];
                 let mut scores = Vec::with_capacity(start + seq);
-                let (mut k, mut v) = (vec![0f32; hd], vec![0f32; hd]);
                 for (t, out) in out.chunks_exact_mut(hd).enumerate() {
                     let q = &qkv[t * width + head * hd..t * width + (head + 1) * hd];
                     scores.clear();
-                    for j in 0..=start + t {
-                        keys[j * kv_dim + kv..j * kv_dim + kv + hd].convert_to_f32_slice(&mut k);
-                        scores.push(dot(q, &k) * scale);
-                    }
+                    scores.extend((0..=start + t).map(|j| cache.key_dot(l, kv, j, q) * scale));
                     softmax(&mut scores);
                     for (j, &p) in scores.iter().enumerate() {
-                        values[j * kv_dim + kv..j * kv_dim + kv + hd].convert_to_f32_slice(&mut v);
-                        for (o, &v) in out.iter_mut().zip(v.iter()) {
-                            *o += p * v;
-                        }
+                        cache.add_value(l, kv, j, p, out);
                     }
                 }
                 out
@@ -445,25 +413,6 @@ fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32]) {
         pair[0] = a * c - b * s;
         pair[1] = a * s + b * c;
     }
-}
-
-/// `Σ a·b` in eight partial sums, which the compiler keeps in one vector register (a single
-/// running sum would have to be added in order, one element at a time).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (a, b) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += a[i] * b[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 fn softmax(x: &mut [f32]) {

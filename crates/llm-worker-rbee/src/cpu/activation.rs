@@ -62,7 +62,7 @@ impl Quantized {
             qs: vec![0; x.len()],
         };
         for (xs, qs) in x.chunks_exact(QK).zip(q8.qs.chunks_exact_mut(QK)) {
-            let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let amax = max_abs(xs);
             let d = amax / 127.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
             let mut sum = 0i32;
@@ -102,6 +102,19 @@ impl Quantized {
             bsums: &k.bsums[token * nb * 16..(token + 1) * nb * 16],
         })
     }
+}
+
+/// The largest `|v|` of `xs`, in eight lanes the compiler keeps in one vector register.
+fn max_abs(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(0f32, |m, v| m.max(v.abs()));
+    for c in chunks {
+        for i in 0..8 {
+            lanes[i] = lanes[i].max(c[i].abs());
+        }
+    }
+    lanes.iter().fold(tail, |m, &v| m.max(v))
 }
 
 fn quantize_k(x: &[f32]) -> Q8K {

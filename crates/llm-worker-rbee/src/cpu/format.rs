@@ -44,6 +44,7 @@ impl Format {
         })
     }
 
+    #[inline]
     pub fn block_len(self) -> usize {
         match self {
             Self::Q4K => QK_K,
@@ -51,6 +52,7 @@ impl Format {
         }
     }
 
+    #[inline]
     pub fn block_bytes(self) -> usize {
         match self {
             Self::Q4_0 => 18,
@@ -62,16 +64,19 @@ impl Format {
     }
 
     /// Bytes of one row of `cols` weights (`cols` must be a multiple of the block length).
+    #[inline]
     pub fn row_bytes(self, cols: usize) -> usize {
         cols / self.block_len() * self.block_bytes()
     }
 
     /// Whether the kernels pair this format with 256-value activation blocks.
+    #[inline]
     pub fn is_k_quant(self) -> bool {
         matches!(self, Self::Q4K)
     }
 
     /// Bytes of a block's header after its f16 scale: Q4_1's minimum, Q5_0's high bits.
+    #[inline]
     fn extra_bytes(self) -> usize {
         match self {
             Self::Q4_1 => 2,
@@ -107,6 +112,7 @@ impl Format {
     }
 
     /// The planes of a planar row of a 32-value format.
+    #[inline]
     pub fn planes(self, row: &[u8]) -> Planes<'_> {
         let nb = row.len() / self.block_bytes();
         let (d, rest) = row.split_at(2 * nb);

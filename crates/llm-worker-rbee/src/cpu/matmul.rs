@@ -109,30 +109,34 @@ pub fn matmul(kernels: Kernels, group: &[&QMatrix], x: &Quantized, out: &mut [f3
             });
         return;
     }
-    // Row-major per weight row, then transposed into one row per token.
+    // Each task owns its rows' stretch of every token's output row.
     let tokens = x.tokens;
-    let mut by_row = vec![0f32; out.len()];
-    by_row
-        .par_chunks_mut(ROWS_PER_TASK * tokens)
+    let mut tasks: Vec<Vec<&mut [f32]>> = (0..rows.div_ceil(ROWS_PER_TASK))
+        .map(|_| Vec::with_capacity(tokens))
+        .collect();
+    for token_out in out.chunks_exact_mut(rows) {
+        for (task, stretch) in tasks.iter_mut().zip(token_out.chunks_mut(ROWS_PER_TASK)) {
+            task.push(stretch);
+        }
+    }
+    tasks
+        .into_par_iter()
         .enumerate()
-        .for_each(|(task, chunk)| {
-            for (i, o) in chunk.chunks_exact_mut(tokens).enumerate() {
+        .for_each(|(task, mut outs)| {
+            for i in 0..outs[0].len() {
                 let (m, r) = locate(task * ROWS_PER_TASK + i);
                 let row = m.row(r);
                 prefetch_ahead(row);
-                let mut quads = o.chunks_exact_mut(4);
-                for (q, o) in quads.by_ref().enumerate() {
-                    o.copy_from_slice(&kernels.dot_x4(m.format, row, x, 4 * q));
+                let quads = tokens / 4 * 4;
+                for t in (0..quads).step_by(4) {
+                    let v = kernels.dot_x4(m.format, row, x, t);
+                    for (j, v) in v.into_iter().enumerate() {
+                        outs[t + j][i] = v;
+                    }
                 }
-                let done = tokens / 4 * 4;
-                for (t, o) in quads.into_remainder().iter_mut().enumerate() {
-                    *o = kernels.dot(m.format, row, x, done + t);
+                for (t, out) in outs.iter_mut().enumerate().skip(quads) {
+                    out[i] = kernels.dot(m.format, row, x, t);
                 }
             }
         });
-    for (r, values) in by_row.chunks_exact(tokens).enumerate() {
-        for (t, &v) in values.iter().enumerate() {
-            out[t * rows + r] = v;
-        }
-    }
 }

@@ -89,10 +89,50 @@ macro_rules! accumulate {
 /// Like `accumulate!` for four tokens at once: each block of weights is unpacked once and
 /// multiplied by the four tokens' blocks. `$unpack` gives the 32 weights as bytes, signed
 /// when `$signed`.
+///
+/// Eight blocks go together: their integer sums (eight lanes each) are folded into one vector
+/// of eight block sums, converted and scaled with one instruction each, instead of scaling
+/// every block's lanes separately.
 macro_rules! accumulate_x4 {
     ($p:expr, $a:expr, $signed:expr, $b:ident => $unpack:expr) => {{
         let mut acc = [_mm256_setzero_ps(); 4];
-        for $b in 0..$p.nb {
+        let mut base = 0;
+        while base + 8 <= $p.nb {
+            let mut q = [_mm256_setzero_si256(); 8];
+            let mut ax = [_mm256_setzero_si256(); 8];
+            for i in 0..8 {
+                let $b = base + i;
+                q[i] = $unpack;
+                ax[i] = if $signed {
+                    _mm256_sign_epi8(q[i], q[i])
+                } else {
+                    q[i]
+                };
+            }
+            // SAFETY: blocks base..base + 8 lie inside the scale plane and every token's
+            // blocks (checked by `planes`).
+            let dw =
+                unsafe { _mm256_cvtph_ps(_mm_loadu_si128($p.d.as_ptr().add(2 * base).cast())) };
+            for t in 0..4 {
+                let y = $a[t].qs.as_ptr();
+                let mut sums = [_mm256_setzero_si256(); 8];
+                for i in 0..8 {
+                    // SAFETY: as above.
+                    let yb = unsafe { load(y.add((base + i) * QK)) };
+                    let yb = if $signed {
+                        _mm256_sign_epi8(yb, q[i])
+                    } else {
+                        yb
+                    };
+                    sums[i] = int_sums(ax[i], yb);
+                }
+                // SAFETY: as above.
+                let d = _mm256_mul_ps(dw, unsafe { _mm256_loadu_ps($a[t].d.as_ptr().add(base)) });
+                acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(fold8(sums)), acc[t]);
+            }
+            base += 8;
+        }
+        for $b in base..$p.nb {
             let q: __m256i = $unpack;
             let ax = if $signed { _mm256_sign_epi8(q, q) } else { q };
             let dw = $p.d($b);
@@ -109,11 +149,18 @@ macro_rules! accumulate_x4 {
 }
 
 macro_rules! kernels {
-    ($isa:ident, $features:literal, $unsigned_sums:item) => {
+    ($isa:ident, $features:literal, $int_sums:item) => {
         pub mod $isa {
             use super::*;
 
-            $unsigned_sums
+            $int_sums
+
+            /// Sums of products of unsigned `x` and signed `y` bytes, eight i32 lanes as f32.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn unsigned_sums(x: __m256i, y: __m256i) -> __m256 {
+                _mm256_cvtepi32_ps(int_sums(x, y))
+            }
 
             /// Sums of products of signed bytes `x` and `y`, eight i32 lanes as f32.
             #[inline]
@@ -144,8 +191,8 @@ macro_rules! kernels {
             #[target_feature(enable = $features)]
             pub unsafe fn dot_q8_x4(format: Format, row: &[u8], a: [Q8Row; 4]) -> [f32; 4] {
                 let p = planes(format, row, &a[0]);
-                for a in &a[1..] {
-                    planes(format, row, a);
+                for t in &a[1..] {
+                    assert!(t.qs.len() == p.nb * QK && t.d.len() == p.nb && t.s.len() == p.nb);
                 }
                 let qs = p.qs.as_ptr();
                 let low = _mm256_set1_epi8(0x0F);
@@ -282,25 +329,41 @@ macro_rules! kernels {
 kernels!(
     avx2,
     "avx2,fma,f16c",
-    /// Sums of products of unsigned `x` and signed `y` bytes, eight i32 lanes as f32.
+    /// Sums of products of unsigned `x` and signed `y` bytes, in eight i32 lanes.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn unsigned_sums(x: __m256i, y: __m256i) -> __m256 {
-        let pairs = _mm256_maddubs_epi16(x, y);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    fn int_sums(x: __m256i, y: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
     }
 );
 
 kernels!(
     avx_vnni,
     "avx2,fma,f16c,avxvnni",
-    /// Sums of products of unsigned `x` and signed `y` bytes, eight i32 lanes as f32.
+    /// Sums of products of unsigned `x` and signed `y` bytes, in eight i32 lanes.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-    fn unsigned_sums(x: __m256i, y: __m256i) -> __m256 {
-        _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), x, y))
+    fn int_sums(x: __m256i, y: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), x, y)
     }
 );
+
+/// Lane `i` of the result is the sum of the eight lanes of `v[i]`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn fold8(v: [__m256i; 8]) -> __m256i {
+    // Pairwise sums within 128-bit halves, then each half's four sums added across halves.
+    let a = _mm256_hadd_epi32(v[0], v[1]);
+    let b = _mm256_hadd_epi32(v[2], v[3]);
+    let c = _mm256_hadd_epi32(v[4], v[5]);
+    let d = _mm256_hadd_epi32(v[6], v[7]);
+    let low_high_0123 = _mm256_hadd_epi32(a, b);
+    let low_high_4567 = _mm256_hadd_epi32(c, d);
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256(low_high_0123, low_high_4567, 0x20),
+        _mm256_permute2x128_si256(low_high_0123, low_high_4567, 0x31),
+    )
+}
 
 /// 32 bytes from `p`.
 ///

@@ -50,6 +50,13 @@ pub struct Q8KRow<'a> {
     pub bsums: &'a [i16],
 }
 
+/// Four tokens' views, for the four-token kernels.
+pub struct Quad<'a> {
+    pub q8: [Q8Row<'a>; 4],
+    /// Present when the activations have 256-value blocks.
+    pub q8k: Option<[Q8KRow<'a>; 4]>,
+}
+
 impl Quantized {
     /// Quantizes `x` (`tokens` rows of `cols`); `k_blocks` also makes the 256-value blocks.
     pub fn new(x: &[f32], cols: usize, k_blocks: bool) -> Self {
@@ -90,6 +97,16 @@ impl Quantized {
             d: &self.q8.d[b.clone()],
             s: &self.q8.s[b],
             qs: &self.q8.qs[token * self.cols..(token + 1) * self.cols],
+        }
+    }
+
+    pub fn quad(&self, tokens: [usize; 4]) -> Quad<'_> {
+        Quad {
+            q8: tokens.map(|t| self.q8(t)),
+            q8k: self
+                .q8k
+                .as_ref()
+                .map(|_| tokens.map(|t| self.q8k(t).expect("256-value blocks"))),
         }
     }
 

@@ -109,8 +109,15 @@ pub fn matmul(kernels: Kernels, group: &[&QMatrix], x: &Quantized, out: &mut [f3
             });
         return;
     }
-    // Each task owns its rows' stretch of every token's output row.
+    // Four tokens at a time; two or three left over go through the four-token kernel too
+    // (repeating the last), which costs less than one at a time.
     let tokens = x.tokens;
+    let single = if tokens % 4 == 1 { tokens - 1 } else { tokens };
+    let quads: Vec<_> = (0..single)
+        .step_by(4)
+        .map(|t| x.quad(std::array::from_fn(|j| (t + j).min(tokens - 1))))
+        .collect();
+    // Each task owns its rows' stretch of every token's output row.
     let mut tasks: Vec<Vec<&mut [f32]>> = (0..rows.div_ceil(ROWS_PER_TASK))
         .map(|_| Vec::with_capacity(tokens))
         .collect();
@@ -127,15 +134,14 @@ pub fn matmul(kernels: Kernels, group: &[&QMatrix], x: &Quantized, out: &mut [f3
                 let (m, r) = locate(task * ROWS_PER_TASK + i);
                 let row = m.row(r);
                 prefetch_ahead(row);
-                let quads = tokens / 4 * 4;
-                for t in (0..quads).step_by(4) {
-                    let v = kernels.dot_x4(m.format, row, x, t);
-                    for (j, v) in v.into_iter().enumerate() {
-                        outs[t + j][i] = v;
+                for (quad, outs) in quads.iter().zip(outs.chunks_mut(4)) {
+                    let v = kernels.dot_x4(m.format, row, quad);
+                    for (out, v) in outs.iter_mut().zip(v) {
+                        out[i] = v;
                     }
                 }
-                for (t, out) in outs.iter_mut().enumerate().skip(quads) {
-                    out[i] = kernels.dot(m.format, row, x, t);
+                if single < tokens {
+                    outs[single][i] = kernels.dot(m.format, row, x, single);
                 }
             }
         });

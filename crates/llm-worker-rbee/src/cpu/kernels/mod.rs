@@ -9,7 +9,7 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use super::activation::Quantized;
+use super::activation::{Quad, Quantized};
 use super::format::Format;
 
 /// Evaluates `$portable` for the portable kernels, else calls `$kernel` from the module of
@@ -123,16 +123,26 @@ impl Kernels {
         )
     }
 
-    /// `[row · x[token], .., row · x[token + 3]]`: the weights are unpacked once for four
-    /// tokens, which is what makes prompt processing faster than token-by-token decoding.
+    /// `[row · quad[0], .., row · quad[3]]`: the weights are unpacked once for four tokens,
+    /// which is what makes prompt processing faster than token-by-token decoding.
     #[inline]
-    pub fn dot_x4(&self, format: Format, row: &[u8], x: &Quantized, token: usize) -> [f32; 4] {
-        let each = || std::array::from_fn(|i| self.dot(format, row, x, token + i));
+    pub fn dot_x4(&self, format: Format, row: &[u8], quad: &Quad) -> [f32; 4] {
         if format.is_k_quant() {
-            return each();
+            let a = quad
+                .q8k
+                .expect("activations for K-quants are quantized in 256-value blocks");
+            return dispatch!(
+                self.isa,
+                a.map(|a| portable::dot_q8k(format, row, a)),
+                dot_q8k_x4(format, row, a)
+            );
         }
-        let a = std::array::from_fn(|i| x.q8(token + i));
-        dispatch!(self.isa, each(), dot_q8_x4(format, row, a))
+        let a = quad.q8;
+        dispatch!(
+            self.isa,
+            a.map(|a| portable::dot_q8(format, row, a)),
+            dot_q8_x4(format, row, a)
+        )
     }
 }
 

@@ -88,8 +88,9 @@ fn check(kernels: Kernels) {
             let q = Quantized::new(&x, cols, k_cols);
             for _ in 0..20 {
                 let row = format.to_planar(&random_row(&mut rng, format, cols));
-                let x4 = kernels.dot_x4(format, &row, &q, 0);
-                for (token, &four) in x4.iter().enumerate() {
+                let tokens = [2, 0, 3, 1];
+                let x4 = kernels.dot_x4(format, &row, &q.quad(tokens));
+                for (token, &four) in tokens.into_iter().zip(&x4) {
                     let want = reference(format, &row, &q, token, cols);
                     let got = kernels.dot(format, &row, &q, token);
                     assert!(

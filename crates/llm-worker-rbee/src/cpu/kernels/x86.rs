@@ -275,52 +275,70 @@ macro_rules! kernels {
             /// The CPU must support the features of this module.
             #[target_feature(enable = $features)]
             pub unsafe fn dot_q8k(format: Format, row: &[u8], a: Q8KRow) -> f32 {
+                q4_k(format, row, [a])[0]
+            }
+
+            /// `[row · a[0], .., row · a[3]]` for Q4_K.
+            ///
+            /// # Safety
+            /// The CPU must support the features of this module.
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot_q8k_x4(format: Format, row: &[u8], a: [Q8KRow; 4]) -> [f32; 4] {
+                q4_k(format, row, a)
+            }
+
+            /// Q4_K rows times `N` tokens: each super-block's scales and weights are
+            /// unpacked once, then multiplied by every token's values.
+            #[target_feature(enable = $features)]
+            fn q4_k<const N: usize>(format: Format, row: &[u8], a: [Q8KRow; N]) -> [f32; N] {
                 assert_eq!(format, Format::Q4K, "only Q4_K has a 256-value kernel");
                 let nb = row.len() / 144;
-                assert!(row.len() == nb * 144 && a.qs.len() == nb * 256 && a.d.len() == nb);
-                assert!(a.bsums.len() == nb * 16);
-                let (w, y) = (row.as_ptr(), a.qs.as_ptr());
+                assert!(row.len() == nb * 144);
+                for a in &a {
+                    assert!(a.qs.len() == nb * 256 && a.d.len() == nb && a.bsums.len() == nb * 16);
+                }
+                let w = row.as_ptr();
                 let low = _mm256_set1_epi8(0x0F);
-                let mut mins = 0f32;
-                let mut acc = _mm256_setzero_ps();
+                let mut acc = [_mm256_setzero_ps(); N];
+                let mut mins = [0f32; N];
                 for b in 0..nb {
                     let blk = &row[b * 144..(b + 1) * 144];
                     let scales: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
-                    let bsums = &a.bsums[b * 16..(b + 1) * 16];
-                    let mut msum = 0i32;
-                    let mut isum = _mm256_setzero_si256();
-                    for j in 0..4 {
-                        let (sc1, m1) = k4_scale_min(2 * j, scales);
-                        let (sc2, m2) = k4_scale_min(2 * j + 1, scales);
-                        msum += m1 as i32 * (bsums[4 * j] as i32 + bsums[4 * j + 1] as i32)
-                            + m2 as i32 * (bsums[4 * j + 2] as i32 + bsums[4 * j + 3] as i32);
-                        // SAFETY: bytes 16 + 32 j.. of block `b` and values 256 b + 64 j..
-                        // of `a.qs` are inside the lengths checked above.
-                        let (q, y1, y2) = unsafe {
-                            (
-                                load(w.add(b * 144 + 16 + 32 * j)),
-                                load(y.add(b * 256 + 64 * j)),
-                                load(y.add(b * 256 + 64 * j + 32)),
-                            )
-                        };
-                        let lo = _mm256_maddubs_epi16(_mm256_and_si256(q, low), y1);
-                        let hi = _mm256_maddubs_epi16(
-                            _mm256_and_si256(_mm256_srli_epi16(q, 4), low),
-                            y2,
-                        );
-                        isum = _mm256_add_epi32(
-                            isum,
-                            _mm256_add_epi32(
-                                _mm256_madd_epi16(lo, _mm256_set1_epi16(sc1 as i16)),
-                                _mm256_madd_epi16(hi, _mm256_set1_epi16(sc2 as i16)),
-                            ),
-                        );
+                    let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+                    // Sub-block 2j: low nibbles of bytes 32j.., 2j + 1: their high nibbles.
+                    let mut q = [_mm256_setzero_si256(); 8];
+                    let mut sc = [_mm256_setzero_si256(); 8];
+                    let mut m = [0i32; 8];
+                    for j in 0..8 {
+                        let (s, min) = k4_scale_min(j, scales);
+                        sc[j] = _mm256_set1_epi16(s as i16);
+                        m[j] = min as i32;
                     }
-                    mins += a.d[b] * f16_at(blk, 2) * msum as f32;
-                    let d = _mm256_set1_ps(a.d[b] * f16_at(blk, 0));
-                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
+                    for j in 0..4 {
+                        // SAFETY: bytes 16 + 32 j.. of block `b` lie inside the row.
+                        let v = unsafe { load(w.add(b * 144 + 16 + 32 * j)) };
+                        q[2 * j] = _mm256_and_si256(v, low);
+                        q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                    }
+                    for t in 0..N {
+                        let y = a[t].qs.as_ptr();
+                        let mut isum = _mm256_setzero_si256();
+                        for j in 0..8 {
+                            // SAFETY: values 256 b + 32 j.. lie inside `a.qs` (checked above).
+                            let yj = unsafe { load(y.add(b * 256 + 32 * j)) };
+                            let pairs = _mm256_maddubs_epi16(q[j], yj);
+                            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pairs, sc[j]));
+                        }
+                        let bsums = &a[t].bsums[b * 16..(b + 1) * 16];
+                        let msum: i32 = (0..8)
+                            .map(|j| m[j] * (bsums[2 * j] as i32 + bsums[2 * j + 1] as i32))
+                            .sum();
+                        mins[t] += a[t].d[b] * dmin * msum as f32;
+                        let scale = _mm256_set1_ps(a[t].d[b] * d);
+                        acc[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum), acc[t]);
+                    }
                 }
-                hsum(acc) - mins
+                std::array::from_fn(|t| hsum(acc[t]) - mins[t])
             }
         }
     };

@@ -18,11 +18,13 @@ pub struct Quantized {
     pub q8k: Option<Q8K>,
 }
 
-/// 32-value blocks: `d[b]`, `s[b] = d[b] * Σ qs`, `qs[32 b..32 b + 32]`.
+/// 32-value blocks: `d[b]`, `s[b] = d[b] * Σ qs` (rounded to f16, as Candle does),
+/// `sums[b] = Σ qs` exactly, `qs[32 b..32 b + 32]`.
 #[derive(Default)]
 pub struct Q8 {
     pub d: Vec<f32>,
     pub s: Vec<f32>,
+    pub sums: Vec<i32>,
     pub qs: Vec<i8>,
 }
 
@@ -39,6 +41,7 @@ pub struct Q8K {
 pub struct Q8Row<'a> {
     pub d: &'a [f32],
     pub s: &'a [f32],
+    pub sums: &'a [i32],
     pub qs: &'a [i8],
 }
 
@@ -66,6 +69,7 @@ impl Quantized {
         let mut q8 = Q8 {
             d: Vec::with_capacity(blocks),
             s: Vec::with_capacity(blocks),
+            sums: Vec::with_capacity(blocks),
             qs: vec![0; x.len()],
         };
         for (xs, qs) in x.chunks_exact(QK).zip(q8.qs.chunks_exact_mut(QK)) {
@@ -80,6 +84,7 @@ impl Quantized {
             let d = f16::from_f32(d).to_f32();
             q8.d.push(d);
             q8.s.push(f16::from_f32(sum as f32 * d).to_f32());
+            q8.sums.push(sum);
         }
         let q8k = (k_blocks && cols.is_multiple_of(QK_K)).then(|| quantize_k(x));
         Self {
@@ -95,7 +100,8 @@ impl Quantized {
         let b = token * nb..(token + 1) * nb;
         Q8Row {
             d: &self.q8.d[b.clone()],
-            s: &self.q8.s[b],
+            s: &self.q8.s[b.clone()],
+            sums: &self.q8.sums[b],
             qs: &self.q8.qs[token * self.cols..(token + 1) * self.cols],
         }
     }

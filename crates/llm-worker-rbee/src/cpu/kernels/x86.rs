@@ -26,7 +26,7 @@ use crate::cpu::format::{Format, Planes, QK, f16_at, k4_scale_min};
 fn planes<'a>(format: Format, row: &'a [u8], a: &Q8Row) -> Planes<'a> {
     let p = format.planes(row);
     assert!(row.len() == p.nb * format.block_bytes() && a.qs.len() == p.nb * QK);
-    assert!(a.d.len() == p.nb && a.s.len() == p.nb);
+    assert!(a.d.len() == p.nb && a.s.len() == p.nb && a.sums.len() == p.nb);
     p
 }
 
@@ -87,14 +87,15 @@ macro_rules! accumulate {
 }
 
 /// Like `accumulate!` for four tokens at once: each block of weights is unpacked once and
-/// multiplied by the four tokens' blocks. `$unpack` gives the 32 weights as bytes, signed
-/// when `$signed`.
+/// multiplied by the four tokens' blocks. `$unpack` gives the 32 weights as bytes: signed
+/// when `$offset` is `None`, else unsigned, standing for `q - offset`.
 ///
 /// Eight blocks go together: their integer sums (eight lanes each) are folded into one vector
-/// of eight block sums, converted and scaled with one instruction each, instead of scaling
-/// every block's lanes separately.
+/// of eight block sums, from which `offset · Σ activations` is subtracted, then converted and
+/// scaled with one instruction each, instead of scaling every block's lanes separately.
 macro_rules! accumulate_x4 {
-    ($p:expr, $a:expr, $signed:expr, $b:ident => $unpack:expr) => {{
+    ($p:expr, $a:expr, $offset:expr, $b:ident => $unpack:expr) => {{
+        let offset: Option<i8> = $offset;
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut base = 0;
         while base + 8 <= $p.nb {
@@ -103,10 +104,9 @@ macro_rules! accumulate_x4 {
             for i in 0..8 {
                 let $b = base + i;
                 q[i] = $unpack;
-                ax[i] = if $signed {
-                    _mm256_sign_epi8(q[i], q[i])
-                } else {
-                    q[i]
+                ax[i] = match offset {
+                    None => _mm256_sign_epi8(q[i], q[i]),
+                    Some(_) => q[i],
                 };
             }
             // SAFETY: blocks base..base + 8 lie inside the scale plane and every token's
@@ -119,27 +119,41 @@ macro_rules! accumulate_x4 {
                 for i in 0..8 {
                     // SAFETY: as above.
                     let yb = unsafe { load(y.add((base + i) * QK)) };
-                    let yb = if $signed {
-                        _mm256_sign_epi8(yb, q[i])
-                    } else {
-                        yb
+                    let yb = match offset {
+                        None => _mm256_sign_epi8(yb, q[i]),
+                        Some(_) => yb,
                     };
                     sums[i] = int_sums(ax[i], yb);
                 }
+                let mut blocks = fold8(sums);
+                if let Some(c) = offset.filter(|&c| c != 0) {
+                    // SAFETY: as above.
+                    let ys = unsafe { load($a[t].sums.as_ptr().add(base)) };
+                    blocks = _mm256_sub_epi32(
+                        blocks,
+                        _mm256_mullo_epi32(ys, _mm256_set1_epi32(c as i32)),
+                    );
+                }
                 // SAFETY: as above.
                 let d = _mm256_mul_ps(dw, unsafe { _mm256_loadu_ps($a[t].d.as_ptr().add(base)) });
-                acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(fold8(sums)), acc[t]);
+                acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(blocks), acc[t]);
             }
             base += 8;
         }
         for $b in base..$p.nb {
             let q: __m256i = $unpack;
-            let ax = if $signed { _mm256_sign_epi8(q, q) } else { q };
+            // Leftover blocks one at a time, offset weights made signed.
+            let (q, signed) = match offset {
+                Some(0) => (q, false),
+                Some(c) => (_mm256_sub_epi8(q, _mm256_set1_epi8(c)), true),
+                None => (q, true),
+            };
+            let ax = if signed { _mm256_sign_epi8(q, q) } else { q };
             let dw = $p.d($b);
             for t in 0..4 {
                 // SAFETY: every token's blocks were checked to match the row (`planes`).
                 let y = unsafe { load($a[t].qs.as_ptr().add($b * QK)) };
-                let y = if $signed { _mm256_sign_epi8(y, q) } else { y };
+                let y = if signed { _mm256_sign_epi8(y, q) } else { y };
                 let d = _mm256_set1_ps(dw * $a[t].d[$b]);
                 acc[t] = _mm256_fmadd_ps(d, unsigned_sums(ax, y), acc[t]);
             }
@@ -193,17 +207,17 @@ macro_rules! kernels {
                 let p = planes(format, row, &a[0]);
                 for t in &a[1..] {
                     assert!(t.qs.len() == p.nb * QK && t.d.len() == p.nb && t.s.len() == p.nb);
+                    assert!(t.sums.len() == p.nb);
                 }
                 let qs = p.qs.as_ptr();
                 let low = _mm256_set1_epi8(0x0F);
                 // SAFETY (each unpack): block `b` lies inside the planes (checked above).
                 match format {
-                    Format::Q4_0 => accumulate_x4!(p, a, true, b => {
-                        let q = unsafe { nibbles(qs.add(16 * b), low) };
-                        _mm256_sub_epi8(q, _mm256_set1_epi8(8))
+                    Format::Q4_0 => accumulate_x4!(p, a, Some(8), b => unsafe {
+                        nibbles(qs.add(16 * b), low)
                     }),
                     Format::Q4_1 => {
-                        let mut sums = accumulate_x4!(p, a, false, b => unsafe {
+                        let mut sums = accumulate_x4!(p, a, Some(0), b => unsafe {
                             nibbles(qs.add(16 * b), low)
                         });
                         for (sum, a) in sums.iter_mut().zip(&a) {
@@ -211,12 +225,11 @@ macro_rules! kernels {
                         }
                         sums
                     }
-                    Format::Q5_0 => accumulate_x4!(p, a, true, b => {
+                    Format::Q5_0 => accumulate_x4!(p, a, Some(16), b => {
                         let high = _mm256_and_si256(bit_bytes(p.qh(b)), _mm256_set1_epi8(0x10));
-                        let q = unsafe { nibbles(qs.add(16 * b), low) };
-                        _mm256_sub_epi8(_mm256_or_si256(q, high), _mm256_set1_epi8(16))
+                        _mm256_or_si256(unsafe { nibbles(qs.add(16 * b), low) }, high)
                     }),
-                    Format::Q8_0 => accumulate_x4!(p, a, true, b => unsafe { load(qs.add(32 * b)) }),
+                    Format::Q8_0 => accumulate_x4!(p, a, None, b => unsafe { load(qs.add(32 * b)) }),
                     Format::Q4K => unreachable!("K-quants pair with 256-value blocks"),
                 }
             }

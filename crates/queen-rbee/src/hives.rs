@@ -73,6 +73,11 @@ pub fn compatible(a: &str, b: &str) -> bool {
 }
 
 impl Hives {
+    /// The queen's HTTP client (one connection pool for hives and workers).
+    pub fn http(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
     pub fn new(settings: HiveSettings, ssh: Ssh, registry: Arc<dyn BeehiveRegistry>) -> Self {
         Self {
             settings,

@@ -247,7 +247,7 @@ async fn execute(
             format!("Reusing idle worker {} at {}", idle.id, idle.url),
         )
         .await;
-        WorkerClient::new(&idle.url, &idle.api_key, reqwest::Client::new())
+        WorkerClient::new(&idle.url, &idle.api_key, state.hives.http())
     } else if let Some(busy) = mine.iter().find(|w| matches!(w.state, WorkerState::Busy)) {
         return Err(QueenError::Remote(
             ErrorEnvelope::new(
@@ -262,7 +262,7 @@ async fn execute(
             format!("Worker {} is already loading {model}", loading.id),
         )
         .await;
-        let client = WorkerClient::new(&loading.url, &loading.api_key, reqwest::Client::new());
+        let client = WorkerClient::new(&loading.url, &loading.api_key, state.hives.http());
         wait_loaded(state, &node, &loading.id, &client, out, cancel).await?;
         client
     } else {
@@ -289,7 +289,7 @@ async fn execute(
             format!("Worker {} starting at {}", spawned.worker_id, spawned.url),
         )
         .await;
-        let client = WorkerClient::new(&spawned.url, &spawned.api_key, reqwest::Client::new());
+        let client = WorkerClient::new(&spawned.url, &spawned.api_key, state.hives.http());
         wait_loaded(state, &node, &spawned.worker_id, &client, out, cancel).await?;
         client
     };

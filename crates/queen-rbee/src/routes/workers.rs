@@ -70,7 +70,7 @@ pub async fn health(
         && let Ok(list) = hive.workers().await
     {
         for w in list.workers {
-            let client = WorkerClient::new(&w.url, &w.api_key, reqwest::Client::new());
+            let client = WorkerClient::new(&w.url, &w.api_key, state.hives.http());
             let (healthy, state, detail) = match client.ready().await {
                 Ok(r) => (true, r.state.as_str().to_owned(), None),
                 Err(e) => (false, w.state.as_str().to_owned(), Some(e.to_string())),

@@ -6,8 +6,13 @@
 //! follows Candle's quantizers, so both paths see the same integers.
 
 use half::f16;
+use rayon::prelude::*;
 
 use super::format::{QK, QK_K};
+
+/// Tokens quantized by one task when several threads share a prompt (fewer stay on the
+/// calling thread: a decoding step has one).
+pub const TOKENS_PER_TASK: usize = 4;
 
 /// The activations of `tokens` rows of `cols` values each.
 pub struct Quantized {
@@ -66,26 +71,36 @@ impl Quantized {
         assert!(cols.is_multiple_of(QK) && x.len().is_multiple_of(cols));
         let tokens = x.len() / cols;
         let blocks = x.len() / QK;
+        let nb = cols / QK;
         let mut q8 = Q8 {
-            d: Vec::with_capacity(blocks),
-            s: Vec::with_capacity(blocks),
-            sums: Vec::with_capacity(blocks),
+            d: vec![0.0; blocks],
+            s: vec![0.0; blocks],
+            sums: vec![0; blocks],
             qs: vec![0; x.len()],
         };
-        for (xs, qs) in x.chunks_exact(QK).zip(q8.qs.chunks_exact_mut(QK)) {
-            let amax = max_abs(xs);
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, &v) in qs.iter_mut().zip(xs) {
-                *q = (v * id).round() as i8;
-                sum += *q as i32;
+        let rows = (
+            x.par_chunks(cols),
+            q8.qs.par_chunks_mut(cols),
+            q8.d.par_chunks_mut(nb),
+            q8.s.par_chunks_mut(nb),
+            q8.sums.par_chunks_mut(nb),
+        );
+        (rows.into_par_iter().with_min_len(TOKENS_PER_TASK)).for_each(|(x, qs, d, s, sums)| {
+            let blocks = x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK));
+            for (b, (xs, qs)) in blocks.enumerate() {
+                let amax = max_abs(xs);
+                let scale = amax / 127.0;
+                let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+                let mut sum = 0i32;
+                for (q, &v) in qs.iter_mut().zip(xs) {
+                    *q = (v * id).round() as i8;
+                    sum += *q as i32;
+                }
+                d[b] = f16::from_f32(scale).to_f32();
+                s[b] = f16::from_f32(sum as f32 * d[b]).to_f32();
+                sums[b] = sum;
             }
-            let d = f16::from_f32(d).to_f32();
-            q8.d.push(d);
-            q8.s.push(f16::from_f32(sum as f32 * d).to_f32());
-            q8.sums.push(sum);
-        }
+        });
         let q8k = (k_blocks && cols.is_multiple_of(QK_K)).then(|| quantize_k(x));
         Self {
             cols,

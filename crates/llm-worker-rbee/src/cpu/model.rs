@@ -14,7 +14,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::TensorInfo;
 use rayon::prelude::*;
 
-use super::activation::Quantized;
+use super::activation::{Quantized, TOKENS_PER_TASK};
 use super::arena::{self, Arena};
 use super::format::Format;
 use super::kernels::Kernels;
@@ -205,12 +205,13 @@ impl Llama {
             let mut gu = vec![0f32; seq * 2 * ff];
             self.project(&[&block.gate, &block.up], &h, &mut gu);
             let mut m = vec![0f32; seq * ff];
-            for (m, gu) in m.chunks_exact_mut(ff).zip(gu.chunks_exact(2 * ff)) {
+            let rows = m.par_chunks_exact_mut(ff).zip(gu.par_chunks_exact(2 * ff));
+            rows.with_min_len(TOKENS_PER_TASK).for_each(|(m, gu)| {
                 let (g, u) = gu.split_at(ff);
                 for ((m, &g), &u) in m.iter_mut().zip(g).zip(u) {
                     *m = g / (1.0 + (-g).exp()) * u;
                 }
-            }
+            });
             self.project(&[&block.down], &m, &mut o);
             add(&mut x, &o);
         }
@@ -396,13 +397,14 @@ impl<'a> Tensors<'a> {
 /// Root-mean-square normalisation of each row of `x` (rows as long as `weight`).
 fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let n = weight.len();
-    for (x, out) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+    let rows = x.par_chunks_exact(n).zip(out.par_chunks_exact_mut(n));
+    rows.with_min_len(TOKENS_PER_TASK).for_each(|(x, out)| {
         let mean = x.iter().map(|v| v * v).sum::<f32>() / n as f32;
         let norm = (mean + eps).sqrt();
         for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
             *o = v / norm * w;
         }
-    }
+    });
 }
 
 /// Rotates adjacent pairs `(x[2i], x[2i + 1])` by the angles whose cosines and sines are given

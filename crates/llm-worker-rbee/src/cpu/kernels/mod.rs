@@ -103,8 +103,6 @@ impl Kernels {
     /// `row · x[token]`, where `row` holds one row of weights in `format`.
     #[inline]
     pub fn dot(&self, format: Format, row: &[u8], x: &Quantized, token: usize) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        x86::prefetch(row.as_ptr().wrapping_add(16 * row.len()), row.len());
         if format.is_k_quant() {
             let a = x
                 .q8k(token)

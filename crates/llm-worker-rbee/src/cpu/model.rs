@@ -2,10 +2,12 @@
 //! quantized kernels.
 //!
 //! One forward pass makes five fork-joins per layer (QKV, attention, output projection,
-//! gate+up, down); everything between them — norms, rotary embedding, SiLU, residuals,
-//! quantizing activations — is a short serial loop. Keys and values are cached in 8 bits
-//! ([`super::kv`]). The arithmetic mirrors [`crate::llama::Llama`] (same activation rounding, same order of
-//! normalisation and rotation), which serves as its reference in the tests.
+//! gate+up, down); between them, norms, SiLU and quantizing activations run per token, on
+//! the pool in tasks of four tokens for a prompt and inline for a decoding step; rotary
+//! embedding and residuals are short serial loops. Keys and values are cached in 8 bits
+//! ([`super::kv`]). The arithmetic mirrors [`crate::llama::Llama`] (same activation
+//! rounding, same order of normalisation and rotation), which serves as its reference in the
+//! tests.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;

@@ -25,7 +25,6 @@ pub struct Quantized {
 
 /// 32-value blocks: `d[b]`, `s[b] = d[b] * Σ qs` (rounded to f16, as Candle does),
 /// `sums[b] = Σ qs` exactly, `qs[32 b..32 b + 32]`.
-#[derive(Default)]
 pub struct Q8 {
     pub d: Vec<f32>,
     pub s: Vec<f32>,
@@ -34,7 +33,6 @@ pub struct Q8 {
 }
 
 /// 256-value blocks: `d[b]`, `qs[256 b..]`, `bsums[16 b..16 b + 16]` (sums of 16 values).
-#[derive(Default)]
 pub struct Q8K {
     pub d: Vec<f32>,
     pub qs: Vec<i8>,

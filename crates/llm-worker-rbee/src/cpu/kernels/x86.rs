@@ -189,11 +189,27 @@ macro_rules! kernels {
             /// The CPU must support the features of this module.
             #[target_feature(enable = $features)]
             pub unsafe fn dot_q8(format: Format, row: &[u8], a: Q8Row) -> f32 {
+                let p = planes(format, row, &a);
+                let y = a.qs.as_ptr();
+                // SAFETY (each block): block `b` lies inside the planes and `a.qs` (checked
+                // above).
                 match format {
-                    Format::Q4_0 => q4_0(row, a),
-                    Format::Q4_1 => q4_1(row, a),
-                    Format::Q5_0 => q5_0(row, a),
-                    Format::Q8_0 => q8_0(row, a),
+                    Format::Q4_0 => accumulate!(p, a, b => unsafe {
+                        let q = _mm256_sub_epi8(q4_block(&p, b), _mm256_set1_epi8(8));
+                        signed_sums(q, load(y.add(b * QK)))
+                    }),
+                    Format::Q4_1 => {
+                        accumulate!(p, a, b => unsafe {
+                            unsigned_sums(q4_block(&p, b), load(y.add(b * QK)))
+                        }) + offsets(&p, a.s)
+                    }
+                    Format::Q5_0 => accumulate!(p, a, b => unsafe {
+                        let q = _mm256_sub_epi8(q5_block(&p, b), _mm256_set1_epi8(16));
+                        signed_sums(q, load(y.add(b * QK)))
+                    }),
+                    Format::Q8_0 => accumulate!(p, a, b => unsafe {
+                        signed_sums(load(p.qs.as_ptr().add(32 * b)), load(y.add(b * QK)))
+                    }),
                     Format::Q4K => unreachable!("K-quants pair with 256-value blocks"),
                 }
             }
@@ -209,77 +225,23 @@ macro_rules! kernels {
                     assert!(t.qs.len() == p.nb * QK && t.d.len() == p.nb && t.s.len() == p.nb);
                     assert!(t.sums.len() == p.nb);
                 }
-                let qs = p.qs.as_ptr();
-                let low = _mm256_set1_epi8(0x0F);
                 // SAFETY (each unpack): block `b` lies inside the planes (checked above).
                 match format {
-                    Format::Q4_0 => accumulate_x4!(p, a, Some(8), b => unsafe {
-                        nibbles(qs.add(16 * b), low)
-                    }),
+                    Format::Q4_0 => accumulate_x4!(p, a, Some(8), b => unsafe { q4_block(&p, b) }),
                     Format::Q4_1 => {
-                        let mut sums = accumulate_x4!(p, a, Some(0), b => unsafe {
-                            nibbles(qs.add(16 * b), low)
-                        });
+                        let mut sums =
+                            accumulate_x4!(p, a, Some(0), b => unsafe { q4_block(&p, b) });
                         for (sum, a) in sums.iter_mut().zip(&a) {
                             *sum += offsets(&p, a.s);
                         }
                         sums
                     }
-                    Format::Q5_0 => accumulate_x4!(p, a, Some(16), b => {
-                        let high = _mm256_and_si256(bit_bytes(p.qh(b)), _mm256_set1_epi8(0x10));
-                        _mm256_or_si256(unsafe { nibbles(qs.add(16 * b), low) }, high)
+                    Format::Q5_0 => accumulate_x4!(p, a, Some(16), b => unsafe { q5_block(&p, b) }),
+                    Format::Q8_0 => accumulate_x4!(p, a, None, b => unsafe {
+                        load(p.qs.as_ptr().add(32 * b))
                     }),
-                    Format::Q8_0 => accumulate_x4!(p, a, None, b => unsafe { load(qs.add(32 * b)) }),
                     Format::Q4K => unreachable!("K-quants pair with 256-value blocks"),
                 }
-            }
-
-            #[target_feature(enable = $features)]
-            fn q4_0(row: &[u8], a: Q8Row) -> f32 {
-                let p = planes(Format::Q4_0, row, &a);
-                let (qs, y) = (p.qs.as_ptr(), a.qs.as_ptr());
-                let low = _mm256_set1_epi8(0x0F);
-                accumulate!(p, a, b => {
-                    // SAFETY: block `b` lies inside the planes and `a.qs` (checked above).
-                    let (q, yb) = unsafe { (nibbles(qs.add(16 * b), low), load(y.add(b * QK))) };
-                    signed_sums(_mm256_sub_epi8(q, _mm256_set1_epi8(8)), yb)
-                })
-            }
-
-            #[target_feature(enable = $features)]
-            fn q4_1(row: &[u8], a: Q8Row) -> f32 {
-                let p = planes(Format::Q4_1, row, &a);
-                let (qs, y) = (p.qs.as_ptr(), a.qs.as_ptr());
-                let low = _mm256_set1_epi8(0x0F);
-                accumulate!(p, a, b => {
-                    // SAFETY: as in `q4_0`.
-                    let (q, yb) = unsafe { (nibbles(qs.add(16 * b), low), load(y.add(b * QK))) };
-                    unsigned_sums(q, yb)
-                }) + offsets(&p, a.s)
-            }
-
-            #[target_feature(enable = $features)]
-            fn q5_0(row: &[u8], a: Q8Row) -> f32 {
-                let p = planes(Format::Q5_0, row, &a);
-                let (qs, y) = (p.qs.as_ptr(), a.qs.as_ptr());
-                let low = _mm256_set1_epi8(0x0F);
-                accumulate!(p, a, b => {
-                    let high = _mm256_and_si256(bit_bytes(p.qh(b)), _mm256_set1_epi8(0x10));
-                    // SAFETY: as in `q4_0`.
-                    let (q, yb) = unsafe { (nibbles(qs.add(16 * b), low), load(y.add(b * QK))) };
-                    signed_sums(_mm256_sub_epi8(_mm256_or_si256(q, high), _mm256_set1_epi8(16)), yb)
-                })
-            }
-
-            #[target_feature(enable = $features)]
-            fn q8_0(row: &[u8], a: Q8Row) -> f32 {
-                let p = planes(Format::Q8_0, row, &a);
-                let (qs, y) = (p.qs.as_ptr(), a.qs.as_ptr());
-                accumulate!(p, a, b => {
-                    // SAFETY: as in `q4_0`.
-                    let (q, yb) = unsafe { (load(qs.add(32 * b)), load(y.add(b * QK))) };
-                    signed_sums(q, yb)
-                })
             }
 
             /// `row · a` for Q4_K.
@@ -406,15 +368,30 @@ unsafe fn load<T>(p: *const T) -> __m256i {
     unsafe { _mm256_loadu_si256(p.cast()) }
 }
 
-/// The 16 bytes at `p` as 32 nibbles: low nibbles in bytes 0..16, high nibbles in 16..32.
+/// Block `b` of a planar Q4_0 or Q4_1 row as 32 unsigned nibbles: its 16 bytes' low nibbles
+/// in bytes 0..16, high nibbles in 16..32.
 ///
 /// # Safety
-/// `p` must be valid for reading 16 bytes.
+/// `b` must be a block of the row (`b < p.nb`).
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn nibbles(p: *const u8, low: __m256i) -> __m256i {
-    let x = unsafe { _mm_loadu_si128(p.cast()) };
-    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), low)
+unsafe fn q4_block(p: &Planes, b: usize) -> __m256i {
+    let x = unsafe { _mm_loadu_si128(p.qs.as_ptr().add(16 * b).cast()) };
+    _mm256_and_si256(
+        _mm256_set_m128i(_mm_srli_epi16(x, 4), x),
+        _mm256_set1_epi8(0x0F),
+    )
+}
+
+/// Block `b` of a planar Q5_0 row as 32 unsigned five-bit values.
+///
+/// # Safety
+/// `b` must be a block of the row (`b < p.nb`).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn q5_block(p: &Planes, b: usize) -> __m256i {
+    let high = _mm256_and_si256(bit_bytes(p.qh(b)), _mm256_set1_epi8(0x10));
+    _mm256_or_si256(unsafe { q4_block(p, b) }, high)
 }
 
 /// Byte `i` is 0xFF when bit `i` of `bits` is set, else 0.

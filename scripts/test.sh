@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RBEE_TEST_MODEL="${RBEE_TEST_MODEL:-$(scripts/fetch-model.sh)}"
+# A real non-llama file (Gemma 3 270M), and llama.cpp as the reference the worker is checked
+# against (llama-cpp-python, compiled once; its quantizer makes the K-quant mixes users pull).
+export RBEE_TEST_GEMMA="${RBEE_TEST_GEMMA:-$(scripts/fetch-gemma3.sh)}"
+export RBEE_LLAMA_PYTHON="${RBEE_LLAMA_PYTHON:-$(scripts/llama-env.sh)}"
 # The queen's OpenAI-compatibility test drives it with the official `openai` SDK.
 export RBEE_PYTHON="${RBEE_PYTHON:-$(scripts/python-env.sh)}"
 profile=default

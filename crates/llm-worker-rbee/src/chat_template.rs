@@ -6,6 +6,8 @@
 use minijinja::{Environment, ErrorKind, context};
 use rbee_api::worker::ChatMessage;
 
+use crate::arch::Arch;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ChatTemplateError {
     #[error("the model has no chat template; send a raw `prompt` instead of `messages`")]
@@ -14,6 +16,72 @@ pub enum ChatTemplateError {
     Invalid(String),
     #[error("the model's chat template rejected the messages: {0}")]
     Render(String),
+}
+
+/// The usual chat format of a family, for files that carry no template of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsualTemplate {
+    ChatMl,
+    Gemma,
+    Llama3,
+    Llama2,
+    Phi3,
+}
+
+impl UsualTemplate {
+    /// The format of `arch`; for `llama`, the one whose marker tokens the vocabulary has.
+    pub fn for_model(arch: Arch, has_token: impl Fn(&str) -> bool) -> Self {
+        match arch {
+            Arch::Qwen2 | Arch::Qwen3 => Self::ChatMl,
+            Arch::Gemma3 => Self::Gemma,
+            Arch::Phi3 => Self::Phi3,
+            Arch::Llama if has_token("<|start_header_id|>") => Self::Llama3,
+            Arch::Llama if has_token("<|im_start|>") => Self::ChatMl,
+            Arch::Llama => Self::Llama2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ChatMl => "ChatML",
+            Self::Gemma => "Gemma",
+            Self::Llama3 => "Llama 3",
+            Self::Llama2 => "Llama 2 [INST]",
+            Self::Phi3 => "Phi-3",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Self::ChatMl => concat!(
+                "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}",
+                "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+            ),
+            // Gemma has no system role: its text opens the first user turn.
+            Self::Gemma => concat!(
+                "{% set ns = namespace(system='') %}",
+                "{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system = ns.system + m['content'] + '\n\n' %}",
+                "{% else %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}",
+                "{{ '<start_of_turn>' + role + '\n' + ns.system + m['content'] | trim + '<end_of_turn>\n' }}{% set ns.system = '' %}",
+                "{% endif %}{% endfor %}",
+                "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+            ),
+            Self::Llama3 => concat!(
+                "{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] | trim + '<|eot_id|>' }}{% endfor %}",
+                "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+            ),
+            Self::Llama2 => concat!(
+                "{% set ns = namespace(system='') %}",
+                "{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system = '<<SYS>>\n' + m['content'] + '\n<</SYS>>\n\n' %}",
+                "{% elif m['role'] == 'user' %}{{ '[INST] ' + ns.system + m['content'] | trim + ' [/INST]' }}{% set ns.system = '' %}",
+                "{% else %}{{ ' ' + m['content'] | trim + eos_token }}{% endif %}{% endfor %}"
+            ),
+            Self::Phi3 => concat!(
+                "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}",
+                "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+            ),
+        }
+    }
 }
 
 pub struct ChatTemplate {
@@ -109,6 +177,50 @@ mod tests {
             }])
             .unwrap_err();
         assert!(err.to_string().contains("Only user and assistant"), "{err}");
+    }
+
+    fn system(text: &str) -> ChatMessage {
+        ChatMessage {
+            role: "system".into(),
+            content: text.into(),
+        }
+    }
+
+    #[test]
+    fn the_usual_gemma_template_folds_the_system_prompt_into_the_first_turn() {
+        let source = UsualTemplate::for_model(Arch::Gemma3, |_| false).source();
+        let t = ChatTemplate::new(Some(source), "<bos>", "<eos>").unwrap();
+        assert_eq!(
+            t.render(&[system("Be brief."), user("Hi ")]).unwrap(),
+            "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
+        );
+    }
+
+    #[test]
+    fn a_llama_file_gets_the_template_its_vocabulary_marks() {
+        let llama3 = |t: &str| t == "<|start_header_id|>";
+        assert_eq!(
+            UsualTemplate::for_model(Arch::Llama, llama3),
+            UsualTemplate::Llama3
+        );
+        assert_eq!(
+            UsualTemplate::for_model(Arch::Llama, |_| false),
+            UsualTemplate::Llama2
+        );
+        for usual in [
+            UsualTemplate::ChatMl,
+            UsualTemplate::Llama3,
+            UsualTemplate::Llama2,
+            UsualTemplate::Phi3,
+        ] {
+            let t = ChatTemplate::new(Some(usual.source()), "<s>", "</s>").unwrap();
+            let text = t.render(&[system("S"), user("U")]).unwrap();
+            assert!(
+                text.contains('S') && text.contains('U'),
+                "{}: {text}",
+                usual.name()
+            );
+        }
     }
 
     #[test]

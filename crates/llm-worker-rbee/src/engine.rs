@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use rbee_api::worker::{
-    DEFAULT_MAX_TOKENS, EndEvent, InferenceEvent, InferenceRequest, ModelInfo, StopReason,
-    TokenEvent,
+    ComputeEngine, ComputePath, DEFAULT_MAX_TOKENS, EndEvent, InferenceEvent, InferenceRequest,
+    ModelInfo, StopReason, TokenEvent,
 };
 use rbee_api::{ErrorCode, ErrorEnvelope, Narration};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::chat_template::ChatTemplate;
+use crate::chat_template::{ChatTemplate, UsualTemplate};
 use crate::cpu;
 use crate::error::WorkerError;
 use crate::llama::{Llama, LoadError, LoadStep};
@@ -63,13 +63,28 @@ impl Engine {
                 .unwrap_or_default()
                 .to_owned()
         };
+        let usual = match &info.chat_template {
+            Some(_) => None,
+            None => {
+                let arch = crate::arch::ModelConfig::from_file(file)?.arch;
+                let usual = UsualTemplate::for_model(arch, |t| tokenizer.token_id(t).is_some());
+                tracing::info!(
+                    "the model file has no chat template; chat messages use the usual {} format of `{}`",
+                    usual.name(),
+                    arch.name()
+                );
+                Some(usual.source())
+            }
+        };
         let template = ChatTemplate::new(
-            info.chat_template.as_deref(),
+            info.chat_template.as_deref().or(usual),
             &text_of(tokenizer.bos_token_id()),
             &text_of(tokenizer.eos_token_id()),
         )
         .map_err(|e| e.to_string());
         let model = Model::load(file, device, threads, progress)?;
+        let mut info = info;
+        info.compute = Some(model.compute_path());
         Ok(Self {
             info,
             model,
@@ -282,8 +297,9 @@ impl Engine {
 
 /// The transformer: this crate's CPU path where it covers the model, Candle otherwise.
 enum Model {
-    Cpu(cpu::model::Llama),
-    Candle(Llama),
+    Cpu(cpu::model::Transformer),
+    /// With why the CPU path does not run it.
+    Candle(Llama, String),
 }
 
 enum Cache {
@@ -299,11 +315,12 @@ impl Model {
         progress: impl FnMut(LoadStep),
     ) -> Result<Self, LoadError> {
         if !device.is_cpu() {
-            return Ok(Self::Candle(Llama::load(file, device, progress)?));
+            let reason = "the backend is a GPU".to_owned();
+            return Ok(Self::Candle(Llama::load(file, device, progress)?, reason));
         }
-        match cpu::model::Llama::unsupported_reason(file) {
+        match cpu::model::Transformer::unsupported_reason(file) {
             None => {
-                let model = cpu::model::Llama::load(file, threads, progress)?;
+                let model = cpu::model::Transformer::load(file, threads, progress)?;
                 tracing::info!(
                     kernels = model.kernels().name(),
                     threads,
@@ -312,23 +329,39 @@ impl Model {
                 Ok(Self::Cpu(model))
             }
             Some(reason) => {
-                tracing::info!("running on Candle: {reason} has no rbee CPU kernel");
-                Ok(Self::Candle(Llama::load(file, device, progress)?))
+                let reason = format!("{reason}, which rbee's CPU kernels do not cover");
+                tracing::warn!("running on Candle, the slower fallback: {reason}");
+                Ok(Self::Candle(Llama::load(file, device, progress)?, reason))
             }
+        }
+    }
+
+    fn compute_path(&self) -> ComputePath {
+        match self {
+            Self::Cpu(m) => ComputePath {
+                engine: ComputeEngine::RbeeCpu,
+                kernels: Some(m.kernels().name().to_owned()),
+                reason: None,
+            },
+            Self::Candle(_, reason) => ComputePath {
+                engine: ComputeEngine::Candle,
+                kernels: None,
+                reason: Some(reason.clone()),
+            },
         }
     }
 
     fn new_cache(&self) -> Cache {
         match self {
             Self::Cpu(m) => Cache::Cpu(m.new_cache()),
-            Self::Candle(m) => Cache::Candle(m.new_cache()),
+            Self::Candle(m, _) => Cache::Candle(m.new_cache()),
         }
     }
 
     fn forward(&self, tokens: &[u32], cache: &mut Cache) -> candle_core::Result<Vec<f32>> {
         match (self, cache) {
             (Self::Cpu(m), Cache::Cpu(c)) => m.forward(tokens, c),
-            (Self::Candle(m), Cache::Candle(c)) => m.forward(tokens, c),
+            (Self::Candle(m, _), Cache::Candle(c)) => m.forward(tokens, c),
             _ => candle_core::bail!("cache made by another model"),
         }
     }

@@ -9,13 +9,16 @@
 //! - [`model_file`]: opening and checking a GGUF file; its metadata.
 //! - [`tokenizer`]: GPT-2 BPE and SentencePiece tokenizers built from GGUF metadata.
 //! - [`chat_template`]: the model's Jinja chat template.
-//! - [`llama`]: the transformer, loaded layer by layer; per-sequence KV caches.
+//! - [`arch`]: the supported architectures, as one configuration of the transformer.
+//! - [`cpu`]: the transformer on rbee's own quantized CPU kernels.
+//! - [`llama`]: the transformer on Candle (GPU backends, and formats the CPU path lacks).
 //! - [`sampler`], [`text_stream`]: choosing tokens; turning them into text safely.
 //! - [`engine`]: the loaded model and the generation loop.
 //! - [`state`], [`routes`], [`error`]: the HTTP service.
 //! - [`hive_client`]: callbacks to the hive.
 //! - [`requantize`]: writing a GGUF file in another quantization (tests and benchmarks).
 
+pub mod arch;
 pub mod args;
 pub mod backend;
 pub mod chat_template;

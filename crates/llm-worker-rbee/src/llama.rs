@@ -1,4 +1,5 @@
-//! The llama-family transformer, loaded layer by layer from a GGUF file.
+//! The transformer on Candle's tensor ops (GPU backends, and CPU models in a format rbee's
+//! kernels lack), configured per architecture by [`ModelConfig`], loaded layer by layer.
 //!
 //! Written against Candle's tensor ops rather than `candle-transformers` for two reasons: the
 //! weights are read one block at a time so loading progress is real, and the KV cache lives
@@ -13,77 +14,10 @@ use std::sync::Arc;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
+use crate::arch::{Activation, ModelConfig, Rope, RopeStyle};
 use crate::model_file::{ModelFile, candle_message};
 
 pub type Result<T> = candle_core::Result<T>;
-
-/// Hyper-parameters read from `llama.*` metadata.
-#[derive(Debug, Clone)]
-pub struct LlamaConfig {
-    pub n_layer: usize,
-    pub n_head: usize,
-    pub n_kv_head: usize,
-    pub head_dim: usize,
-    pub hidden: usize,
-    pub context_length: usize,
-    pub rms_eps: f64,
-    pub rope_base: f64,
-}
-
-impl LlamaConfig {
-    pub fn from_file(
-        file: &ModelFile,
-    ) -> std::result::Result<Self, crate::model_file::ModelFileError> {
-        let n_head = file.arch_usize("attention.head_count")?;
-        let hidden = file.arch_usize("embedding_length")?;
-        let arch = file.architecture()?;
-        if n_head == 0 || hidden % n_head != 0 {
-            return Err(file.unsupported(format!("{hidden} wide model with {n_head} heads")));
-        }
-        let n_kv_head = file
-            .integer(&format!("{arch}.attention.head_count_kv"))
-            .map_or(n_head, |v| v as usize);
-        if n_kv_head == 0 || n_head % n_kv_head != 0 {
-            return Err(
-                file.unsupported(format!("{n_head} heads cannot share {n_kv_head} KV heads"))
-            );
-        }
-        let head_dim = file
-            .integer(&format!("{arch}.rope.dimension_count"))
-            .map_or(hidden / n_head, |v| v as usize);
-        Ok(Self {
-            n_layer: file.arch_usize("block_count")?,
-            n_head,
-            n_kv_head,
-            head_dim,
-            hidden,
-            context_length: file.arch_usize("context_length")?,
-            rms_eps: file
-                .float(&format!("{arch}.attention.layer_norm_rms_epsilon"))
-                .unwrap_or(1e-5),
-            rope_base: file
-                .float(&format!("{arch}.rope.freq_base"))
-                .unwrap_or(10_000.0),
-        })
-    }
-}
-
-impl LlamaConfig {
-    /// Fails unless `seq` tokens (at least one) fit after `start` positions in the context.
-    pub fn check_sequence(&self, start: usize, seq: usize) -> Result<()> {
-        if seq == 0 {
-            candle_core::bail!("forward called with no tokens");
-        }
-        if start + seq > self.context_length {
-            candle_core::bail!(
-                "sequence of {} tokens exceeds the context of {}",
-                start + seq,
-                self.context_length
-            );
-        }
-        Ok(())
-    }
-}
 
 /// Progress of [`Llama::load`]: after the embeddings, after each block, after the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,25 +29,50 @@ pub struct LoadStep {
 
 struct Block {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
+    /// Q, K and V, or one fused matrix whose output is split.
+    qkv: Vec<QMatMul>,
+    qkv_bias: Option<Tensor>,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
     wo: QMatMul,
+    post_attn_norm: Option<Tensor>,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
+    /// Gate and up, or one fused matrix (gate half first).
+    gate_up: Vec<QMatMul>,
     down: QMatMul,
+    post_ffn_norm: Option<Tensor>,
+}
+
+/// The rotary embedding of one kind of layer: each pair's angle per position, `(1, pairs)`.
+struct RopeTables {
+    inv_freq: Tensor,
+    magnitude: f64,
+}
+
+impl RopeTables {
+    /// Cosine and sine at positions `start..start + seq`, `(seq, pairs)` each.
+    fn at(&self, start: usize, seq: usize) -> Result<(Tensor, Tensor)> {
+        let device = self.inv_freq.device();
+        let positions = Tensor::arange(start as u32, (start + seq) as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((seq, 1))?;
+        let angles = positions.broadcast_mul(&self.inv_freq)?;
+        Ok((
+            (angles.cos()? * self.magnitude)?,
+            (angles.sin()? * self.magnitude)?,
+        ))
+    }
 }
 
 /// The weights of a loaded model; immutable and shared by every slot.
 pub struct Llama {
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
     embedding: Arc<QTensor>,
     blocks: Vec<Block>,
     norm: Tensor,
     output: QMatMul,
-    cos: Tensor,
-    sin: Tensor,
+    rope: RopeTables,
+    rope_local: RopeTables,
     device: Device,
 }
 
@@ -140,7 +99,8 @@ impl Llama {
         device: &Device,
         mut progress: impl FnMut(LoadStep),
     ) -> std::result::Result<Self, LoadError> {
-        let config = LlamaConfig::from_file(file)?;
+        let config = ModelConfig::from_file(file)?;
+        let c = &config;
         let mut reader = std::io::BufReader::new(
             std::fs::File::open(&file.path).map_err(|e| LoadError::Io(file.path.clone(), e))?,
         );
@@ -157,23 +117,71 @@ impl Llama {
         let matmul = |t: QTensor| QMatMul::from_qtensor(t).map_err(LoadError::Candle);
 
         let embedding = Arc::new(tensor("token_embd.weight")?);
-        let mut blocks = Vec::with_capacity(config.n_layer);
-        for i in 0..config.n_layer {
+        let mut blocks = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
             let mut t = |suffix: &str| tensor(&format!("blk.{i}.{suffix}"));
+            let qkv = if c.fused_qkv {
+                vec![matmul(t("attn_qkv.weight")?)?]
+            } else {
+                vec![
+                    matmul(t("attn_q.weight")?)?,
+                    matmul(t("attn_k.weight")?)?,
+                    matmul(t("attn_v.weight")?)?,
+                ]
+            };
+            let qkv_bias = if c.qkv_bias {
+                let parts = [
+                    dense(t("attn_q.bias")?)?,
+                    dense(t("attn_k.bias")?)?,
+                    dense(t("attn_v.bias")?)?,
+                ];
+                Some(Tensor::cat(&parts, 0).map_err(LoadError::Candle)?)
+            } else {
+                None
+            };
+            let (q_norm, k_norm) = if c.qk_norm {
+                (
+                    Some(dense(t("attn_q_norm.weight")?)?),
+                    Some(dense(t("attn_k_norm.weight")?)?),
+                )
+            } else {
+                (None, None)
+            };
+            let attn_norm = dense(t("attn_norm.weight")?)?;
+            let wo = matmul(t("attn_output.weight")?)?;
+            let post_attn_norm = if c.post_norms {
+                Some(dense(t("post_attention_norm.weight")?)?)
+            } else {
+                None
+            };
+            let ffn_norm = dense(t("ffn_norm.weight")?)?;
+            let gate_up = if c.fused_gate_up {
+                vec![matmul(t("ffn_up.weight")?)?]
+            } else {
+                vec![matmul(t("ffn_gate.weight")?)?, matmul(t("ffn_up.weight")?)?]
+            };
+            let down = matmul(t("ffn_down.weight")?)?;
+            let post_ffn_norm = if c.post_norms {
+                Some(dense(t("post_ffw_norm.weight")?)?)
+            } else {
+                None
+            };
             blocks.push(Block {
-                attn_norm: dense(t("attn_norm.weight")?)?,
-                wq: matmul(t("attn_q.weight")?)?,
-                wk: matmul(t("attn_k.weight")?)?,
-                wv: matmul(t("attn_v.weight")?)?,
-                wo: matmul(t("attn_output.weight")?)?,
-                ffn_norm: dense(t("ffn_norm.weight")?)?,
-                gate: matmul(t("ffn_gate.weight")?)?,
-                up: matmul(t("ffn_up.weight")?)?,
-                down: matmul(t("ffn_down.weight")?)?,
+                attn_norm,
+                qkv,
+                qkv_bias,
+                q_norm,
+                k_norm,
+                wo,
+                post_attn_norm,
+                ffn_norm,
+                gate_up,
+                down,
+                post_ffn_norm,
             });
             progress(LoadStep {
                 layers_loaded: i + 1,
-                layers_total: config.n_layer,
+                layers_total: c.n_layer,
                 bytes_loaded: bytes_loaded.get(),
             });
         }
@@ -184,15 +192,27 @@ impl Llama {
             // Tied embeddings: the output head reuses the (quantized) embedding table.
             QMatMul::from_arc(embedding.clone()).map_err(LoadError::Candle)?
         };
-        let (cos, sin) = rope_tables(&config, device).map_err(LoadError::Candle)?;
+        let mut tables = |rope: &Rope| -> std::result::Result<RopeTables, LoadError> {
+            let factors = match &rope.factors {
+                Some(name) => Some(
+                    dense(tensor(name)?)?
+                        .to_vec1::<f32>()
+                        .map_err(LoadError::Candle)?,
+                ),
+                None => None,
+            };
+            rope_tables(rope, factors.as_deref(), device).map_err(LoadError::Candle)
+        };
+        let rope = tables(&c.rope)?;
+        let rope_local = tables(&c.rope_local)?;
         Ok(Self {
             config,
             embedding,
             blocks,
             norm,
             output,
-            cos,
-            sin,
+            rope,
+            rope_local,
             device: device.clone(),
         })
     }
@@ -209,28 +229,57 @@ impl Llama {
     /// Runs `tokens` (the prompt, or the one newest token) through the model after the
     /// positions already in `cache`; returns the logits for the next token.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
+        let c = &self.config;
         let seq = tokens.len();
         let start = cache.position;
-        self.config.check_sequence(start, seq)?;
+        c.check_sequence(start, seq)?;
+        let eps = c.rms_eps as f32;
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embedding.embedding(&ids)?.unsqueeze(0)?;
-        let cos = self.cos.narrow(0, start, seq)?;
-        let sin = self.sin.narrow(0, start, seq)?;
-        let mask = self.causal_mask(start, seq)?;
-        for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let residual = &x;
-            let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, self.config.rms_eps as f32)?;
-            let h = self.attention(block, &h, &cos, &sin, mask.as_ref(), kv)?;
-            let x1 = (residual + h)?;
-            let h = candle_nn::ops::rms_norm(&x1, &block.ffn_norm, self.config.rms_eps as f32)?;
-            let ff = block
-                .down
-                .forward(&(block.gate.forward(&h)?.silu()? * block.up.forward(&h)?)?)?;
+        if let Some(scale) = c.embedding_scale {
+            x = (x * f64::from(scale))?;
+        }
+        let global = self.causal_mask(start, seq, None)?;
+        let local = match c.sliding_window {
+            Some(w) => self.causal_mask(start, seq, Some(w))?,
+            None => None,
+        };
+        for (l, (block, kv)) in self.blocks.iter().zip(cache.layers.iter_mut()).enumerate() {
+            let (tables, mask) = if c.is_sliding(l) {
+                (&self.rope_local, local.as_ref())
+            } else {
+                (&self.rope, global.as_ref())
+            };
+            let (cos, sin) = tables.at(start, seq)?;
+            let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, eps)?;
+            let mut h = self.attention(block, &h, &cos, &sin, mask, kv)?;
+            if let Some(w) = &block.post_attn_norm {
+                h = candle_nn::ops::rms_norm(&h, w, eps)?;
+            }
+            let x1 = (&x + h)?;
+            let h = candle_nn::ops::rms_norm(&x1, &block.ffn_norm, eps)?;
+            let gate_up: Vec<Tensor> = block
+                .gate_up
+                .iter()
+                .map(|m| m.forward(&h))
+                .collect::<Result<_>>()?;
+            let gate_up = Tensor::cat(&gate_up, 2)?;
+            let ff = gate_up.dim(2)? / 2;
+            let gate = gate_up.narrow(2, 0, ff)?;
+            let up = gate_up.narrow(2, ff, ff)?;
+            let gate = match c.activation {
+                Activation::Silu => gate.silu()?,
+                Activation::GeluTanh => gate.gelu()?,
+            };
+            let mut ff = block.down.forward(&(gate * up)?)?;
+            if let Some(w) = &block.post_ffn_norm {
+                ff = candle_nn::ops::rms_norm(&ff, w, eps)?;
+            }
             x = (x1 + ff)?;
         }
         cache.position += seq;
         let last = x.narrow(1, seq - 1, 1)?;
-        let last = candle_nn::ops::rms_norm(&last, &self.norm, self.config.rms_eps as f32)?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, eps)?;
         self.output
             .forward(&last)?
             .flatten_all()?
@@ -249,24 +298,38 @@ impl Llama {
     ) -> Result<Tensor> {
         let c = &self.config;
         let (b, seq, _) = x.dims3()?;
-        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
-            t.reshape((b, seq, n, c.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
+        let eps = c.rms_eps as f32;
+        let qkv: Vec<Tensor> = block
+            .qkv
+            .iter()
+            .map(|m| m.forward(x))
+            .collect::<Result<_>>()?;
+        let mut qkv = Tensor::cat(&qkv, 2)?;
+        if let Some(bias) = &block.qkv_bias {
+            qkv = qkv.broadcast_add(bias)?;
+        }
+        let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
+        let heads = |at: usize, n: usize, norm: Option<&Tensor>| -> Result<Tensor> {
+            let t = qkv
+                .narrow(2, at, n * c.head_dim)?
+                .reshape((b, seq, n, c.head_dim))?;
+            let t = match norm {
+                Some(w) => candle_nn::ops::rms_norm(&t.contiguous()?, w, eps)?,
+                None => t,
+            };
+            t.transpose(1, 2)?.contiguous()
         };
-        let q = heads(block.wq.forward(x)?, c.n_head)?;
-        let k = heads(block.wk.forward(x)?, c.n_kv_head)?;
-        let v = heads(block.wv.forward(x)?, c.n_kv_head)?;
-        // GGUF stores llama Q/K rows permuted for rotation of adjacent pairs.
-        let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
+        let q = heads(0, c.n_head, block.q_norm.as_ref())?;
+        let k = heads(q_dim, c.n_kv_head, block.k_norm.as_ref())?;
+        let v = heads(q_dim + kv_dim, c.n_kv_head, None)?;
+        let q = self.rotate(&q, cos, sin)?;
+        let k = self.rotate(&k, cos, sin)?;
         let (k, v) = kv.append(&k, &v)?;
         let (k, v) = (k.contiguous()?, v.contiguous()?);
         let group = c.n_head / c.n_kv_head;
         // (b, n_head, seq, d) -> (b, n_kv, group * seq, d): heads sharing a KV head stacked.
         let q = q.reshape((b, c.n_kv_head, group * seq, c.head_dim))?;
-        let scale = 1.0 / (c.head_dim as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        let mut scores = (q.matmul(&k.t()?)? * f64::from(c.attention_scale))?;
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
@@ -275,26 +338,47 @@ impl Llama {
         let out = out
             .reshape((b, c.n_head, seq, c.head_dim))?
             .transpose(1, 2)?
-            .reshape((b, seq, c.n_head * c.head_dim))?;
+            .reshape((b, seq, q_dim))?;
         block.wo.forward(&out)
     }
 
-    /// `(group * seq, start + seq)` additive mask hiding future positions; none for one token.
-    fn causal_mask(&self, start: usize, seq: usize) -> Result<Option<Tensor>> {
-        if seq == 1 {
+    /// Rotates the first `rope.dims` dimensions of each head of `x` (b, heads, seq, d).
+    fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        let dims = c.rope.dims;
+        let rotate = |x: &Tensor| match c.rope_style {
+            // GGUF stores llama Q/K rows permuted for rotation of adjacent pairs.
+            RopeStyle::Adjacent => candle_nn::rotary_emb::rope_i(x, cos, sin),
+            RopeStyle::Halves => candle_nn::rotary_emb::rope(x, cos, sin),
+        };
+        if dims == c.head_dim {
+            return rotate(x);
+        }
+        let rotated = rotate(&x.narrow(3, 0, dims)?.contiguous()?)?;
+        let rest = x.narrow(3, dims, c.head_dim - dims)?;
+        Tensor::cat(&[rotated, rest], 3)?.contiguous()
+    }
+
+    /// `(group * seq, start + seq)` additive mask hiding future positions and, with a window,
+    /// positions `window` or more behind; none when nothing is hidden.
+    fn causal_mask(
+        &self,
+        start: usize,
+        seq: usize,
+        window: Option<usize>,
+    ) -> Result<Option<Tensor>> {
+        let total = start + seq;
+        if seq == 1 && window.is_none_or(|w| total <= w) {
             return Ok(None);
         }
         let group = self.config.n_head / self.config.n_kv_head;
-        let total = start + seq;
         let mut mask = Vec::with_capacity(group * seq * total);
         for _ in 0..group {
             for i in 0..seq {
-                mask.extend((0..total).map(|j| {
-                    if j > start + i {
-                        f32::NEG_INFINITY
-                    } else {
-                        0.0
-                    }
+                let query = start + i;
+                mask.extend((0..total).map(|key| {
+                    let visible = key <= query && window.is_none_or(|w| query - key < w);
+                    if visible { 0.0 } else { f32::NEG_INFINITY }
                 }));
             }
         }
@@ -302,17 +386,24 @@ impl Llama {
     }
 }
 
-fn rope_tables(c: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
-    let half = c.head_dim / 2;
-    let inv_freq: Vec<f32> = (0..half)
-        .map(|i| 1.0 / c.rope_base.powf(2.0 * i as f64 / c.head_dim as f64) as f32)
-        .collect();
-    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-    let positions = Tensor::arange(0u32, c.context_length as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((c.context_length, 1))?;
-    let angles = positions.broadcast_mul(&inv_freq)?;
-    Ok((angles.cos()?, angles.sin()?))
+fn rope_tables(rope: &Rope, factors: Option<&[f32]>, device: &Device) -> Result<RopeTables> {
+    let mut inv_freq = rope.inverse_frequencies();
+    let half = inv_freq.len();
+    if let Some(factors) = factors {
+        if factors.len() != half {
+            candle_core::bail!(
+                "rope factors hold {} values, expected {half}",
+                factors.len()
+            );
+        }
+        for (f, d) in inv_freq.iter_mut().zip(factors) {
+            *f /= d;
+        }
+    }
+    Ok(RopeTables {
+        inv_freq: Tensor::from_vec(inv_freq, (1, half), device)?,
+        magnitude: f64::from(rope.magnitude),
+    })
 }
 
 /// Why loading the weights failed part-way.

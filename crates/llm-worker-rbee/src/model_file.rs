@@ -13,9 +13,6 @@ use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::{Content, Value};
 use rbee_api::worker::ModelInfo;
 
-/// Architectures whose tensor layout [`crate::llama`] implements.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
-
 /// Why a model file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelFileError {
@@ -84,9 +81,21 @@ impl ModelFile {
             });
         }
         reader.rewind().map_err(io)?;
-        let content = Content::read(&mut reader).map_err(|e| ModelFileError::BadHeader {
-            path: path.to_owned(),
-            reason: candle_message(&e),
+        let content = Content::read(&mut reader).map_err(|e| {
+            let reason = candle_message(&e);
+            // A tensor type the header reader does not know is a format, not corruption.
+            match unknown_format(&reason) {
+                Some(format) => ModelFileError::Unsupported {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "format {format} is not supported (supported: {SUPPORTED_FORMATS})"
+                    ),
+                },
+                None => ModelFileError::BadHeader {
+                    path: path.to_owned(),
+                    reason,
+                },
+            }
         })?;
         for (name, info) in &content.tensor_infos {
             let elems = info.shape.elem_count() as u64;
@@ -107,13 +116,9 @@ impl ModelFile {
             content,
             size_bytes,
         };
-        let arch = file.architecture()?;
-        if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
-            return Err(file.unsupported(format!(
-                "architecture `{arch}` is not supported (supported: {})",
-                SUPPORTED_ARCHITECTURES.join(", ")
-            )));
-        }
+        // The architecture, its hyper-parameters and its tensors must be ones the worker
+        // implements.
+        crate::arch::ModelConfig::from_file(&file)?.check_tensors(&file)?;
         Ok(file)
     }
 
@@ -216,7 +221,23 @@ impl ModelFile {
             tokenizer: tokenizer_model,
             chat_template: self.string("tokenizer.chat_template"),
             size_bytes: self.size_bytes,
+            parameters: (self.content.tensor_infos.values())
+                .map(|t| t.shape.elem_count() as u64)
+                .sum(),
+            tensor_formats: self.tensor_formats(),
+            compute: None,
         })
+    }
+
+    /// How many tensors each weight format holds.
+    pub fn tensor_formats(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for info in self.content.tensor_infos.values() {
+            *counts
+                .entry(dtype_name(info.ggml_dtype).to_owned())
+                .or_default() += 1;
+        }
+        counts
     }
 }
 
@@ -276,6 +297,40 @@ pub fn file_type_name(file_type: u64) -> Option<&'static str> {
         18 => "Q6_K",
         32 => "BF16",
         _ => return None,
+    })
+}
+
+/// The weight formats a model may use: on rbee's CPU kernels, and Q2_K/Q3_K on Candle.
+pub const SUPPORTED_FORMATS: &str =
+    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K; Q2_K and Q3_K on Candle";
+
+/// The GGML name of a tensor type id the header reader refused (`unknown dtype for tensor
+/// 23`), if that is what `reason` says.
+fn unknown_format(reason: &str) -> Option<String> {
+    let id: u32 = reason
+        .strip_prefix("unknown dtype for tensor ")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(match id {
+        16 => "IQ2_XXS".into(),
+        17 => "IQ2_XS".into(),
+        18 => "IQ3_XXS".into(),
+        19 => "IQ1_S".into(),
+        20 => "IQ4_NL".into(),
+        21 => "IQ3_S".into(),
+        22 => "IQ2_S".into(),
+        23 => "IQ4_XS".into(),
+        24 => "I8".into(),
+        25 => "I16".into(),
+        26 => "I32".into(),
+        27 => "I64".into(),
+        28 => "F64".into(),
+        29 => "IQ1_M".into(),
+        34 => "TQ1_0".into(),
+        35 => "TQ2_0".into(),
+        39 => "MXFP4".into(),
+        other => format!("with GGML type id {other}"),
     })
 }
 

@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::gguf_file::{self, Value};
+
 use crate::support::{Log, model_path, spawn};
 
 async fn run_to_exit(model: &Path, extra: &[&str]) -> (Option<i32>, Vec<String>) {
@@ -71,4 +74,75 @@ async fn gpu_backend_missing_from_the_build_is_refused_with_the_rebuild_command(
     let (code, lines) = run_to_exit(&model_path(), &["--backend", "cuda"]).await;
     assert_eq!(code, Some(1));
     assert_one_clear_line(&lines, &["without cuda support", "--features cuda"]);
+}
+
+/// A small GGUF file: `metadata` plus one F32 vector per tensor name.
+fn tiny_gguf(path: &Path, metadata: &[(&str, Value)], tensors: &[&str]) {
+    let device = candle_core::Device::Cpu;
+    let vector = candle_core::Tensor::zeros(32, candle_core::DType::F32, &device).unwrap();
+    let q = candle_core::quantized::QTensor::quantize(&vector, GgmlDType::F32).unwrap();
+    let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let tensors: Vec<(&str, &candle_core::quantized::QTensor)> =
+        tensors.iter().map(|name| (*name, &q)).collect();
+    let mut out = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut out, &metadata, &tensors).unwrap();
+}
+
+fn llama_metadata(arch: &str) -> Vec<(&'static str, Value)> {
+    let key = |k: &str| -> &'static str { Box::leak(format!("{arch}.{k}").into_boxed_str()) };
+    vec![
+        ("general.architecture", Value::String(arch.into())),
+        (key("embedding_length"), Value::U32(32)),
+        (key("attention.head_count"), Value::U32(2)),
+        (key("block_count"), Value::U32(1)),
+        (key("context_length"), Value::U32(64)),
+    ]
+}
+
+#[tokio::test]
+async fn an_unknown_architecture_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mamba.gguf");
+    tiny_gguf(&path, &llama_metadata("mamba"), &["token_embd.weight"]);
+    let (code, lines) = run_to_exit(&path, &[]).await;
+    assert_eq!(code, Some(1));
+    assert_one_clear_line(
+        &lines,
+        &[
+            "mamba.gguf",
+            "architecture `mamba` is not supported",
+            "gemma3",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_tensor_outside_the_known_layout_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("extra.gguf");
+    let tensors = [
+        "token_embd.weight",
+        "blk.0.attn_norm.weight",
+        "blk.0.ffn_router.weight",
+    ];
+    tiny_gguf(&path, &llama_metadata("qwen2"), &tensors);
+    let (code, lines) = run_to_exit(&path, &[]).await;
+    assert_eq!(code, Some(1));
+    assert_one_clear_line(&lines, &["blk.0.ffn_router.weight", "`qwen2` layout"]);
+}
+
+#[tokio::test]
+async fn an_iq_format_is_named_not_called_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("iq4_xs.gguf");
+    tiny_gguf(&path, &llama_metadata("llama"), &["token_embd.weight"]);
+    // The tensor's type id follows its name, dimension count (u32) and one dimension (u64).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let name = b"token_embd.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len() + 4 + 8;
+    bytes[at..at + 4].copy_from_slice(&23u32.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let (code, lines) = run_to_exit(&path, &[]).await;
+    assert_eq!(code, Some(1));
+    assert_one_clear_line(&lines, &["iq4_xs.gguf", "format IQ4_XS is not supported"]);
 }

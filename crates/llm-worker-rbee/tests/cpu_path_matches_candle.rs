@@ -5,13 +5,13 @@ use std::path::Path;
 
 use candle_core::Device;
 use candle_core::quantized::GgmlDType;
-use llm_worker_rbee::cpu::model::Llama as CpuLlama;
+use llm_worker_rbee::cpu::model::Transformer as CpuLlama;
 use llm_worker_rbee::llama::Llama as CandleLlama;
 use llm_worker_rbee::model_file::ModelFile;
 use llm_worker_rbee::requantize::requantize;
 use llm_worker_rbee::tokenizer::Tokenizer;
 
-use crate::support::model_path;
+use crate::support::{argmax, model_path};
 
 const STORY: &str = "<|im_start|>user\nWrite a short story about a robot who learns to paint.<|im_end|>\n<|im_start|>assistant\n";
 /// Prompts whose continuation the model is sure of: rounding cannot change these words.
@@ -23,16 +23,6 @@ const CONFIDENT: &[&str] = &[
     "A, B, C, D, E,",
 ];
 const GREEDY_TOKENS: usize = 2;
-
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
 
 fn rms_difference(a: &[f32], b: &[f32]) -> f32 {
     (a.iter().zip(b).map(|(a, b)| (a - b) * (a - b)).sum::<f32>() / a.len() as f32).sqrt()
@@ -53,15 +43,38 @@ fn assert_within_noise(ours: &[f32], reference: &[f32], what: &str) {
     );
 }
 
-/// The logits after `prompt` and its greedy continuation, from either engine.
-fn greedy(prompt: &[u32], mut forward: impl FnMut(&[u32]) -> Vec<f32>) -> (Vec<f32>, Vec<u32>) {
-    let first = forward(prompt);
-    let mut out = vec![argmax(&first)];
+/// The logits at each step of the greedy continuation of `prompt`, and its tokens, from
+/// either engine.
+fn greedy(
+    prompt: &[u32],
+    mut forward: impl FnMut(&[u32]) -> Vec<f32>,
+) -> (Vec<Vec<f32>>, Vec<u32>) {
+    let mut steps = vec![forward(prompt)];
+    let mut out = vec![argmax(&steps[0])];
     while out.len() < GREEDY_TOKENS {
-        let logits = forward(&[*out.last().unwrap()]);
-        out.push(argmax(&logits));
+        steps.push(forward(&[*out.last().unwrap()]));
+        out.push(argmax(steps.last().unwrap()));
     }
-    (first, out)
+    (steps, out)
+}
+
+/// Where two greedy continuations part, the reference must have been nearly tied between
+/// the two tokens: rounding noise (up to 1.0 RMS, see `assert_within_noise`) can only swap
+/// candidates that close. (Seen: the Q5_K variant, mostly Q5_1, parts after "five," at a
+/// gap of 0.64 between " and" and " six".)
+fn assert_same_or_near_tie(ours: &[u32], reference: &[u32], steps: &[Vec<f32>], what: &str) {
+    let Some(at) = ours.iter().zip(reference).position(|(a, b)| a != b) else {
+        return;
+    };
+    let logits = &steps[at];
+    let gap = logits[reference[at] as usize] - logits[ours[at] as usize];
+    assert!(
+        gap < 1.0,
+        "{what}: greedy continuation parts at token {at} ({} vs {}) with a logit gap of {gap}",
+        ours[at],
+        reference[at]
+    );
+    eprintln!("{what}: parts at token {at} after a near-tie, logit gap {gap:.3}");
 }
 
 /// Both engines round activations to 8 bits the same way, but they sum floats in a
@@ -83,18 +96,10 @@ fn compare(path: &Path) {
         let mut candle_cache = candle.new_cache();
         let (candle_logits, candle_text) =
             greedy(&tokens, |t| candle.forward(t, &mut candle_cache).unwrap());
-        assert_within_noise(
-            &cpu_logits,
-            &candle_logits,
-            &format!("{}, {prompt:?}", path.display()),
-        );
+        let what = format!("{}, {prompt:?}", path.display());
+        assert_within_noise(&cpu_logits[0], &candle_logits[0], &what);
         if *prompt != STORY {
-            assert_eq!(
-                tokenizer.decode(&cpu_text),
-                tokenizer.decode(&candle_text),
-                "{}, {prompt:?}: greedy continuation differs",
-                path.display()
-            );
+            assert_same_or_near_tie(&cpu_text, &candle_text, &candle_logits, &what);
         }
         assert_eq!(cpu_cache.position(), tokens.len() + GREEDY_TOKENS - 1);
     }
@@ -106,9 +111,14 @@ fn q4_1_model_gives_candles_logits_and_greedy_text() {
 }
 
 #[test]
-fn q8_0_and_q4_k_variants_give_candles_logits_and_greedy_text() {
+fn q8_0_and_k_quant_variants_give_candles_logits_and_greedy_text() {
     let dir = tempfile::tempdir().unwrap();
-    for (target, name) in [(GgmlDType::Q8_0, "q8_0"), (GgmlDType::Q4K, "q4_k")] {
+    for (target, name) in [
+        (GgmlDType::Q8_0, "q8_0"),
+        (GgmlDType::Q4K, "q4_k"),
+        (GgmlDType::Q5K, "q5_k"),
+        (GgmlDType::Q6K, "q6_k"),
+    ] {
         let out = dir.path().join(format!("{name}.gguf"));
         requantize(&model_path(), &out, target).unwrap();
         compare(&out);
@@ -137,11 +147,21 @@ fn prompt_in_pieces_gives_the_logits_of_one_pass() {
 }
 
 #[test]
+fn float_variants_give_candles_logits_and_greedy_text() {
+    let dir = tempfile::tempdir().unwrap();
+    for (target, name) in [(GgmlDType::F16, "f16"), (GgmlDType::BF16, "bf16")] {
+        let out = dir.path().join(format!("{name}.gguf"));
+        requantize(&model_path(), &out, target).unwrap();
+        compare(&out);
+    }
+}
+
+#[test]
 fn unsupported_formats_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("f16.gguf");
-    requantize(&model_path(), &out, GgmlDType::F16).unwrap();
+    let out = dir.path().join("q3_k.gguf");
+    requantize(&model_path(), &out, GgmlDType::Q3K).unwrap();
     let file = ModelFile::open(&out).unwrap();
-    let reason = CpuLlama::unsupported_reason(&file).expect("F16 matrices have no kernel");
-    assert!(reason.contains("F16"), "{reason}");
+    let reason = CpuLlama::unsupported_reason(&file).expect("Q3_K matrices have no kernel");
+    assert!(reason.contains("Q3_K"), "{reason}");
 }

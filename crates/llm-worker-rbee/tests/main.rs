@@ -12,6 +12,7 @@ mod cpu_path_matches_candle;
 mod generation;
 mod hive_callbacks;
 mod loading_progress;
+mod matches_llama_cpp;
 mod metrics;
 mod quantizations;
 mod requests_are_validated;

@@ -61,6 +61,17 @@ async fn check_variant(
     expected_formats: &[(&str, usize)],
     min_agreement: usize,
 ) {
+    check_variant_on(target, name, expected_formats, min_agreement, "rbee-cpu").await;
+}
+
+/// Like `check_variant`, on the compute path `engine` the worker must report.
+async fn check_variant_on(
+    target: GgmlDType,
+    name: &str,
+    expected_formats: &[(&str, usize)],
+    min_agreement: usize,
+    engine: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("variant.gguf");
     let report = tokio::task::spawn_blocking({
@@ -79,7 +90,23 @@ async fn check_variant(
     }
     let original = start(&model_path()).await;
     let variant = start(&out).await;
-    assert_eq!(variant.ready_state().await["model"]["quantization"], name);
+    let model = &variant.ready_state().await["model"];
+    assert_eq!(model["quantization"], name);
+    for (format, count) in expected_formats {
+        assert_eq!(model["tensor_formats"][format], *count, "{model}");
+    }
+    assert_eq!(model["parameters"], 134_515_008, "SmolLM2-135M's weights");
+    let compute = &model["compute"];
+    assert_eq!(compute["engine"], engine, "{compute}");
+    match engine {
+        "rbee-cpu" => assert!(compute["kernels"].is_string(), "{compute}"),
+        _ => assert!(
+            compute["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("Q3_K")),
+            "the fallback names its reason: {compute}"
+        ),
+    }
     let story = original
         .infer(story_request(TOKENS, json!({})))
         .await
@@ -138,6 +165,19 @@ async fn q5_k_variant_generates_like_the_original() {
         "Q5_K_S",
         &[("Q5_K", 30), ("Q5_1", 180), ("Q8_0", 1)],
         6,
+    )
+    .await;
+}
+
+/// Q3_K has no rbee CPU kernel: the model runs on Candle, and the worker says why.
+#[tokio::test]
+async fn q3_k_variant_runs_on_candle_and_says_why() {
+    check_variant_on(
+        GgmlDType::Q3K,
+        "Q3_K_S",
+        &[("Q3_K", 30), ("Q5_0", 180), ("Q8_0", 1)],
+        5,
+        "candle",
     )
     .await;
 }

@@ -174,3 +174,14 @@ pub fn story_request(max_tokens: usize, extra: Value) -> Value {
     }
     body
 }
+
+/// The index of the largest logit (the first of equals, as llama.cpp's greedy sampler).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}

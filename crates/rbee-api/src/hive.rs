@@ -53,6 +53,9 @@ pub struct WorkerInfo {
     pub pid: Option<u32>,
     pub failed_health_checks: u32,
     pub api_key: String,
+    /// Which implementation computes the model, once the worker reports it loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<crate::worker::ComputePath>,
 }
 
 /// `GET /v1/workers/list`.

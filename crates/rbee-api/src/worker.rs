@@ -73,6 +73,50 @@ pub struct ModelInfo {
     pub tokenizer: String,
     pub chat_template: Option<String>,
     pub size_bytes: u64,
+    /// Weights in the file (every tensor's values).
+    #[serde(default)]
+    pub parameters: u64,
+    /// How many tensors each weight format holds (`Q4_K`: 27, `F32`: 109, …).
+    #[serde(default)]
+    pub tensor_formats: std::collections::BTreeMap<String, usize>,
+    /// Which implementation runs the model; set once it is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<ComputePath>,
+}
+
+/// The implementation that computes a loaded model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComputePath {
+    pub engine: ComputeEngine,
+    /// The instruction set rbee's CPU kernels chose (`avx-vnni`, `avx512-vnni`, `avx2`,
+    /// `portable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<String>,
+    /// Why the model runs on Candle, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ComputeEngine {
+    /// rbee's own quantized CPU kernels.
+    #[serde(rename = "rbee-cpu")]
+    RbeeCpu,
+    /// Candle's tensor ops (GPU backends, and formats rbee's kernels lack).
+    #[serde(rename = "candle")]
+    Candle,
+}
+
+impl ComputePath {
+    /// `rbee-cpu (avx-vnni)` or `candle (tensor X is Q3_K …)`, for tables and logs.
+    pub fn describe(&self) -> String {
+        match (self.engine, &self.kernels, &self.reason) {
+            (ComputeEngine::RbeeCpu, Some(k), _) => format!("rbee-cpu ({k})"),
+            (ComputeEngine::RbeeCpu, None, _) => "rbee-cpu".into(),
+            (ComputeEngine::Candle, _, Some(r)) => format!("candle ({r})"),
+            (ComputeEngine::Candle, _, None) => "candle".into(),
+        }
+    }
 }
 
 /// One message of `GET /v1/loading/progress`; the SSE `event:` name is the `stage`.

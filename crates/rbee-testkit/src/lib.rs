@@ -26,26 +26,64 @@ use tokio::sync::Notify;
 /// How long helpers wait for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(60);
 
-/// The default model (`RBEE_TEST_MODEL`, else the cache `scripts/fetch-model.sh` fills).
-pub fn model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("RBEE_TEST_MODEL") {
-        return p.into();
-    }
-    let cache = std::env::var_os("RBEE_MODEL_CACHE")
+/// The cache `scripts/fetch-model.sh` and `scripts/fetch-gemma3.sh` fill.
+fn model_cache() -> PathBuf {
+    std::env::var_os("RBEE_MODEL_CACHE")
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("rbee/models"))
         })
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/rbee/models")
-        });
-    let path = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+        })
+}
+
+fn cached(var: &str, file: &str, script: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
+        return p.into();
+    }
+    let path = model_cache().join(file);
     assert!(
         path.is_file(),
-        "test model {} is missing: run scripts/fetch-model.sh first",
+        "test model {} is missing: run {script} first",
         path.display()
     );
     path
+}
+
+/// The default model (`RBEE_TEST_MODEL`, else the cache `scripts/fetch-model.sh` fills).
+pub fn model_path() -> PathBuf {
+    cached(
+        "RBEE_TEST_MODEL",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "scripts/fetch-model.sh",
+    )
+}
+
+/// Gemma 3 270M, Q4_K_M by llama.cpp (`RBEE_TEST_GEMMA`, else the cache
+/// `scripts/fetch-gemma3.sh` fills).
+pub fn gemma3_path() -> PathBuf {
+    cached(
+        "RBEE_TEST_GEMMA",
+        "gemma-3-270m-q4_k_m.gguf",
+        "scripts/fetch-gemma3.sh",
+    )
+}
+
+/// A Python interpreter with llama.cpp's binding, the reference inference is checked against
+/// (`RBEE_LLAMA_PYTHON`, as `scripts/test.sh` sets it from `scripts/llama-env.sh`).
+pub fn llama_python() -> PathBuf {
+    let python = std::env::var_os("RBEE_LLAMA_PYTHON").map(PathBuf::from);
+    let python = python.unwrap_or_else(|| {
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+        home.join(".cache/rbee/llama-venv/bin/python")
+    });
+    assert!(
+        python.is_file(),
+        "llama.cpp's Python binding is missing at {}: run scripts/llama-env.sh first",
+        python.display()
+    );
+    python
 }
 
 /// The default model's bytes, read once per test binary.

@@ -8,7 +8,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::format::{QK, QK_K};
+use super::format::{Operand, QK, QK_K};
 
 /// Tokens quantized by one task when several threads share a prompt (fewer stay on the
 /// calling thread: a decoding step has one).
@@ -21,6 +21,8 @@ pub struct Quantized {
     pub q8: Q8,
     /// Present when `cols` is a multiple of 256 and a K-quant weight needs it.
     pub q8k: Option<Q8K>,
+    /// The activations as they are, when a float weight needs them.
+    pub f32: Option<Vec<f32>>,
 }
 
 /// 32-value blocks: `d[b]`, `s[b] = d[b] * Σ qs` (rounded to f16, as Candle does),
@@ -61,11 +63,15 @@ pub struct Quad<'a> {
     pub q8: [Q8Row<'a>; 4],
     /// Present when the activations have 256-value blocks.
     pub q8k: Option<[Q8KRow<'a>; 4]>,
+    /// Present when the activations were kept as floats.
+    pub f32: Option<[&'a [f32]; 4]>,
 }
 
 impl Quantized {
-    /// Quantizes `x` (`tokens` rows of `cols`); `k_blocks` also makes the 256-value blocks.
-    pub fn new(x: &[f32], cols: usize, k_blocks: bool) -> Self {
+    /// Quantizes `x` (`tokens` rows of `cols`) for weights that take the given operands:
+    /// always in 32-value blocks, also in 256-value blocks for K-quants, and kept as floats
+    /// for float weights.
+    pub fn new(x: &[f32], cols: usize, operands: &[Operand]) -> Self {
         assert!(cols.is_multiple_of(QK) && x.len().is_multiple_of(cols));
         let tokens = x.len() / cols;
         let blocks = x.len() / QK;
@@ -99,13 +105,22 @@ impl Quantized {
                 sums[b] = sum;
             }
         });
-        let q8k = (k_blocks && cols.is_multiple_of(QK_K)).then(|| quantize_k(x));
+        let k_blocks = operands.contains(&Operand::Q8K) && cols.is_multiple_of(QK_K);
+        let q8k = k_blocks.then(|| quantize_k(x));
+        let f32 = operands.contains(&Operand::F32).then(|| x.to_vec());
         Self {
             cols,
             tokens,
             q8,
             q8k,
+            f32,
         }
+    }
+
+    /// Token `token`'s activations as floats, when they were kept.
+    pub fn floats(&self, token: usize) -> Option<&[f32]> {
+        let x = self.f32.as_ref()?;
+        Some(&x[token * self.cols..(token + 1) * self.cols])
     }
 
     pub fn q8(&self, token: usize) -> Q8Row<'_> {
@@ -126,6 +141,7 @@ impl Quantized {
                 .q8k
                 .as_ref()
                 .map(|_| tokens.map(|t| self.q8k(t).expect("256-value blocks"))),
+            f32: (self.f32.as_ref()).map(|_| tokens.map(|t| self.floats(t).expect("floats"))),
         }
     }
 

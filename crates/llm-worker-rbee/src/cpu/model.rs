@@ -1,12 +1,12 @@
-//! The llama-family transformer on the CPU, computed on plain buffers with this crate's
-//! quantized kernels.
+//! The transformer on the CPU, computed on plain buffers with this crate's quantized kernels,
+//! configured per architecture by [`ModelConfig`].
 //!
 //! One forward pass makes five fork-joins per layer (QKV, attention, output projection,
-//! gate+up, down); between them, norms, SiLU and quantizing activations run per token, on
-//! the pool in tasks of four tokens for a prompt and inline for a decoding step; rotary
-//! embedding and residuals are short serial loops. Keys and values are cached in 8 bits
-//! ([`super::kv`]). The arithmetic mirrors [`crate::llama::Llama`] (same activation
-//! rounding, same order of normalisation and rotation), which serves as its reference in the
+//! gate+up, down); between them, norms, the FFN activation and quantizing activations run per
+//! token, on the pool in tasks of four tokens for a prompt and inline for a decoding step;
+//! rotary embedding and residuals are short serial loops. Keys and values are cached in 8 bits
+//! ([`super::kv`]). The arithmetic mirrors [`crate::llama::Llama`] (same activation rounding,
+//! same order of normalisation and rotation), and both are checked against llama.cpp in the
 //! tests.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -18,28 +18,39 @@ use rayon::prelude::*;
 
 use super::activation::{Quantized, TOKENS_PER_TASK};
 use super::arena::{self, Arena};
-use super::format::Format;
+use super::format::{Format, Operand};
 use super::kernels::Kernels;
 use super::kv::KvCache;
 use super::matmul::{QMatrix, matmul};
-use crate::llama::{LlamaConfig, LoadError, LoadStep};
+use crate::arch::{Activation, ModelConfig, Rope, RopeStyle};
+use crate::llama::{LoadError, LoadStep};
 use crate::model_file::ModelFile;
 
 struct Block {
     attn_norm: Vec<f32>,
-    wq: QMatrix,
-    wk: QMatrix,
-    wv: QMatrix,
+    /// Q, K and V, or one fused matrix; their rows in that order.
+    qkv: Vec<QMatrix>,
+    qkv_bias: Option<Vec<f32>>,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
     wo: QMatrix,
+    post_attn_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
-    gate: QMatrix,
-    up: QMatrix,
+    /// Gate and up, or one fused matrix; gate rows first.
+    gate_up: Vec<QMatrix>,
     down: QMatrix,
+    post_ffn_norm: Option<Vec<f32>>,
+}
+
+/// Angles of one kind of layer's rotary embedding.
+struct RopeTable {
+    inv_freq: Vec<f32>,
+    magnitude: f32,
 }
 
 /// The weights of a loaded model; immutable and shared by every slot.
-pub struct Llama {
-    pub config: LlamaConfig,
+pub struct Transformer {
+    pub config: ModelConfig,
     kernels: Kernels,
     pool: rayon::ThreadPool,
     embedding: QMatrix,
@@ -47,38 +58,27 @@ pub struct Llama {
     norm: Vec<f32>,
     /// `None` when the output head is tied to the embedding table.
     output: Option<QMatrix>,
-    inv_freq: Vec<f32>,
+    rope: RopeTable,
+    rope_local: RopeTable,
 }
 
-const MATRICES: [&str; 7] = [
-    "attn_q",
-    "attn_k",
-    "attn_v",
-    "attn_output",
-    "ffn_gate",
-    "ffn_up",
-    "ffn_down",
-];
-
-impl Llama {
+impl Transformer {
     /// Why `file` cannot run on this path (a weight format without kernels here), if so.
     pub fn unsupported_reason(file: &ModelFile) -> Option<String> {
-        for (name, info) in &file.content.tensor_infos {
+        let mut names: Vec<&String> = file.content.tensor_infos.keys().collect();
+        names.sort();
+        for name in names {
+            let info = &file.content.tensor_infos[name];
             let dims = info.shape.dims();
-            let matrix = dims.len() == 2
-                && (MATRICES
-                    .iter()
-                    .any(|m| name.ends_with(&format!("{m}.weight")))
-                    || name == "token_embd.weight"
-                    || name == "output.weight");
-            let ok = if matrix {
-                Format::from_ggml(info.ggml_dtype)
-                    .is_some_and(|f| dims[1].is_multiple_of(f.block_len()))
-            } else {
-                info.ggml_dtype == GgmlDType::F32
+            let ok = match dims.len() {
+                1 => info.ggml_dtype == GgmlDType::F32,
+                2 => Format::from_ggml(info.ggml_dtype)
+                    .is_some_and(|f| dims[1].is_multiple_of(f.block_len())),
+                _ => false,
             };
             if !ok {
-                return Some(format!("tensor {name} is {:?}", info.ggml_dtype));
+                let format = crate::model_file::dtype_name(info.ggml_dtype);
+                return Some(format!("tensor {name} is {format} {dims:?}"));
             }
         }
         None
@@ -91,41 +91,81 @@ impl Llama {
         threads: usize,
         mut progress: impl FnMut(LoadStep),
     ) -> Result<Self, LoadError> {
-        let config = LlamaConfig::from_file(file)?;
+        let config = ModelConfig::from_file(file)?;
+        let c = &config;
         let mut t = Tensors::open(file)?;
-        let hidden = config.hidden;
-        let q_dim = config.n_head * config.head_dim;
+        let hidden = c.hidden;
         let embedding = t.matrix("token_embd.weight", hidden)?;
         let mut bytes_loaded = embedding.bytes() as u64;
-        let mut blocks = Vec::with_capacity(config.n_layer);
-        for i in 0..config.n_layer {
-            let mut m = |suffix: &str, cols| t.matrix(&format!("blk.{i}.{suffix}.weight"), cols);
-            let (wq, wk, wv, wo) = (
-                m("attn_q", hidden)?,
-                m("attn_k", hidden)?,
-                m("attn_v", hidden)?,
-                m("attn_output", q_dim)?,
-            );
-            let (gate, up) = (m("ffn_gate", hidden)?, m("ffn_up", hidden)?);
-            let down = m("ffn_down", gate.rows)?;
-            bytes_loaded += [&wq, &wk, &wv, &wo, &gate, &up, &down]
-                .iter()
+        let mut blocks = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let name = |what: &str| format!("blk.{i}.{what}");
+            let qkv = if c.fused_qkv {
+                vec![t.matrix(&name("attn_qkv.weight"), hidden)?]
+            } else {
+                ["attn_q", "attn_k", "attn_v"]
+                    .iter()
+                    .map(|m| t.matrix(&name(&format!("{m}.weight")), hidden))
+                    .collect::<Result<_, _>>()?
+            };
+            let rows: usize = qkv.iter().map(|m| m.rows).sum();
+            if rows != c.q_dim() + 2 * c.kv_dim() {
+                return Err(t.unsupported(
+                    &name("attn_qkv"),
+                    format!("{rows} rows, expected {}", c.q_dim() + 2 * c.kv_dim()),
+                ));
+            }
+            let wo = t.matrix(&name("attn_output.weight"), c.q_dim())?;
+            let gate_up = if c.fused_gate_up {
+                vec![t.matrix(&name("ffn_up.weight"), hidden)?]
+            } else {
+                vec![
+                    t.matrix(&name("ffn_gate.weight"), hidden)?,
+                    t.matrix(&name("ffn_up.weight"), hidden)?,
+                ]
+            };
+            let ff: usize = gate_up.iter().map(|m| m.rows).sum::<usize>() / 2;
+            let down = t.matrix(&name("ffn_down.weight"), ff)?;
+            bytes_loaded += (qkv.iter().chain(&gate_up).chain([&wo, &down]))
                 .map(|m| m.bytes() as u64)
                 .sum::<u64>();
+            let qkv_bias = if c.qkv_bias {
+                let mut bias = t.vector(&name("attn_q.bias"), c.q_dim())?;
+                bias.extend(t.vector(&name("attn_k.bias"), c.kv_dim())?);
+                bias.extend(t.vector(&name("attn_v.bias"), c.kv_dim())?);
+                Some(bias)
+            } else {
+                None
+            };
+            let (q_norm, k_norm) = if c.qk_norm {
+                (
+                    Some(t.vector(&name("attn_q_norm.weight"), c.head_dim)?),
+                    Some(t.vector(&name("attn_k_norm.weight"), c.head_dim)?),
+                )
+            } else {
+                (None, None)
+            };
+            let post = |t: &mut Tensors, what: &str| -> Result<_, LoadError> {
+                c.post_norms
+                    .then(|| t.vector(&name(what), hidden))
+                    .transpose()
+            };
             blocks.push(Block {
-                attn_norm: Vec::new(),
-                wq,
-                wk,
-                wv,
+                attn_norm: t.vector(&name("attn_norm.weight"), hidden)?,
+                qkv,
+                qkv_bias,
+                q_norm,
+                k_norm,
                 wo,
-                ffn_norm: Vec::new(),
-                gate,
-                up,
+                post_attn_norm: post(&mut t, "post_attention_norm.weight")?,
+                ffn_norm: t.vector(&name("ffn_norm.weight"), hidden)?,
+                gate_up,
                 down,
+                post_ffn_norm: post(&mut t, "post_ffw_norm.weight")?,
             });
             progress(LoadStep {
                 layers_loaded: i + 1,
-                layers_total: config.n_layer,
+                layers_total: c.n_layer,
                 bytes_loaded,
             });
         }
@@ -134,19 +174,9 @@ impl Llama {
         } else {
             None
         };
-        for (i, block) in blocks.iter_mut().enumerate() {
-            block.attn_norm = t.vector(&format!("blk.{i}.attn_norm.weight"), hidden)?;
-            block.ffn_norm = t.vector(&format!("blk.{i}.ffn_norm.weight"), hidden)?;
-        }
         let norm = t.vector("output_norm.weight", hidden)?;
-        let half = config.head_dim / 2;
-        let inv_freq = (0..half)
-            .map(|i| {
-                1.0 / config
-                    .rope_base
-                    .powf(2.0 * i as f64 / config.head_dim as f64) as f32
-            })
-            .collect();
+        let rope = t.rope_table(&c.rope)?;
+        let rope_local = t.rope_table(&c.rope_local)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("rbee-cpu-{i}"))
@@ -160,7 +190,8 @@ impl Llama {
             blocks,
             norm,
             output,
-            inv_freq,
+            rope,
+            rope_local,
         })
     }
 
@@ -192,29 +223,46 @@ impl Llama {
             self.embedding
                 .format
                 .dequantize(self.embedding.row(t as usize), row);
+            if let Some(scale) = c.embedding_scale {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
         }
-        let (cos, sin) = self.rope_tables(start, seq);
+        let angles = Angles::new(&self.rope, start, seq);
+        let angles_local =
+            (c.sliding_window.is_some()).then(|| Angles::new(&self.rope_local, start, seq));
         let mut h = vec![0f32; seq * hidden];
         for (l, block) in self.blocks.iter().enumerate() {
+            let angles = match &angles_local {
+                Some(local) if c.is_sliding(l) => local,
+                _ => &angles,
+            };
             rms_norm(&x, &block.attn_norm, eps, &mut h);
-            let attn = self.attention(l, block, &h, &cos, &sin, cache);
+            let attn = self.attention(l, block, &h, angles, cache);
             let mut o = vec![0f32; seq * hidden];
             self.project(&[&block.wo], &attn, &mut o);
+            if let Some(w) = &block.post_attn_norm {
+                rms_norm_in_place(&mut o, w, eps);
+            }
             add(&mut x, &o);
 
             rms_norm(&x, &block.ffn_norm, eps, &mut h);
-            let ff = block.gate.rows;
+            let ff = block.down.cols;
             let mut gu = vec![0f32; seq * 2 * ff];
-            self.project(&[&block.gate, &block.up], &h, &mut gu);
+            let group: Vec<&QMatrix> = block.gate_up.iter().collect();
+            self.project(&group, &h, &mut gu);
             let mut m = vec![0f32; seq * ff];
+            let activation = c.activation;
             let rows = m.par_chunks_exact_mut(ff).zip(gu.par_chunks_exact(2 * ff));
             rows.with_min_len(TOKENS_PER_TASK).for_each(|(m, gu)| {
                 let (g, u) = gu.split_at(ff);
                 for ((m, &g), &u) in m.iter_mut().zip(g).zip(u) {
-                    *m = g / (1.0 + (-g).exp()) * u;
+                    *m = activate(activation, g) * u;
                 }
             });
             self.project(&[&block.down], &m, &mut o);
+            if let Some(w) = &block.post_ffn_norm {
+                rms_norm_in_place(&mut o, w, eps);
+            }
             add(&mut x, &o);
         }
         cache.advance(seq);
@@ -229,48 +277,43 @@ impl Llama {
     /// `out = group · x` for every token row of `x`.
     fn project(&self, group: &[&QMatrix], x: &[f32], out: &mut [f32]) {
         let cols = group[0].cols;
-        let k_blocks = group.iter().any(|m| m.format.is_k_quant());
-        let q = Quantized::new(x, cols, k_blocks);
+        let operands: Vec<Operand> = group.iter().map(|m| m.format.operand()).collect();
+        let q = Quantized::new(x, cols, &operands);
         matmul(self.kernels, group, &q, out);
     }
 
-    /// Cosine and sine of each rotated pair's angle at positions `start..start + seq`.
-    fn rope_tables(&self, start: usize, seq: usize) -> (Vec<f32>, Vec<f32>) {
-        let angles: Vec<f32> = (start..start + seq)
-            .flat_map(|p| self.inv_freq.iter().map(move |f| p as f32 * f))
-            .collect();
-        (
-            angles.iter().map(|a| a.cos()).collect(),
-            angles.iter().map(|a| a.sin()).collect(),
-        )
-    }
-
-    /// Self-attention of block `l` for the tokens in `h`: projects Q, K, V, rotates Q and K,
-    /// appends K and V to the cache and returns the attended values, one row per token.
+    /// Self-attention of block `l` for the tokens in `h`: projects Q, K, V (adding biases,
+    /// normalising each head where the architecture does), rotates Q and K, appends K and V
+    /// to the cache and returns the attended values, one row per token.
     fn attention(
         &self,
         l: usize,
         block: &Block,
         h: &[f32],
-        cos: &[f32],
-        sin: &[f32],
+        angles: &Angles,
         cache: &mut KvCache,
     ) -> Vec<f32> {
         let c = &self.config;
         let hd = c.head_dim;
-        let (q_dim, kv_dim) = (c.n_head * hd, c.n_kv_head * hd);
+        let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
         let width = q_dim + 2 * kv_dim;
         let seq = h.len() / c.hidden;
+        let eps = c.rms_eps as f32;
         let mut qkv = vec![0f32; seq * width];
-        self.project(&[&block.wq, &block.wk, &block.wv], h, &mut qkv);
-        let pairs = hd / 2;
+        let group: Vec<&QMatrix> = block.qkv.iter().collect();
+        self.project(&group, h, &mut qkv);
         for (t, row) in qkv.chunks_exact_mut(width).enumerate() {
-            let (cos, sin) = (
-                &cos[t * pairs..(t + 1) * pairs],
-                &sin[t * pairs..(t + 1) * pairs],
-            );
-            for head in row[..q_dim + kv_dim].chunks_exact_mut(hd) {
-                rotate(head, cos, sin);
+            if let Some(bias) = &block.qkv_bias {
+                add(row, bias);
+            }
+            let (q, kv) = row.split_at_mut(q_dim);
+            let k = &mut kv[..kv_dim];
+            if let (Some(qn), Some(kn)) = (&block.q_norm, &block.k_norm) {
+                rms_norm_in_place(q, qn, eps);
+                rms_norm_in_place(k, kn, eps);
+            }
+            for head in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
+                angles.rotate(c.rope_style, t, head);
             }
         }
         let rows = |at: usize| -> Vec<&[f32]> {
@@ -282,7 +325,8 @@ impl Llama {
         let cache = &*cache;
         let start = cache.position();
         let group = c.n_head / c.n_kv_head;
-        let scale = (1.0 / (hd as f64).sqrt()) as f32;
+        let scale = c.attention_scale;
+        let window = c.sliding_window.filter(|_| c.is_sliding(l));
         let per_head: Vec<Vec<f32>> = (0..c.n_head)
             .into_par_iter()
             .map(|head| {
@@ -291,10 +335,12 @@ impl Llama {
                 let mut scores = Vec::with_capacity(start + seq);
                 for (t, out) in out.chunks_exact_mut(hd).enumerate() {
                     let q = &qkv[t * width + head * hd..t * width + (head + 1) * hd];
+                    let pos = start + t;
+                    let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
                     scores.clear();
-                    scores.extend((0..=start + t).map(|j| cache.key_dot(l, kv, j, q) * scale));
+                    scores.extend((first..=pos).map(|j| cache.key_dot(l, kv, j, q) * scale));
                     softmax(&mut scores);
-                    for (j, &p) in scores.iter().enumerate() {
+                    for (j, &p) in (first..).zip(&scores) {
                         cache.add_value(l, kv, j, p, out);
                     }
                 }
@@ -308,6 +354,52 @@ impl Llama {
             }
         }
         attn
+    }
+}
+
+/// Cosine and sine of each rotated pair's angle at positions `start..start + seq`.
+struct Angles {
+    pairs: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl Angles {
+    fn new(table: &RopeTable, start: usize, seq: usize) -> Self {
+        let angles: Vec<f32> = (start..start + seq)
+            .flat_map(|p| table.inv_freq.iter().map(move |f| p as f32 * f))
+            .collect();
+        let m = table.magnitude;
+        Self {
+            pairs: table.inv_freq.len(),
+            cos: angles.iter().map(|a| a.cos() * m).collect(),
+            sin: angles.iter().map(|a| a.sin() * m).collect(),
+        }
+    }
+
+    /// Rotates the first `2 · pairs` dimensions of one head of token `t`.
+    fn rotate(&self, style: RopeStyle, t: usize, x: &mut [f32]) {
+        let n = self.pairs;
+        let (cos, sin) = (&self.cos[t * n..(t + 1) * n], &self.sin[t * n..(t + 1) * n]);
+        for i in 0..n {
+            let (a, b) = match style {
+                RopeStyle::Adjacent => (2 * i, 2 * i + 1),
+                RopeStyle::Halves => (i, i + n),
+            };
+            let (x0, x1) = (x[a], x[b]);
+            x[a] = x0 * cos[i] - x1 * sin[i];
+            x[b] = x0 * sin[i] + x1 * cos[i];
+        }
+    }
+}
+
+fn activate(activation: Activation, g: f32) -> f32 {
+    match activation {
+        Activation::Silu => g / (1.0 + (-g).exp()),
+        Activation::GeluTanh => {
+            const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+            0.5 * g * (1.0 + (SQRT_2_OVER_PI * g * (1.0 + 0.044_715 * g * g)).tanh())
+        }
     }
 }
 
@@ -380,6 +472,22 @@ impl<'a> Tensors<'a> {
             .expect("the arena holds every tensor of the file")
     }
 
+    /// The angles of a rotary embedding, its factors tensor (if any) dividing each pair's
+    /// frequency.
+    fn rope_table(&mut self, rope: &Rope) -> Result<RopeTable, LoadError> {
+        let mut inv_freq = rope.inverse_frequencies();
+        if let Some(name) = &rope.factors {
+            let factors = self.vector(name, inv_freq.len())?;
+            for (f, d) in inv_freq.iter_mut().zip(factors) {
+                *f /= d;
+            }
+        }
+        Ok(RopeTable {
+            inv_freq,
+            magnitude: rope.magnitude,
+        })
+    }
+
     /// An F32 vector of `len` values.
     fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, LoadError> {
         let info = self.info(name)?;
@@ -409,13 +517,16 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     });
 }
 
-/// Rotates adjacent pairs `(x[2i], x[2i + 1])` by the angles whose cosines and sines are given
-/// (GGUF stores llama's Q and K rows permuted for this pairing).
-fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32]) {
-    for ((pair, &c), &s) in x.chunks_exact_mut(2).zip(cos).zip(sin) {
-        let (a, b) = (pair[0], pair[1]);
-        pair[0] = a * c - b * s;
-        pair[1] = a * s + b * c;
+/// [`rms_norm`] of each run of `weight.len()` values of `x`, in place (per-head norms, and
+/// the norms after attention and FFN).
+fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    let n = weight.len();
+    for row in x.chunks_exact_mut(n) {
+        let mean = row.iter().map(|v| v * v).sum::<f32>() / n as f32;
+        let norm = (mean + eps).sqrt();
+        for (v, &w) in row.iter_mut().zip(weight) {
+            *v = *v / norm * w;
+        }
     }
 }
 

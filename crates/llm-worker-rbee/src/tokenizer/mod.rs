@@ -133,15 +133,24 @@ fn meta_numbers(md: &HashMap<String, Value>, key: &str) -> Option<Vec<f64>> {
     values.iter().map(value_as_f64).collect()
 }
 
-/// Token texts that end a turn in the chat formats rbee knows, besides the declared EOS.
-const END_OF_TURN_TEXTS: &[&str] = &[
+/// Token texts that end generation besides the declared EOS, as llama.cpp lists them: the
+/// ends of turns of the chat formats, and the fill-in-the-middle separators that start
+/// another file.
+const END_OF_GENERATION_TEXTS: &[&str] = &[
     "<|endoftext|>",
     "<|im_end|>",
     "<|eot_id|>",
+    "<|eom_id|>",
     "<|end_of_text|>",
     "<|end|>",
     "<end_of_turn>",
+    "<end_of_utterance>",
+    "<eos>",
     "</s>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<reponame>",
 ];
 
 impl Tokenizer {
@@ -194,6 +203,23 @@ impl Tokenizer {
                 };
             }
         }
+        let check = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
+        let bos = check(meta_u32(md, "tokenizer.ggml.bos_token_id"));
+        let eos = check(meta_u32(md, "tokenizer.ggml.eos_token_id"));
+        let unknown = check(meta_u32(md, "tokenizer.ggml.unknown_token_id"));
+        let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
+        end_of_generation.extend(check(meta_u32(md, "tokenizer.ggml.eot_token_id")));
+        let mut types = types;
+        for text in END_OF_GENERATION_TEXTS {
+            if let Some(&id) = ids.get(*text) {
+                end_of_generation.push(id);
+                // Like llama.cpp: an end token is a control token (it renders as nothing).
+                types[id as usize] = TokenType::Control;
+            }
+        }
+        end_of_generation.sort_unstable();
+        end_of_generation.dedup();
+
         let mut specials: Vec<(String, u32)> = tokens
             .iter()
             .enumerate()
@@ -204,25 +230,18 @@ impl Tokenizer {
             .collect();
         specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
 
-        let check = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
-        let bos = check(meta_u32(md, "tokenizer.ggml.bos_token_id"));
-        let eos = check(meta_u32(md, "tokenizer.ggml.eos_token_id"));
-        let unknown = check(meta_u32(md, "tokenizer.ggml.unknown_token_id"));
-        let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
-        end_of_generation.extend(check(meta_u32(md, "tokenizer.ggml.eot_token_id")));
-        for text in END_OF_TURN_TEXTS {
-            if let Some(&id) = ids.get(*text)
-                && types[id as usize] == TokenType::Control
-            {
-                end_of_generation.push(id);
-            }
-        }
-        end_of_generation.sort_unstable();
-        end_of_generation.dedup();
-
         let pre = meta(md, "tokenizer.ggml.pre").and_then(|v| v.to_string().ok());
         let pretokenizer = match family {
-            Family::ByteLevelBpe => PreTokenizer::for_name(pre.map(String::as_str)),
+            Family::ByteLevelBpe => {
+                PreTokenizer::for_name(pre.map(String::as_str)).ok_or_else(|| {
+                    TokenizerError(format!(
+                        "pre-tokenizer `{}` is not supported (supported: {})",
+                        pre.map_or("", String::as_str),
+                        pretokenizer::SUPPORTED
+                    ))
+                })?
+            }
+            // SentencePiece runs on the whole text; llama.cpp ignores `pre` for it too.
             Family::SentencePiece => PreTokenizer::none(),
         };
         let is_spm = family == Family::SentencePiece;
@@ -259,6 +278,11 @@ impl Tokenizer {
     /// Token text of `id` as stored in the vocabulary (`<|im_end|>`, `Ġthe`, `▁the`).
     pub fn token_text(&self, id: u32) -> Option<&str> {
         self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// The id of the token whose text is exactly `text`.
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.ids.get(text).copied()
     }
 
     /// Whether generating `id` ends the answer (EOS, end of turn).
@@ -322,30 +346,33 @@ impl Tokenizer {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    /// Splits `text` at every literal occurrence of a control or user-defined token.
+    /// Splits `text` at every literal occurrence of a control or user-defined token. Like
+    /// llama.cpp, the longest tokens are cut out first, everywhere, then the next longest in
+    /// what remains (which differs from leftmost-first where two tokens overlap).
     fn split_specials<'t>(&self, text: &'t str) -> Vec<Segment<'t>> {
-        let mut segments = Vec::new();
-        let mut plain_start = 0;
-        let mut pos = 0;
-        while pos < text.len() {
-            let rest = &text[pos..];
-            if let Some((s, id)) = self
-                .specials
-                .iter()
-                .find(|(s, _)| rest.starts_with(s.as_str()))
-            {
-                if pos > plain_start {
-                    segments.push(Segment::Text(&text[plain_start..pos]));
-                }
-                segments.push(Segment::Special(*id));
-                pos += s.len();
-                plain_start = pos;
-            } else {
-                pos += rest.chars().next().map_or(1, char::len_utf8);
+        let mut segments = vec![Segment::Text(text)];
+        for (special, id) in &self.specials {
+            if !text.contains(special.as_str()) {
+                continue;
             }
-        }
-        if plain_start < text.len() {
-            segments.push(Segment::Text(&text[plain_start..]));
+            let mut next = Vec::with_capacity(segments.len() + 2);
+            for segment in segments {
+                let Segment::Text(mut rest) = segment else {
+                    next.push(segment);
+                    continue;
+                };
+                while let Some(at) = rest.find(special.as_str()) {
+                    if at > 0 {
+                        next.push(Segment::Text(&rest[..at]));
+                    }
+                    next.push(Segment::Special(*id));
+                    rest = &rest[at + special.len()..];
+                }
+                if !rest.is_empty() {
+                    next.push(Segment::Text(rest));
+                }
+            }
+            segments = next;
         }
         segments
     }
@@ -355,6 +382,12 @@ impl Tokenizer {
             Family::ByteLevelBpe => {
                 for piece in self.pretokenizer.split(text) {
                     let mapped = byte_level::encode(piece);
+                    if self.pretokenizer.ignore_merges
+                        && let Some(&id) = self.ids.get(&mapped)
+                    {
+                        out.push(id);
+                        continue;
+                    }
                     let rules = RankRules(self);
                     for range in merge_pieces(&mapped, &rules) {
                         self.push_piece(&mapped[range], out);

@@ -179,6 +179,7 @@ impl WorkerPool {
             pid,
             failed_health_checks: 0,
             api_key: key.clone(),
+            compute: None,
         };
         self.registry.insert(info, control.clone());
         self.logs.hive(format!(
@@ -309,6 +310,9 @@ impl WorkerPool {
             w.state = ready.state;
             w.slots_total = ready.slots_total;
             w.slots_available = ready.slots_available;
+            if let Some(compute) = ready.model.as_ref().and_then(|m| m.compute.clone()) {
+                w.compute = Some(compute);
+            }
             if busy {
                 w.last_activity_unix = now_unix();
             }

@@ -19,16 +19,19 @@ pub async fn run(queen: &Queen, command: &WorkersCommand) -> Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<12} {:<20} {:<10} {:<24} MODEL",
-                "NODE", "WORKER", "STATE", "URL"
+                "{:<12} {:<20} {:<10} {:<24} {:<22} MODEL",
+                "NODE", "WORKER", "STATE", "URL", "COMPUTE"
             );
             for w in list.workers {
+                let compute =
+                    (w.worker.compute.as_ref()).map_or_else(|| "-".into(), |c| c.describe());
                 println!(
-                    "{:<12} {:<20} {:<10} {:<24} {}",
+                    "{:<12} {:<20} {:<10} {:<24} {:<22} {}",
                     w.node,
                     w.worker.id,
                     w.worker.state.as_str(),
                     w.worker.url,
+                    compute,
                     w.worker.model_ref
                 );
             }

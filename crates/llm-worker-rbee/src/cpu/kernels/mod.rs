@@ -10,7 +10,7 @@ mod portable;
 mod x86;
 
 use super::activation::{Quad, Quantized};
-use super::format::Format;
+use super::format::{Format, Operand};
 
 /// Evaluates `$portable` for the portable kernels, else calls `$kernel` from the module of
 /// the instruction set.
@@ -34,6 +34,13 @@ macro_rules! dispatch {
                     x86::avx_vnni::$kernel($($arg),*)
                 }
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => {
+                #[allow(unsafe_code)]
+                unsafe {
+                    x86::avx512_vnni::$kernel($($arg),*)
+                }
+            }
         }
     };
 }
@@ -43,6 +50,11 @@ pub enum Isa {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512 VNNI with AVX-512 VL: the same fused byte products on 256-bit registers in
+    /// the EVEX encoding (AMD Zen 4 and later, Intel Ice Lake and later server parts), for
+    /// CPUs that lack the VEX-encoded AVX-VNNI.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
     #[cfg(target_arch = "x86_64")]
     AvxVnni,
 }
@@ -59,7 +71,8 @@ impl Kernels {
         Self::best_of(&Self::supported())
     }
 
-    /// Every instruction set this CPU can run, the portable one first.
+    /// Every instruction set this CPU can run, the portable one first and the preferred one
+    /// last (AVX-VNNI over AVX-512 VNNI where both exist: the same operations, shorter code).
     pub fn supported() -> Vec<Isa> {
         let mut isas = vec![Isa::Portable];
         #[cfg(target_arch = "x86_64")]
@@ -67,6 +80,9 @@ impl Kernels {
             use std::arch::is_x86_feature_detected as has;
             if has!("avx2") && has!("fma") && has!("f16c") {
                 isas.push(Isa::Avx2);
+                if has!("avx512vnni") && has!("avx512vl") {
+                    isas.push(Isa::Avx512Vnni);
+                }
                 if has!("avxvnni") {
                     isas.push(Isa::AvxVnni);
                 }
@@ -96,6 +112,8 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => "avx2",
             #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => "avx512-vnni",
+            #[cfg(target_arch = "x86_64")]
             Isa::AvxVnni => "avx-vnni",
         }
     }
@@ -103,46 +121,69 @@ impl Kernels {
     /// `row · x[token]`, where `row` holds one row of weights in `format`.
     #[inline]
     pub fn dot(&self, format: Format, row: &[u8], x: &Quantized, token: usize) -> f32 {
-        if format.is_k_quant() {
-            let a = x
-                .q8k(token)
-                .expect("activations for K-quants are quantized in 256-value blocks");
-            return dispatch!(
-                self.isa,
-                portable::dot_q8k(format, row, a),
-                dot_q8k(format, row, a)
-            );
+        match format.operand() {
+            Operand::Q8K => {
+                let a = x.q8k(token).expect(K_BLOCKS);
+                dispatch!(
+                    self.isa,
+                    portable::dot_q8k(format, row, a),
+                    dot_q8k(format, row, a)
+                )
+            }
+            Operand::F32 => {
+                let a = x.floats(token).expect(FLOATS);
+                dispatch!(
+                    self.isa,
+                    portable::dot_f32(format, row, a),
+                    dot_f32(format, row, a)
+                )
+            }
+            Operand::Q8 => {
+                let a = x.q8(token);
+                dispatch!(
+                    self.isa,
+                    portable::dot_q8(format, row, a),
+                    dot_q8(format, row, a)
+                )
+            }
         }
-        let a = x.q8(token);
-        dispatch!(
-            self.isa,
-            portable::dot_q8(format, row, a),
-            dot_q8(format, row, a)
-        )
     }
 
     /// `[row · quad[0], .., row · quad[3]]`: the weights are unpacked once for four tokens,
     /// which is what makes prompt processing faster than token-by-token decoding.
     #[inline]
     pub fn dot_x4(&self, format: Format, row: &[u8], quad: &Quad) -> [f32; 4] {
-        if format.is_k_quant() {
-            let a = quad
-                .q8k
-                .expect("activations for K-quants are quantized in 256-value blocks");
-            return dispatch!(
-                self.isa,
-                a.map(|a| portable::dot_q8k(format, row, a)),
-                dot_q8k_x4(format, row, a)
-            );
+        match format.operand() {
+            Operand::Q8K => {
+                let a = quad.q8k.expect(K_BLOCKS);
+                dispatch!(
+                    self.isa,
+                    a.map(|a| portable::dot_q8k(format, row, a)),
+                    dot_q8k_x4(format, row, a)
+                )
+            }
+            Operand::F32 => {
+                let a = quad.f32.expect(FLOATS);
+                dispatch!(
+                    self.isa,
+                    a.map(|a| portable::dot_f32(format, row, a)),
+                    dot_f32_x4(format, row, a)
+                )
+            }
+            Operand::Q8 => {
+                let a = quad.q8;
+                dispatch!(
+                    self.isa,
+                    a.map(|a| portable::dot_q8(format, row, a)),
+                    dot_q8_x4(format, row, a)
+                )
+            }
         }
-        let a = quad.q8;
-        dispatch!(
-            self.isa,
-            a.map(|a| portable::dot_q8(format, row, a)),
-            dot_q8_x4(format, row, a)
-        )
     }
 }
+
+const K_BLOCKS: &str = "activations for K-quants are quantized in 256-value blocks";
+const FLOATS: &str = "activations for float weights are kept as floats";
 
 /// Asks the CPU to start loading the `len` bytes at `p` into cache. Any address is allowed:
 /// a prefetch never faults.

@@ -2,7 +2,9 @@
 //! definition the SIMD kernels must agree with.
 
 use crate::cpu::activation::{Q8KRow, Q8Row};
-use crate::cpu::format::{Format, QK, f16_at, k4_scale_min};
+use crate::cpu::format::{
+    Format, QK, bf16_at, f16_at, k4_scale_min, k5_high_bits, k6_scale, k6_values,
+};
 
 /// `row · a` for a 32-value-block format (a planar row).
 pub fn dot_q8(format: Format, row: &[u8], a: Q8Row) -> f32 {
@@ -14,15 +16,21 @@ pub fn dot_q8(format: Format, row: &[u8], a: Q8Row) -> f32 {
         sum += match format {
             Format::Q4_0 => d * pairs(p.qs(b, 16), y, |q| q as i32 - 8) as f32,
             Format::Q4_1 => d * pairs(p.qs(b, 16), y, |q| q as i32) as f32 + p.m(b) * a.s[b],
-            Format::Q5_0 => {
+            Format::Q5_0 | Format::Q5_1 => {
                 let qh = p.qh(b);
+                let offset = if format == Format::Q5_0 { 16 } else { 0 };
                 let mut isum = 0i32;
                 for (j, &q) in p.qs(b, 16).iter().enumerate() {
                     let lo = (q & 0xF) as i32 | (((qh >> j) & 1) << 4) as i32;
                     let hi = (q >> 4) as i32 | (((qh >> (j + 16)) & 1) << 4) as i32;
-                    isum += (lo - 16) * y[j] as i32 + (hi - 16) * y[j + 16] as i32;
+                    isum += (lo - offset) * y[j] as i32 + (hi - offset) * y[j + 16] as i32;
                 }
-                d * isum as f32
+                let min = if format == Format::Q5_1 {
+                    p.m(b) * a.s[b]
+                } else {
+                    0.0
+                };
+                d * isum as f32 + min
             }
             Format::Q8_0 => {
                 let isum: i32 = p
@@ -33,7 +41,7 @@ pub fn dot_q8(format: Format, row: &[u8], a: Q8Row) -> f32 {
                     .sum();
                 d * isum as f32
             }
-            Format::Q4K => unreachable!("K-quants pair with 256-value blocks"),
+            _ => unreachable!("only 32-value formats pair with 32-value blocks"),
         };
     }
     sum
@@ -49,27 +57,69 @@ fn pairs(qs: &[u8], y: &[i8], value: impl Fn(u8) -> i32) -> i32 {
 
 /// `row · a` for a K-quant.
 pub fn dot_q8k(format: Format, row: &[u8], a: Q8KRow) -> f32 {
-    assert_eq!(format, Format::Q4K, "only Q4_K has a 256-value kernel");
     let mut sum = 0f32;
     for (b, blk) in row.chunks_exact(format.block_bytes()).enumerate() {
-        let scales: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
         let y = &a.qs[b * 256..(b + 1) * 256];
         let bsums = &a.bsums[b * 16..(b + 1) * 16];
-        let (mut isum, mut msum) = (0i32, 0i32);
-        for (j, qs) in blk[16..144].chunks_exact(32).enumerate() {
-            let (sc1, m1) = k4_scale_min(2 * j, scales);
-            let (sc2, m2) = k4_scale_min(2 * j + 1, scales);
-            let (y1, y2) = (&y[64 * j..64 * j + 32], &y[64 * j + 32..64 * j + 64]);
-            let (mut s1, mut s2) = (0i32, 0i32);
-            for (l, &q) in qs.iter().enumerate() {
-                s1 += (q & 0xF) as i32 * y1[l] as i32;
-                s2 += (q >> 4) as i32 * y2[l] as i32;
-            }
-            isum += sc1 as i32 * s1 + sc2 as i32 * s2;
-            msum += m1 as i32 * (bsums[4 * j] as i32 + bsums[4 * j + 1] as i32)
-                + m2 as i32 * (bsums[4 * j + 2] as i32 + bsums[4 * j + 3] as i32);
-        }
-        sum += a.d[b] * (f16_at(blk, 0) * isum as f32 - f16_at(blk, 2) * msum as f32);
+        sum += a.d[b]
+            * match format {
+                Format::Q4K | Format::Q5K => q45_k_block(format, blk, y, bsums),
+                Format::Q6K => q6_k_block(blk, y),
+                _ => unreachable!("only K-quants pair with 256-value blocks"),
+            };
     }
     sum
+}
+
+/// One Q4_K or Q5_K super-block times 256 activations, before the activations' scale.
+fn q45_k_block(format: Format, blk: &[u8], y: &[i8], bsums: &[i16]) -> f32 {
+    let scales: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
+    let (qh, qs) = match format {
+        Format::Q5K => (Some(&blk[16..48]), &blk[48..176]),
+        _ => (None, &blk[16..144]),
+    };
+    let (mut isum, mut msum) = (0i32, 0i32);
+    for (j, qs) in qs.chunks_exact(32).enumerate() {
+        let (sc1, m1) = k4_scale_min(2 * j, scales);
+        let (sc2, m2) = k4_scale_min(2 * j + 1, scales);
+        let (y1, y2) = (&y[64 * j..64 * j + 32], &y[64 * j + 32..64 * j + 64]);
+        let (mut s1, mut s2) = (0i32, 0i32);
+        for (l, &q) in qs.iter().enumerate() {
+            let (h1, h2) = qh.map_or((0, 0), |qh| k5_high_bits(qh[l], j));
+            s1 += ((q & 0xF) | h1) as i32 * y1[l] as i32;
+            s2 += ((q >> 4) | h2) as i32 * y2[l] as i32;
+        }
+        isum += sc1 as i32 * s1 + sc2 as i32 * s2;
+        msum += m1 as i32 * (bsums[4 * j] as i32 + bsums[4 * j + 1] as i32)
+            + m2 as i32 * (bsums[4 * j + 2] as i32 + bsums[4 * j + 3] as i32);
+    }
+    f16_at(blk, 0) * isum as f32 - f16_at(blk, 2) * msum as f32
+}
+
+/// One Q6_K super-block times 256 activations, before the activations' scale.
+fn q6_k_block(blk: &[u8], y: &[i8]) -> f32 {
+    let mut isum = 0i32;
+    for half in 0..2 {
+        for l in 0..32 {
+            for (k, q) in k6_values(blk, half, l).into_iter().enumerate() {
+                let sc = k6_scale(blk, half, l, k) as i32;
+                isum += sc * (q as i32 - 32) * y[128 * half + l + 32 * k] as i32;
+            }
+        }
+    }
+    f16_at(blk, 208) * isum as f32
+}
+
+/// `row · x` for a float format.
+pub fn dot_f32(format: Format, row: &[u8], x: &[f32]) -> f32 {
+    match format {
+        Format::F32 => row
+            .chunks_exact(4)
+            .zip(x)
+            .map(|(w, x)| f32::from_le_bytes([w[0], w[1], w[2], w[3]]) * x)
+            .sum(),
+        Format::F16 => (0..x.len()).map(|i| f16_at(row, 2 * i) * x[i]).sum(),
+        Format::BF16 => (0..x.len()).map(|i| bf16_at(row, 2 * i) * x[i]).sum(),
+        _ => unreachable!("only float formats pair with float activations"),
+    }
 }

@@ -2,24 +2,58 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::cpu::format::Operand;
 
-const FORMATS: [Format; 5] = [
+const FORMATS: [Format; 11] = [
     Format::Q4_0,
     Format::Q4_1,
     Format::Q5_0,
+    Format::Q5_1,
     Format::Q8_0,
     Format::Q4K,
+    Format::Q5K,
+    Format::Q6K,
+    Format::F32,
+    Format::F16,
+    Format::BF16,
 ];
 
 /// Random blocks of `format`: random bytes for the quantized values and scales in a
-/// realistic range (f16 scales of small magnitude).
+/// realistic range (f16 scales of small magnitude); floats of that magnitude for the float
+/// formats.
 fn random_row(rng: &mut StdRng, format: Format, cols: usize) -> Vec<u8> {
     let mut row = vec![0u8; format.row_bytes(cols)];
-    rng.fill(&mut row[..]);
+    let small = |rng: &mut StdRng| rng.random_range(-0.05f32..0.05);
+    match format {
+        Format::F32 => {
+            for v in row.chunks_exact_mut(4) {
+                v.copy_from_slice(&small(rng).to_le_bytes());
+            }
+            return row;
+        }
+        Format::F16 => {
+            for v in row.chunks_exact_mut(2) {
+                v.copy_from_slice(&half::f16::from_f32(small(rng)).to_le_bytes());
+            }
+            return row;
+        }
+        Format::BF16 => {
+            for v in row.chunks_exact_mut(2) {
+                v.copy_from_slice(&half::bf16::from_f32(small(rng)).to_le_bytes());
+            }
+            return row;
+        }
+        _ => rng.fill(&mut row[..]),
+    }
     for blk in row.chunks_exact_mut(format.block_bytes()) {
-        let scale = |rng: &mut StdRng| half::f16::from_f32(rng.random_range(-0.05..0.05));
-        blk[0..2].copy_from_slice(&scale(rng).to_le_bytes());
-        if matches!(format, Format::Q4_1 | Format::Q4K) {
+        let scale = |rng: &mut StdRng| half::f16::from_f32(small(rng));
+        // Q6_K keeps its scale last; the others first, Q4_1/Q4_K/Q5_K a minimum after it.
+        let at = if format == Format::Q6K { 208 } else { 0 };
+        blk[at..at + 2].copy_from_slice(&scale(rng).to_le_bytes());
+        if matches!(
+            format,
+            Format::Q4_1 | Format::Q5_1 | Format::Q4K | Format::Q5K
+        ) {
             blk[2..4].copy_from_slice(&scale(rng).to_le_bytes());
         }
     }
@@ -35,8 +69,14 @@ fn rows_rearranged_for_the_kernels_dequantize_like_candle() {
         (Format::Q4_0, GgmlDType::Q4_0),
         (Format::Q4_1, GgmlDType::Q4_1),
         (Format::Q5_0, GgmlDType::Q5_0),
+        (Format::Q5_1, GgmlDType::Q5_1),
         (Format::Q8_0, GgmlDType::Q8_0),
         (Format::Q4K, GgmlDType::Q4K),
+        (Format::Q5K, GgmlDType::Q5K),
+        (Format::Q6K, GgmlDType::Q6K),
+        (Format::F32, GgmlDType::F32),
+        (Format::F16, GgmlDType::F16),
+        (Format::BF16, GgmlDType::BF16),
     ] {
         let file_row = random_row(&mut rng, format, 512);
         let candle: Vec<f32> = qtensor_from_ggml(dtype, &file_row, vec![512], &Device::Cpu)
@@ -59,18 +99,22 @@ fn random_activations(rng: &mut StdRng, len: usize) -> Vec<f32> {
 fn reference(format: Format, row: &[u8], x: &Quantized, token: usize, cols: usize) -> f32 {
     let mut w = vec![0f32; cols];
     format.dequantize(row, &mut w);
-    let a: Vec<f32> = if format.is_k_quant() {
-        let k = x.q8k(token).unwrap();
-        k.qs.iter()
-            .enumerate()
-            .map(|(i, &q)| q as f32 * k.d[i / 256])
-            .collect()
-    } else {
-        let q = x.q8(token);
-        q.qs.iter()
-            .enumerate()
-            .map(|(i, &v)| v as f32 * q.d[i / 32])
-            .collect()
+    let a: Vec<f32> = match format.operand() {
+        Operand::Q8K => {
+            let k = x.q8k(token).unwrap();
+            k.qs.iter()
+                .enumerate()
+                .map(|(i, &q)| q as f32 * k.d[i / 256])
+                .collect()
+        }
+        Operand::F32 => x.floats(token).unwrap().to_vec(),
+        Operand::Q8 => {
+            let q = x.q8(token);
+            q.qs.iter()
+                .enumerate()
+                .map(|(i, &v)| v as f32 * q.d[i / 32])
+                .collect()
+        }
     };
     w.iter().zip(&a).map(|(w, a)| w * a).sum()
 }
@@ -83,9 +127,8 @@ fn check(kernels: Kernels) {
             if !cols.is_multiple_of(format.block_len()) {
                 continue;
             }
-            let k_cols = cols.is_multiple_of(256);
             let x = random_activations(&mut rng, 4 * cols);
-            let q = Quantized::new(&x, cols, k_cols);
+            let q = Quantized::new(&x, cols, &[format.operand()]);
             for _ in 0..20 {
                 let row = format.to_planar(&random_row(&mut rng, format, cols));
                 let tokens = [2, 0, 3, 1];
@@ -126,9 +169,11 @@ fn every_supported_instruction_set_matches_the_f32_reference_on_random_blocks() 
 fn the_best_instruction_set_the_cpu_has_is_picked() {
     use std::arch::is_x86_feature_detected as has;
     let avx2 = has!("avx2") && has!("fma") && has!("f16c");
-    let want = match (avx2, has!("avxvnni")) {
-        (true, true) => Isa::AvxVnni,
-        (true, false) => Isa::Avx2,
+    let avx512_vnni = has!("avx512vnni") && has!("avx512vl");
+    let want = match (avx2, has!("avxvnni"), avx512_vnni) {
+        (true, true, _) => Isa::AvxVnni,
+        (true, false, true) => Isa::Avx512Vnni,
+        (true, false, false) => Isa::Avx2,
         _ => Isa::Portable,
     };
     assert_eq!(Kernels::detect().isa(), want);
@@ -141,7 +186,7 @@ fn activation_blocks_round_like_candle() {
     use candle_core::{Device, Tensor};
     let mut rng = StdRng::seed_from_u64(3);
     let x = random_activations(&mut rng, 512);
-    let ours = Quantized::new(&x, 512, true);
+    let ours = Quantized::new(&x, 512, &[Operand::Q8K]);
     let candle = |dtype| -> Vec<f32> {
         let t = Tensor::from_vec(x.clone(), (1, 512), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&t, dtype).unwrap();

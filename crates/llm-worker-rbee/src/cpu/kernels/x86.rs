@@ -1,6 +1,8 @@
-//! The dot products for x86-64, in two instruction sets generated from one source:
-//! AVX2 + FMA (every x86-64 CPU since 2013–2015) and AVX-VNNI (2021 on), which fuses the
-//! byte multiply and the pairwise sums into one instruction.
+//! The dot products for x86-64, in three instruction sets generated from one source:
+//! AVX2 + FMA (every x86-64 CPU since 2013–2015), and AVX-VNNI (Intel, 2021 on) or AVX-512
+//! VNNI with VL (AMD Zen 4 on, Intel server parts since Ice Lake), which fuse the byte
+//! multiply and the pairwise sums into one instruction (VEX- and EVEX-encoded forms of the
+//! same operation on 256-bit registers).
 //!
 //! Integer products multiply unsigned by signed bytes (`vpmaddubsw`, or `vpdpbusd` with
 //! VNNI): unsigned weights (Q4_1, Q4_K nibbles) go in directly; signed weights are made
@@ -20,6 +22,9 @@ use std::arch::x86_64::*;
 
 use crate::cpu::activation::{Q8KRow, Q8Row};
 use crate::cpu::format::{Format, Planes, QK, f16_at, k4_scale_min};
+
+const K_QUANT: &str = "only K-quants pair with 256-value blocks";
+const FLOAT: &str = "only float formats pair with float activations";
 
 /// The planes of `row`, checked to hold whole blocks of `format` matching `a`.
 #[inline(always)]
@@ -207,10 +212,15 @@ macro_rules! kernels {
                         let q = _mm256_sub_epi8(q5_block(&p, b), _mm256_set1_epi8(16));
                         signed_sums(q, load(y.add(b * QK)))
                     }),
+                    Format::Q5_1 => {
+                        accumulate!(p, a, b => unsafe {
+                            unsigned_sums(q5_block(&p, b), load(y.add(b * QK)))
+                        }) + offsets(&p, a.s)
+                    }
                     Format::Q8_0 => accumulate!(p, a, b => unsafe {
                         signed_sums(load(p.qs.as_ptr().add(32 * b)), load(y.add(b * QK)))
                     }),
-                    Format::Q4K => unreachable!("K-quants pair with 256-value blocks"),
+                    _ => unreachable!("only 32-value formats pair with 32-value blocks"),
                 }
             }
 
@@ -237,47 +247,87 @@ macro_rules! kernels {
                         sums
                     }
                     Format::Q5_0 => accumulate_x4!(p, a, Some(16), b => unsafe { q5_block(&p, b) }),
+                    Format::Q5_1 => {
+                        let mut sums =
+                            accumulate_x4!(p, a, Some(0), b => unsafe { q5_block(&p, b) });
+                        for (sum, a) in sums.iter_mut().zip(&a) {
+                            *sum += offsets(&p, a.s);
+                        }
+                        sums
+                    }
                     Format::Q8_0 => accumulate_x4!(p, a, None, b => unsafe {
                         load(p.qs.as_ptr().add(32 * b))
                     }),
-                    Format::Q4K => unreachable!("K-quants pair with 256-value blocks"),
+                    _ => unreachable!("only 32-value formats pair with 32-value blocks"),
                 }
             }
 
-            /// `row · a` for Q4_K.
+            /// `row · a` for a K-quant.
             ///
             /// # Safety
             /// The CPU must support the features of this module.
             #[target_feature(enable = $features)]
             pub unsafe fn dot_q8k(format: Format, row: &[u8], a: Q8KRow) -> f32 {
-                q4_k(format, row, [a])[0]
+                dot_k([a], format, row)[0]
             }
 
-            /// `[row · a[0], .., row · a[3]]` for Q4_K.
+            /// `[row · a[0], .., row · a[3]]` for a K-quant.
             ///
             /// # Safety
             /// The CPU must support the features of this module.
             #[target_feature(enable = $features)]
             pub unsafe fn dot_q8k_x4(format: Format, row: &[u8], a: [Q8KRow; 4]) -> [f32; 4] {
-                q4_k(format, row, a)
+                dot_k(a, format, row)
             }
 
-            /// Q4_K rows times `N` tokens: each super-block's scales and weights are
+            /// `row · a` for a float format.
+            ///
+            /// # Safety
+            /// The CPU must support the features of this module.
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot_f32(format: Format, row: &[u8], a: &[f32]) -> f32 {
+                floats(format, row, [a])[0]
+            }
+
+            /// `[row · a[0], .., row · a[3]]` for a float format.
+            ///
+            /// # Safety
+            /// The CPU must support the features of this module.
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot_f32_x4(format: Format, row: &[u8], a: [&[f32]; 4]) -> [f32; 4] {
+                floats(format, row, a)
+            }
+
+            #[target_feature(enable = $features)]
+            fn dot_k<const N: usize>(a: [Q8KRow; N], format: Format, row: &[u8]) -> [f32; N] {
+                match format {
+                    Format::Q4K | Format::Q5K => q45_k(format, row, a),
+                    Format::Q6K => q6_k(row, a),
+                    _ => unreachable!("{K_QUANT}"),
+                }
+            }
+
+            /// Q4_K or Q5_K rows times `N` tokens: each super-block's scales and weights are
             /// unpacked once, then multiplied by every token's values.
             #[target_feature(enable = $features)]
-            fn q4_k<const N: usize>(format: Format, row: &[u8], a: [Q8KRow; N]) -> [f32; N] {
-                assert_eq!(format, Format::Q4K, "only Q4_K has a 256-value kernel");
-                let nb = row.len() / 144;
-                assert!(row.len() == nb * 144);
+            fn q45_k<const N: usize>(format: Format, row: &[u8], a: [Q8KRow; N]) -> [f32; N] {
+                let bytes = format.block_bytes();
+                let nb = row.len() / bytes;
+                assert!(row.len() == nb * bytes);
                 for a in &a {
                     assert!(a.qs.len() == nb * 256 && a.d.len() == nb && a.bsums.len() == nb * 16);
                 }
+                // Q5_K's fifth bits come before its packed nibbles.
+                let (high, packed) = match format {
+                    Format::Q5K => (true, 48),
+                    _ => (false, 16),
+                };
                 let w = row.as_ptr();
                 let low = _mm256_set1_epi8(0x0F);
                 let mut acc = [_mm256_setzero_ps(); N];
                 let mut mins = [0f32; N];
                 for b in 0..nb {
-                    let blk = &row[b * 144..(b + 1) * 144];
+                    let blk = &row[b * bytes..(b + 1) * bytes];
                     let scales: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
                     let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
                     // Sub-block 2j: low nibbles of bytes 32j.., 2j + 1: their high nibbles.
@@ -289,11 +339,19 @@ macro_rules! kernels {
                         sc[j] = _mm256_set1_epi16(s as i16);
                         m[j] = min as i32;
                     }
+                    // SAFETY: bytes 16..48 of block `b` lie inside the row (Q5_K blocks).
+                    let qh = if high { unsafe { load(w.add(b * bytes + 16)) } } else { low };
                     for j in 0..4 {
-                        // SAFETY: bytes 16 + 32 j.. of block `b` lie inside the row.
-                        let v = unsafe { load(w.add(b * 144 + 16 + 32 * j)) };
+                        // SAFETY: the 32 packed bytes of pair `j` of block `b` lie inside the
+                        // row.
+                        let v = unsafe { load(w.add(b * bytes + packed + 32 * j)) };
                         q[2 * j] = _mm256_and_si256(v, low);
                         q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                        if high {
+                            q[2 * j] = _mm256_or_si256(q[2 * j], bit_as_16(qh, 2 * j as u32));
+                            q[2 * j + 1] =
+                                _mm256_or_si256(q[2 * j + 1], bit_as_16(qh, 2 * j as u32 + 1));
+                        }
                     }
                     for t in 0..N {
                         let y = a[t].qs.as_ptr();
@@ -314,6 +372,118 @@ macro_rules! kernels {
                     }
                 }
                 std::array::from_fn(|t| hsum(acc[t]) - mins[t])
+            }
+
+            /// Q6_K rows times `N` tokens. The six-bit values are multiplied unsigned (stored
+            /// as `q + 32`); `32 · Σ scale · Σ activations` per 16 values is subtracted after.
+            #[target_feature(enable = $features)]
+            fn q6_k<const N: usize>(row: &[u8], a: [Q8KRow; N]) -> [f32; N] {
+                let nb = row.len() / 210;
+                assert!(row.len() == nb * 210);
+                for a in &a {
+                    assert!(a.qs.len() == nb * 256 && a.d.len() == nb && a.bsums.len() == nb * 16);
+                }
+                let w = row.as_ptr();
+                let (low, two) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+                let mut acc = [_mm256_setzero_ps(); N];
+                for b in 0..nb {
+                    let blk = w.wrapping_add(b * 210);
+                    // Values 128 h + 32 k + l (l < 32) in q[4 h + k]; scale of 16 values g in
+                    // sc[g], whose two per vector go in its low and high halves.
+                    let mut q = [_mm256_setzero_si256(); 8];
+                    let mut sc = [_mm256_setzero_si256(); 8];
+                    // SAFETY: a Q6_K block is 210 bytes: ql 0..128, qh 128..192, scales
+                    // 192..208, d 208..210, all inside the row.
+                    let (scales, d) = unsafe {
+                        (_mm_loadu_si128(blk.add(192).cast()), f16_at(&row[b * 210..], 208))
+                    };
+                    let scales16 = _mm256_cvtepi8_epi16(scales);
+                    for h in 0..2 {
+                        // SAFETY: as above.
+                        let (ql0, ql1, qh) = unsafe {
+                            (
+                                load(blk.add(64 * h)),
+                                load(blk.add(64 * h + 32)),
+                                load(blk.add(128 + 32 * h)),
+                            )
+                        };
+                        let hb = [
+                            _mm256_and_si256(_mm256_slli_epi16(qh, 4), two),
+                            _mm256_and_si256(_mm256_slli_epi16(qh, 2), two),
+                            _mm256_and_si256(qh, two),
+                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), two),
+                        ];
+                        let lo = [
+                            _mm256_and_si256(ql0, low),
+                            _mm256_and_si256(ql1, low),
+                            _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
+                            _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
+                        ];
+                        for k in 0..4 {
+                            q[4 * h + k] = _mm256_or_si256(lo[k], hb[k]);
+                            let g = 8 * h + 2 * k;
+                            let s = |g: usize| (row[b * 210 + 192 + g] as i8) as i16;
+                            sc[4 * h + k] = _mm256_set_m128i(
+                                _mm_set1_epi16(s(g + 1)),
+                                _mm_set1_epi16(s(g)),
+                            );
+                        }
+                    }
+                    for t in 0..N {
+                        let y = a[t].qs.as_ptr();
+                        let mut isum = _mm256_setzero_si256();
+                        for (i, (q, sc)) in q.iter().zip(&sc).enumerate() {
+                            // SAFETY: values 256 b + 32 i.. lie inside `a.qs` (checked above).
+                            let yi = unsafe { load(y.add(b * 256 + 32 * i)) };
+                            let pairs = _mm256_maddubs_epi16(*q, yi);
+                            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pairs, *sc));
+                        }
+                        // SAFETY: the block's 16 sums lie inside `a.bsums` (checked above).
+                        let bsums = unsafe { load(a[t].bsums.as_ptr().add(16 * b)) };
+                        let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5);
+                        isum = _mm256_sub_epi32(isum, offset);
+                        let scale = _mm256_set1_ps(a[t].d[b] * d);
+                        acc[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum), acc[t]);
+                    }
+                }
+                std::array::from_fn(|t| hsum(acc[t]))
+            }
+
+            /// Float rows times `N` tokens' float activations, eight values at a time.
+            #[target_feature(enable = $features)]
+            fn floats<const N: usize>(format: Format, row: &[u8], a: [&[f32]; N]) -> [f32; N] {
+                let size = match format {
+                    Format::F32 => 4,
+                    Format::F16 | Format::BF16 => 2,
+                    _ => unreachable!("{FLOAT}"),
+                };
+                let cols = row.len() / size;
+                assert!(row.len() == cols * size && cols.is_multiple_of(8));
+                for a in &a {
+                    assert_eq!(a.len(), cols);
+                }
+                let w = row.as_ptr();
+                let mut acc = [_mm256_setzero_ps(); N];
+                for i in (0..cols).step_by(8) {
+                    // SAFETY: values i..i + 8 lie inside the row and every token's activations
+                    // (checked above).
+                    let v = unsafe {
+                        match format {
+                            Format::F32 => _mm256_loadu_ps(w.add(4 * i).cast()),
+                            Format::F16 => _mm256_cvtph_ps(_mm_loadu_si128(w.add(2 * i).cast())),
+                            _ => {
+                                let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(w.add(2 * i).cast()));
+                                _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
+                            }
+                        }
+                    };
+                    for t in 0..N {
+                        // SAFETY: as above.
+                        let x = unsafe { _mm256_loadu_ps(a[t].as_ptr().add(i)) };
+                        acc[t] = _mm256_fmadd_ps(v, x, acc[t]);
+                    }
+                }
+                std::array::from_fn(|t| hsum(acc[t]))
             }
         }
     };
@@ -340,6 +510,26 @@ kernels!(
         _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), x, y)
     }
 );
+
+kernels!(
+    avx512_vnni,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    /// Sums of products of unsigned `x` and signed `y` bytes, in eight i32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    fn int_sums(x: __m256i, y: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), x, y)
+    }
+);
+
+/// Each byte is 16 where bit `bit` (0..8) of the same byte of `bits` is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn bit_as_16(bits: __m256i, bit: u32) -> __m256i {
+    let mask = _mm256_set1_epi8((1u8 << bit) as i8);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(bits, mask), mask);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
 
 /// Lane `i` of the result is the sum of the eight lanes of `v[i]`.
 #[inline]
@@ -383,7 +573,7 @@ unsafe fn q4_block(p: &Planes, b: usize) -> __m256i {
     )
 }
 
-/// Block `b` of a planar Q5_0 row as 32 unsigned five-bit values.
+/// Block `b` of a planar Q5_0 or Q5_1 row as 32 unsigned five-bit values.
 ///
 /// # Safety
 /// `b` must be a block of the row (`b < p.nb`).

@@ -343,6 +343,12 @@ impl ModelConfig {
         }
     }
 
+    /// Memory one position takes in the CPU path's attention cache: keys and values of every
+    /// layer, 8 bits each plus an f32 scale per 32 (`crate::cpu::kv`).
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        (self.n_layer * 2 * self.kv_dim() * 36 / 32) as u64
+    }
+
     pub fn q_dim(&self) -> usize {
         self.n_head * self.head_dim
     }

@@ -68,6 +68,11 @@ pub struct Args {
     #[arg(long)]
     pub check: bool,
 
+    /// With --check: the file holds only the start of the model, at least its GGUF header (as
+    /// the hive fetches it before a download), so tensor data is not looked for.
+    #[arg(long, requires = "check")]
+    pub header_only: bool,
+
     /// Exit when standard input reaches end of file. The hive keeps the other end of the
     /// pipe, so the worker never outlives it, even when the hive is killed.
     #[arg(long, env = "RBEE_WORKER_WATCH_STDIN")]

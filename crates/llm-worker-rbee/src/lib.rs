@@ -70,20 +70,31 @@ impl Fatal {
 }
 
 /// Checks `path` the way a worker would before serving it; the model's metadata on success.
-pub fn check_model(path: &std::path::Path) -> Result<rbee_api::worker::ModelInfo, Fatal> {
-    let file = open_model(path)?;
+/// With `header_only`, `path` may hold just the start of the file (tensor data is not
+/// looked for).
+pub fn check_model(
+    path: &std::path::Path,
+    header_only: bool,
+) -> Result<rbee_api::worker::ModelInfo, Fatal> {
+    let file = if header_only {
+        ModelFile::open_header(path).map_err(fatal_of)?
+    } else {
+        open_model(path)?
+    };
     file.info()
         .map_err(|e| Fatal::new(ErrorCode::InvalidModel, e.to_string()))
 }
 
+fn fatal_of(e: model_file::ModelFileError) -> Fatal {
+    let code = match e {
+        model_file::ModelFileError::NotFound { .. } => ErrorCode::ModelNotFound,
+        _ => ErrorCode::InvalidModel,
+    };
+    Fatal::new(code, e.to_string())
+}
+
 fn open_model(path: &std::path::Path) -> Result<ModelFile, Fatal> {
-    ModelFile::open(path).map_err(|e| {
-        let code = match e {
-            model_file::ModelFileError::NotFound { .. } => ErrorCode::ModelNotFound,
-            _ => ErrorCode::InvalidModel,
-        };
-        Fatal::new(code, e.to_string())
-    })
+    ModelFile::open(path).map_err(fatal_of)
 }
 
 /// Runs the worker until it is told to stop (Ok) or its model cannot be served (Err).

@@ -51,6 +51,14 @@ pub struct ModelFile {
 impl ModelFile {
     /// Opens `path`, reads the header and checks that all tensor data lies inside the file.
     pub fn open(path: &Path) -> Result<Self, ModelFileError> {
+        let file = Self::open_header(path)?;
+        file.check_tensor_data()?;
+        Ok(file)
+    }
+
+    /// Opens `path` and reads the header only: the file may be just the start of a model
+    /// (the hive checks a model this way before downloading the rest).
+    pub fn open_header(path: &Path) -> Result<Self, ModelFileError> {
         let io = |source: std::io::Error| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 ModelFileError::NotFound {
@@ -97,20 +105,6 @@ impl ModelFile {
                 },
             }
         })?;
-        for (name, info) in &content.tensor_infos {
-            let elems = info.shape.elem_count() as u64;
-            let block = info.ggml_dtype.block_size() as u64;
-            let bytes = elems / block * info.ggml_dtype.type_size() as u64;
-            let needed = content.tensor_data_offset + info.offset + bytes;
-            if needed > size_bytes {
-                return Err(ModelFileError::Truncated {
-                    path: path.to_owned(),
-                    tensor: name.clone(),
-                    needed,
-                    size: size_bytes,
-                });
-            }
-        }
         let file = Self {
             path: path.to_owned(),
             content,
@@ -120,6 +114,25 @@ impl ModelFile {
         // implements.
         crate::arch::ModelConfig::from_file(&file)?.check_tensors(&file)?;
         Ok(file)
+    }
+
+    /// Fails unless every tensor's data lies inside the file.
+    fn check_tensor_data(&self) -> Result<(), ModelFileError> {
+        for (name, info) in &self.content.tensor_infos {
+            let elems = info.shape.elem_count() as u64;
+            let block = info.ggml_dtype.block_size() as u64;
+            let bytes = elems / block * info.ggml_dtype.type_size() as u64;
+            let needed = self.content.tensor_data_offset + info.offset + bytes;
+            if needed > self.size_bytes {
+                return Err(ModelFileError::Truncated {
+                    path: self.path.clone(),
+                    tensor: name.clone(),
+                    needed,
+                    size: self.size_bytes,
+                });
+            }
+        }
+        Ok(())
     }
 
     pub fn metadata(&self) -> &HashMap<String, Value> {
@@ -225,6 +238,7 @@ impl ModelFile {
                 .map(|t| t.shape.elem_count() as u64)
                 .sum(),
             tensor_formats: self.tensor_formats(),
+            kv_bytes_per_token: crate::arch::ModelConfig::from_file(self)?.kv_bytes_per_token(),
             compute: None,
         })
     }

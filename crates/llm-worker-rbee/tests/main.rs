@@ -19,4 +19,5 @@ mod requests_are_validated;
 mod shutdown;
 mod slots_and_cancellation;
 mod standalone_modes;
+mod synthetic_models;
 mod tokenizer_matches_reference;

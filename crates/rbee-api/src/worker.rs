@@ -79,6 +79,9 @@ pub struct ModelInfo {
     /// How many tensors each weight format holds (`Q4_K`: 27, `F32`: 109, …).
     #[serde(default)]
     pub tensor_formats: std::collections::BTreeMap<String, usize>,
+    /// Memory one position of context takes in the attention cache, at most.
+    #[serde(default)]
+    pub kv_bytes_per_token: u64,
     /// Which implementation runs the model; set once it is loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute: Option<ComputePath>,

@@ -22,10 +22,14 @@ use crate::error::HiveError;
 use crate::hub::{HubClient, HubError, RemoteFile};
 use crate::logs::LogHub;
 use crate::model_ref::{ModelRef, choose_file, quant_of_file};
+use crate::preflight::Preflight;
 
 pub const MAX_ATTEMPTS: u32 = 6;
 /// Progress events are sent at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// Bytes read first to check a model's GGUF header; four times as many while the header is
+/// longer (a 262k-token vocabulary takes ~6.5 MB).
+const HEADER_PROBE_BYTES: u64 = 4 << 20;
 
 type Outcome = Option<Result<ModelEntry, HiveError>>;
 
@@ -46,6 +50,9 @@ impl Job {
 
 pub struct Downloads {
     hub: HubClient,
+    /// Checks a model's header before its body is downloaded, and a file before it is
+    /// registered.
+    preflight: Preflight,
     catalog: Arc<dyn ModelCatalog>,
     models_dir: PathBuf,
     backoff: Duration,
@@ -68,9 +75,11 @@ impl Downloads {
         backoff: Duration,
         logs: Arc<LogHub>,
         metrics: Metrics,
+        preflight: Preflight,
     ) -> Self {
         Self {
             hub,
+            preflight,
             catalog,
             models_dir,
             backoff,
@@ -270,7 +279,16 @@ impl Downloads {
             .await
             .map_err(|e| HiveError::Internal(format!("cannot create {}: {e}", dir.display())))?;
 
-        let mut remote: Option<RemoteFile> = None;
+        let info = self
+            .retrying(job, &failed, || self.hub.file_info(repo, &file))
+            .await
+            .map_err(|e| match e {
+                Retried::Fatal(e) => fatal(e),
+                Retried::Exhausted(e) => e,
+            })?;
+        self.check_before_download(&canonical, &info, &target, job, &failed)
+            .await?;
+        let mut remote = Some(info);
         let mut attempt = 0;
         let (sha256, size) = loop {
             attempt += 1;
@@ -297,6 +315,66 @@ impl Downloads {
             quantization: quant_of_file(&file),
             downloaded_at_unix: now_unix(),
         })
+    }
+
+    /// Reads the file's GGUF header from the Hub first (its first megabytes, by a `Range`
+    /// request) and refuses — before the body is fetched — a model the worker cannot run
+    /// (architecture, format, tensors) or this node cannot hold (weights plus the attention
+    /// cache at the model's context).
+    async fn check_before_download(
+        &self,
+        canonical: &str,
+        remote: &RemoteFile,
+        target: &Path,
+        job: &Job,
+        failed: &impl Fn(u32, String) -> HiveError,
+    ) -> Result<(), HiveError> {
+        let probe = target.with_extension("gguf.header");
+        let mut len = HEADER_PROBE_BYTES.min(remote.size);
+        let info = loop {
+            let prefix = self
+                .retrying(job, failed, || self.hub.fetch_prefix(remote, len))
+                .await
+                .map_err(|e| match e {
+                    Retried::Fatal(e) => failed(1, e.to_string()),
+                    Retried::Exhausted(e) => e,
+                })?;
+            tokio::fs::write(&probe, &prefix).await.map_err(|e| {
+                HiveError::Internal(format!("cannot write {}: {e}", probe.display()))
+            })?;
+            let checked = self.preflight.check_file(&probe, true).await;
+            let _ = tokio::fs::remove_file(&probe).await;
+            match checked {
+                Ok(info) => break info,
+                // A header longer than the probe (large vocabularies): read further.
+                Err(HiveError::InvalidModel(reason))
+                    if reason.contains("GGUF header") && len < remote.size =>
+                {
+                    len = (len * 4).min(remote.size);
+                }
+                Err(HiveError::InvalidModel(reason)) => {
+                    return Err(HiveError::InvalidModel(format!(
+                        "{canonical} was not downloaded: {reason}"
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let required_mb = Preflight::required_mb(remote.size, &info);
+        if let Some(available_mb) = self.preflight.available_mb()
+            && required_mb > available_mb
+        {
+            return Err(HiveError::InsufficientRam {
+                model_ref: canonical.to_owned(),
+                required_mb,
+                available_mb,
+            });
+        }
+        self.logs.hive(format!(
+            "{canonical}: header checked ({} {}, {} MB with the cache at {} tokens); downloading",
+            info.architecture, info.quantization, required_mb, info.context_length
+        ));
+        Ok(())
     }
 
     /// One attempt: resume `partial` to the full size, then check its sha256.

@@ -150,6 +150,33 @@ impl HubClient {
         Ok(RemoteFile { url, size, sha256 })
     }
 
+    /// The first `len` bytes of `file` (a `Range` request; a server that ignores it is read
+    /// no further than `len`).
+    pub async fn fetch_prefix(&self, file: &RemoteFile, len: u64) -> Result<Vec<u8>, HubError> {
+        let resp = self
+            .auth(self.http.get(&file.url))
+            .header(RANGE, format!("bytes=0-{}", len.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(|e| HubError::Transient(format!("GET {}: {e}", file.url)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.status_error(&file.url, status));
+        }
+        let mut out = Vec::with_capacity(len as usize);
+        let mut body = resp.bytes_stream();
+        while (out.len() as u64) < len {
+            match body.next().await {
+                Some(chunk) => out.extend_from_slice(&chunk.map_err(|e| {
+                    HubError::Transient(format!("GET {}: connection lost: {e}", file.url))
+                })?),
+                None => break,
+            }
+        }
+        out.truncate(len as usize);
+        Ok(out)
+    }
+
     /// Appends `file`'s bytes from `offset` on to `dest`, calling `progress` with the bytes
     /// written so far. One attempt; the caller retries.
     pub async fn fetch_from(

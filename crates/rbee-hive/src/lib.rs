@@ -115,6 +115,10 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         logs.clone(),
     ));
     let metrics = rbee_http::metrics::Metrics::new(state::METRICS);
+    let preflight = Preflight {
+        memory_limit_mb: args.memory_limit_mb,
+        worker_bin,
+    };
     let downloads = Arc::new(Downloads::new(
         HubClient::new(&args.hf_endpoint, args.hf_token.clone()),
         catalog.clone(),
@@ -122,14 +126,12 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         args.download_backoff,
         logs.clone(),
         metrics.clone(),
+        preflight.clone(),
     ));
     let state: AppState = Arc::new(HiveState {
         catalog,
         downloads,
-        preflight: Preflight {
-            memory_limit_mb: args.memory_limit_mb,
-            worker_bin,
-        },
+        preflight,
         pool: pool.clone(),
         logs: logs.clone(),
         shutdown: CancellationToken::new(),

@@ -1,7 +1,7 @@
 //! Checks before a worker is spawned (SPEC section 5 step 6): enough RAM, the backend
 //! present, enough VRAM for GPU backends, and a model file the worker can serve.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rbee_api::Backend;
 use rbee_api::hive::ModelEntry;
@@ -94,16 +94,26 @@ impl Preflight {
                 free_mb,
             });
         }
-        self.check_file(model).await
+        self.check_file(Path::new(&model.local_path), false).await
+    }
+
+    /// Memory a model needs: its weights plus the attention cache at its full context.
+    pub fn required_mb(size_bytes: u64, info: &ModelInfo) -> u64 {
+        mb(size_bytes + info.kv_bytes_per_token * info.context_length as u64)
     }
 
     /// Asks the worker binary to read the model's GGUF header, exactly as it will when it
-    /// starts; the hive itself links no model code.
-    async fn check_file(&self, model: &ModelEntry) -> Result<ModelInfo, HiveError> {
-        let out = Command::new(&self.worker_bin)
-            .arg("--check")
+    /// starts; the hive itself links no model code. With `header_only`, `path` holds only
+    /// the start of the file.
+    pub async fn check_file(&self, path: &Path, header_only: bool) -> Result<ModelInfo, HiveError> {
+        let mut cmd = Command::new(&self.worker_bin);
+        cmd.arg("--check");
+        if header_only {
+            cmd.arg("--header-only");
+        }
+        let out = cmd
             .arg("--model")
-            .arg(&model.local_path)
+            .arg(path)
             .kill_on_drop(true)
             .output()
             .await

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::support::{Hive, HiveOptions, model_bytes};
 use rbee_testkit::fake_hub::{FakeHub, Fault};
+use rbee_testkit::gguf_blob;
 
 pub const REPO: &str = "test/SmolLM2-135M-Instruct-GGUF";
 const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -114,7 +115,11 @@ async fn connection_reset_at_40_percent_resumes_with_range_to_a_verified_file() 
 #[tokio::test]
 async fn corrupted_transfer_is_never_registered() {
     let hub = FakeHub::start().await;
-    hub.add_file("test/blob", "blob.Q8_0.gguf", Arc::new(vec![7u8; 300_000]));
+    hub.add_file(
+        "test/blob",
+        "blob.Q8_0.gguf",
+        Arc::new(gguf_blob(300_000, 7)),
+    );
     hub.set_fault(Fault::Corrupt);
     let data = tempfile::tempdir().unwrap();
     let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
@@ -135,7 +140,11 @@ async fn corrupted_transfer_is_never_registered() {
 #[tokio::test]
 async fn six_failed_attempts_end_in_download_failed_with_the_cause() {
     let hub = FakeHub::start().await;
-    hub.add_file("test/blob", "blob.Q8_0.gguf", Arc::new(vec![1u8; 300_000]));
+    hub.add_file(
+        "test/blob",
+        "blob.Q8_0.gguf",
+        Arc::new(gguf_blob(300_000, 1)),
+    );
     hub.set_fault(Fault::ResetEvery { after: 1000 });
     let data = tempfile::tempdir().unwrap();
     let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
@@ -171,7 +180,7 @@ async fn concurrent_spawns_of_a_missing_model_download_it_once() {
 #[tokio::test]
 async fn hf_token_is_sent_to_the_hub() {
     let hub = FakeHub::start().await;
-    hub.add_file("test/blob", "blob.Q8_0.gguf", Arc::new(vec![3u8; 1000]));
+    hub.add_file("test/blob", "blob.Q8_0.gguf", Arc::new(gguf_blob(1000, 3)));
     let data = tempfile::tempdir().unwrap();
     let hive = Hive::start(
         HiveOptions::new(data.path())
@@ -197,7 +206,7 @@ async fn quantization_is_chosen_by_the_reference() {
         hub.add_file(
             "test/multi",
             &format!("m.{q}.gguf"),
-            Arc::new(q.as_bytes().to_vec()),
+            Arc::new(gguf_blob(1000 + q.len(), 0)),
         );
     }
     let data = tempfile::tempdir().unwrap();
@@ -258,4 +267,69 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
             if p.is_dir() { walk(&p) } else { vec![p] }
         })
         .collect()
+}
+
+/// The SmolLM2 file with its architecture renamed: a model the worker cannot run.
+fn unsupported_architecture() -> Vec<u8> {
+    let mut bytes = model_bytes().to_vec();
+    let key = b"general.architecture";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    // The value follows: type (u32), length (u64), then the five bytes of `llama`.
+    assert_eq!(&bytes[at + 12..at + 17], b"llama");
+    bytes[at + 12..at + 17].copy_from_slice(b"mamba");
+    bytes
+}
+
+#[tokio::test]
+async fn an_unsupported_model_is_refused_from_its_header_before_the_body_is_downloaded() {
+    let hub = FakeHub::start().await;
+    hub.add_file(
+        "test/mamba",
+        "mamba.Q4_1.gguf",
+        Arc::new(unsupported_architecture()),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
+    let events = download(&hive, "hf:test/mamba").await;
+    let failed = events.last().unwrap();
+    assert_eq!(failed["stage"], "failed", "{events:?}");
+    let error = &failed["error"]["error"];
+    assert_eq!(error["code"], "INVALID_MODEL", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("architecture `mamba` is not supported"),
+        "{error}"
+    );
+    // Only the header was read: one bounded range, no transfer of the body.
+    assert!(hub.downloads().is_empty(), "{:?}", hub.downloads());
+    let reads: Vec<_> = (hub.requests().into_iter())
+        .filter(|r| r.method == "GET" && r.path.ends_with(".gguf"))
+        .collect();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(reads[0].range.as_deref(), Some("bytes=0-4194303"));
+    assert!(hive.models().await.is_empty(), "never catalogued");
+    let left: Vec<_> = (walk(data.path()).into_iter())
+        .filter(|p| p.to_string_lossy().contains("mamba"))
+        .collect();
+    assert!(left.is_empty(), "nothing of it left on disk: {left:?}");
+}
+
+#[tokio::test]
+async fn a_model_that_cannot_fit_with_its_cache_is_refused_before_the_body() {
+    let hub = hub_with_model().await;
+    let data = tempfile::tempdir().unwrap();
+    // 98 MB of weights fit in 150 MB; with the cache for 8192 tokens (~106 MB) they do not.
+    let hive = Hive::start(
+        HiveOptions::new(data.path())
+            .hub(&hub.url)
+            .arg("--memory-limit-mb", "150"),
+    )
+    .await;
+    let events = download(&hive, &format!("hf:{REPO}")).await;
+    let error = &events.last().unwrap()["error"]["error"];
+    assert_eq!(error["code"], "INSUFFICIENT_RAM", "{events:?}");
+    assert!(hub.downloads().is_empty(), "{:?}", hub.downloads());
+    assert!(hive.models().await.is_empty());
 }

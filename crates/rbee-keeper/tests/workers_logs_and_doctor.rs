@@ -18,6 +18,8 @@ async fn workers_list_health_logs_and_shutdown_through_the_cli() {
         .find(|l| l.starts_with("localhost"))
         .unwrap_or_else(|| panic!("{list}"));
     assert!(row.contains("idle") && row.contains("SmolLM2"), "{row}");
+    // The compute path the worker reported: rbee's CPU kernels, with the ISA they chose.
+    assert!(row.contains("rbee-cpu ("), "{row}");
     let id = row.split_whitespace().nth(1).unwrap().to_owned();
 
     let (code, health, _) = user

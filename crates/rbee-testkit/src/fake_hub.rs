@@ -113,11 +113,12 @@ impl FakeHub {
         self.hub.requests.lock().unwrap().clone()
     }
 
-    /// GETs of file contents (not metadata).
+    /// GETs of file contents (not metadata, nor reads of a file's start).
     pub fn downloads(&self) -> Vec<Request> {
         self.requests()
             .into_iter()
             .filter(|r| r.method == "GET" && r.path.contains("/resolve/"))
+            .filter(|r| !r.range.as_deref().is_some_and(is_bounded))
             .collect()
     }
 }
@@ -142,6 +143,13 @@ async fn repo_info(
         }
         None => (StatusCode::NOT_FOUND, "Repository not found").into_response(),
     }
+}
+
+/// Whether a `Range` header names its last byte (`bytes=0-1023`, not `bytes=512-`).
+fn is_bounded(range: &str) -> bool {
+    range
+        .split_once('-')
+        .is_some_and(|(_, end)| !end.is_empty())
 }
 
 impl Hub {
@@ -194,12 +202,25 @@ async fn resolve(
             .insert(header::CONTENT_LENGTH, size.into());
         return resp;
     }
-    let start: u64 = headers
+    let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("bytes="))
-        .and_then(|v| v.trim_end_matches('-').parse().ok())
-        .unwrap_or(0);
+        .and_then(|v| v.split_once('-'));
+    let start: u64 = range.and_then(|(a, _)| a.parse().ok()).unwrap_or(0);
+    // A bounded range (`bytes=0-4194303`) reads the start of a file, as a header check does:
+    // served whole, and faults are kept for the transfers.
+    if let Some(end) = range.and_then(|(_, b)| b.parse::<u64>().ok()) {
+        let end = end.min(size.saturating_sub(1));
+        let slice = data[start.min(size) as usize..=end as usize].to_vec();
+        let mut resp = Response::new(Body::from(slice));
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        resp.headers_mut().insert(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{end}/{size}").parse().unwrap(),
+        );
+        return resp;
+    }
     let fault = {
         let mut fault = hub.fault.lock().unwrap();
         let current = *fault;

@@ -467,3 +467,41 @@ impl Sshd {
         self.child.id()
     }
 }
+
+/// `len` bytes that start with a valid GGUF header of a tiny llama model (one F32 tensor)
+/// and continue with `fill`: enough for the hive's header check before a download, for tests
+/// about the transfer itself.
+pub fn gguf_blob(len: usize, fill: u8) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    let kv: [(&str, u32); 6] = [
+        ("llama.vocab_size", 32),
+        ("llama.embedding_length", 32),
+        ("llama.attention.head_count", 2),
+        ("llama.block_count", 1),
+        ("llama.context_length", 64),
+        ("general.alignment", 32),
+    ];
+    out.extend(1u64.to_le_bytes()); // tensors
+    out.extend((kv.len() as u64 + 1).to_le_bytes());
+    string(&mut out, "general.architecture");
+    out.extend(8u32.to_le_bytes()); // string
+    string(&mut out, "llama");
+    for (key, value) in kv {
+        string(&mut out, key);
+        out.extend(4u32.to_le_bytes()); // u32
+        out.extend(value.to_le_bytes());
+    }
+    string(&mut out, "token_embd.weight");
+    out.extend(1u32.to_le_bytes()); // one dimension
+    out.extend(32u64.to_le_bytes());
+    out.extend(0u32.to_le_bytes()); // F32
+    out.extend(0u64.to_le_bytes()); // offset
+    assert!(out.len() < len, "a blob holds at least its header");
+    out.resize(len, fill);
+    out
+}

@@ -22,7 +22,7 @@ pub enum HiveError {
         cause: String,
     },
     #[error(
-        "not enough RAM for {model_ref}: needs {required_mb} MB (1.2 x model size), {available_mb} MB available; try a smaller quantization"
+        "not enough RAM for {model_ref}: needs {required_mb} MB (weights plus the attention cache at the model's full context), {available_mb} MB available; try a smaller quantization"
     )]
     InsufficientRam {
         model_ref: String,

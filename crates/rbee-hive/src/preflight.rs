@@ -12,9 +12,6 @@ use tokio::process::Command;
 use crate::detect::detect;
 use crate::error::HiveError;
 
-/// Models need this much memory relative to their file size.
-const HEADROOM: f64 = 1.2;
-
 #[derive(Debug, Clone)]
 pub struct Preflight {
     /// The most RAM the hive may give to a model (the `--memory-limit-mb` setting).
@@ -50,7 +47,9 @@ impl Preflight {
         backend: Backend,
         device: u32,
     ) -> Result<ModelInfo, HiveError> {
-        let required_mb = mb((model.size_bytes as f64 * HEADROOM) as u64);
+        // The file first: what it needs follows from its header.
+        let info = self.check_file(Path::new(&model.local_path), false).await?;
+        let required_mb = Self::required_mb(model.size_bytes, &info);
         let available_mb = self.available_mb();
         if available_mb.is_none() {
             tracing::warn!("cannot read the available memory; skipping the RAM check");
@@ -94,10 +93,11 @@ impl Preflight {
                 free_mb,
             });
         }
-        self.check_file(Path::new(&model.local_path), false).await
+        Ok(info)
     }
 
-    /// Memory a model needs: its weights plus the attention cache at its full context.
+    /// Memory a model needs: its weights plus the attention cache at its full context (the
+    /// same rule before a download and before a spawn).
     pub fn required_mb(size_bytes: u64, info: &ModelInfo) -> u64 {
         mb(size_bytes + info.kv_bytes_per_token * info.context_length as u64)
     }

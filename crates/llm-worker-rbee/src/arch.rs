@@ -88,13 +88,24 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// The angle per position of each rotated pair, before any factors tensor.
-    pub fn inverse_frequencies(&self) -> Vec<f32> {
-        (0..self.dims / 2)
+    /// The angle per position of each rotated pair, divided by the values of the factors
+    /// tensor when there is one (`factors` holds them, one per pair).
+    pub fn frequencies(&self, factors: Option<&[f32]>) -> Result<Vec<f32>, String> {
+        let pairs = self.dims / 2;
+        let mut freq: Vec<f32> = (0..pairs)
             .map(|i| {
                 (self.position_scale / self.base.powf(2.0 * i as f64 / self.dims as f64)) as f32
             })
-            .collect()
+            .collect();
+        if let Some(factors) = factors {
+            if factors.len() != pairs {
+                return Err(format!("holds {} values, expected {pairs}", factors.len()));
+            }
+            for (f, d) in freq.iter_mut().zip(factors) {
+                *f /= d;
+            }
+        }
+        Ok(freq)
     }
 }
 

@@ -66,7 +66,7 @@ impl Engine {
         let usual = match &info.chat_template {
             Some(_) => None,
             None => {
-                let arch = crate::arch::ModelConfig::from_file(file)?.arch;
+                let arch = file.config().arch;
                 let usual = UsualTemplate::for_model(arch, |t| tokenizer.token_id(t).is_some());
                 tracing::info!(
                     "the model file has no chat template; chat messages use the usual {} format of `{}`",

@@ -99,7 +99,7 @@ impl Llama {
         device: &Device,
         mut progress: impl FnMut(LoadStep),
     ) -> std::result::Result<Self, LoadError> {
-        let config = ModelConfig::from_file(file)?;
+        let config = file.config().clone();
         let c = &config;
         let mut reader = std::io::BufReader::new(
             std::fs::File::open(&file.path).map_err(|e| LoadError::Io(file.path.clone(), e))?,
@@ -387,19 +387,10 @@ impl Llama {
 }
 
 fn rope_tables(rope: &Rope, factors: Option<&[f32]>, device: &Device) -> Result<RopeTables> {
-    let mut inv_freq = rope.inverse_frequencies();
+    let inv_freq = rope
+        .frequencies(factors)
+        .map_err(|e| candle_core::Error::Msg(format!("rope factors {e}")))?;
     let half = inv_freq.len();
-    if let Some(factors) = factors {
-        if factors.len() != half {
-            candle_core::bail!(
-                "rope factors hold {} values, expected {half}",
-                factors.len()
-            );
-        }
-        for (f, d) in inv_freq.iter_mut().zip(factors) {
-            *f /= d;
-        }
-    }
     Ok(RopeTables {
         inv_freq: Tensor::from_vec(inv_freq, (1, half), device)?,
         magnitude: f64::from(rope.magnitude),

@@ -13,6 +13,8 @@ use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::{Content, Value};
 use rbee_api::worker::ModelInfo;
 
+use crate::arch::ModelConfig;
+
 /// Why a model file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelFileError {
@@ -46,6 +48,8 @@ pub struct ModelFile {
     pub path: PathBuf,
     pub content: Content,
     pub size_bytes: u64,
+    /// The architecture's configuration, read once when the file is opened.
+    config: std::sync::OnceLock<ModelConfig>,
 }
 
 impl ModelFile {
@@ -109,11 +113,19 @@ impl ModelFile {
             path: path.to_owned(),
             content,
             size_bytes,
+            config: std::sync::OnceLock::new(),
         };
         // The architecture, its hyper-parameters and its tensors must be ones the worker
         // implements.
-        crate::arch::ModelConfig::from_file(&file)?.check_tensors(&file)?;
+        let config = ModelConfig::from_file(&file)?;
+        config.check_tensors(&file)?;
+        let _ = file.config.set(config);
         Ok(file)
+    }
+
+    /// The configuration of the transformer this file holds.
+    pub fn config(&self) -> &ModelConfig {
+        self.config.get().expect("set when the file is opened")
     }
 
     /// Fails unless every tensor's data lies inside the file.
@@ -238,7 +250,7 @@ impl ModelFile {
                 .map(|t| t.shape.elem_count() as u64)
                 .sum(),
             tensor_formats: self.tensor_formats(),
-            kv_bytes_per_token: crate::arch::ModelConfig::from_file(self)?.kv_bytes_per_token(),
+            kv_bytes_per_token: self.config().kv_bytes_per_token(),
             compute: None,
         })
     }

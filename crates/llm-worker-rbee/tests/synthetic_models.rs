@@ -66,14 +66,24 @@ struct Weights {
 }
 
 impl Weights {
-    fn uniform(&mut self, name: &str, shape: &[usize], scale: f32, offset: f32) {
+    /// A tensor of `shape` in `dtype`, from `values`.
+    fn push(&mut self, name: &str, values: Vec<f32>, shape: &[usize], dtype: GgmlDType) {
+        let t = Tensor::from_vec(values, shape, &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, dtype).unwrap();
+        self.tensors.push((name.to_owned(), q));
+    }
+
+    /// Uniform values in `offset ± scale`.
+    fn random(&mut self, name: &str, shape: &[usize], scale: f32, offset: f32, dtype: GgmlDType) {
         let n: usize = shape.iter().product();
-        let values: Vec<f32> = (0..n)
+        let values = (0..n)
             .map(|_| offset + scale * self.rng.random_range(-1.0f32..1.0))
             .collect();
-        let t = Tensor::from_vec(values, shape, &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&t, GgmlDType::F32).unwrap();
-        self.tensors.push((name.to_owned(), q));
+        self.push(name, values, shape, dtype);
+    }
+
+    fn uniform(&mut self, name: &str, shape: &[usize], scale: f32, offset: f32) {
+        self.random(name, shape, scale, offset, GgmlDType::F32);
     }
 
     /// A `rows x cols` matrix (GGUF dims `[cols, rows]`).
@@ -88,19 +98,12 @@ impl Weights {
 
     /// An embedding table (and output head), in Q8_0 to keep the file small.
     fn table(&mut self, name: &str, rows: usize, scale: f32) {
-        let values: Vec<f32> = (0..rows * HIDDEN)
-            .map(|_| scale * self.rng.random_range(-1.0f32..1.0))
-            .collect();
-        let t = Tensor::from_vec(values, (rows, HIDDEN), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&t, GgmlDType::Q8_0).unwrap();
-        self.tensors.push((name.to_owned(), q));
+        self.random(name, &[rows, HIDDEN], scale, 0.0, GgmlDType::Q8_0);
     }
 
     fn fixed(&mut self, name: &str, values: Vec<f32>) {
         let len = values.len();
-        let t = Tensor::from_vec(values, len, &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&t, GgmlDType::F32).unwrap();
-        self.tensors.push((name.to_owned(), q));
+        self.push(name, values, &[len], GgmlDType::F32);
     }
 }
 

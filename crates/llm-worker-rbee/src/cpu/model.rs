@@ -91,7 +91,7 @@ impl Transformer {
         threads: usize,
         mut progress: impl FnMut(LoadStep),
     ) -> Result<Self, LoadError> {
-        let config = ModelConfig::from_file(file)?;
+        let config = file.config().clone();
         let c = &config;
         let mut t = Tensors::open(file)?;
         let hidden = c.hidden;
@@ -475,13 +475,12 @@ impl<'a> Tensors<'a> {
     /// The angles of a rotary embedding, its factors tensor (if any) dividing each pair's
     /// frequency.
     fn rope_table(&mut self, rope: &Rope) -> Result<RopeTable, LoadError> {
-        let mut inv_freq = rope.inverse_frequencies();
-        if let Some(name) = &rope.factors {
-            let factors = self.vector(name, inv_freq.len())?;
-            for (f, d) in inv_freq.iter_mut().zip(factors) {
-                *f /= d;
-            }
-        }
+        let factors = match &rope.factors {
+            Some(name) => Some(self.vector(name, rope.dims / 2)?),
+            None => None,
+        };
+        let inv_freq = (rope.frequencies(factors.as_deref()))
+            .map_err(|e| self.unsupported(rope.factors.as_deref().unwrap_or_default(), e))?;
         Ok(RopeTable {
             inv_freq,
             magnitude: rope.magnitude,

@@ -170,7 +170,7 @@ impl Tokenizer {
         };
         let tokens = meta_strings(md, "tokenizer.ggml.tokens")?;
         let n = tokens.len();
-        let types = match meta_numbers(md, "tokenizer.ggml.token_type") {
+        let mut types: Vec<TokenType> = match meta_numbers(md, "tokenizer.ggml.token_type") {
             Some(t) if t.len() == n => t
                 .into_iter()
                 .map(|v| TokenType::from_gguf(v as i64))
@@ -209,7 +209,6 @@ impl Tokenizer {
         let unknown = check(meta_u32(md, "tokenizer.ggml.unknown_token_id"));
         let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
         end_of_generation.extend(check(meta_u32(md, "tokenizer.ggml.eot_token_id")));
-        let mut types = types;
         for text in END_OF_GENERATION_TEXTS {
             if let Some(&id) = ids.get(*text) {
                 end_of_generation.push(id);

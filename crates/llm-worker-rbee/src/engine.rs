@@ -5,6 +5,7 @@
 //! cancellation token between tokens, so a cancel (DELETE or client gone) stops it within
 //! one token.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
@@ -32,7 +33,7 @@ const PREFILL_CHUNK: usize = 256;
 pub struct Engine {
     pub info: ModelInfo,
     model: Model,
-    tokenizer: Tokenizer,
+    tokenizer: Arc<Tokenizer>,
     template: Result<ChatTemplate, String>,
 }
 
@@ -56,8 +57,7 @@ impl Engine {
         progress: impl FnMut(LoadStep),
     ) -> Result<Self, LoadError> {
         let info = file.info()?;
-        let tokenizer = Tokenizer::from_gguf_metadata(file.metadata())
-            .map_err(|e| file.unsupported(e.to_string()))?;
+        let tokenizer = Arc::clone(file.tokenizer());
         let text_of = |id: Option<u32>| {
             id.and_then(|i| tokenizer.token_text(i))
                 .unwrap_or_default()

@@ -8,12 +8,14 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::{Content, Value};
 use rbee_api::worker::ModelInfo;
 
 use crate::arch::ModelConfig;
+use crate::tokenizer::Tokenizer;
 
 /// Why a model file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +48,12 @@ pub enum ModelFileError {
 #[derive(Debug)]
 pub struct ModelFile {
     pub path: PathBuf,
+    /// The header; the vocabulary's arrays are not in its metadata but in [`Self::tokenizer`].
     pub content: Content,
     pub size_bytes: u64,
     /// The architecture's configuration, read once when the file is opened.
     config: std::sync::OnceLock<ModelConfig>,
+    tokenizer: std::sync::OnceLock<Arc<Tokenizer>>,
 }
 
 impl ModelFile {
@@ -93,7 +97,7 @@ impl ModelFile {
             });
         }
         reader.rewind().map_err(io)?;
-        let content = Content::read(&mut reader).map_err(|e| {
+        let mut content = Content::read(&mut reader).map_err(|e| {
             let reason = candle_message(&e);
             // A tensor type the header reader does not know is a format, not corruption.
             match unknown_format(&reason) {
@@ -109,23 +113,33 @@ impl ModelFile {
                 },
             }
         })?;
+        // The vocabulary leaves the metadata as it is read (Gemma's is ~30 MB there).
+        let tokenizer = Tokenizer::from_gguf_metadata(&mut content.metadata);
         let file = Self {
             path: path.to_owned(),
             content,
             size_bytes,
             config: std::sync::OnceLock::new(),
+            tokenizer: std::sync::OnceLock::new(),
         };
         // The architecture, its hyper-parameters and its tensors must be ones the worker
-        // implements.
+        // implements, and so must its tokenizer.
         let config = ModelConfig::from_file(&file)?;
         config.check_tensors(&file)?;
         let _ = file.config.set(config);
+        let tokenizer = tokenizer.map_err(|e| file.unsupported(e.to_string()))?;
+        let _ = file.tokenizer.set(Arc::new(tokenizer));
         Ok(file)
     }
 
     /// The configuration of the transformer this file holds.
     pub fn config(&self) -> &ModelConfig {
         self.config.get().expect("set when the file is opened")
+    }
+
+    /// The tokenizer its metadata describes.
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        self.tokenizer.get().expect("set when the file is opened")
     }
 
     /// Fails unless every tensor's data lies inside the file.
@@ -224,10 +238,7 @@ impl ModelFile {
     /// The model description reported by `/v1/ready`.
     pub fn info(&self) -> Result<ModelInfo, ModelFileError> {
         let tokenizer_model = self.string("tokenizer.ggml.model").unwrap_or_default();
-        let vocab_size = match self.metadata().get("tokenizer.ggml.tokens") {
-            Some(Value::Array(tokens)) => tokens.len(),
-            _ => self.arch_usize("vocab_size")?,
-        };
+        let vocab_size = self.tokenizer().vocab_size();
         Ok(ModelInfo {
             path: self.path.display().to_string(),
             name: self.string("general.name"),

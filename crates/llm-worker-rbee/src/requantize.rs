@@ -82,16 +82,19 @@ pub fn requantize(
     dst: &Path,
     target: GgmlDType,
 ) -> Result<RequantizeReport, RequantizeError> {
-    let model = ModelFile::open(src)?;
+    ModelFile::open(src)?;
+    // The whole header again: an opened `ModelFile` keeps the vocabulary in its tokenizer,
+    // and the new file must carry it.
     let mut reader =
         File::open(src).map_err(|e| RequantizeError::Io(src.display().to_string(), e))?;
-    let mut names: Vec<&String> = model.content.tensor_infos.keys().collect();
-    names.sort_by_key(|n| model.content.tensor_infos[*n].offset);
+    let content = gguf_file::Content::read(&mut reader)
+        .map_err(|e| RequantizeError::Tensor("<header>".into(), e))?;
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort_by_key(|n| content.tensor_infos[*n].offset);
     let mut report = RequantizeReport::default();
     let mut tensors = Vec::with_capacity(names.len());
     for name in names {
-        let q = model
-            .content
+        let q = content
             .tensor(&mut reader, name, &Device::Cpu)
             .map_err(|e| RequantizeError::Tensor(name.clone(), e))?;
         let dims = q.shape().dims().to_vec();
@@ -118,8 +121,7 @@ pub fn requantize(
             .or_default() += 1;
         tensors.push((name.as_str(), out));
     }
-    let mut metadata: Vec<(&str, Value)> = model
-        .content
+    let mut metadata: Vec<(&str, Value)> = content
         .metadata
         .iter()
         .filter(|(k, _)| k.as_str() != "general.file_type")

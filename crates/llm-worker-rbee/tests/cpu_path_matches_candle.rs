@@ -9,7 +9,6 @@ use llm_worker_rbee::cpu::model::Transformer as CpuLlama;
 use llm_worker_rbee::llama::Llama as CandleLlama;
 use llm_worker_rbee::model_file::ModelFile;
 use llm_worker_rbee::requantize::requantize;
-use llm_worker_rbee::tokenizer::Tokenizer;
 
 use crate::support::{argmax, model_path};
 
@@ -86,7 +85,7 @@ fn assert_same_or_near_tie(ours: &[u32], reference: &[u32], steps: &[Vec<f32>], 
 fn compare(path: &Path) {
     let file = ModelFile::open(path).unwrap();
     assert_eq!(CpuLlama::unsupported_reason(&file), None);
-    let tokenizer = Tokenizer::from_gguf_metadata(file.metadata()).unwrap();
+    let tokenizer = file.tokenizer().clone();
     let cpu = CpuLlama::load(&file, 2, |_| {}).unwrap();
     let candle = CandleLlama::load(&file, &Device::Cpu, |_| {}).unwrap();
     for prompt in CONFIDENT.iter().chain([&STORY]) {
@@ -132,7 +131,7 @@ fn q8_0_and_k_quant_variants_give_candles_logits_and_greedy_text() {
 #[test]
 fn prompt_in_pieces_gives_the_logits_of_one_pass() {
     let file = ModelFile::open(&model_path()).unwrap();
-    let tokenizer = Tokenizer::from_gguf_metadata(file.metadata()).unwrap();
+    let tokenizer = file.tokenizer().clone();
     let prompt = tokenizer.encode(STORY);
     let cpu = CpuLlama::load(&file, 2, |_| {}).unwrap();
     let mut whole = cpu.new_cache();

@@ -177,7 +177,7 @@ fn compare_within(
     rms_tolerance: f32,
 ) {
     let file = ModelFile::open(model).unwrap();
-    let tokenizer = Tokenizer::from_gguf_metadata(file.metadata()).unwrap();
+    let tokenizer = file.tokenizer().clone();
     let prompts = prompts(chat);
     let reference = llama_cpp(model, &prompts);
     for (text, want) in STRINGS.iter().zip(&reference.strings) {
@@ -268,7 +268,7 @@ fn gemma3_on_candle_matches_llama_cpp() {
 fn gemma3_writes_coherent_text() {
     let model = rbee_testkit::gemma3_path();
     let file = ModelFile::open(&model).unwrap();
-    let tokenizer = Tokenizer::from_gguf_metadata(file.metadata()).unwrap();
+    let tokenizer = file.tokenizer().clone();
     let mut engine = cpu(&model);
     let prompt = tokenizer.encode("The three primary colors are red,");
     let text = tokenizer.decode(&greedy(&mut engine, &tokenizer, &prompt));

@@ -85,3 +85,32 @@ async fn worker_exits_when_its_stdin_closes() {
         log.text()
     );
 }
+
+/// The hive checks a model from its first megabytes before downloading it; a tokenizer the
+/// worker does not implement must be refused there, not after the download.
+#[tokio::test]
+async fn header_check_names_an_unknown_pre_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = dir.path().join("head.gguf");
+    let mut bytes = std::fs::read(model_path()).unwrap();
+    bytes.truncate(4 << 20);
+    // The value of `tokenizer.ggml.pre` follows its key, a type id (u32) and a length (u64).
+    let key = b"tokenizer.ggml.pre";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 12;
+    assert_eq!(&bytes[at..at + 6], b"smollm", "SmolLM2's pre-tokenizer");
+    bytes[at..at + 6].copy_from_slice(b"zzz-lm");
+    std::fs::write(&head, bytes).unwrap();
+    let out = Command::new(worker_bin())
+        .args(["--check", "--header-only", "--model"])
+        .arg(&head)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pre-tokenizer `zzz-lm` is not supported") && err.contains("head.gguf"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -13,7 +13,6 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use llm_worker_rbee::model_file::ModelFile;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -129,9 +128,11 @@ fn llama3_rope_freqs(base: f64, dims: usize) -> Vec<f32> {
 
 /// The tokenizer metadata of `donor`, with `pre` as its pre-tokenizer name when given.
 fn tokenizer_from(donor: &Path, pre: Option<&str>) -> Vec<(String, Value)> {
-    let file = ModelFile::open(donor).unwrap();
-    let mut out: Vec<(String, Value)> = file
-        .metadata()
+    // The whole header: an opened `ModelFile` keeps its vocabulary in its tokenizer.
+    let mut reader = std::fs::File::open(donor).unwrap();
+    let header = candle_core::quantized::gguf_file::Content::read(&mut reader).unwrap();
+    let mut out: Vec<(String, Value)> = header
+        .metadata
         .iter()
         .filter(|(k, _)| k.starts_with("tokenizer.ggml."))
         .map(|(k, v)| (k.clone(), v.clone()))

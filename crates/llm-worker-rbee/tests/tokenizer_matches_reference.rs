@@ -4,14 +4,16 @@
 //! same GGUF vocabulary and merges, pre-tokenizer `Digits(individual) + ByteLevel`), which is
 //! how SmolLM2's own `tokenizer.json` is configured.
 
+use std::sync::Arc;
+
 use llm_worker_rbee::model_file::ModelFile;
 use llm_worker_rbee::tokenizer::Tokenizer;
 
 use crate::support::model_path;
 
-fn tokenizer() -> Tokenizer {
+fn tokenizer() -> Arc<Tokenizer> {
     let file = ModelFile::open(&model_path()).unwrap();
-    Tokenizer::from_gguf_metadata(file.metadata()).unwrap()
+    file.tokenizer().clone()
 }
 
 #[test]

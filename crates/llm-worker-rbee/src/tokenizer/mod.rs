@@ -13,6 +13,7 @@
 mod byte_level;
 mod merge;
 mod pretokenizer;
+mod vocab;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use candle_core::quantized::gguf_file::Value;
 
 use self::merge::{MergePriority, merge_pieces};
 use self::pretokenizer::PreTokenizer;
+use self::vocab::Vocab;
 
 /// Why a tokenizer could not be built from the metadata.
 #[derive(Debug, thiserror::Error)]
@@ -61,15 +63,14 @@ enum Family {
 #[derive(Debug)]
 pub struct Tokenizer {
     family: Family,
-    tokens: Vec<String>,
+    vocab: Vocab,
     types: Vec<TokenType>,
-    ids: HashMap<String, u32>,
     /// Byte-level BPE: `(left id, right id) -> rank`.
     ranks: HashMap<(u32, u32), u32>,
     /// SentencePiece: score per token id.
     scores: Vec<f32>,
     /// Literal-matched tokens, longest first.
-    specials: Vec<(String, u32)>,
+    specials: Vec<u32>,
     pretokenizer: PreTokenizer,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -97,19 +98,13 @@ fn meta_bool(md: &HashMap<String, Value>, key: &str) -> Option<bool> {
     meta(md, key).and_then(|v| v.to_bool().ok())
 }
 
-fn meta_strings(md: &HashMap<String, Value>, key: &str) -> Result<Vec<String>, TokenizerError> {
-    let values = meta(md, key)
-        .ok_or_else(|| TokenizerError(format!("`{key}` is missing")))?
-        .to_vec()
-        .map_err(|_| TokenizerError(format!("`{key}` is not an array")))?;
-    values
-        .iter()
-        .map(|v| {
-            v.to_string()
-                .cloned()
-                .map_err(|_| TokenizerError(format!("`{key}` holds a non-string")))
-        })
-        .collect()
+/// Removes the array `key` from `md`, so its values are freed as they are read.
+fn take_array(md: &mut HashMap<String, Value>, key: &str) -> Result<Vec<Value>, TokenizerError> {
+    match md.remove(key) {
+        Some(Value::Array(values)) => Ok(values),
+        Some(_) => Err(TokenizerError(format!("`{key}` is not an array"))),
+        None => Err(TokenizerError(format!("`{key}` is missing"))),
+    }
 }
 
 fn value_as_f64(v: &Value) -> Option<f64> {
@@ -128,8 +123,9 @@ fn value_as_f64(v: &Value) -> Option<f64> {
     }
 }
 
-fn meta_numbers(md: &HashMap<String, Value>, key: &str) -> Option<Vec<f64>> {
-    let values = meta(md, key)?.to_vec().ok()?;
+/// Removes the numeric array `key` from `md`; `None` when it is missing or not numeric.
+fn take_numbers(md: &mut HashMap<String, Value>, key: &str) -> Option<Vec<f64>> {
+    let values = take_array(md, key).ok()?;
     values.iter().map(value_as_f64).collect()
 }
 
@@ -154,8 +150,10 @@ const END_OF_GENERATION_TEXTS: &[&str] = &[
 ];
 
 impl Tokenizer {
-    /// Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
-    pub fn from_gguf_metadata(md: &HashMap<String, Value>) -> Result<Self, TokenizerError> {
+    /// Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata. The
+    /// vocabulary's arrays (tokens, scores, types, merges) are taken out of `md`: the
+    /// tokenizer holds the only copy.
+    pub fn from_gguf_metadata(md: &mut HashMap<String, Value>) -> Result<Self, TokenizerError> {
         let model = meta(md, "tokenizer.ggml.model")
             .and_then(|v| v.to_string().ok())
             .ok_or_else(|| TokenizerError("`tokenizer.ggml.model` is missing".into()))?;
@@ -168,36 +166,36 @@ impl Tokenizer {
                 )));
             }
         };
-        let tokens = meta_strings(md, "tokenizer.ggml.tokens")?;
-        let n = tokens.len();
-        let mut types: Vec<TokenType> = match meta_numbers(md, "tokenizer.ggml.token_type") {
+        let vocab = Vocab::from_values(take_array(md, "tokenizer.ggml.tokens")?)?;
+        let n = vocab.len();
+        let mut types: Vec<TokenType> = match take_numbers(md, "tokenizer.ggml.token_type") {
             Some(t) if t.len() == n => t
                 .into_iter()
                 .map(|v| TokenType::from_gguf(v as i64))
                 .collect(),
             _ => vec![TokenType::Normal; n],
         };
-        let ids: HashMap<String, u32> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
         let mut ranks = HashMap::new();
         let mut scores = Vec::new();
         match family {
             Family::ByteLevelBpe => {
-                let merges = meta_strings(md, "tokenizer.ggml.merges")?;
-                for (rank, merge) in merges.iter().enumerate() {
+                let merges = take_array(md, "tokenizer.ggml.merges")?;
+                for (rank, merge) in merges.into_iter().enumerate() {
+                    let Value::String(merge) = merge else {
+                        return Err(TokenizerError(
+                            "`tokenizer.ggml.merges` holds a non-string".into(),
+                        ));
+                    };
                     let (l, r) = merge
                         .split_once(' ')
                         .ok_or_else(|| TokenizerError(format!("malformed merge `{merge}`")))?;
-                    if let (Some(&l), Some(&r)) = (ids.get(l), ids.get(r)) {
+                    if let (Some(l), Some(r)) = (vocab.id(l), vocab.id(r)) {
                         ranks.entry((l, r)).or_insert(rank as u32);
                     }
                 }
             }
             Family::SentencePiece => {
-                scores = match meta_numbers(md, "tokenizer.ggml.scores") {
+                scores = match take_numbers(md, "tokenizer.ggml.scores") {
                     Some(s) if s.len() == n => s.into_iter().map(|v| v as f32).collect(),
                     _ => return Err(TokenizerError("`tokenizer.ggml.scores` is missing".into())),
                 };
@@ -210,7 +208,7 @@ impl Tokenizer {
         let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
         end_of_generation.extend(check(meta_u32(md, "tokenizer.ggml.eot_token_id")));
         for text in END_OF_GENERATION_TEXTS {
-            if let Some(&id) = ids.get(*text) {
+            if let Some(id) = vocab.id(text) {
                 end_of_generation.push(id);
                 // Like llama.cpp: an end token is a control token (it renders as nothing).
                 types[id as usize] = TokenType::Control;
@@ -219,15 +217,18 @@ impl Tokenizer {
         end_of_generation.sort_unstable();
         end_of_generation.dedup();
 
-        let mut specials: Vec<(String, u32)> = tokens
+        let mut specials: Vec<(usize, u32)> = vocab
             .iter()
-            .enumerate()
-            .filter(|(i, t)| {
-                matches!(types[*i], TokenType::Control | TokenType::UserDefined) && !t.is_empty()
+            .filter(|&(id, t)| {
+                matches!(
+                    types[id as usize],
+                    TokenType::Control | TokenType::UserDefined
+                ) && !t.is_empty()
             })
-            .map(|(i, t)| (t.clone(), i as u32))
+            .map(|(id, t)| (t.len(), id))
             .collect();
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        specials.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let specials = specials.into_iter().map(|(_, id)| id).collect();
 
         let pre = meta(md, "tokenizer.ggml.pre").and_then(|v| v.to_string().ok());
         let pretokenizer = match family {
@@ -246,9 +247,8 @@ impl Tokenizer {
         let is_spm = family == Family::SentencePiece;
         Ok(Self {
             family,
-            tokens,
+            vocab,
             types,
-            ids,
             ranks,
             scores,
             specials,
@@ -263,7 +263,7 @@ impl Tokenizer {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.tokens.len()
+        self.vocab.len()
     }
 
     pub fn bos_token_id(&self) -> Option<u32> {
@@ -276,12 +276,12 @@ impl Tokenizer {
 
     /// Token text of `id` as stored in the vocabulary (`<|im_end|>`, `Ġthe`, `▁the`).
     pub fn token_text(&self, id: u32) -> Option<&str> {
-        self.tokens.get(id as usize).map(String::as_str)
+        self.vocab.text(id)
     }
 
     /// The id of the token whose text is exactly `text`.
     pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.ids.get(text).copied()
+        self.vocab.id(text)
     }
 
     /// Whether generating `id` ends the answer (EOS, end of turn).
@@ -319,7 +319,7 @@ impl Tokenizer {
     /// The bytes token `id` stands for. Control tokens render as nothing; concatenating the
     /// bytes of a sequence gives its text, possibly split inside a multi-byte character.
     pub fn token_bytes(&self, id: u32) -> Cow<'_, [u8]> {
-        let Some(text) = self.tokens.get(id as usize) else {
+        let Some(text) = self.vocab.text(id) else {
             return Cow::Borrowed(&[]);
         };
         match self.types[id as usize] {
@@ -350,8 +350,9 @@ impl Tokenizer {
     /// what remains (which differs from leftmost-first where two tokens overlap).
     fn split_specials<'t>(&self, text: &'t str) -> Vec<Segment<'t>> {
         let mut segments = vec![Segment::Text(text)];
-        for (special, id) in &self.specials {
-            if !text.contains(special.as_str()) {
+        for &id in &self.specials {
+            let special = self.vocab.text(id).unwrap_or_default();
+            if !text.contains(special) {
                 continue;
             }
             let mut next = Vec::with_capacity(segments.len() + 2);
@@ -360,11 +361,11 @@ impl Tokenizer {
                     next.push(segment);
                     continue;
                 };
-                while let Some(at) = rest.find(special.as_str()) {
+                while let Some(at) = rest.find(special) {
                     if at > 0 {
                         next.push(Segment::Text(&rest[..at]));
                     }
-                    next.push(Segment::Special(*id));
+                    next.push(Segment::Special(id));
                     rest = &rest[at + special.len()..];
                 }
                 if !rest.is_empty() {
@@ -382,7 +383,7 @@ impl Tokenizer {
                 for piece in self.pretokenizer.split(text) {
                     let mapped = byte_level::encode(piece);
                     if self.pretokenizer.ignore_merges
-                        && let Some(&id) = self.ids.get(&mapped)
+                        && let Some(id) = self.vocab.id(&mapped)
                     {
                         out.push(id);
                         continue;
@@ -410,23 +411,23 @@ impl Tokenizer {
     /// Appends the id of `piece`, falling back to its bytes (or characters) when it is not
     /// in the vocabulary.
     fn push_piece(&self, piece: &str, out: &mut Vec<u32>) {
-        if let Some(&id) = self.ids.get(piece) {
+        if let Some(id) = self.vocab.id(piece) {
             out.push(id);
             return;
         }
         match self.family {
             Family::SentencePiece => {
                 for b in piece.bytes() {
-                    match self.ids.get(&format!("<0x{b:02X}>")) {
-                        Some(&id) => out.push(id),
+                    match self.vocab.id(&format!("<0x{b:02X}>")) {
+                        Some(id) => out.push(id),
                         None => out.extend(self.unknown),
                     }
                 }
             }
             Family::ByteLevelBpe => {
                 for ch in piece.chars() {
-                    match self.ids.get(ch.encode_utf8(&mut [0; 4]) as &str) {
-                        Some(&id) => out.push(id),
+                    match self.vocab.id(ch.encode_utf8(&mut [0; 4])) {
+                        Some(id) => out.push(id),
                         None => out.extend(self.unknown),
                     }
                 }
@@ -450,8 +451,8 @@ struct RankRules<'a>(&'a Tokenizer);
 
 impl MergePriority for RankRules<'_> {
     fn priority(&self, left: &str, right: &str) -> Option<f64> {
-        let l = *self.0.ids.get(left)?;
-        let r = *self.0.ids.get(right)?;
+        let l = self.0.vocab.id(left)?;
+        let r = self.0.vocab.id(right)?;
         self.0.ranks.get(&(l, r)).map(|&rank| f64::from(rank))
     }
 }
@@ -463,7 +464,7 @@ impl MergePriority for ScoreRules<'_> {
         let mut joined = String::with_capacity(left.len() + right.len());
         joined.push_str(left);
         joined.push_str(right);
-        let id = *self.0.ids.get(&joined)? as usize;
+        let id = self.0.vocab.id(&joined)? as usize;
         match self.0.types[id] {
             TokenType::Normal | TokenType::UserDefined => Some(-f64::from(self.0.scores[id])),
             _ => None,

@@ -71,7 +71,7 @@ fn texts(t: &Tokenizer, ids: &[u32]) -> Vec<String> {
 
 #[test]
 fn sentencepiece_merges_by_score_with_space_prefix_and_bos() {
-    let t = Tokenizer::from_gguf_metadata(&spm_metadata()).unwrap();
+    let t = Tokenizer::from_gguf_metadata(&mut spm_metadata()).unwrap();
     let ids = t.encode("hello world");
     assert_eq!(texts(&t, &ids), ["<s>", "\u{2581}hello", "\u{2581}world"]);
     assert_eq!(t.decode(&ids), " hello world");
@@ -79,7 +79,7 @@ fn sentencepiece_merges_by_score_with_space_prefix_and_bos() {
 
 #[test]
 fn sentencepiece_falls_back_to_bytes_for_unknown_characters() {
-    let t = Tokenizer::from_gguf_metadata(&spm_metadata()).unwrap();
+    let t = Tokenizer::from_gguf_metadata(&mut spm_metadata()).unwrap();
     let ids = t.encode("hello\n猫");
     assert_eq!(
         texts(&t, &ids),
@@ -97,7 +97,7 @@ fn sentencepiece_falls_back_to_bytes_for_unknown_characters() {
 
 #[test]
 fn sentencepiece_recognises_control_tokens_in_text() {
-    let t = Tokenizer::from_gguf_metadata(&spm_metadata()).unwrap();
+    let t = Tokenizer::from_gguf_metadata(&mut spm_metadata()).unwrap();
     let ids = t.encode("<s>hello</s>");
     assert_eq!(texts(&t, &ids), ["<s>", "\u{2581}hello", "</s>"]);
     assert!(t.is_end_of_generation(2));
@@ -142,7 +142,7 @@ fn bpe_metadata() -> HashMap<String, Value> {
 
 #[test]
 fn byte_level_bpe_applies_merges_in_rank_order() {
-    let t = Tokenizer::from_gguf_metadata(&bpe_metadata()).unwrap();
+    let t = Tokenizer::from_gguf_metadata(&mut bpe_metadata()).unwrap();
     let ids = t.encode("the cat");
     assert_eq!(texts(&t, &ids), ["t", "he", "\u{120}", "cat"]);
     let ids = t.encode(" the");
@@ -151,7 +151,7 @@ fn byte_level_bpe_applies_merges_in_rank_order() {
 
 #[test]
 fn byte_level_bpe_round_trips_any_text_without_bos() {
-    let t = Tokenizer::from_gguf_metadata(&bpe_metadata()).unwrap();
+    let t = Tokenizer::from_gguf_metadata(&mut bpe_metadata()).unwrap();
     let text = "<|im_start|>user\nnaïve 猫 🐈<|im_end|>";
     let ids = t.encode(text);
     assert_eq!(ids[0], 1);
@@ -167,6 +167,6 @@ fn byte_level_bpe_round_trips_any_text_without_bos() {
 fn unsupported_tokenizer_model_is_a_clear_error() {
     let mut md = bpe_metadata();
     md.insert("tokenizer.ggml.model".into(), Value::String("rwkv".into()));
-    let err = Tokenizer::from_gguf_metadata(&md).unwrap_err();
+    let err = Tokenizer::from_gguf_metadata(&mut md).unwrap_err();
     assert!(err.to_string().contains("rwkv"), "{err}");
 }

@@ -58,15 +58,6 @@ pub struct Q8KRow<'a> {
     pub bsums: &'a [i16],
 }
 
-/// Four tokens' views, for the four-token kernels.
-pub struct Quad<'a> {
-    pub q8: [Q8Row<'a>; 4],
-    /// Present when the activations have 256-value blocks.
-    pub q8k: Option<[Q8KRow<'a>; 4]>,
-    /// Present when the activations were kept as floats.
-    pub f32: Option<[&'a [f32]; 4]>,
-}
-
 impl Quantized {
     /// Quantizes `x` (`tokens` rows of `cols`) for weights that take the given operands:
     /// always in 32-value blocks, also in 256-value blocks for K-quants, and kept as floats
@@ -131,17 +122,6 @@ impl Quantized {
             s: &self.q8.s[b.clone()],
             sums: &self.q8.sums[b],
             qs: &self.q8.qs[token * self.cols..(token + 1) * self.cols],
-        }
-    }
-
-    pub fn quad(&self, tokens: [usize; 4]) -> Quad<'_> {
-        Quad {
-            q8: tokens.map(|t| self.q8(t)),
-            q8k: self
-                .q8k
-                .as_ref()
-                .map(|_| tokens.map(|t| self.q8k(t).expect("256-value blocks"))),
-            f32: (self.f32.as_ref()).map(|_| tokens.map(|t| self.floats(t).expect("floats"))),
         }
     }
 

@@ -2,11 +2,15 @@
 //! dequantizer per format (used for embedding rows and as the reference in tests).
 //!
 //! The file stores a row as consecutive blocks, each a little-endian header (f16 scales)
-//! followed by packed integers. At load, rows of the 32-value formats are rearranged into
-//! planes — every block's scale, then every block's second header field, then the packed
-//! integers — so kernels can convert eight scales with one instruction. The bytes are the
-//! same, only their order changes: weights are never widened to f32. The K-quants keep the
-//! file's layout (their scales are shared by 256 values), and so do float matrices.
+//! followed by packed integers. At load, matrices of the 32-value formats are rearranged into
+//! tiles of eight rows ([`TILE_ROWS`]): for each block column, the eight rows' scales, then
+//! their minimums and high bits where the format has them, then their packed integers
+//! interleaved four bytes at a time, so that one 32-byte load holds four bytes of each row.
+//! A kernel multiplies such a vector by one token's four activation bytes broadcast to all
+//! eight lanes and gets the partial sums of eight rows at once: no horizontal sums, and each
+//! unpacked weight serves every token of a prompt. The bytes are the same, only their order
+//! changes: weights are never widened to f32. The K-quants keep the file's layout (their
+//! scales are shared by 256 values), and so do float matrices.
 
 use candle_core::quantized::GgmlDType;
 use half::f16;
@@ -15,6 +19,8 @@ use half::f16;
 pub const QK: usize = 32;
 /// Weights per super-block of the K-quants.
 pub const QK_K: usize = 256;
+/// Rows per tile of the 32-value formats.
+pub const TILE_ROWS: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -113,114 +119,91 @@ impl Format {
         }
     }
 
-    /// Whether rows are rearranged into planes at load ([`Format::to_planar`]).
+    /// Whether matrices are stored in tiles of [`TILE_ROWS`] rows ([`Format::write_tile`]):
+    /// the 32-value formats.
     #[inline]
-    fn is_planar(self) -> bool {
+    pub fn is_tiled(self) -> bool {
         self.operand() == Operand::Q8
     }
 
-    /// Bytes of a block's header after its f16 scale: Q4_1's minimum, Q5_0's high bits, both
-    /// for Q5_1 (planar: every minimum, then every block's high bits).
+    /// Where the parts of one block column of a tile start: the eight minimums (f16; Q4_1,
+    /// Q5_1), the eight high-bit words (u32; Q5_0, Q5_1), the packed integers (vector `k` of
+    /// 32 bytes holds bytes `4k..4k + 4` of each row's block). The eight f16 scales come first.
     #[inline]
-    fn extra_bytes(self) -> usize {
-        match self {
-            Self::Q4_1 => 2,
-            Self::Q5_0 => 4,
-            Self::Q5_1 => 6,
-            _ => 0,
+    pub fn tile_offsets(self) -> TileOffsets {
+        let (m, qh) = match self {
+            Self::Q4_1 => (2, 0),
+            Self::Q5_0 => (0, 4),
+            Self::Q5_1 => (2, 4),
+            _ => (0, 0),
+        };
+        let m_at = 2 * TILE_ROWS;
+        let qh_at = m_at + m * TILE_ROWS;
+        TileOffsets {
+            m_at,
+            qh_at,
+            qs_at: qh_at + qh * TILE_ROWS,
         }
     }
 
-    /// A row as the kernels read it: planes for the 32-value formats (see the module
-    /// documentation), the file's bytes for K-quants and floats.
-    pub fn to_planar(self, row: &[u8]) -> Vec<u8> {
-        let mut out = vec![0; row.len()];
-        self.write_planar(row, &mut out);
-        out
+    /// Bytes of a block's packed integers (16 for four- and five-bit values, 32 for Q8_0).
+    #[inline]
+    fn quant_bytes(self) -> usize {
+        if self == Self::Q8_0 { 32 } else { 16 }
     }
 
-    /// [`Format::to_planar`] into `out`, which is as long as `row`.
-    pub fn write_planar(self, row: &[u8], out: &mut [u8]) {
-        if !self.is_planar() {
-            out.copy_from_slice(row);
+    /// Rearranges `rows` — [`TILE_ROWS`] consecutive rows as the file stores them — into one
+    /// tile in `out` (as long as `rows`). Formats that are not tiled are copied as they are.
+    pub fn write_tile(self, rows: &[u8], out: &mut [u8]) {
+        assert_eq!(rows.len(), out.len());
+        if !self.is_tiled() {
+            out.copy_from_slice(rows);
             return;
         }
-        let (bytes, extra) = (self.block_bytes(), self.extra_bytes());
-        let nb = row.len() / bytes;
-        let (d, rest) = out.split_at_mut(2 * nb);
-        let (e, qs) = rest.split_at_mut(extra * nb);
-        let quants = bytes - 2 - extra;
-        for (b, blk) in row.chunks_exact(bytes).enumerate() {
-            d[2 * b..2 * b + 2].copy_from_slice(&blk[..2]);
-            if self == Self::Q5_1 {
-                e[2 * b..2 * b + 2].copy_from_slice(&blk[2..4]);
-                e[2 * nb + 4 * b..2 * nb + 4 * b + 4].copy_from_slice(&blk[4..8]);
-            } else {
-                e[extra * b..extra * (b + 1)].copy_from_slice(&blk[2..2 + extra]);
-            }
-            qs[quants * b..quants * (b + 1)].copy_from_slice(&blk[2 + extra..]);
-        }
-    }
-
-    /// The planes of a planar row of a 32-value format.
-    #[inline]
-    pub fn planes(self, row: &[u8]) -> Planes<'_> {
-        let nb = row.len() / self.block_bytes();
-        let (d, rest) = row.split_at(2 * nb);
-        let (extra, qs) = rest.split_at(self.extra_bytes() * nb);
-        let qh_at = if self == Self::Q5_1 { 2 * nb } else { 0 };
-        Planes {
-            nb,
-            d,
-            extra,
-            qh_at,
-            qs,
-        }
-    }
-
-    /// Writes the values of `row` (a row as [`Format::to_planar`] makes it) into `out`.
-    pub fn dequantize(self, row: &[u8], out: &mut [f32]) {
-        if self.is_planar() {
-            let p = self.planes(row);
-            for (b, y) in out.chunks_exact_mut(QK).enumerate().take(p.nb) {
-                let d = p.d(b);
-                match self {
-                    Self::Q4_0 => {
-                        for (j, &q) in p.qs(b, 16).iter().enumerate() {
-                            y[j] = d * ((q & 0xF) as f32 - 8.0);
-                            y[j + 16] = d * ((q >> 4) as f32 - 8.0);
-                        }
-                    }
-                    Self::Q4_1 => {
-                        let m = p.m(b);
-                        for (j, &q) in p.qs(b, 16).iter().enumerate() {
-                            y[j] = d * (q & 0xF) as f32 + m;
-                            y[j + 16] = d * (q >> 4) as f32 + m;
-                        }
-                    }
-                    Self::Q5_0 | Self::Q5_1 => {
-                        let qh = p.qh(b);
-                        let (offset, m) = match self {
-                            Self::Q5_0 => (16.0, 0.0),
-                            _ => (0.0, p.m(b)),
-                        };
-                        for (j, &q) in p.qs(b, 16).iter().enumerate() {
-                            let lo = (q & 0xF) as u32 | ((qh >> j) & 1) << 4;
-                            let hi = (q >> 4) as u32 | ((qh >> (j + 16)) & 1) << 4;
-                            y[j] = d * (lo as f32 - offset) + m;
-                            y[j + 16] = d * (hi as f32 - offset) + m;
-                        }
-                    }
-                    Self::Q8_0 => {
-                        for (y, &q) in y.iter_mut().zip(p.qs(b, 32)) {
-                            *y = d * (q as i8) as f32;
-                        }
-                    }
-                    _ => unreachable!("only the 32-value formats are planar"),
+        let bytes = self.block_bytes();
+        let row_bytes = rows.len() / TILE_ROWS;
+        let nb = row_bytes / bytes;
+        let at = self.tile_offsets();
+        let header = bytes - self.quant_bytes();
+        for (b, tile) in out.chunks_exact_mut(TILE_ROWS * bytes).enumerate().take(nb) {
+            for l in 0..TILE_ROWS {
+                let blk = &rows[l * row_bytes + b * bytes..l * row_bytes + (b + 1) * bytes];
+                tile[2 * l..2 * l + 2].copy_from_slice(&blk[..2]);
+                let mut rest = &blk[2..header];
+                if at.qh_at > at.m_at {
+                    tile[at.m_at + 2 * l..at.m_at + 2 * l + 2].copy_from_slice(&rest[..2]);
+                    rest = &rest[2..];
+                }
+                if at.qs_at > at.qh_at {
+                    tile[at.qh_at + 4 * l..at.qh_at + 4 * l + 4].copy_from_slice(&rest[..4]);
+                }
+                for (k, four) in blk[header..].chunks_exact(4).enumerate() {
+                    let to = at.qs_at + 32 * k + 4 * l;
+                    tile[to..to + 4].copy_from_slice(four);
                 }
             }
-            return;
         }
+    }
+
+    /// Writes the values of row `lane` of `tile` (as [`Format::write_tile`] makes it) into
+    /// `out`.
+    pub fn dequantize_tile_row(self, tile: &[u8], lane: usize, out: &mut [f32]) {
+        let t = Tile::new(self, tile);
+        for (b, y) in out.chunks_exact_mut(QK).enumerate().take(t.nb) {
+            let (d, m) = (t.d(b, lane), t.m(b, lane));
+            for (j, y) in y.iter_mut().enumerate() {
+                *y = d * t.value(b, lane, j) as f32 + m;
+            }
+        }
+    }
+
+    /// Writes the values of `row`, as the file stores it, into `out` (formats that are not
+    /// tiled).
+    pub fn dequantize(self, row: &[u8], out: &mut [f32]) {
+        assert!(
+            !self.is_tiled(),
+            "rows of the 32-value formats live in tiles"
+        );
         let blocks = row.chunks_exact(self.block_bytes());
         for (b, y) in blocks.zip(out.chunks_exact_mut(self.block_len())) {
             match self {
@@ -271,47 +254,86 @@ impl Format {
                         *y = bf16_at(b, 2 * j);
                     }
                 }
-                _ => unreachable!("32-value formats are planar"),
+                _ => unreachable!("the 32-value formats live in tiles"),
             }
         }
     }
 }
 
-/// A planar row of a 32-value format: `d` holds each block's f16 scale, `extra` each
-/// block's minimum (Q4_1, f16) or high bits (Q5_0, u32) or both (Q5_1: minimums first, the
-/// high bits from byte `qh_at`), `qs` the packed integers.
-#[derive(Clone, Copy)]
-pub struct Planes<'a> {
-    pub nb: usize,
-    pub d: &'a [u8],
-    pub extra: &'a [u8],
+/// Where the parts of a tile's block column start ([`Format::tile_offsets`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TileOffsets {
+    pub m_at: usize,
     pub qh_at: usize,
-    pub qs: &'a [u8],
+    pub qs_at: usize,
 }
 
-impl Planes<'_> {
-    #[inline(always)]
-    pub fn d(&self, b: usize) -> f32 {
-        f16_at(self.d, 2 * b)
+/// A tile of a 32-value format read value by value: the portable kernel and the dequantizer.
+#[derive(Clone, Copy)]
+pub struct Tile<'a> {
+    pub format: Format,
+    pub nb: usize,
+    bytes: &'a [u8],
+    at: TileOffsets,
+}
+
+impl<'a> Tile<'a> {
+    pub fn new(format: Format, bytes: &'a [u8]) -> Self {
+        let block = TILE_ROWS * format.block_bytes();
+        assert!(format.is_tiled() && bytes.len().is_multiple_of(block));
+        Self {
+            format,
+            nb: bytes.len() / block,
+            bytes,
+            at: format.tile_offsets(),
+        }
     }
 
-    /// Q4_1's or Q5_1's minimum of block `b`.
-    #[inline(always)]
-    pub fn m(&self, b: usize) -> f32 {
-        f16_at(self.extra, 2 * b)
+    fn column(&self, b: usize) -> &'a [u8] {
+        let block = TILE_ROWS * self.format.block_bytes();
+        &self.bytes[b * block..(b + 1) * block]
     }
 
-    /// Q5_0's or Q5_1's fifth bits of block `b`.
-    #[inline(always)]
-    pub fn qh(&self, b: usize) -> u32 {
-        let e = &self.extra[self.qh_at + 4 * b..self.qh_at + 4 * b + 4];
-        u32::from_le_bytes([e[0], e[1], e[2], e[3]])
+    /// The scale of row `lane` in block `b`.
+    #[inline]
+    pub fn d(&self, b: usize, lane: usize) -> f32 {
+        f16_at(self.column(b), 2 * lane)
     }
 
-    /// The `len` packed bytes of block `b`.
-    #[inline(always)]
-    pub fn qs(&self, b: usize, len: usize) -> &[u8] {
-        &self.qs[b * len..(b + 1) * len]
+    /// The minimum of row `lane` in block `b` (0 for formats without one).
+    #[inline]
+    pub fn m(&self, b: usize, lane: usize) -> f32 {
+        match self.format {
+            Format::Q4_1 | Format::Q5_1 => f16_at(self.column(b), self.at.m_at + 2 * lane),
+            _ => 0.0,
+        }
+    }
+
+    /// The integer `j` (0..32) of row `lane` in block `b`, such that the weight is
+    /// `d · value + m`.
+    #[inline]
+    pub fn value(&self, b: usize, lane: usize, j: usize) -> i32 {
+        let c = self.column(b);
+        if self.format == Format::Q8_0 {
+            return c[self.at.qs_at + 32 * (j / 4) + 4 * lane + j % 4] as i8 as i32;
+        }
+        let i = j % 16;
+        let byte = c[self.at.qs_at + 32 * (i / 4) + 4 * lane + i % 4];
+        let nibble = i32::from(if j < 16 { byte & 0xF } else { byte >> 4 });
+        let high = match self.format {
+            Format::Q5_0 | Format::Q5_1 => {
+                let at = self.at.qh_at + 4 * lane;
+                let qh = u32::from_le_bytes([c[at], c[at + 1], c[at + 2], c[at + 3]]);
+                (((qh >> j) & 1) << 4) as i32
+            }
+            _ => 0,
+        };
+        let offset = match self.format {
+            Format::Q4_0 => 8,
+            Format::Q5_0 => 16,
+            _ => 0,
+        };
+        (nibble | high) - offset
     }
 }
 

@@ -1,16 +1,17 @@
 //! Quantized dot products with the instruction set picked once at run time.
 //!
-//! Each kernel multiplies one row of weights, in its file format, by one token's 8-bit
-//! activations ([`crate::cpu::activation`]). The portable kernels are the definition; the
-//! SIMD ones must agree with them and with plain f32 arithmetic on the dequantized values
+//! Each kernel multiplies a run of eight rows of weights — a tile of a 32-value format, or
+//! eight rows of a K-quant or float format as the file stores them — by one or four tokens'
+//! 8-bit activations ([`crate::cpu::activation`]). The portable kernels are the definition;
+//! the SIMD ones must agree with them and with plain f32 arithmetic on the dequantized values
 //! (see the tests below).
 
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use super::activation::{Quad, Quantized};
-use super::format::{Format, Operand};
+use super::activation::Quantized;
+use super::format::{Format, Operand, TILE_ROWS};
 
 /// Evaluates `$portable` for the portable kernels, else calls `$kernel` from the module of
 /// the instruction set.
@@ -118,68 +119,63 @@ impl Kernels {
         }
     }
 
-    /// `row · x[token]`, where `row` holds one row of weights in `format`.
+    /// `out[t][l] = row l of run · x[tokens[t]]` for `N` (1 or 4) tokens, where `run` holds
+    /// eight rows of weights in `format` ([`super::matmul::QMatrix::run`]).
     #[inline]
-    pub fn dot(&self, format: Format, row: &[u8], x: &Quantized, token: usize) -> f32 {
+    pub fn run<const N: usize>(
+        &self,
+        format: Format,
+        run: &[u8],
+        x: &Quantized,
+        tokens: [usize; N],
+    ) -> [[f32; TILE_ROWS]; N] {
         match format.operand() {
-            Operand::Q8K => {
-                let a = x.q8k(token).expect(K_BLOCKS);
+            Operand::Q8 => {
+                let a = tokens.map(|t| x.q8(t));
                 dispatch!(
                     self.isa,
-                    portable::dot_q8k(format, row, a),
-                    dot_q8k(format, row, a)
+                    portable::tile_q8(format, run, a),
+                    tile_q8(format, run, a)
                 )
+            }
+            Operand::Q8K => {
+                let a = tokens.map(|t| x.q8k(t).expect(K_BLOCKS));
+                rows(run, |row| {
+                    dispatch!(
+                        self.isa,
+                        a.map(|a| portable::dot_q8k(format, row, a)),
+                        dot_q8k(format, row, a)
+                    )
+                })
             }
             Operand::F32 => {
-                let a = x.floats(token).expect(FLOATS);
-                dispatch!(
-                    self.isa,
-                    portable::dot_f32(format, row, a),
-                    dot_f32(format, row, a)
-                )
-            }
-            Operand::Q8 => {
-                let a = x.q8(token);
-                dispatch!(
-                    self.isa,
-                    portable::dot_q8(format, row, a),
-                    dot_q8(format, row, a)
-                )
+                let a = tokens.map(|t| x.floats(t).expect(FLOATS));
+                rows(run, |row| {
+                    dispatch!(
+                        self.isa,
+                        a.map(|a| portable::dot_f32(format, row, a)),
+                        dot_f32(format, row, a)
+                    )
+                })
             }
         }
     }
+}
 
-    /// `[row · quad[0], .., row · quad[3]]`: the weights are unpacked once for four tokens,
-    /// which is what makes prompt processing faster than token-by-token decoding.
-    #[inline]
-    pub fn dot_x4(&self, format: Format, row: &[u8], quad: &Quad) -> [f32; 4] {
-        match format.operand() {
-            Operand::Q8K => {
-                let a = quad.q8k.expect(K_BLOCKS);
-                dispatch!(
-                    self.isa,
-                    a.map(|a| portable::dot_q8k(format, row, a)),
-                    dot_q8k_x4(format, row, a)
-                )
-            }
-            Operand::F32 => {
-                let a = quad.f32.expect(FLOATS);
-                dispatch!(
-                    self.isa,
-                    a.map(|a| portable::dot_f32(format, row, a)),
-                    dot_f32_x4(format, row, a)
-                )
-            }
-            Operand::Q8 => {
-                let a = quad.q8;
-                dispatch!(
-                    self.isa,
-                    a.map(|a| portable::dot_q8(format, row, a)),
-                    dot_q8_x4(format, row, a)
-                )
-            }
+/// Applies `dot` (one row times `N` tokens) to each row of a run of rows as the file stores
+/// them.
+#[inline]
+fn rows<const N: usize>(
+    run: &[u8],
+    mut dot: impl FnMut(&[u8]) -> [f32; N],
+) -> [[f32; TILE_ROWS]; N] {
+    let mut out = [[0f32; TILE_ROWS]; N];
+    for (l, row) in run.chunks_exact(run.len() / TILE_ROWS).enumerate() {
+        for (out, v) in out.iter_mut().zip(dot(row)) {
+            out[l] = v;
         }
     }
+    out
 }
 
 const K_BLOCKS: &str = "activations for K-quants are quantized in 256-value blocks";

@@ -3,56 +3,32 @@
 
 use crate::cpu::activation::{Q8KRow, Q8Row};
 use crate::cpu::format::{
-    Format, QK, bf16_at, f16_at, k4_scale_min, k5_high_bits, k6_scale, k6_values,
+    Format, QK, TILE_ROWS, Tile, bf16_at, f16_at, k4_scale_min, k5_high_bits, k6_scale, k6_values,
 };
 
-/// `row · a` for a 32-value-block format (a planar row).
-pub fn dot_q8(format: Format, row: &[u8], a: Q8Row) -> f32 {
-    let p = format.planes(row);
-    let mut sum = 0f32;
-    for b in 0..p.nb {
-        let y = &a.qs[b * QK..(b + 1) * QK];
-        let d = p.d(b) * a.d[b];
-        sum += match format {
-            Format::Q4_0 => d * pairs(p.qs(b, 16), y, |q| q as i32 - 8) as f32,
-            Format::Q4_1 => d * pairs(p.qs(b, 16), y, |q| q as i32) as f32 + p.m(b) * a.s[b],
-            Format::Q5_0 | Format::Q5_1 => {
-                let qh = p.qh(b);
-                let offset = if format == Format::Q5_0 { 16 } else { 0 };
-                let mut isum = 0i32;
-                for (j, &q) in p.qs(b, 16).iter().enumerate() {
-                    let lo = (q & 0xF) as i32 | (((qh >> j) & 1) << 4) as i32;
-                    let hi = (q >> 4) as i32 | (((qh >> (j + 16)) & 1) << 4) as i32;
-                    isum += (lo - offset) * y[j] as i32 + (hi - offset) * y[j + 16] as i32;
-                }
-                let min = if format == Format::Q5_1 {
-                    p.m(b) * a.s[b]
-                } else {
-                    0.0
-                };
-                d * isum as f32 + min
-            }
-            Format::Q8_0 => {
-                let isum: i32 = p
-                    .qs(b, 32)
-                    .iter()
-                    .zip(y)
-                    .map(|(&q, &y)| (q as i8) as i32 * y as i32)
-                    .sum();
-                d * isum as f32
-            }
-            _ => unreachable!("only 32-value formats pair with 32-value blocks"),
-        };
+/// `out[t][l] = row l of tile · a[t]` for a 32-value format.
+pub fn tile_q8<const N: usize>(
+    format: Format,
+    tile: &[u8],
+    a: [Q8Row; N],
+) -> [[f32; TILE_ROWS]; N] {
+    let t = Tile::new(format, tile);
+    let mut out = [[0f32; TILE_ROWS]; N];
+    for (out, a) in out.iter_mut().zip(&a) {
+        assert!(a.qs.len() == t.nb * QK && a.d.len() == t.nb && a.s.len() == t.nb);
+        for (l, out) in out.iter_mut().enumerate() {
+            *out = (0..t.nb)
+                .map(|b| {
+                    let y = &a.qs[b * QK..(b + 1) * QK];
+                    let isum: i32 = (y.iter().enumerate())
+                        .map(|(j, &y)| t.value(b, l, j) * i32::from(y))
+                        .sum();
+                    t.d(b, l) * a.d[b] * isum as f32 + t.m(b, l) * a.s[b]
+                })
+                .sum();
+        }
     }
-    sum
-}
-
-/// Σ over a block whose 16 bytes hold elements `j` (low nibble) and `j + 16` (high nibble).
-fn pairs(qs: &[u8], y: &[i8], value: impl Fn(u8) -> i32) -> i32 {
-    qs.iter()
-        .enumerate()
-        .map(|(j, &q)| value(q & 0xF) * y[j] as i32 + value(q >> 4) * y[j + 16] as i32)
-        .sum()
+    out
 }
 
 /// `row · a` for a K-quant.

@@ -2,7 +2,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::cpu::format::Operand;
+use crate::cpu::format::{Operand, TILE_ROWS};
 
 const FORMATS: [Format; 11] = [
     Format::Q4_0,
@@ -60,6 +60,28 @@ fn random_row(rng: &mut StdRng, format: Format, cols: usize) -> Vec<u8> {
     row
 }
 
+/// Eight random rows of `format` as the file stores them, and as the kernels read them.
+fn random_run(rng: &mut StdRng, format: Format, cols: usize) -> (Vec<u8>, Vec<u8>) {
+    let file: Vec<u8> = (0..TILE_ROWS)
+        .flat_map(|_| random_row(rng, format, cols))
+        .collect();
+    let mut run = vec![0u8; file.len()];
+    format.write_tile(&file, &mut run);
+    (file, run)
+}
+
+/// Row `lane` of a run as the kernels read it, dequantized.
+fn dequantize(format: Format, run: &[u8], lane: usize, cols: usize) -> Vec<f32> {
+    let mut w = vec![0f32; cols];
+    if format.is_tiled() {
+        format.dequantize_tile_row(run, lane, &mut w);
+    } else {
+        let n = format.row_bytes(cols);
+        format.dequantize(&run[lane * n..(lane + 1) * n], &mut w);
+    }
+    w
+}
+
 #[test]
 fn rows_rearranged_for_the_kernels_dequantize_like_candle() {
     use candle_core::Device;
@@ -78,16 +100,18 @@ fn rows_rearranged_for_the_kernels_dequantize_like_candle() {
         (Format::F16, GgmlDType::F16),
         (Format::BF16, GgmlDType::BF16),
     ] {
-        let file_row = random_row(&mut rng, format, 512);
-        let candle: Vec<f32> = qtensor_from_ggml(dtype, &file_row, vec![512], &Device::Cpu)
-            .unwrap()
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let mut ours = vec![0f32; 512];
-        format.dequantize(&format.to_planar(&file_row), &mut ours);
-        assert_eq!(ours, candle, "{format:?}");
+        let (file, run) = random_run(&mut rng, format, 512);
+        let n = format.row_bytes(512);
+        for lane in 0..TILE_ROWS {
+            let row = &file[lane * n..(lane + 1) * n];
+            let candle: Vec<f32> = qtensor_from_ggml(dtype, row, vec![512], &Device::Cpu)
+                .unwrap()
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(dequantize(format, &run, lane, 512), candle, "{format:?}");
+        }
     }
 }
 
@@ -96,9 +120,7 @@ fn random_activations(rng: &mut StdRng, len: usize) -> Vec<f32> {
 }
 
 /// The straightforward reference: dequantize both sides and sum f32 products.
-fn reference(format: Format, row: &[u8], x: &Quantized, token: usize, cols: usize) -> f32 {
-    let mut w = vec![0f32; cols];
-    format.dequantize(row, &mut w);
+fn reference(w: &[f32], format: Format, x: &Quantized, token: usize) -> f32 {
     let a: Vec<f32> = match format.operand() {
         Operand::Q8K => {
             let k = x.q8k(token).unwrap();
@@ -122,35 +144,36 @@ fn reference(format: Format, row: &[u8], x: &Quantized, token: usize, cols: usiz
 fn check(kernels: Kernels) {
     let mut rng = StdRng::seed_from_u64(7);
     for format in FORMATS {
-        // 576 = 18 blocks of 32: eight at a time leaves a tail.
         for cols in [256usize, 576, 1536] {
             if !cols.is_multiple_of(format.block_len()) {
                 continue;
             }
             let x = random_activations(&mut rng, 4 * cols);
             let q = Quantized::new(&x, cols, &[format.operand()]);
-            for _ in 0..20 {
-                let row = format.to_planar(&random_row(&mut rng, format, cols));
+            for _ in 0..5 {
+                let (_, run) = random_run(&mut rng, format, cols);
                 let tokens = [2, 0, 3, 1];
-                let x4 = kernels.dot_x4(format, &row, &q.quad(tokens));
-                for (token, &four) in tokens.into_iter().zip(&x4) {
-                    let want = reference(format, &row, &q, token, cols);
-                    let got = kernels.dot(format, &row, &q, token);
-                    assert!(
-                        (four - got).abs() <= 1e-4 * got.abs().max(1.0),
-                        "{} {format:?}: four at once {four}, one at a time {got}",
-                        kernels.name(),
-                    );
-                    let scale: f32 = {
-                        let mut w = vec![0f32; cols];
-                        format.dequantize(&row, &mut w);
-                        w.iter().map(|v| v.abs()).sum::<f32>() * 3.0
-                    };
-                    assert!(
-                        (got - want).abs() <= 1e-5 * scale + 1e-4,
-                        "{} {format:?} cols {cols}: kernel {got}, reference {want}",
-                        kernels.name()
-                    );
+                let four = kernels.run(format, &run, &q, tokens);
+                for (t, &token) in tokens.iter().enumerate() {
+                    let [one] = kernels.run(format, &run, &q, [token]);
+                    for lane in 0..TILE_ROWS {
+                        let w = dequantize(format, &run, lane, cols);
+                        let want = reference(&w, format, &q, token);
+                        let (got, together) = (one[lane], four[t][lane]);
+                        // The same products in the same order, however many tokens.
+                        assert_eq!(
+                            together.to_bits(),
+                            got.to_bits(),
+                            "{} {format:?}: four at once {together}, one at a time {got}",
+                            kernels.name(),
+                        );
+                        let scale = w.iter().map(|v| v.abs()).sum::<f32>() * 3.0;
+                        assert!(
+                            (got - want).abs() <= 1e-5 * scale + 1e-4,
+                            "{} {format:?} cols {cols} row {lane}: kernel {got}, reference {want}",
+                            kernels.name()
+                        );
+                    }
                 }
             }
         }

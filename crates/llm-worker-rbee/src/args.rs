@@ -59,6 +59,11 @@ pub struct Args {
     #[arg(long, env = "RBEE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 
+    /// Instruction set of the CPU kernels: `auto` (the fastest this CPU has), or `portable`,
+    /// `avx2`, `avx512-vnni`, `avx-vnni` to compare paths (refused if the CPU lacks it).
+    #[arg(long, env = "RBEE_WORKER_KERNELS", value_name = "ISA")]
+    pub kernels: Option<String>,
+
     /// Model reference reported to the hive (default: `file:<model path>`).
     #[arg(long, env = "RBEE_WORKER_MODEL_REF")]
     pub model_ref: Option<String>,

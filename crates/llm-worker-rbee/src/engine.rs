@@ -49,11 +49,11 @@ pub struct Job {
 
 impl Engine {
     /// Loads `file` onto `device`, reporting each loaded layer to `progress`; on the CPU the
-    /// matrix products use `threads` threads.
+    /// matrix products run as `cpu` says.
     pub fn load(
         file: &ModelFile,
         device: &Device,
-        threads: usize,
+        cpu: cpu::CpuConfig,
         progress: impl FnMut(LoadStep),
     ) -> Result<Self, LoadError> {
         let info = file.info()?;
@@ -82,7 +82,7 @@ impl Engine {
             &text_of(tokenizer.eos_token_id()),
         )
         .map_err(|e| e.to_string());
-        let model = Model::load(file, device, threads, progress)?;
+        let model = Model::load(file, device, cpu, progress)?;
         let mut info = info;
         info.compute = Some(model.compute_path());
         Ok(Self {
@@ -311,7 +311,7 @@ impl Model {
     fn load(
         file: &ModelFile,
         device: &Device,
-        threads: usize,
+        cpu: cpu::CpuConfig,
         progress: impl FnMut(LoadStep),
     ) -> Result<Self, LoadError> {
         if !device.is_cpu() {
@@ -320,10 +320,10 @@ impl Model {
         }
         match cpu::model::Transformer::unsupported_reason(file) {
             None => {
-                let model = cpu::model::Transformer::load(file, threads, progress)?;
+                let model = cpu::model::Transformer::load(file, cpu, progress)?;
                 tracing::info!(
                     kernels = model.kernels().name(),
-                    threads,
+                    threads = cpu.threads,
                     "running on rbee's CPU kernels"
                 );
                 Ok(Self::Cpu(model))

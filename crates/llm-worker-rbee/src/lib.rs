@@ -44,6 +44,8 @@ use rbee_http::auth::ApiKey;
 use tokio::net::TcpListener;
 
 use crate::args::Args;
+use crate::cpu::CpuConfig;
+use crate::cpu::kernels::Kernels;
 use crate::engine::Engine;
 use crate::hive_client::HiveClient;
 use crate::model_file::ModelFile;
@@ -127,6 +129,11 @@ async fn serve_until_stopped(
 ) -> Result<(), Fatal> {
     let device = backend::device(args.backend, args.device)
         .map_err(|e| Fatal::new(ErrorCode::BackendUnavailable, e))?;
+    let kernels = match args.kernels.as_deref() {
+        None | Some("auto") => Kernels::detect(),
+        Some(name) => Kernels::named(name)
+            .map_err(|e| Fatal::new(ErrorCode::BackendUnavailable, e.to_string()))?,
+    };
     let file = open_model(&args.model)?;
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr)
@@ -181,7 +188,8 @@ async fn serve_until_stopped(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
     );
-    let loaded = load(state.clone(), file, device, threads).await;
+    let cpu = CpuConfig { threads, kernels };
+    let loaded = load(state.clone(), file, device, cpu).await;
     if loaded.is_err() {
         state.shutdown.cancel();
     }
@@ -195,12 +203,12 @@ async fn load(
     state: AppState,
     file: ModelFile,
     device: candle_core::Device,
-    threads: usize,
+    cpu: CpuConfig,
 ) -> Result<(), Fatal> {
     let path = file.path.clone();
     let progress_state = state.clone();
     let task = tokio::task::spawn_blocking(move || {
-        Engine::load(&file, &device, threads, |step| {
+        Engine::load(&file, &device, cpu, |step| {
             progress_state.loading.push(LoadingEvent::LoadingToVram {
                 layers_loaded: step.layers_loaded,
                 layers_total: step.layers_total,

@@ -146,3 +146,10 @@ async fn an_iq_format_is_named_not_called_corrupt() {
     assert_eq!(code, Some(1));
     assert_one_clear_line(&lines, &["iq4_xs.gguf", "format IQ4_XS is not supported"]);
 }
+
+#[tokio::test]
+async fn kernels_the_cpu_cannot_run_are_refused_with_the_ones_it_can() {
+    let (code, lines) = run_to_exit(&model_path(), &["--kernels", "neon"]).await;
+    assert_eq!(code, Some(1));
+    assert_one_clear_line(&lines, &["`neon`", "not available on this CPU", "portable"]);
+}

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use candle_core::quantized::GgmlDType;
+use llm_worker_rbee::cpu::CpuConfig;
 use llm_worker_rbee::cpu::model::Transformer as CpuLlama;
 use llm_worker_rbee::llama::Llama as CandleLlama;
 use llm_worker_rbee::model_file::ModelFile;
@@ -89,7 +90,7 @@ fn compare(path: &Path) {
     let file = ModelFile::open(path).unwrap();
     assert_eq!(CpuLlama::unsupported_reason(&file), None);
     let tokenizer = file.tokenizer().clone();
-    let cpu = CpuLlama::load(&file, 2, |_| {}).unwrap();
+    let cpu = CpuLlama::load(&file, CpuConfig::best(2), |_| {}).unwrap();
     let candle = CandleLlama::load(&file, &Device::Cpu, |_| {}).unwrap();
     for prompt in CONFIDENT.iter().chain([&STORY]) {
         let tokens = tokenizer.encode(prompt);
@@ -135,7 +136,7 @@ fn prompt_in_pieces_gives_the_logits_of_one_pass() {
     let file = ModelFile::open(&model_path()).unwrap();
     let tokenizer = file.tokenizer().clone();
     let prompt = tokenizer.encode(STORY);
-    let cpu = CpuLlama::load(&file, 2, |_| {}).unwrap();
+    let cpu = CpuLlama::load(&file, CpuConfig::best(2), |_| {}).unwrap();
     let mut whole = cpu.new_cache();
     let once = cpu.forward(&prompt, &mut whole).unwrap();
     // Two pieces of lengths that leave one, two and three tokens over a multiple of four.

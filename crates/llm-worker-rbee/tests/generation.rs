@@ -51,6 +51,19 @@ async fn raw_prompt_is_completed() {
     assert!(out.text().contains("Paris"), "{:?}", out.text());
 }
 
+/// `--kernels` picks the instruction set (the portable kernels run on every CPU), and the
+/// worker reports the one it runs.
+#[tokio::test]
+async fn the_portable_kernels_can_be_asked_for_and_are_reported() {
+    let w = Worker::ready(&["--kernels", "portable"]).await;
+    let ready = w.ready_state().await;
+    assert_eq!(ready["model"]["compute"]["kernels"], "portable", "{ready}");
+    let out = w
+        .infer(json!({"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}))
+        .await;
+    assert!(out.text().contains("Paris"), "{:?}", out.text());
+}
+
 #[tokio::test]
 async fn stop_sequence_ends_the_answer_before_it() {
     let w = Worker::ready(&[]).await;

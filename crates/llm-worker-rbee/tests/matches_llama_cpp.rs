@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use llm_worker_rbee::cpu::CpuConfig;
 use llm_worker_rbee::cpu::model::Transformer;
 use llm_worker_rbee::llama::Llama as CandleModel;
 use llm_worker_rbee::model_file::ModelFile;
@@ -31,6 +32,7 @@ const STRINGS: &[&str] = &[
     "Spaces:  two,   three,\t\ttabs,\n\nblank lines\n\n\n and a trailing space ",
     "Café naïve façade — “quotes” and ‘apostrophes’ … ¿Qué?",
     "<start_of_turn>user\nHi<end_of_turn>\n<|im_start|>user\nHi<|im_end|>\n",
+    "<|user|>\n Hi <|end|>\n\t<|assistant|> \n",
 ];
 
 /// Three prompts whose 32-token greedy continuations are compared.
@@ -244,7 +246,7 @@ const CHATML: &str =
 fn cpu(model: &Path) -> Cpu {
     let file = ModelFile::open(model).unwrap();
     assert_eq!(Transformer::unsupported_reason(&file), None);
-    let t = Transformer::load(&file, 2, |_| {}).unwrap();
+    let t = Transformer::load(&file, CpuConfig::best(2), |_| {}).unwrap();
     let cache = t.new_cache();
     Cpu(t, cache)
 }

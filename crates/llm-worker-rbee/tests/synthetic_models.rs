@@ -145,6 +145,22 @@ fn tokenizer_from(donor: &Path, pre: Option<&str>) -> Vec<(String, Value)> {
     out
 }
 
+/// Appends `texts` to the vocabulary of `tokenizer` as control tokens.
+fn append_control_tokens(tokenizer: &mut [(String, Value)], texts: &[&str]) {
+    for (key, value) in tokenizer.iter_mut() {
+        let entry: fn(&str) -> Value = match key.as_str() {
+            "tokenizer.ggml.tokens" => |t| Value::String(t.into()),
+            "tokenizer.ggml.scores" => |_| Value::F32(0.0),
+            "tokenizer.ggml.token_type" => |_| Value::I32(3),
+            _ => continue,
+        };
+        let Value::Array(values) = value else {
+            panic!("{key} is not an array");
+        };
+        values.extend(texts.iter().map(|t| entry(t)));
+    }
+}
+
 fn vocab_size(tokenizer: &[(String, Value)]) -> usize {
     let tokens = tokenizer.iter().find(|(k, _)| k == "tokenizer.ggml.tokens");
     match tokens.map(|(_, v)| v) {
@@ -169,15 +185,22 @@ pub fn write(kind: Synthetic, path: &Path, bpe_donor: &Path, spm_donor: &Path) {
         // Llama-style SentencePiece: a space in front of the text.
         tokenizer.retain(|(k, _)| k != "tokenizer.ggml.add_space_prefix");
         tokenizer.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(true)));
+        // Phi-3's own special tokens, which llama.cpp looks up for a model named Phi-3
+        // (Gemma's vocabulary has `<s>`, `</s>` and `<unk>` already).
+        let phi3 = ["<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>"];
+        append_control_tokens(&mut tokenizer, &phi3);
     }
     let vocab = vocab_size(&tokenizer);
     let key = |k: &str| format!("{arch}.{k}");
     let mut metadata: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(arch.into())),
-        // A name without "phi3": llama.cpp would then look for Phi-3's own special tokens.
+        // Phi-3's tokenizer depends on the name: whitespace after special tokens is dropped.
         (
             "general.name".into(),
-            Value::String("rbee synthetic model".into()),
+            Value::String(match kind {
+                Synthetic::Phi3 => "rbee synthetic Phi-3".into(),
+                _ => "rbee synthetic model".into(),
+            }),
         ),
         (key("context_length"), Value::U32(kind.context())),
         (key("embedding_length"), Value::U32(HIDDEN as u32)),

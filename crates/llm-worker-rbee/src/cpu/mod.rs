@@ -10,3 +10,20 @@ pub mod kernels;
 pub mod kv;
 pub mod matmul;
 pub mod model;
+
+/// How the CPU path computes: on how many threads, with which kernels.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuConfig {
+    pub threads: usize,
+    pub kernels: kernels::Kernels,
+}
+
+impl CpuConfig {
+    /// `threads` threads with the fastest kernels this CPU supports.
+    pub fn best(threads: usize) -> Self {
+        Self {
+            threads,
+            kernels: kernels::Kernels::detect(),
+        }
+    }
+}

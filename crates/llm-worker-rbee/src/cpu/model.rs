@@ -17,6 +17,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::TensorInfo;
 use rayon::prelude::*;
 
+use super::CpuConfig;
 use super::activation::{Quantized, TOKENS_PER_TASK};
 use super::arena::{self, Arena};
 use super::format::{Format, Operand};
@@ -86,10 +87,10 @@ impl Transformer {
     }
 
     /// Loads every tensor of `file`, one block at a time, calling `progress` after each;
-    /// the matrix products run on `threads` threads.
+    /// the matrix products run as `cpu` says.
     pub fn load(
         file: &ModelFile,
-        threads: usize,
+        cpu: CpuConfig,
         mut progress: impl FnMut(LoadStep),
     ) -> Result<Self, LoadError> {
         let config = file.config().clone();
@@ -179,13 +180,13 @@ impl Transformer {
         let rope = t.rope_table(&c.rope)?;
         let rope_local = t.rope_table(&c.rope_local)?;
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
+            .num_threads(cpu.threads.max(1))
             .thread_name(|i| format!("rbee-cpu-{i}"))
             .build()
             .map_err(|e| LoadError::Io(file.path.clone(), std::io::Error::other(e)))?;
         Ok(Self {
             config,
-            kernels: Kernels::detect(),
+            kernels: cpu.kernels,
             pool,
             embedding,
             blocks,

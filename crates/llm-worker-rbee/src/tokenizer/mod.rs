@@ -71,6 +71,8 @@ pub struct Tokenizer {
     scores: Vec<f32>,
     /// Literal-matched tokens, longest first.
     specials: Vec<u32>,
+    /// Special tokens after which whitespace in the text is dropped (sorted).
+    rstrip: Vec<u32>,
     pretokenizer: PreTokenizer,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -228,7 +230,8 @@ impl Tokenizer {
             .map(|(id, t)| (t.len(), id))
             .collect();
         specials.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let specials = specials.into_iter().map(|(_, id)| id).collect();
+        let specials: Vec<u32> = specials.into_iter().map(|(_, id)| id).collect();
+        let rstrip = strips_after_specials(md, &vocab, &specials);
 
         let pre = meta(md, "tokenizer.ggml.pre").and_then(|v| v.to_string().ok());
         let pretokenizer = match family {
@@ -252,6 +255,7 @@ impl Tokenizer {
             ranks,
             scores,
             specials,
+            rstrip,
             pretokenizer,
             bos,
             eos,
@@ -347,7 +351,9 @@ impl Tokenizer {
 
     /// Splits `text` at every literal occurrence of a control or user-defined token. Like
     /// llama.cpp, the longest tokens are cut out first, everywhere, then the next longest in
-    /// what remains (which differs from leftmost-first where two tokens overlap).
+    /// what remains (which differs from leftmost-first where two tokens overlap); whitespace
+    /// after a token that strips it goes as the token is cut out, before shorter tokens (a
+    /// newline token, say) could claim it.
     fn split_specials<'t>(&self, text: &'t str) -> Vec<Segment<'t>> {
         let mut segments = vec![Segment::Text(text)];
         for &id in &self.specials {
@@ -361,12 +367,18 @@ impl Tokenizer {
                     next.push(segment);
                     continue;
                 };
+                let strips = self.rstrip.binary_search(&id).is_ok();
                 while let Some(at) = rest.find(special) {
                     if at > 0 {
                         next.push(Segment::Text(&rest[..at]));
                     }
                     next.push(Segment::Special(id));
                     rest = &rest[at + special.len()..];
+                    if strips {
+                        // C's `isspace`, as llama.cpp strips it.
+                        rest = rest
+                            .trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\x0b');
+                    }
                 }
                 if !rest.is_empty() {
                     next.push(Segment::Text(rest));
@@ -434,6 +446,31 @@ impl Tokenizer {
             }
         }
     }
+}
+
+/// The special tokens after which whitespace is dropped from the text. llama.cpp does this
+/// for models whose `general.name` says Phi-3 (their chat template puts a newline after each
+/// role token, which the original tokenizer strips): every special token but `<s>`, `<unk>`
+/// and `<|endoftext|>`, and `</s>` even when it is not special.
+fn strips_after_specials(md: &HashMap<String, Value>, vocab: &Vocab, specials: &[u32]) -> Vec<u32> {
+    let name = meta(md, "general.name")
+        .and_then(|v| v.to_string().ok())
+        .map(|n| n.to_lowercase())
+        .unwrap_or_default();
+    if !(name.contains("phi-3") || name.contains("phi3")) {
+        return Vec::new();
+    }
+    let keep: Vec<u32> = ["<s>", "<unk>", "<|endoftext|>"]
+        .iter()
+        .filter_map(|t| vocab.id(t))
+        .collect();
+    let mut ids: Vec<u32> = (specials.iter().copied())
+        .chain(vocab.id("</s>"))
+        .filter(|id| !keep.contains(id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 #[derive(Clone, Copy)]

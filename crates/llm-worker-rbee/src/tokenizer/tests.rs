@@ -170,3 +170,32 @@ fn unsupported_tokenizer_model_is_a_clear_error() {
     let err = Tokenizer::from_gguf_metadata(&mut md).unwrap_err();
     assert!(err.to_string().contains("rwkv"), "{err}");
 }
+
+#[test]
+fn phi3_models_drop_whitespace_after_special_tokens() {
+    let mut md = spm_metadata();
+    let plain = Tokenizer::from_gguf_metadata(&mut md.clone()).unwrap();
+    md.insert(
+        "general.name".into(),
+        Value::String("Phi-3 Mini 4K Instruct".into()),
+    );
+    let phi3 = Tokenizer::from_gguf_metadata(&mut md).unwrap();
+    let text = "<s> hello</s>\n world";
+    assert_eq!(
+        texts(&plain, &plain.encode(text)),
+        [
+            "<s>",
+            "\u{2581}",
+            "\u{2581}hello",
+            "</s>",
+            "\u{2581}",
+            "<0x0A>",
+            "\u{2581}world"
+        ]
+    );
+    // `<s>` keeps the whitespace after it; `</s>` does not.
+    assert_eq!(
+        texts(&phi3, &phi3.encode(text)),
+        ["<s>", "\u{2581}", "\u{2581}hello", "</s>", "\u{2581}world"]
+    );
+}

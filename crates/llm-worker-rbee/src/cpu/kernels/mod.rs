@@ -60,6 +60,14 @@ pub enum Isa {
     AvxVnni,
 }
 
+/// A kernel instruction set asked for by name that this CPU cannot run.
+#[derive(Debug, thiserror::Error)]
+#[error("CPU kernels `{name}` are not available on this CPU (it runs: {supported})")]
+pub struct UnknownKernels {
+    name: String,
+    supported: String,
+}
+
 /// The dot-product kernels for this CPU.
 #[derive(Debug, Clone, Copy)]
 pub struct Kernels {
@@ -105,6 +113,22 @@ impl Kernels {
 
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// The kernels of the instruction set called `name` ([`Kernels::name`]), if this CPU
+    /// supports it.
+    pub fn named(name: &str) -> Result<Self, UnknownKernels> {
+        Self::supported()
+            .into_iter()
+            .map(|isa| Self { isa })
+            .find(|k| k.name() == name)
+            .ok_or_else(|| UnknownKernels {
+                name: name.to_owned(),
+                supported: (Self::supported().into_iter())
+                    .map(|isa| Self { isa }.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     pub fn name(&self) -> &'static str {

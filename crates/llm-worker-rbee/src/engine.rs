@@ -35,6 +35,8 @@ pub struct Engine {
     model: Model,
     tokenizer: Arc<Tokenizer>,
     template: Result<ChatTemplate, String>,
+    /// Why chat messages are rendered with a template the file does not carry, if they are.
+    template_note: Option<String>,
 }
 
 /// A request that passed validation: tokens and settings, ready to generate.
@@ -45,6 +47,8 @@ pub struct Job {
     pub max_tokens: usize,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+    /// Said to the client before generating (the chat template the file lacks, say).
+    pub note: Option<String>,
 }
 
 impl Engine {
@@ -63,17 +67,18 @@ impl Engine {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let usual = match &info.chat_template {
-            Some(_) => None,
+        let (usual, template_note) = match &info.chat_template {
+            Some(_) => (None, None),
             None => {
                 let arch = file.config().arch;
                 let usual = UsualTemplate::for_model(arch, |t| tokenizer.token_id(t).is_some());
-                tracing::info!(
+                let note = format!(
                     "the model file has no chat template; chat messages use the usual {} format of `{}`",
                     usual.name(),
                     arch.name()
                 );
-                Some(usual.source())
+                tracing::info!("{note}");
+                (Some(usual.source()), Some(note))
             }
         };
         let template = ChatTemplate::new(
@@ -90,6 +95,7 @@ impl Engine {
             model,
             tokenizer,
             template,
+            template_note,
         })
     }
 
@@ -177,6 +183,10 @@ impl Engine {
                 seed: req.seed.unwrap_or_else(rand::random),
             },
             stop: req.stop.clone().unwrap_or_default(),
+            note: req
+                .messages
+                .as_ref()
+                .and_then(|_| self.template_note.clone()),
         })
     }
 
@@ -197,6 +207,9 @@ impl Engine {
                 job.job_id, job.max_tokens
             ),
         ));
+        if let Some(note) = &job.note {
+            emit(narrate("chat_template", note.clone()));
+        }
         emit(narrate(
             "tokenize",
             format!("Tokenized prompt: {} tokens", job.prompt_tokens.len()),

@@ -111,6 +111,41 @@ async fn end_of_sequence_stops_a_short_answer() {
     );
 }
 
+/// Gemma 3 270M ships without a chat template: chat messages get Gemma's usual turns, and
+/// the client is told so.
+#[tokio::test]
+async fn a_file_without_a_chat_template_gets_its_familys_and_says_so() {
+    let w = Worker::start_with(&rbee_testkit::gemma3_path(), &[]).await;
+    w.wait_for_state("idle").await;
+    let out = w
+        .infer(json!({
+            "messages": [{"role": "user", "content": "Name a colour."}],
+            "max_tokens": 4,
+            "temperature": 0
+        }))
+        .await;
+    let notes: Vec<&str> = (out.events.iter())
+        .filter_map(|e| match e {
+            InferenceEvent::Narration(n) if n.action == "chat_template" => Some(n.human.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes.len(), 1, "{:?}", out.events);
+    assert!(
+        notes[0].contains("no chat template") && notes[0].contains("Gemma"),
+        "{notes:?}"
+    );
+    // A raw prompt uses no template, and hears nothing about one.
+    let raw = w
+        .infer(json!({"prompt": "Red, green and", "max_tokens": 2, "temperature": 0}))
+        .await;
+    assert!(
+        !raw.events
+            .iter()
+            .any(|e| matches!(e, InferenceEvent::Narration(n) if n.action == "chat_template"))
+    );
+}
+
 #[tokio::test]
 async fn narration_tells_start_prompt_size_and_speed() {
     let w = Worker::ready(&[]).await;

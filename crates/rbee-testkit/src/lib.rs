@@ -487,7 +487,7 @@ pub fn gguf_blob(len: usize, fill: u8) -> Vec<u8> {
         ("general.alignment", 32),
     ];
     out.extend(1u64.to_le_bytes()); // tensors
-    out.extend((kv.len() as u64 + 1).to_le_bytes());
+    out.extend((kv.len() as u64 + 4).to_le_bytes());
     string(&mut out, "general.architecture");
     out.extend(8u32.to_le_bytes()); // string
     string(&mut out, "llama");
@@ -496,6 +496,21 @@ pub fn gguf_blob(len: usize, fill: u8) -> Vec<u8> {
         out.extend(4u32.to_le_bytes()); // u32
         out.extend(value.to_le_bytes());
     }
+    // A two-token SentencePiece vocabulary: the worker checks the tokenizer with the header.
+    string(&mut out, "tokenizer.ggml.model");
+    out.extend(8u32.to_le_bytes());
+    string(&mut out, "llama");
+    string(&mut out, "tokenizer.ggml.tokens");
+    out.extend(9u32.to_le_bytes()); // array
+    out.extend(8u32.to_le_bytes()); // of strings
+    out.extend(2u64.to_le_bytes());
+    string(&mut out, "<unk>");
+    string(&mut out, "a");
+    string(&mut out, "tokenizer.ggml.scores");
+    out.extend(9u32.to_le_bytes()); // array
+    out.extend(6u32.to_le_bytes()); // of f32
+    out.extend(2u64.to_le_bytes());
+    out.extend([0f32.to_le_bytes(), 0f32.to_le_bytes()].concat());
     string(&mut out, "token_embd.weight");
     out.extend(1u32.to_le_bytes()); // one dimension
     out.extend(32u64.to_le_bytes());

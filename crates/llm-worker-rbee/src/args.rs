@@ -24,9 +24,15 @@ pub struct Args {
     #[arg(long, env = "RBEE_WORKER_DEVICE", default_value_t = 0)]
     pub device: u32,
 
-    /// TCP port to listen on (0 picks a free one; the address is logged).
+    /// TCP port to listen on (0 picks a free one); with --port-tries, the first free one
+    /// from here. The address is printed in the ready line on stdout.
     #[arg(long, env = "RBEE_WORKER_PORT", default_value_t = 8001)]
     pub port: u16,
+
+    /// Ports tried from --port on until one is free (a hive gives its workers a range).
+    #[arg(long, env = "RBEE_WORKER_PORT_TRIES", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub port_tries: u16,
 
     /// Address to listen on. The hive's network must reach it.
     #[arg(long, env = "RBEE_WORKER_HOST", default_value = "0.0.0.0")]
@@ -48,7 +54,7 @@ pub struct Args {
 
     /// Identifier the hive gave this worker (required with --hive-url).
     #[arg(long, env = "RBEE_WORKER_ID")]
-    pub worker_id: Option<String>,
+    pub worker_id: Option<rbee_api::WorkerId>,
 
     /// Concurrent requests served; each slot keeps its own KV cache.
     #[arg(long, env = "RBEE_WORKER_SLOTS", default_value_t = 1,
@@ -66,7 +72,7 @@ pub struct Args {
 
     /// Model reference reported to the hive (default: `file:<model path>`).
     #[arg(long, env = "RBEE_WORKER_MODEL_REF")]
-    pub model_ref: Option<String>,
+    pub model_ref: Option<rbee_api::ModelRef>,
 
     /// Only check the model file: print its metadata as JSON and exit (0 if the worker
     /// could serve it, 1 with the reason otherwise). Nothing listens.
@@ -83,8 +89,8 @@ pub struct Args {
     #[arg(long, env = "RBEE_WORKER_WATCH_STDIN")]
     pub watch_stdin: bool,
 
-    /// URL at which others reach this worker (default: http://<host>:<port>, with
-    /// 127.0.0.1 for an unspecified host).
-    #[arg(long, env = "RBEE_WORKER_PUBLIC_URL")]
-    pub public_url: Option<String>,
+    /// Host name or address others reach this worker at (default: the listening address,
+    /// 127.0.0.1 for an unspecified one).
+    #[arg(long, env = "RBEE_WORKER_PUBLIC_HOST")]
+    pub public_host: Option<String>,
 }

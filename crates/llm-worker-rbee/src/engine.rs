@@ -13,7 +13,7 @@ use rbee_api::worker::{
     ComputeEngine, ComputePath, DEFAULT_MAX_TOKENS, EndEvent, InferenceEvent, InferenceRequest,
     ModelInfo, StopReason, TokenEvent,
 };
-use rbee_api::{ErrorCode, ErrorEnvelope, Narration};
+use rbee_api::{ErrorCode, ErrorEnvelope, JobId, Narration};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +42,7 @@ pub struct Engine {
 /// A request that passed validation: tokens and settings, ready to generate.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub job_id: String,
+    pub job_id: JobId,
     pub prompt_tokens: Vec<u32>,
     pub max_tokens: usize,
     pub sampling: SamplingParams,
@@ -149,13 +149,6 @@ impl Engine {
         if !(top_p > 0.0 && top_p <= 1.0) {
             return Err(invalid(format!("`top_p` must be in (0, 1], got {top_p}")));
         }
-        if let Some(id) = &req.job_id
-            && (id.is_empty() || id.len() > 128 || id.contains('/'))
-        {
-            return Err(invalid(
-                "`job_id` must be 1 to 128 characters without `/`".into(),
-            ));
-        }
         let prompt_tokens = self.tokenizer.encode(&text);
         if prompt_tokens.is_empty() {
             return Err(invalid("the prompt has no tokens".into()));
@@ -173,7 +166,7 @@ impl Engine {
             job_id: req
                 .job_id
                 .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                .unwrap_or_else(|| JobId::from_uuid(*uuid::Uuid::new_v4().as_bytes())),
             prompt_tokens,
             max_tokens,
             sampling: SamplingParams {

@@ -18,7 +18,7 @@ pub enum WorkerError {
     #[error("no running job `{0}`")]
     JobNotFound(String),
     #[error("a job named `{0}` is already running")]
-    JobExists(String),
+    JobExists(rbee_api::JobId),
     #[error("{0}")]
     Internal(String),
 }

@@ -1,11 +1,12 @@
-//! The worker's two calls to its hive: "I listen" and "my model failed to load".
+//! The worker's call to its hive when its model cannot be loaded (that it listens, the hive
+//! learns from its ready line).
 //!
-//! Both authenticate with the worker's own API key, which the hive generated and knows.
+//! It authenticates with the worker's own API key, which the hive generated and knows.
 
 use std::time::Duration;
 
 use rbee_api::routes::hive;
-use rbee_api::worker::{WorkerFailedCallback, WorkerReadyCallback};
+use rbee_api::worker::WorkerFailedCallback;
 
 #[derive(Debug, Clone)]
 pub struct HiveClient {
@@ -15,39 +16,26 @@ pub struct HiveClient {
 }
 
 impl HiveClient {
-    pub fn new(base: &str, key: &str) -> Self {
-        Self {
+    pub fn new(base: &str, key: &str) -> reqwest::Result<Self> {
+        Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             key: key.to_owned(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
-        }
+                .build()?,
+        })
     }
 
-    pub async fn ready(&self, body: &WorkerReadyCallback) -> Result<(), String> {
-        self.post(hive::WORKERS_READY, body).await
-    }
-
-    pub async fn failed(&self, body: &WorkerFailedCallback) -> Result<(), String> {
-        self.post(hive::WORKERS_FAILED, body).await
-    }
-
-    async fn post(&self, path: &str, body: &impl serde::Serialize) -> Result<(), String> {
-        let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
+    /// Tells the hive why the model could not be loaded.
+    pub async fn failed(&self, body: &WorkerFailedCallback) -> reqwest::Result<()> {
+        let url = format!("{}{}", self.base, hive::WORKERS_FAILED);
+        self.http
             .post(&url)
             .bearer_auth(&self.key)
             .json(body)
             .send()
-            .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("POST {url}: HTTP {}", resp.status()))
-        }
+            .await?
+            .error_for_status()
+            .map(drop)
     }
 }

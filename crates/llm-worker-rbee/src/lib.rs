@@ -15,7 +15,7 @@
 //! - [`sampler`], [`text_stream`]: choosing tokens; turning them into text safely.
 //! - [`engine`]: the loaded model and the generation loop.
 //! - [`state`], [`routes`], [`error`]: the HTTP service.
-//! - [`hive_client`]: callbacks to the hive.
+//! - [`hive_client`]: callbacks to the hive; [`metrics`]: what `GET /metrics` counts.
 //! - [`requantize`]: writing a GGUF file in another quantization (tests and benchmarks).
 
 pub mod arch;
@@ -27,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod hive_client;
 pub mod llama;
+pub mod metrics;
 pub mod model_file;
 pub mod requantize;
 pub mod routes;
@@ -38,8 +39,8 @@ pub mod tokenizer;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use rbee_api::worker::{LoadingEvent, WorkerFailedCallback, WorkerReadyCallback};
-use rbee_api::{ErrorCode, ErrorEnvelope};
+use rbee_api::worker::{LoadingEvent, WorkerFailedCallback};
+use rbee_api::{ErrorCode, ErrorEnvelope, ModelRef};
 use rbee_http::auth::ApiKey;
 use tokio::net::TcpListener;
 
@@ -105,11 +106,16 @@ pub async fn run(args: Args) -> Result<(), Fatal> {
         .api_key
         .clone()
         .ok_or_else(|| Fatal::new(ErrorCode::InvalidRequest, "--api-key is required"))?;
-    let hive = args
-        .hive_url
-        .as_deref()
-        .map(|url| HiveClient::new(url, &key));
-    let result = serve_until_stopped(&args, &key, hive.as_ref()).await;
+    let hive = match args.hive_url.as_deref() {
+        Some(url) => Some(HiveClient::new(url, &key).map_err(|e| {
+            Fatal::new(
+                ErrorCode::Internal,
+                format!("cannot build an HTTP client: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let result = serve_until_stopped(&args, &key).await;
     if let (Err(fatal), Some(hive), Some(id)) = (&result, &hive, &args.worker_id) {
         let body = WorkerFailedCallback {
             worker_id: id.clone(),
@@ -122,11 +128,26 @@ pub async fn run(args: Args) -> Result<(), Fatal> {
     result
 }
 
-async fn serve_until_stopped(
-    args: &Args,
-    key: &str,
-    hive: Option<&HiveClient>,
-) -> Result<(), Fatal> {
+/// Binds the first free port of `port..port + tries`.
+async fn listen(host: IpAddr, port: u16, tries: u16) -> Result<TcpListener, Fatal> {
+    let mut last = None;
+    for p in (port..=u16::MAX).take(usize::from(tries)) {
+        match TcpListener::bind(SocketAddr::new(host, p)).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    let until = port.saturating_add(tries - 1);
+    Err(Fatal::new(
+        ErrorCode::Internal,
+        format!(
+            "cannot listen on {host} at any port from {port} to {until}: {}",
+            last.map_or_else(|| "no port tried".to_owned(), |e| e.to_string())
+        ),
+    ))
+}
+
+async fn serve_until_stopped(args: &Args, key: &str) -> Result<(), Fatal> {
     let device = backend::device(args.backend, args.device)
         .map_err(|e| Fatal::new(ErrorCode::BackendUnavailable, e))?;
     let kernels = match args.kernels.as_deref() {
@@ -135,30 +156,28 @@ async fn serve_until_stopped(
             .map_err(|e| Fatal::new(ErrorCode::BackendUnavailable, e.to_string()))?,
     };
     let file = open_model(&args.model)?;
-    let addr = SocketAddr::new(args.host, args.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| Fatal::new(ErrorCode::Internal, format!("cannot listen on {addr}: {e}")))?;
+    let listener = listen(args.host, args.port, args.port_tries).await?;
     let bound = listener
         .local_addr()
         .map_err(|e| Fatal::new(ErrorCode::Internal, e.to_string()))?;
-    let public_url = args.public_url.clone().unwrap_or_else(|| {
-        let host = if bound.ip().is_unspecified() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            bound.ip()
-        };
-        format!("http://{}", SocketAddr::new(host, bound.port()))
-    });
+    let host = match &args.public_host {
+        Some(host) => host.clone(),
+        None if bound.ip().is_unspecified() => IpAddr::from([127, 0, 0, 1]).to_string(),
+        None => bound.ip().to_string(),
+    };
+    let public_url = format!("http://{host}:{}", bound.port());
     let identity = Identity {
-        worker_id: args
-            .worker_id
-            .clone()
-            .unwrap_or_else(|| "standalone".into()),
-        model_ref: args
-            .model_ref
-            .clone()
-            .unwrap_or_else(|| format!("file:{}", args.model.display())),
+        worker_id: match &args.worker_id {
+            Some(id) => id.clone(),
+            None => "standalone".parse().expect("a valid worker id"),
+        },
+        model_ref: match &args.model_ref {
+            Some(model) => model.clone(),
+            None => std::path::absolute(&args.model)
+                .map_err(|e| e.to_string())
+                .and_then(|path| ModelRef::file(&path).map_err(|e| e.to_string()))
+                .map_err(|e| Fatal::new(ErrorCode::InvalidRequest, e))?,
+        },
         backend: args.backend,
         device: args.device,
         public_url,
@@ -171,19 +190,14 @@ async fn serve_until_stopped(
     if args.watch_stdin {
         rbee_http::shutdown::cancel_on_stdin_eof(state.shutdown.clone(), DRAIN_TIMEOUT);
     }
-    if let Some(hive) = hive {
-        let body = WorkerReadyCallback {
-            worker_id: state.identity.worker_id.clone(),
-            url: state.identity.public_url.clone(),
-            model_ref: state.identity.model_ref.clone(),
-            backend: args.backend,
-            device: args.device,
-        };
-        match hive.ready(&body).await {
-            Ok(()) => tracing::info!("ready callback delivered to the hive"),
-            Err(e) => tracing::warn!("ready callback failed: {e}"),
-        }
-    }
+    rbee_http::daemon::announce_ready("llm-worker-rbee", &state.identity.public_url).map_err(
+        |e| {
+            Fatal::new(
+                ErrorCode::Internal,
+                format!("cannot write the ready line: {e}"),
+            )
+        },
+    )?;
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,

@@ -4,22 +4,22 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use rbee_api::Backend;
 use rbee_api::worker::{LoadingEvent, WorkerState as Phase};
-use rbee_http::metrics::{Family, Metrics};
+use rbee_api::{Backend, JobId, ModelRef, WorkerId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Engine;
 use crate::error::WorkerError;
+use crate::metrics::WorkerMetrics;
 
 pub type AppState = Arc<WorkerState>;
 
 /// Who this worker is, as told on its command line.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    pub worker_id: String,
-    pub model_ref: String,
+    pub worker_id: WorkerId,
+    pub model_ref: ModelRef,
     pub backend: Backend,
     pub device: u32,
     pub public_url: String,
@@ -56,7 +56,7 @@ struct RunningJob {
 /// Held by a generating request: frees its slot and job entry when dropped.
 pub struct JobLease {
     state: AppState,
-    job_id: String,
+    job_id: JobId,
     done: watch::Sender<bool>,
     _permit: OwnedSemaphorePermit,
 }
@@ -75,36 +75,11 @@ pub struct WorkerState {
     load_error: OnceLock<String>,
     slots_total: usize,
     slots: Arc<Semaphore>,
-    jobs: Mutex<HashMap<String, RunningJob>>,
+    jobs: Mutex<HashMap<JobId, RunningJob>>,
     /// Cancelled to stop the worker: the server drains and the process exits.
     pub shutdown: CancellationToken,
-    pub metrics: Metrics,
+    pub metrics: Arc<WorkerMetrics>,
 }
-
-/// The worker's metric families (served at `GET /metrics`).
-pub const METRICS: &[Family] = &[
-    Family::counter(
-        "rbee_worker_requests_total",
-        "Inference requests by outcome: the stop reason, or the error code of a refusal.",
-    ),
-    Family::counter("rbee_worker_tokens_generated_total", "Tokens generated."),
-    Family::counter(
-        "rbee_worker_prompt_tokens_total",
-        "Prompt tokens processed.",
-    ),
-    Family::histogram(
-        "rbee_worker_time_to_first_token_seconds",
-        "From the request to its first generated token.",
-    ),
-    Family::histogram(
-        "rbee_worker_token_latency_seconds",
-        "Time between consecutive generated tokens.",
-    ),
-    Family::gauge(
-        "rbee_worker_slots",
-        "Inference slots by state (busy, free).",
-    ),
-];
 
 impl WorkerState {
     pub fn new(identity: Identity, slots: usize) -> AppState {
@@ -117,7 +92,7 @@ impl WorkerState {
             slots: Arc::new(Semaphore::new(slots)),
             jobs: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
-            metrics: Metrics::new(METRICS),
+            metrics: Arc::default(),
         })
     }
 
@@ -170,7 +145,7 @@ impl WorkerState {
         }
     }
 
-    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunningJob>> {
+    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, RunningJob>> {
         self.jobs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -179,7 +154,7 @@ impl WorkerState {
     /// Takes a free slot for `job_id`, or fails with `ALL_SLOTS_BUSY`.
     pub fn start_job(
         self: &Arc<Self>,
-        job_id: &str,
+        job_id: &JobId,
     ) -> Result<(JobLease, CancellationToken), WorkerError> {
         let permit =
             self.slots
@@ -191,12 +166,12 @@ impl WorkerState {
                 })?;
         let mut jobs = self.jobs();
         if jobs.contains_key(job_id) {
-            return Err(WorkerError::JobExists(job_id.to_owned()));
+            return Err(WorkerError::JobExists(job_id.clone()));
         }
         let cancel = self.shutdown.child_token();
         let (done, done_rx) = watch::channel(false);
         jobs.insert(
-            job_id.to_owned(),
+            job_id.clone(),
             RunningJob {
                 cancel: cancel.clone(),
                 done: done_rx,
@@ -205,7 +180,7 @@ impl WorkerState {
         Ok((
             JobLease {
                 state: self.clone(),
-                job_id: job_id.to_owned(),
+                job_id: job_id.clone(),
                 done,
                 _permit: permit,
             },
@@ -214,12 +189,12 @@ impl WorkerState {
     }
 
     /// Cancels `job_id` and waits (up to `wait`) until its slot is free again.
-    pub async fn cancel_job(&self, job_id: &str, wait: Duration) -> Result<bool, WorkerError> {
+    pub async fn cancel_job(&self, job_id: &JobId, wait: Duration) -> Result<bool, WorkerError> {
         let (cancel, mut done) = {
             let jobs = self.jobs();
             let job = jobs
                 .get(job_id)
-                .ok_or_else(|| WorkerError::JobNotFound(job_id.to_owned()))?;
+                .ok_or_else(|| WorkerError::JobNotFound(job_id.to_string()))?;
             (job.cancel.clone(), job.done.clone())
         };
         cancel.cancel();

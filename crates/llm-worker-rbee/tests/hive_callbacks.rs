@@ -1,5 +1,5 @@
-//! Callbacks to the hive: `ready` once listening, `failed` when the model is unusable.
-//! A small axum server in the test stands in for the hive.
+//! The callback to the hive when the model is unusable (that the worker listens, the hive
+//! reads from its ready line). A small axum server in the test stands in for the hive.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +10,7 @@ use axum::routing::post;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::support::{KEY, Log, Worker, model_path, spawn};
+use crate::support::{Log, spawn};
 
 /// One callback: which endpoint, the Authorization header, the body.
 type Call = (String, Option<String>, Value);
@@ -49,43 +49,12 @@ async fn fake_hive() -> (String, Received) {
         }
     };
     let app = axum::Router::new()
-        .route("/v1/workers/ready", post(record("ready")))
         .route("/v1/workers/failed", post(record("failed")))
         .with_state(received.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, received)
-}
-
-#[tokio::test]
-async fn ready_callback_reaches_the_hive_with_the_spec_body() {
-    let (hive, received) = fake_hive().await;
-    let w = Worker::start_with(
-        &model_path(),
-        &[
-            "--hive-url",
-            &hive,
-            "--worker-id",
-            "worker-7",
-            "--model-ref",
-            "hf:HuggingFaceTB/SmolLM2",
-        ],
-    )
-    .await;
-    let (path, auth, body) = received.next().await;
-    assert_eq!(path, "ready");
-    assert_eq!(auth.as_deref(), Some(format!("Bearer {KEY}").as_str()));
-    assert_eq!(
-        body,
-        serde_json::json!({
-            "worker_id": "worker-7",
-            "url": w.url,
-            "model_ref": "hf:HuggingFaceTB/SmolLM2",
-            "backend": "cpu",
-            "device": 0
-        })
-    );
 }
 
 #[tokio::test]

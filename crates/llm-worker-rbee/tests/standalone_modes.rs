@@ -114,3 +114,34 @@ async fn header_check_names_an_unknown_pre_tokenizer() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// The ready line on stdout is how a hive learns where its worker listens: with a range of
+/// ports, the first free one, under the public host the hive gave.
+#[tokio::test]
+async fn the_ready_line_names_the_first_free_port_under_the_public_host() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let first = taken.local_addr().unwrap().port();
+    let mut child = Command::new(worker_bin())
+        .arg("--model")
+        .arg(model_path())
+        .args(["--host", "127.0.0.1", "--api-key", KEY])
+        .args(["--port", &first.to_string(), "--port-tries", "20"])
+        .args(["--public-host", "workstation.lan"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let log = Log::capture(child.stderr.take().unwrap());
+    let url = rbee_testkit::ready_url(&mut child, &log).await;
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(url.starts_with("http://workstation.lan:"), "{url}");
+    assert!(
+        port > first && port < first + 20,
+        "{url} (port {first} was taken)"
+    );
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/v1/health"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use rbee_api::sse::SseFrame;
+use rbee_api::sse::{SseEvent, SseFrame};
 use rbee_api::worker::{EndEvent, InferenceEvent};
 pub use rbee_testkit::{Log, model_path, read_sse};
 use serde_json::Value;
@@ -28,7 +28,7 @@ impl Worker {
     pub async fn start_with(model: &Path, extra: &[&str]) -> Self {
         let mut child = spawn(model, extra);
         let log = Log::capture(child.stderr.take().unwrap());
-        let url = log.announced_url("Listening on ").await;
+        let url = rbee_testkit::ready_url(&mut child, &log).await;
         Self {
             child,
             url,
@@ -118,7 +118,7 @@ pub fn spawn(model: &Path, extra: &[&str]) -> Child {
         .args(extra)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

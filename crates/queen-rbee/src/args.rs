@@ -63,7 +63,7 @@ pub struct DaemonArgs {
     /// Model listed by the OpenAI-compatible `GET /v1/models` even before any node has it
     /// (default: the model `scripts/fetch-model.sh` fetched, when present).
     #[arg(long, env = "RBEE_DEFAULT_MODEL")]
-    pub default_model: Option<String>,
+    pub default_model: Option<rbee_api::ModelRef>,
 
     /// How long a worker may take to load its model.
     #[arg(long, env = "RBEE_QUEEN_LOADING_TIMEOUT", default_value = "5m", value_parser = parse_duration)]

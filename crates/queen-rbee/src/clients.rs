@@ -2,41 +2,38 @@
 
 use std::time::Duration;
 
-use rbee_api::ErrorEnvelope;
 use rbee_api::hive::{
-    DownloadRequest, DownloadStarted, ModelsList, PreflightRequest, Resources,
-    ShutdownWorkerRequest, SpawnRequest, SpawnResponse, WorkersList,
+    DownloadRequest, DownloadStarted, ModelsList, PreflightPassed, PreflightRequest, Resources,
+    ShutdownWorkerRequest, SpawnRequest, SpawnResponse, WorkerStopped, WorkersList,
 };
 use rbee_api::routes::{hive as hive_routes, worker as worker_routes};
-use rbee_api::worker::{HealthResponse, InferenceRequest, ReadyResponse};
+use rbee_api::worker::{CancelResponse, HealthResponse, InferenceRequest, ReadyResponse};
+use rbee_api::{ErrorEnvelope, JobId, ModelRef, NodeName, ShuttingDown, WorkerId};
 use rbee_http::client::envelope_of;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Why a call to another rbee process failed.
-#[derive(Debug, Clone)]
+#[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// No answer: connection refused, reset, timed out.
-    Unreachable(String),
+    /// No (usable) answer: connection refused, reset, timed out, or a body that is not one.
+    #[error("{what}: {source}")]
+    Unreachable {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
     /// An answer with an error envelope.
+    #[error("{} ({})", .0.error.message, .0.error.code)]
     Refused(ErrorEnvelope),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Unreachable(m) => f.write_str(m),
-            Self::Refused(e) => write!(f, "{} ({})", e.error.message, e.error.code),
-        }
-    }
 }
 
 /// Sends `req`; a successful response, else why not. `what` names the call in messages.
 async fn send(req: reqwest::RequestBuilder, what: String) -> Result<reqwest::Response, CallError> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| CallError::Unreachable(format!("{what}: {e}")))?;
+    let resp = req.send().await.map_err(|source| CallError::Unreachable {
+        what: what.clone(),
+        source,
+    })?;
     if resp.status().is_success() {
         Ok(resp)
     } else {
@@ -53,30 +50,48 @@ async fn fetch<T: DeserializeOwned>(
         .await?
         .json()
         .await
-        .map_err(|e| CallError::Unreachable(format!("{what}: unreadable answer: {e}")))
+        .map_err(|source| CallError::Unreachable {
+            what: format!("{what}: unreadable answer"),
+            source,
+        })
 }
 
-/// The HTTP client the queen uses for hives and workers.
-pub fn http_client() -> reqwest::Client {
+/// The HTTP client the queen uses for hives and workers (one connection pool).
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .build()
-        .unwrap_or_default()
+}
+
+impl CallError {
+    /// The queen's error for a failed call to `hive`.
+    pub fn from_hive(self, hive: &HiveClient) -> crate::error::QueenError {
+        use crate::error::QueenError;
+        match self {
+            Self::Refused(envelope) => QueenError::Remote(envelope),
+            unreachable @ Self::Unreachable { .. } => QueenError::ConnectionTimeout {
+                node: hive.node.clone(),
+                url: hive.url.clone(),
+                attempts: 1,
+                reason: unreachable.to_string(),
+            },
+        }
+    }
 }
 
 /// One node's hive, with the key it accepts.
 #[derive(Debug, Clone)]
 pub struct HiveClient {
-    pub node: String,
+    pub node: NodeName,
     pub url: String,
     key: String,
     http: reqwest::Client,
 }
 
 impl HiveClient {
-    pub fn new(node: &str, url: &str, key: &str, http: reqwest::Client) -> Self {
+    pub fn new(node: &NodeName, url: &str, key: &str, http: reqwest::Client) -> Self {
         Self {
-            node: node.to_owned(),
+            node: node.clone(),
             url: url.trim_end_matches('/').to_owned(),
             key: key.to_owned(),
             http,
@@ -120,14 +135,14 @@ impl HiveClient {
     }
 
     /// `Ok` when a worker for this catalog model would pass the node's preflight.
-    pub async fn preflight(&self, body: &PreflightRequest) -> Result<serde_json::Value, CallError> {
+    pub async fn preflight(&self, body: &PreflightRequest) -> Result<PreflightPassed, CallError> {
         let (req, what) = self.post(hive_routes::PREFLIGHT, body);
         fetch(req.timeout(Duration::from_secs(30)), what).await
     }
 
-    pub async fn download(&self, model_ref: &str) -> Result<DownloadStarted, CallError> {
+    pub async fn download(&self, model_ref: &ModelRef) -> Result<DownloadStarted, CallError> {
         let body = DownloadRequest {
-            model_ref: model_ref.to_owned(),
+            model_ref: model_ref.clone(),
         };
         let (req, what) = self.post(hive_routes::MODELS_DOWNLOAD, &body);
         fetch(req, what).await
@@ -144,17 +159,18 @@ impl HiveClient {
         fetch(req, what).await
     }
 
-    pub async fn stop_worker(&self, worker_id: &str) -> Result<serde_json::Value, CallError> {
+    pub async fn stop_worker(&self, worker_id: &WorkerId) -> Result<WorkerStopped, CallError> {
         let body = ShutdownWorkerRequest {
-            worker_id: worker_id.to_owned(),
+            worker_id: worker_id.clone(),
         };
         let (req, what) = self.post(hive_routes::WORKERS_SHUTDOWN, &body);
         fetch(req, what).await
     }
 
-    pub async fn shutdown(&self) -> Result<serde_json::Value, CallError> {
-        let (req, what) = self.post(hive_routes::ADMIN_SHUTDOWN, &serde_json::json!({}));
-        fetch(req, what).await
+    pub async fn shutdown(&self) -> Result<ShuttingDown, CallError> {
+        let url = format!("{}{}", self.url, hive_routes::ADMIN_SHUTDOWN);
+        let req = self.http.post(&url).bearer_auth(&self.key);
+        fetch(req, format!("POST {url}")).await
     }
 
     /// The hive's log stream.
@@ -202,7 +218,7 @@ impl WorkerClient {
         send(req.json(body), what).await
     }
 
-    pub async fn cancel(&self, job_id: &str) -> Result<serde_json::Value, CallError> {
+    pub async fn cancel(&self, job_id: &JobId) -> Result<CancelResponse, CallError> {
         let (req, what) = self.request(
             reqwest::Method::DELETE,
             &worker_routes::inference_job(job_id),

@@ -1,27 +1,29 @@
 //! The queen's errors and their one mapping onto the HTTP error envelope.
 
 use axum::response::{IntoResponse, Response};
-use rbee_api::{ErrorCode, ErrorEnvelope};
+use rbee_api::{ErrorCode, ErrorEnvelope, NodeName, TaskId, WorkerId};
 use rbee_http::ApiError;
 use serde_json::{Value, json};
 
 use crate::registry::RegistryError;
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum QueenError {
     #[error("{0}")]
     InvalidRequest(String),
     #[error(
         "node `{0}` is not registered; add it with `rbee setup add-node --name {0} --ssh-host <host> --ssh-user <user> --install-path <path>`"
     )]
-    NodeNotFound(String),
+    NodeNotFound(NodeName),
     #[error("SSH to {node} failed: {reason}")]
-    SshFailed { node: String, reason: String },
+    SshFailed { node: NodeName, reason: String },
+    #[error("rbee-hive on {node} did not start: {reason}")]
+    HiveStart { node: NodeName, reason: String },
     #[error(
         "rbee-hive on {node} did not answer at {url} after {attempts} attempts ({reason}); check that rbee-hive runs there (`rbee workers health --node {node}`)"
     )]
     ConnectionTimeout {
-        node: String,
+        node: NodeName,
         url: String,
         attempts: u32,
         reason: String,
@@ -29,12 +31,12 @@ pub enum QueenError {
     #[error(
         "lost contact with {node}: {reason}; the node may be down or cut off (`rbee setup list-nodes` shows its status)"
     )]
-    NodeLost { node: String, reason: String },
+    NodeLost { node: NodeName, reason: String },
     #[error(
         "rbee-hive on {node} is version {hive}, this queen is {queen}; upgrade the node with `rbee setup install --node {node}`"
     )]
     VersionMismatch {
-        node: String,
+        node: NodeName,
         hive: String,
         queen: String,
     },
@@ -42,26 +44,24 @@ pub enum QueenError {
         "worker {worker_id} did not finish loading within {timeout:?} (last state: {state}); read its logs with `rbee logs --node {node}`"
     )]
     LoadingTimeout {
-        node: String,
-        worker_id: String,
+        node: NodeName,
+        worker_id: WorkerId,
         timeout: std::time::Duration,
         state: String,
     },
     #[error("no worker `{0}` on any node")]
-    WorkerNotFound(String),
+    WorkerNotFound(WorkerId),
     #[error("no task `{0}` is running")]
-    TaskNotFound(String),
+    TaskNotFound(TaskId),
     /// An error another rbee process answered with, passed on as it came.
     #[error("{}", .0.error.message)]
     Remote(ErrorEnvelope),
+    #[error("{what} broke: {reason}")]
+    StreamBroken { what: String, reason: String },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("{0}")]
     Internal(String),
-}
-
-impl From<RegistryError> for QueenError {
-    fn from(e: RegistryError) -> Self {
-        Self::Internal(e.to_string())
-    }
 }
 
 impl QueenError {
@@ -99,7 +99,10 @@ impl QueenError {
             Self::WorkerNotFound(_) => (ErrorCode::WorkerNotFound, Value::Null),
             Self::TaskNotFound(_) => (ErrorCode::JobNotFound, Value::Null),
             Self::Remote(envelope) => return envelope.clone(),
-            Self::Internal(_) => (ErrorCode::Internal, Value::Null),
+            Self::HiveStart { node, .. } => (ErrorCode::Internal, json!({"node": node})),
+            Self::StreamBroken { .. } | Self::Registry(_) | Self::Internal(_) => {
+                (ErrorCode::Internal, Value::Null)
+            }
         };
         ErrorEnvelope::new(code, self.to_string()).with_details(details)
     }

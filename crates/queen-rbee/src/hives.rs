@@ -2,32 +2,40 @@
 //!
 //! `localhost` gets a hive as a child process of the queen, on a free loopback port, with a
 //! key made for this run. Registered nodes get theirs over SSH, detached so it outlives the
-//! SSH session, with the node's key from the registry. Either way the queen then checks the
-//! hive's health (three attempts, 0/200/400 ms apart) and its version.
+//! SSH session, with the node's key from the registry. Either way the hive says it listens
+//! with its ready line ([`rbee_api::ready`]), and the queen then checks the hive's health
+//! (three attempts, 0/200/400 ms apart) and its version.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rbee_api::queen::{Beehive, LOCALHOST, NodeStatus};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use rbee_api::hive::Detected;
+use rbee_api::queen::{NodeConfig, NodeStatus};
+use rbee_api::ready::ReadyLine;
+use rbee_api::{NodeName, now_unix};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, Command};
 
 use crate::clients::{HiveClient, http_client};
 use crate::error::QueenError;
+use crate::narration::Narrator;
 use crate::registry::{BeehiveRegistry, NodeRecord};
 use crate::ssh::{Ssh, SshError, quote};
 
-/// Delays before each health attempt (SPEC section 5 step 3).
+/// Delays before each health attempt.
 const RETRY_DELAYS_MS: [u64; 3] = [0, 200, 400];
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a hive may take to listen once started.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct HiveSettings {
     pub hive_bin: PathBuf,
     pub local_hive_args: Vec<String>,
+    /// Where rbee's binaries are on every node, instead of `<install_path>/target/release`.
     pub remote_binary_path: Option<String>,
 }
 
@@ -38,7 +46,7 @@ enum Started {
         _lifeline: Option<tokio::process::ChildStdin>,
     },
     Remote {
-        node: Beehive,
+        node: NodeConfig,
         pid: u32,
     },
 }
@@ -50,20 +58,16 @@ pub struct Hives {
     http: reqwest::Client,
     local_key: String,
     /// Hives this queen started, by node, with the client to reach them.
-    started: tokio::sync::Mutex<HashMap<String, (HiveClient, Started)>>,
+    started: tokio::sync::Mutex<HashMap<NodeName, (HiveClient, Started)>>,
     /// Serialises starting per node so two tasks never start two hives.
-    starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    starting: Mutex<HashMap<NodeName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-pub fn new_key() -> String {
-    let bytes: [u8; 24] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Passes the local hive's output lines to the queen's log (`rbee logs` has them too).
+async fn forward_to_log<R: tokio::io::AsyncBufRead + Unpin>(mut lines: Lines<R>) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::debug!(target: "rbee_hive::localhost", "{line}");
+    }
 }
 
 /// Same major and minor version: the wire protocol is the same.
@@ -73,21 +77,25 @@ pub fn compatible(a: &str, b: &str) -> bool {
 }
 
 impl Hives {
-    /// The queen's HTTP client (one connection pool for hives and workers).
-    pub fn http(&self) -> reqwest::Client {
-        self.http.clone()
-    }
-
-    pub fn new(settings: HiveSettings, ssh: Ssh, registry: Arc<dyn BeehiveRegistry>) -> Self {
-        Self {
+    pub fn new(
+        settings: HiveSettings,
+        ssh: Ssh,
+        registry: Arc<dyn BeehiveRegistry>,
+    ) -> reqwest::Result<Self> {
+        Ok(Self {
             settings,
             ssh,
             registry,
-            http: http_client(),
-            local_key: new_key(),
+            http: http_client()?,
+            local_key: rbee_http::auth::new_key(),
             started: tokio::sync::Mutex::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
-        }
+        })
+    }
+
+    /// The queen's HTTP client (one connection pool for hives and workers).
+    pub fn http(&self) -> reqwest::Client {
+        self.http.clone()
     }
 
     pub fn ssh(&self) -> &Ssh {
@@ -97,25 +105,25 @@ impl Hives {
     /// The client for `node`'s hive, starting the hive first if it does not answer.
     pub async fn ensure(
         &self,
-        node: &str,
-        narrate: &(dyn Fn(String) + Send + Sync),
+        node: &NodeName,
+        narrator: &Narrator,
     ) -> Result<HiveClient, QueenError> {
         let lock = {
             let mut starting = self
                 .starting
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            starting.entry(node.to_owned()).or_default().clone()
+            starting.entry(node.clone()).or_default().clone()
         };
         let _one_at_a_time = lock.lock().await;
-        if node == LOCALHOST {
-            return self.ensure_local(narrate).await;
+        if node.is_localhost() {
+            return self.ensure_local(narrator).await;
         }
         let record = self
             .registry
             .get(node)?
-            .ok_or_else(|| QueenError::NodeNotFound(node.to_owned()))?;
-        let result = self.ensure_remote(&record, narrate).await;
+            .ok_or_else(|| QueenError::NodeNotFound(node.clone()))?;
+        let result = self.ensure_remote(&record, narrator).await;
         self.record_contact(&record, &result);
         result
     }
@@ -124,28 +132,25 @@ impl Hives {
         let mut updated = record.clone();
         match result {
             Ok(_) => {
-                updated.beehive.status = NodeStatus::Reachable;
-                updated.beehive.last_connected_unix = Some(now_unix());
-                updated.beehive.last_error = None;
+                updated.state.status = NodeStatus::Reachable;
+                updated.state.last_connected_unix = Some(now_unix());
+                updated.state.last_error = None;
             }
             Err(e) => {
-                updated.beehive.status = NodeStatus::Unreachable;
-                updated.beehive.last_error = Some(e.to_string());
+                updated.state.status = NodeStatus::Unreachable;
+                updated.state.last_error = Some(e.to_string());
             }
         }
         if let Err(e) = self.registry.upsert(&updated) {
-            tracing::warn!(
-                "cannot record the contact with {}: {e}",
-                record.beehive.node_name
-            );
+            tracing::warn!("cannot record the contact with {}: {e}", record.name());
         }
     }
 
     /// Records that a registered node stopped answering in the middle of a task.
-    pub fn mark_unreachable(&self, node: &str, reason: &str) {
+    pub fn mark_unreachable(&self, node: &NodeName, reason: &str) {
         if let Ok(Some(mut record)) = self.registry.get(node) {
-            record.beehive.status = NodeStatus::Unreachable;
-            record.beehive.last_error = Some(reason.to_owned());
+            record.state.status = NodeStatus::Unreachable;
+            record.state.last_error = Some(reason.to_owned());
             if let Err(e) = self.registry.upsert(&record) {
                 tracing::warn!("cannot record that {node} is unreachable: {e}");
             }
@@ -153,11 +158,11 @@ impl Hives {
     }
 
     /// The client for a node's hive if this queen knows where it is, without starting it.
-    pub async fn client(&self, node: &str) -> Result<HiveClient, QueenError> {
+    pub async fn client(&self, node: &NodeName) -> Result<HiveClient, QueenError> {
         if let Some((client, _)) = self.started.lock().await.get(node) {
             return Ok(client.clone());
         }
-        if node == LOCALHOST {
+        if node.is_localhost() {
             return Err(QueenError::Remote(rbee_api::ErrorEnvelope::new(
                 rbee_api::ErrorCode::ConnectionTimeout,
                 "no rbee-hive runs on localhost yet; it starts with the first `rbee infer`",
@@ -166,32 +171,29 @@ impl Hives {
         let record = self
             .registry
             .get(node)?
-            .ok_or_else(|| QueenError::NodeNotFound(node.to_owned()))?;
+            .ok_or_else(|| QueenError::NodeNotFound(node.clone()))?;
         Ok(self.remote_client(&record))
     }
 
     fn remote_client(&self, record: &NodeRecord) -> HiveClient {
-        let b = &record.beehive;
+        let c = &record.config;
         HiveClient::new(
-            &b.node_name,
-            &format!("http://{}:{}", b.ssh_host, b.hive_port),
+            &c.node_name,
+            &format!("http://{}:{}", c.ssh_host, c.hive_port),
             &record.hive_api_key,
             self.http.clone(),
         )
     }
 
-    async fn ensure_local(
-        &self,
-        narrate: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<HiveClient, QueenError> {
+    async fn ensure_local(&self, narrator: &Narrator) -> Result<HiveClient, QueenError> {
+        let localhost = NodeName::localhost();
         let existing = {
             let mut started = self.started.lock().await;
-            match started.get_mut(LOCALHOST) {
+            match started.get_mut(&localhost) {
                 Some((client, Started::Local { child, .. })) => match child.try_wait() {
                     Ok(None) => Some(client.clone()),
                     _ => {
-                        narrate("rbee-hive on localhost has exited; starting a new one".into());
-                        started.remove(LOCALHOST);
+                        started.remove(&localhost);
                         None
                     }
                 },
@@ -201,18 +203,29 @@ impl Hives {
         let client = match existing {
             Some(client) => client,
             None => {
-                narrate("Starting rbee-hive on localhost".into());
+                narrator
+                    .say("hive_start", "Starting rbee-hive on localhost")
+                    .await;
                 let client = self.start_local().await?;
-                narrate(format!("rbee-hive on localhost listens at {}", client.url));
+                narrator
+                    .say(
+                        "hive_started",
+                        format!("rbee-hive on localhost listens at {}", client.url),
+                    )
+                    .await;
                 client
             }
         };
-        self.check(&client, narrate).await?;
+        self.check(&client, narrator).await?;
         Ok(client)
     }
 
     async fn start_local(&self) -> Result<HiveClient, QueenError> {
         let bin = &self.settings.hive_bin;
+        let failed = |reason: String| QueenError::HiveStart {
+            node: NodeName::localhost(),
+            reason,
+        };
         let mut child = Command::new(bin)
             .args([
                 "daemon",
@@ -227,47 +240,28 @@ impl Hives {
             .args(&self.settings.local_hive_args)
             .env("RBEE_HIVE_API_KEY", &self.local_key)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| QueenError::Internal(format!("cannot start {}: {e}", bin.display())))?;
-        let stderr = child
-            .stderr
+            .map_err(|e| failed(format!("cannot run {}: {e}", bin.display())))?;
+        let stdout = child
+            .stdout
             .take()
-            .ok_or_else(|| QueenError::Internal("rbee-hive has no stderr".into()))?;
-        let mut lines = BufReader::new(stderr).lines();
-        let mut seen = Vec::new();
-        let url = loop {
-            match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
-                Ok(Ok(Some(line))) => {
-                    if let Some(url) = line
-                        .split("listening on ")
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                    {
-                        break url.to_owned();
-                    }
-                    seen.push(line);
-                }
-                _ => {
-                    return Err(QueenError::Internal(format!(
-                        "rbee-hive on localhost did not start: {}",
-                        seen.last().map_or("no output", String::as_str)
-                    )));
-                }
-            }
-        };
-        // Keep reading so the hive never blocks on a full pipe; its lines go to our log.
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!(target: "rbee_hive::localhost", "{line}");
-            }
-        });
-        let client = HiveClient::new(LOCALHOST, &url, &self.local_key, self.http.clone());
+            .ok_or_else(|| failed("its standard output is not a pipe".into()))?;
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(forward_to_log(BufReader::new(stderr).lines()));
+        }
+        let (ready, rest) = rbee_http::daemon::await_ready(stdout, START_TIMEOUT)
+            .await
+            .map_err(|e| failed(rbee_http::error::with_causes(&e)))?;
+        // The hive writes nothing more to stdout, but a pipe nobody reads could block it.
+        tokio::spawn(forward_to_log(rest));
+        let localhost = NodeName::localhost();
+        let client = HiveClient::new(&localhost, &ready.url, &self.local_key, self.http.clone());
         let lifeline = child.stdin.take();
         self.started.lock().await.insert(
-            LOCALHOST.to_owned(),
+            localhost,
             (
                 client.clone(),
                 Started::Local {
@@ -282,81 +276,109 @@ impl Hives {
     async fn ensure_remote(
         &self,
         record: &NodeRecord,
-        narrate: &(dyn Fn(String) + Send + Sync),
+        narrator: &Narrator,
     ) -> Result<HiveClient, QueenError> {
-        let node = &record.beehive.node_name;
+        let node = record.name();
         let client = self.remote_client(record);
         let ours = self.started.lock().await.contains_key(node);
         if !ours && client.health(HEALTH_TIMEOUT).await.is_err() {
-            narrate(format!(
-                "Starting rbee-hive on {node} over SSH ({})",
-                record.beehive.ssh_host
-            ));
+            narrator
+                .say(
+                    "hive_start",
+                    format!(
+                        "Starting rbee-hive on {node} over SSH ({})",
+                        record.config.ssh_host
+                    ),
+                )
+                .await;
             let pid = self
                 .start_remote(record)
                 .await
                 .map_err(|e| QueenError::SshFailed {
                     node: node.clone(),
-                    reason: e.message,
+                    reason: rbee_http::error::with_causes(&e),
                 })?;
-            narrate(format!("rbee-hive on {node} started (pid {pid})"));
+            narrator
+                .say(
+                    "hive_started",
+                    format!("rbee-hive on {node} started (pid {pid})"),
+                )
+                .await;
             self.started.lock().await.insert(
                 node.clone(),
                 (
                     client.clone(),
                     Started::Remote {
-                        node: record.beehive.clone(),
+                        node: record.config.clone(),
                         pid,
                     },
                 ),
             );
         }
-        self.check(&client, narrate).await?;
+        self.check(&client, narrator).await?;
         Ok(client)
     }
 
-    fn remote_bin_dir(&self, node: &Beehive) -> String {
+    /// The directory of rbee's binaries on `node`.
+    pub fn remote_bin_dir(&self, node: &NodeConfig) -> String {
         self.settings.remote_binary_path.clone().unwrap_or_else(|| {
             format!("{}/target/release", node.install_path.trim_end_matches('/'))
         })
     }
 
-    /// Starts the hive detached (it outlives the SSH command) and waits until it listens.
+    /// Backends and devices of a node with rbee installed; `None` when it is not installed
+    /// yet (or does not answer).
+    pub async fn detect(&self, node: &NodeConfig) -> Option<Detected> {
+        let bin = format!("{}/rbee-hive", self.remote_bin_dir(node));
+        let out = self
+            .ssh
+            .run(node, &format!("{} detect", quote(&bin)))
+            .await
+            .ok()?;
+        serde_json::from_str(&out).ok()
+    }
+
+    /// Starts the hive detached (it outlives the SSH command) and waits for its ready line
+    /// (the hive's stdout goes to a file, its log to another).
     async fn start_remote(&self, record: &NodeRecord) -> Result<u32, SshError> {
-        let b = &record.beehive;
-        let bin = format!("{}/rbee-hive", self.remote_bin_dir(b));
-        let log = format!("rbee-hive-{}.log", b.hive_port);
+        let c = &record.config;
+        let bin = format!("{}/rbee-hive", self.remote_bin_dir(c));
+        let log = format!("rbee-hive-{}.log", c.hive_port);
+        let ready = format!("rbee-hive-{}.ready", c.hive_port);
+        // The data directory as rbee_api::dirs::data_dir finds it, in shell.
         let script = format!(
             "data=\"${{XDG_DATA_HOME:-$HOME/.local/share}}/rbee\"; mkdir -p \"$data\" && cd \"$data\" || exit 1; \
              [ -x {bin} ] || {{ echo 'rbee-hive is not installed at {bin}; run rbee setup install --node {node}'; exit 1; }}; \
-             RBEE_HIVE_API_KEY={key} nohup {bin} daemon --port {port} --public-host {host} > {log} 2>&1 < /dev/null & \
+             rm -f {ready}; \
+             RBEE_HIVE_API_KEY={key} nohup {bin} daemon --port {port} --public-host {host} > {ready} 2>> {log} < /dev/null & \
              pid=$!; i=0; while [ $i -lt 100 ]; do \
-               grep -q 'listening on' {log} && {{ echo $pid; exit 0; }}; \
+               [ -s {ready} ] && {{ echo $pid; head -n 1 {ready}; exit 0; }}; \
                kill -0 $pid 2>/dev/null || {{ tail -n 1 {log}; exit 1; }}; \
                sleep 0.1; i=$((i+1)); done; echo 'rbee-hive did not start within 10 s'; exit 1",
             bin = quote(&bin),
-            node = b.node_name,
+            node = c.node_name,
             key = quote(&record.hive_api_key),
-            port = b.hive_port,
-            host = quote(&b.ssh_host),
+            port = c.hive_port,
+            host = quote(&c.ssh_host),
             log = quote(&log),
+            ready = quote(&ready),
         );
-        let out = self.ssh.run(b, &script).await?;
-        out.trim()
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse().ok())
-            .ok_or_else(|| SshError {
-                message: format!("unexpected answer while starting rbee-hive: {out}"),
-            })
+        let out = self.ssh.run(c, &script).await?;
+        let mut lines = out.trim().lines();
+        let pid = lines.next().and_then(|l| l.trim().parse().ok());
+        let announced = lines
+            .next()
+            .and_then(|l| serde_json::from_str::<ReadyLine>(l).ok());
+        match (pid, announced) {
+            (Some(pid), Some(_)) => Ok(pid),
+            _ => Err(SshError::Unexpected(format!(
+                "unexpected answer while starting rbee-hive: {out}"
+            ))),
+        }
     }
 
     /// Health with retries, then the version check.
-    async fn check(
-        &self,
-        client: &HiveClient,
-        narrate: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<(), QueenError> {
+    async fn check(&self, client: &HiveClient, narrator: &Narrator) -> Result<(), QueenError> {
         let mut last = String::new();
         for (attempt, delay) in RETRY_DELAYS_MS.iter().enumerate() {
             tokio::time::sleep(Duration::from_millis(*delay)).await;
@@ -372,19 +394,29 @@ impl Hives {
                             queen: queen.to_owned(),
                         });
                     }
-                    narrate(format!(
-                        "Connected to rbee-hive {} on {}",
-                        health.version, client.node
-                    ));
+                    narrator
+                        .say(
+                            "hive_connected",
+                            format!(
+                                "Connected to rbee-hive {} on {}",
+                                health.version, client.node
+                            ),
+                        )
+                        .await;
                     return Ok(());
                 }
                 Err(e) => {
-                    narrate(format!(
-                        "rbee-hive on {} did not answer (attempt {}/{})",
-                        client.node,
-                        attempt + 1,
-                        RETRY_DELAYS_MS.len()
-                    ));
+                    narrator
+                        .say(
+                            "hive_retry",
+                            format!(
+                                "rbee-hive on {} did not answer (attempt {}/{})",
+                                client.node,
+                                attempt + 1,
+                                RETRY_DELAYS_MS.len()
+                            ),
+                        )
+                        .await;
                     last = e.to_string();
                 }
             }
@@ -399,40 +431,44 @@ impl Hives {
 
     /// Stops every hive this queen started: over HTTP, then by signal or SSH if that fails.
     pub async fn stop_all(&self) {
-        let started: Vec<(String, (HiveClient, Started))> =
+        let started: Vec<(NodeName, (HiveClient, Started))> =
             self.started.lock().await.drain().collect();
-        let stops = started.into_iter().map(|(node, (client, how))| async move {
-            let asked = client.shutdown().await.is_ok();
-            match how {
-                Started::Local { mut child, .. } => {
-                    if !asked {
-                        let _ = child.start_kill();
-                    }
-                    match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
-                        Ok(_) => tracing::info!("rbee-hive on {node} stopped"),
-                        Err(_) => {
-                            let _ = child.start_kill();
-                            let _ = child.wait().await;
-                            tracing::warn!("rbee-hive on {node} had to be killed");
-                        }
-                    }
+        let stops = started
+            .into_iter()
+            .map(|(node, (client, how))| self.stop(node, client, how));
+        futures::future::join_all(stops).await;
+    }
+
+    async fn stop(&self, node: NodeName, client: HiveClient, how: Started) {
+        let asked = client.shutdown().await.is_ok();
+        match how {
+            Started::Local { mut child, .. } => {
+                if !asked {
+                    let _ = child.start_kill();
                 }
-                Started::Remote { node: b, pid } => {
-                    if !asked {
-                        let _ = self.ssh.run(&b, &format!("kill {pid}")).await;
-                    }
-                    let gone = format!(
-                        "i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done; \
-                         kill -0 {pid} 2>/dev/null && kill -9 {pid}; true"
-                    );
-                    match self.ssh.run(&b, &gone).await {
-                        Ok(_) => tracing::info!("rbee-hive on {node} stopped"),
-                        Err(e) => tracing::warn!("cannot confirm rbee-hive on {node} stopped: {e}"),
+                match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
+                    Ok(_) => tracing::info!("rbee-hive on {node} stopped"),
+                    Err(_) => {
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                        tracing::warn!("rbee-hive on {node} had to be killed");
                     }
                 }
             }
-        });
-        futures::future::join_all(stops).await;
+            Started::Remote { node: config, pid } => {
+                if !asked {
+                    let _ = self.ssh.run(&config, &format!("kill {pid}")).await;
+                }
+                let gone = format!(
+                    "i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done; \
+                     kill -0 {pid} 2>/dev/null && kill -9 {pid}; true"
+                );
+                match self.ssh.run(&config, &gone).await {
+                    Ok(_) => tracing::info!("rbee-hive on {node} stopped"),
+                    Err(e) => tracing::warn!("cannot confirm rbee-hive on {node} stopped: {e}"),
+                }
+            }
+        }
     }
 }
 

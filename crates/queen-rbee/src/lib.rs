@@ -10,19 +10,26 @@
 //! - [`registry`]: the node registry trait, SQLite and in-memory.
 //! - [`ssh`]: ssh calls with safe defaults.
 //! - [`hives`]: starting, checking and stopping hives.
+//! - [`setup`]: adding a node (after an SSH test) and installing rbee on it.
 //! - [`clients`]: HTTP clients for hives and workers.
-//! - [`tasks`]: the inference flow.
+//! - [`narration`]: telling the user what the queen does, as it does it.
+//! - [`tasks`]: the inference flow; [`running`]: the tasks running now, to cancel them.
 //! - [`placement`]: choosing a node when a task names none.
+//! - [`metrics`]: what `GET /metrics` counts.
 //! - [`routes`], [`state`], [`error`]: the HTTP service, including the OpenAI-compatible API
-//!   (`routes/openai.rs`) and `/metrics`.
+//!   (`routes/openai.rs`).
 
 pub mod args;
 pub mod clients;
 pub mod error;
 pub mod hives;
+pub mod metrics;
+pub mod narration;
 pub mod placement;
 pub mod registry;
 pub mod routes;
+pub mod running;
+pub mod setup;
 pub mod ssh;
 pub mod state;
 pub mod tasks;
@@ -37,9 +44,9 @@ use tokio_util::sync::CancellationToken;
 use crate::args::{Command, DaemonArgs};
 use crate::hives::{HiveSettings, Hives};
 use crate::registry::{BeehiveRegistry, SqliteRegistry};
+use crate::running::RunningTasks;
 use crate::ssh::Ssh;
 use crate::state::{AppState, QueenState};
-use crate::tasks::Tasks;
 
 /// A failure that stops the queen; its `Display` is the one line the user sees.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +69,7 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
     let db = match &args.db {
         Some(db) => db.clone(),
         None => rbee_http::daemon::data_dir(args.data_dir.as_deref())
-            .map_err(Fatal)?
+            .map_err(|e| Fatal(e.to_string()))?
             .join("beehives.db"),
     };
     let registry: Arc<dyn BeehiveRegistry> =
@@ -91,26 +98,28 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
             config_file: args.ssh_config.clone(),
         },
         registry.clone(),
-    );
+    )
+    .map_err(|e| Fatal(format!("cannot build an HTTP client: {e}")))?;
     let state: AppState = Arc::new(QueenState {
         registry,
         hives,
-        tasks: Tasks::default(),
+        tasks: RunningTasks::default(),
         loading_timeout: args.loading_timeout,
-        remote_binary_path: args.remote_binary_path.clone(),
         default_model: args.default_model.clone().or_else(|| {
             rbee_api::model_ref::fetched_model()
                 .filter(|p| p.is_file())
-                .map(|p| format!("file:{}", p.display()))
+                .and_then(|p| rbee_api::ModelRef::file(&p).ok())
         }),
         shutdown: CancellationToken::new(),
-        metrics: rbee_http::metrics::Metrics::new(state::METRICS),
+        metrics: Arc::default(),
     });
     tracing::info!(
         "queen-rbee {} listening on http://{bound} (registry {})",
         env!("CARGO_PKG_VERSION"),
         db.display()
     );
+    rbee_http::daemon::announce_ready("queen-rbee", &format!("http://{bound}"))
+        .map_err(|e| Fatal(format!("cannot write the ready line: {e}")))?;
     serve(listener, state, args.api_key.as_deref().map(ApiKey::new)).await
 }
 

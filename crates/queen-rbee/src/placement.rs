@@ -12,24 +12,26 @@
 
 use rbee_api::hive::PreflightRequest;
 use rbee_api::worker::WorkerState;
-use rbee_api::{Backend, ErrorCode, ErrorEnvelope};
+use rbee_api::{Backend, ErrorCode, ErrorEnvelope, ModelRef, NodeName};
 
+use crate::clients::CallError;
 use crate::error::QueenError;
-use crate::state::AppState;
+use crate::hives::Hives;
+use crate::narration::Narrator;
 
 /// The chosen node and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placed {
-    pub node: String,
+    pub node: NodeName,
     pub reason: String,
     /// Which rule chose it: `idle_worker`, `catalog` or `free_memory`.
     pub rule: &'static str,
 }
 
 /// What placement knows about one candidate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    pub node: String,
+    pub node: NodeName,
     pub idle_worker: bool,
     /// In the catalog and passing the preflight.
     pub ready_model: bool,
@@ -69,43 +71,43 @@ pub fn choose(candidates: &[Candidate], backend: Backend) -> Option<Placed> {
     })
 }
 
+/// Why a node is left out of placement.
+#[derive(Debug, thiserror::Error)]
+enum Unfit {
+    #[error(transparent)]
+    Hive(#[from] QueenError),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+/// What `node` offers for `model`, starting its hive if needed.
 async fn survey(
-    state: &AppState,
-    node: &str,
-    model: &str,
+    hives: &Hives,
+    node: &NodeName,
+    model: &ModelRef,
     backend: Backend,
     device: u32,
-    narrate: &(dyn Fn(String) + Send + Sync),
-) -> Result<Candidate, String> {
-    let hive = state
-        .hives
-        .ensure(node, narrate)
-        .await
-        .map_err(|e| e.to_string())?;
-    let workers = hive.workers().await.map_err(|e| e.to_string())?.workers;
+    narrator: &Narrator,
+) -> Result<Candidate, Unfit> {
+    let hive = hives.ensure(node, narrator).await?;
+    let workers = hive.workers().await?.workers;
     let idle_worker = workers.iter().any(|w| {
-        w.model_ref == model
+        &w.model_ref == model
             && w.backend == backend
             && w.device == device
             && w.state == WorkerState::Idle
     });
-    let in_catalog = hive
-        .models()
-        .await
-        .map_err(|e| e.to_string())?
-        .models
-        .iter()
-        .any(|m| m.reference == model);
+    let in_catalog = (hive.models().await?.models.iter()).any(|m| &m.reference == model);
     let ready_model = in_catalog
         && hive
             .preflight(&PreflightRequest {
-                model_ref: model.to_owned(),
+                model_ref: model.clone(),
                 backend,
                 device,
             })
             .await
             .is_ok();
-    let resources = hive.resources().await.map_err(|e| e.to_string())?;
+    let resources = hive.resources().await?;
     let free_mb = if !resources.detected.backends.contains(&backend) {
         None
     } else if backend.is_gpu() {
@@ -119,27 +121,25 @@ async fn survey(
         resources.ram_available_mb
     };
     Ok(Candidate {
-        node: node.to_owned(),
+        node: node.clone(),
         idle_worker,
         ready_model,
         free_mb,
     })
 }
 
-/// Chooses a node for `model` (a canonical reference) among every node this queen knows;
-/// starting a node's hive is narrated through `narrate`.
+/// Chooses a node for `model` among `nodes` (localhost and every registered node); starting
+/// a node's hive is narrated through `narrator`.
 pub async fn place(
-    state: &AppState,
-    model: &str,
+    nodes: &[NodeName],
+    hives: &Hives,
+    model: &ModelRef,
     backend: Backend,
     device: u32,
-    narrate: &(dyn Fn(String) + Send + Sync),
+    narrator: &Narrator,
 ) -> Result<Placed, QueenError> {
-    let nodes = state.node_names()?;
     let surveys = futures::future::join_all(
-        nodes
-            .iter()
-            .map(|node| survey(state, node, model, backend, device, narrate)),
+        (nodes.iter()).map(|node| survey(hives, node, model, backend, device, narrator)),
     )
     .await;
     let mut candidates = Vec::new();
@@ -174,7 +174,7 @@ mod tests {
 
     fn node(name: &str, idle: bool, ready: bool, free: Option<u64>) -> Candidate {
         Candidate {
-            node: name.into(),
+            node: name.parse().unwrap(),
             idle_worker: idle,
             ready_model: ready,
             free_mb: free,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use rbee_api::queen::Beehive;
+use rbee_api::queen::NodeConfig;
 use tokio::process::Command;
 
 #[derive(Debug, Clone, Default)]
@@ -17,11 +17,18 @@ pub struct Ssh {
     pub config_file: Option<PathBuf>,
 }
 
-/// An ssh call that failed: ssh's own last words, or the remote command's.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct SshError {
-    pub message: String,
+/// Why an ssh call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot run ssh (is the OpenSSH client installed?)")]
+    Spawn(#[source] std::io::Error),
+    #[error("ssh to {host} did not finish within {after:?}")]
+    Timeout { host: String, after: Duration },
+    /// ssh's own last words, or the remote command's.
+    #[error("{0}")]
+    Failed(String),
+    #[error("{0}")]
+    Unexpected(String),
 }
 
 /// Seconds to wait for the TCP connection and between keep-alives.
@@ -32,7 +39,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Ssh {
     /// `ssh <options> user@host -- <remote>` as a command ready to run.
-    pub fn command(&self, node: &Beehive, remote: &str) -> Command {
+    pub fn command(&self, node: &NodeConfig, remote: &str) -> Command {
         let mut cmd = Command::new("ssh");
         if let Some(config) = &self.config_file {
             cmd.arg("-F").arg(config);
@@ -55,18 +62,14 @@ impl Ssh {
     }
 
     /// Runs `remote` on `node`; its stdout on success.
-    pub async fn run(&self, node: &Beehive, remote: &str) -> Result<String, SshError> {
+    pub async fn run(&self, node: &NodeConfig, remote: &str) -> Result<String, SshError> {
         let out = tokio::time::timeout(COMMAND_TIMEOUT, self.command(node, remote).output())
             .await
-            .map_err(|_| SshError {
-                message: format!(
-                    "ssh to {} did not finish within {COMMAND_TIMEOUT:?}",
-                    node.ssh_host
-                ),
+            .map_err(|_| SshError::Timeout {
+                host: node.ssh_host.clone(),
+                after: COMMAND_TIMEOUT,
             })?
-            .map_err(|e| SshError {
-                message: format!("cannot run ssh: {e} (is the OpenSSH client installed?)"),
-            })?;
+            .map_err(SshError::Spawn)?;
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
@@ -81,7 +84,7 @@ impl Ssh {
         let reason = last(&stderr)
             .or_else(|| last(&stdout))
             .unwrap_or_else(|| format!("exit status {}", out.status));
-        Err(SshError { message: reason })
+        Err(SshError::Failed(reason))
     }
 }
 

@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use crate::support::{Queen, Sshd, call, free_port, read_sse};
+use crate::support::{Queen, Sshd, free_port};
 
 #[tokio::test]
 async fn install_clones_the_branch_and_builds_release_binaries_over_ssh() {
@@ -16,39 +16,37 @@ async fn install_clones_the_branch_and_builds_release_binaries_over_ssh() {
     let nodes = tempfile::tempdir().unwrap();
     let install = nodes.path().join("rbee");
     let queen = Queen::start_with_local_binaries(&sshd).await;
-    let (status, body) = call(queen.post("/v2/registry/beehives/add").json(&json!({
-        "node_name": "fresh",
-        "ssh_host": "127.0.0.1",
-        "ssh_port": sshd.port,
-        "ssh_user": Sshd::user(),
-        "git_repo_url": repo.path(),
-        "git_branch": "stable",
-        "install_path": install,
-        "hive_port": free_port(),
-    })))
-    .await;
+    let (status, body, said) = queen
+        .setup(
+            "/v2/registry/beehives/add",
+            json!({
+                "node_name": "fresh",
+                "ssh_host": "127.0.0.1",
+                "ssh_port": sshd.port,
+                "ssh_user": Sshd::user(),
+                "git_repo_url": repo.path(),
+                "git_branch": "stable",
+                "install_path": install,
+                "hive_port": free_port(),
+            }),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["backends"], json!([]), "nothing installed yet");
+    assert!(said[0].starts_with("Testing SSH connection"), "{said:?}");
 
-    let resp = queen
-        .post("/v2/registry/beehives/install")
-        .json(&json!({"node_name": "fresh"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let frames = read_sse(resp).await;
-    let said: Vec<String> = frames
-        .iter()
-        .filter(|f| f.event == "narration")
-        .map(|f| {
-            serde_json::from_str::<serde_json::Value>(&f.data).unwrap()["human"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(frames.last().unwrap().event, "end", "{said:#?}");
+    let (status, body, said) = queen
+        .setup(
+            "/v2/registry/beehives/install",
+            json!({"node_name": "fresh"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body} {said:#?}");
+    assert_eq!(
+        body["backends"],
+        json!(["cpu"]),
+        "the end event has the node"
+    );
     assert!(
         said.iter()
             .any(|l| l.contains("checked out") && l.contains("stable")),

@@ -1,6 +1,6 @@
 //! Registering nodes: the SSH test before saving, list, remove.
 
-use rbee_api::queen::LOCALHOST;
+use rbee_api::NodeName;
 use serde_json::json;
 
 use crate::support::{Queen, Sshd, call, free_port};
@@ -47,14 +47,19 @@ async fn add_node_tests_ssh_records_backends_and_lists_it() {
 async fn failed_ssh_test_saves_nothing_and_says_why() {
     let sshd = Sshd::start(&[]).await;
     let queen = Queen::start(&sshd).await;
-    let (status, body) = call(queen.post("/v2/registry/beehives/add").json(&json!({
-        "node_name": "closed",
-        "ssh_host": "127.0.0.1",
-        "ssh_port": free_port(),
-        "ssh_user": Sshd::user(),
-        "install_path": "/opt/rbee",
-    })))
-    .await;
+    let (status, body, narration) = queen
+        .setup(
+            "/v2/registry/beehives/add",
+            json!({
+                "node_name": "closed",
+                "ssh_host": "127.0.0.1",
+                "ssh_port": free_port(),
+                "ssh_user": Sshd::user(),
+                "install_path": "/opt/rbee",
+            }),
+        )
+        .await;
+    assert_eq!(narration, ["Testing SSH connection to 127.0.0.1"]);
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "SSH_FAILED");
     let reason = body["error"]["details"]["reason"].as_str().unwrap();
@@ -93,7 +98,7 @@ async fn remove_forgets_a_node_and_bad_names_are_refused() {
         (404, Some("NODE_NOT_FOUND"))
     );
     let (status, body) = queen
-        .add_node(&sshd, LOCALHOST, free_port(), install.path())
+        .add_node(&sshd, NodeName::LOCALHOST, free_port(), install.path())
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use rbee_api::queen::TaskEvent;
+use rbee_api::queen::{SetupEvent, TaskEvent};
+use rbee_api::sse::SseEvent;
 pub use rbee_testkit::{Log, Sshd, call, free_port, model_path, read_sse, signal, wait_gone};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -73,13 +74,13 @@ impl Queen {
         }
         let mut child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
         let log = Log::capture(child.stderr.take().unwrap());
-        let url = log.announced_url("listening on ").await;
+        let url = rbee_testkit::ready_url(&mut child, &log).await;
         Self {
             child,
             url,
@@ -101,7 +102,7 @@ impl Queen {
         body["beehives"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Registers a node reachable through `sshd`; the answer's status and body.
+    /// Registers a node reachable through `sshd`; see [`Queen::setup`].
     pub async fn add_node(
         &self,
         sshd: &Sshd,
@@ -109,15 +110,47 @@ impl Queen {
         hive_port: u16,
         install_path: &Path,
     ) -> (u16, Value) {
-        call(self.post("/v2/registry/beehives/add").json(&json!({
-            "node_name": name,
-            "ssh_host": "127.0.0.1",
-            "ssh_port": sshd.port,
-            "ssh_user": Sshd::user(),
-            "install_path": install_path,
-            "hive_port": hive_port,
-        })))
-        .await
+        let (status, body, _) = self
+            .setup(
+                "/v2/registry/beehives/add",
+                json!({
+                    "node_name": name,
+                    "ssh_host": "127.0.0.1",
+                    "ssh_port": sshd.port,
+                    "ssh_user": Sshd::user(),
+                    "install_path": install_path,
+                    "hive_port": hive_port,
+                }),
+            )
+            .await;
+        (status, body)
+    }
+
+    /// Runs a setup stream (add, install) to its end: the HTTP status the outcome stands
+    /// for (200, or the error code's), the node (or the error envelope), and the narration.
+    pub async fn setup(&self, path: &str, body: Value) -> (u16, Value, Vec<String>) {
+        let resp = self.post(path).json(&body).send().await.unwrap();
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return (status, resp.json().await.unwrap_or(Value::Null), Vec::new());
+        }
+        let mut narration = Vec::new();
+        for frame in read_sse(resp).await {
+            match SetupEvent::from_frame(&frame)
+                .expect("a setup event")
+                .unwrap()
+            {
+                SetupEvent::Narration(n) => narration.push(n.human),
+                SetupEvent::Done(done) => {
+                    return (200, serde_json::to_value(done.node).unwrap(), narration);
+                }
+                SetupEvent::Error(e) => {
+                    let status = e.error.code.http_status();
+                    return (status, serde_json::to_value(e).unwrap(), narration);
+                }
+            }
+        }
+        panic!("the setup stream ended without an outcome: {narration:?}");
     }
 
     /// Runs a task for the default model to its end; its parsed events.
@@ -148,7 +181,7 @@ impl Queen {
         read_sse(resp)
             .await
             .iter()
-            .filter_map(|f| TaskEvent::parse(&f.event, &f.data))
+            .filter_map(TaskEvent::from_frame)
             .map(|e| e.unwrap())
             .collect()
     }

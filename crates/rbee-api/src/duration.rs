@@ -2,8 +2,20 @@
 
 use std::time::Duration;
 
+/// Why a text is not a duration; its message says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidDuration(String);
+
+impl std::fmt::Display for InvalidDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidDuration {}
+
 /// Parses `250ms`, `30s`, `5m`, `1h` (a bare number means seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -11,19 +23,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 30s, 5m)"))?;
+        .map_err(|_| InvalidDuration(format!("`{text}` is not a duration (try 500ms, 30s, 5m)")))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         _ => {
-            return Err(format!(
+            return Err(InvalidDuration(format!(
                 "unknown unit `{unit}` in `{text}` (use ms, s, m or h)"
-            ));
+            )));
         }
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+    Duration::try_from_secs_f64(seconds).map_err(|e| InvalidDuration(format!("`{text}`: {e}")))
 }
 
 #[cfg(test)]

@@ -1,12 +1,28 @@
-//! Model references as users write them (SPEC section 3):
-//! `hf:<org>/<repo>[:<QUANT or file name>]` and `file:<absolute path>`.
+//! Model references as users write them: `hf:<org>/<repo>[:<QUANT or file name>]` and
+//! `file:<absolute path>`. A reference is parsed once, where it enters, and travels as a
+//! [`ModelRef`]; on the wire it is its canonical text.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 /// Quantization picked when an `hf:` repository holds several GGUF files and none is named.
 pub const DEFAULT_QUANT: &str = "Q4_K_M";
 
+/// Why a text is not a model reference; its message says what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidModelRef(String);
+
+impl std::fmt::Display for InvalidModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidModelRef {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum ModelRef {
     Hf {
         repo: String,
@@ -17,8 +33,9 @@ pub enum ModelRef {
 }
 
 impl ModelRef {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, InvalidModelRef> {
         let text = text.trim();
+        let fail = |message: String| Err(InvalidModelRef(message));
         if let Some(rest) = text.strip_prefix("hf:") {
             let (repo, selector) = match rest.split_once(':') {
                 Some((repo, sel)) if !sel.is_empty() => (repo, Some(sel.to_owned())),
@@ -34,14 +51,14 @@ impl ModelRef {
                         .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             };
             if parts.len() != 2 || !parts.iter().all(|p| valid(p)) {
-                return Err(format!(
+                return fail(format!(
                     "`{text}` is not a Hugging Face reference: expected hf:<org>/<repo>[:<QUANT or file>]"
                 ));
             }
             if let Some(sel) = &selector
                 && (sel.contains('/') || sel.contains(".."))
             {
-                return Err(format!(
+                return fail(format!(
                     "`{sel}` in `{text}` is not a quantization or file name"
                 ));
             }
@@ -50,15 +67,30 @@ impl ModelRef {
                 selector,
             })
         } else if let Some(path) = text.strip_prefix("file:") {
-            let path = PathBuf::from(path);
-            if !path.is_absolute() {
-                return Err(format!("`{text}`: file references need an absolute path"));
-            }
-            Ok(Self::File(path))
+            Self::file(Path::new(path))
         } else {
-            Err(format!(
+            fail(format!(
                 "`{text}` is not a model reference: use hf:<org>/<repo>[:<QUANT>] or file:/absolute/path.gguf"
             ))
+        }
+    }
+
+    /// The reference of a local file, which must be named by an absolute path.
+    pub fn file(path: &Path) -> Result<Self, InvalidModelRef> {
+        if !path.is_absolute() {
+            return Err(InvalidModelRef(format!(
+                "`file:{}`: file references need an absolute path",
+                path.display()
+            )));
+        }
+        Ok(Self::File(path.to_owned()))
+    }
+
+    /// Where the model comes from.
+    pub fn provider(&self) -> crate::hive::Provider {
+        match self {
+            Self::Hf { .. } => crate::hive::Provider::Hf,
+            Self::File(_) => crate::hive::Provider::File,
         }
     }
 
@@ -81,6 +113,28 @@ impl ModelRef {
 impl std::fmt::Display for ModelRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.canonical())
+    }
+}
+
+impl std::str::FromStr for ModelRef {
+    type Err = InvalidModelRef;
+
+    fn from_str(s: &str) -> Result<Self, InvalidModelRef> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for ModelRef {
+    type Error = InvalidModelRef;
+
+    fn try_from(s: String) -> Result<Self, InvalidModelRef> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ModelRef> for String {
+    fn from(r: ModelRef) -> String {
+        r.canonical()
     }
 }
 
@@ -118,12 +172,7 @@ pub fn fetched_model() -> Option<std::path::PathBuf> {
     use std::path::PathBuf;
     let cache = std::env::var_os("RBEE_MODEL_CACHE")
         .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("rbee/models"))
-        })
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rbee/models"))
-        })?;
+        .or_else(|| crate::dirs::cache_dir().map(|dir| dir.join("models")))?;
     Some(cache.join("SmolLM2-135M-Instruct.Q4_1.gguf"))
 }
 
@@ -150,6 +199,18 @@ mod tests {
             ModelRef::parse(" file:/models/x.gguf ").unwrap(),
             ModelRef::File("/models/x.gguf".into())
         );
+    }
+
+    #[test]
+    fn references_travel_as_their_canonical_text() {
+        let r: ModelRef = serde_json::from_str("\"hf:a/b:Q8_0\"").unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), "\"hf:a/b:Q8_0\"");
+        let err = serde_json::from_str::<ModelRef>("\"llama3\"").unwrap_err();
+        assert!(
+            err.to_string().contains("is not a model reference"),
+            "{err}"
+        );
+        assert!(ModelRef::file(Path::new("relative.gguf")).is_err());
     }
 
     #[test]

@@ -9,6 +9,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::worker::ChatMessage;
 
+/// A request rbee cannot honour: why, and the field at fault (OpenAI's `param`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidField {
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl InvalidField {
+    fn new(message: impl Into<String>, param: Option<&str>) -> Self {
+        Self {
+            message: message.into(),
+            param: param.map(str::to_owned),
+        }
+    }
+}
+
+impl std::fmt::Display for InvalidField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for InvalidField {}
+
 /// `stop`: one string or several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -61,12 +85,13 @@ pub struct Message {
 
 impl Message {
     /// The message as rbee's workers take it; `Err` names what is not supported.
-    pub fn to_chat(&self) -> Result<ChatMessage, String> {
+    pub fn to_chat(&self) -> Result<ChatMessage, InvalidField> {
+        let invalid = |message: String| InvalidField::new(message, Some("messages"));
         if !["system", "developer", "user", "assistant"].contains(&self.role.as_str()) {
-            return Err(format!(
+            return Err(invalid(format!(
                 "messages with role `{}` are not supported (system, developer, user, assistant)",
                 self.role
-            ));
+            )));
         }
         let content = match &self.content {
             Content::Text(t) => t.clone(),
@@ -76,9 +101,9 @@ impl Message {
                     match (part.kind.as_str(), &part.text) {
                         ("text", Some(t)) => text.push_str(t),
                         (kind, _) => {
-                            return Err(format!(
+                            return Err(invalid(format!(
                                 "content parts of type `{kind}` are not supported (text only)"
-                            ));
+                            )));
                         }
                     }
                 }
@@ -128,22 +153,25 @@ pub struct Sampling {
 
 impl Sampling {
     /// Refuses values rbee cannot honour, naming the field.
-    pub fn validate(&self) -> Result<(), (String, &'static str)> {
+    pub fn validate(&self) -> Result<(), InvalidField> {
         if self.n.is_some_and(|n| n != 1) {
-            return Err(("only n=1 is supported".into(), "n"));
+            return Err(InvalidField::new("only n=1 is supported", Some("n")));
         }
         for (value, name) in [
             (self.frequency_penalty, "frequency_penalty"),
             (self.presence_penalty, "presence_penalty"),
         ] {
             if value.is_some_and(|v| v != 0.0) {
-                return Err((format!("{name} is not supported (only 0)"), name));
+                return Err(InvalidField::new(
+                    format!("{name} is not supported (only 0)"),
+                    Some(name),
+                ));
             }
         }
         if self.stream_options.is_some() && self.stream != Some(true) {
-            return Err((
-                "stream_options is only allowed with stream: true".into(),
-                "stream_options",
+            return Err(InvalidField::new(
+                "stream_options is only allowed with stream: true",
+                Some("stream_options"),
             ));
         }
         Ok(())
@@ -183,22 +211,23 @@ pub trait OpenAiRequest: serde::de::DeserializeOwned {
 
 /// Parses a request, refusing any field rbee does not honour. `Err` holds the message and
 /// the offending field.
-pub fn parse_request<T: OpenAiRequest>(body: &[u8]) -> Result<T, (String, Option<String>)> {
+pub fn parse_request<T: OpenAiRequest>(body: &[u8]) -> Result<T, InvalidField> {
     let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| (format!("the body is not valid JSON: {e}"), None))?;
+        .map_err(|e| InvalidField::new(format!("the body is not valid JSON: {e}"), None))?;
     let Some(map) = value.as_object() else {
-        return Err(("the body must be a JSON object".into(), None));
+        return Err(InvalidField::new("the body must be a JSON object", None));
     };
     if let Some(field) = map
         .keys()
         .find(|k| !T::FIELDS.contains(&k.as_str()) && !SAMPLING_FIELDS.contains(&k.as_str()))
     {
-        return Err((
+        return Err(InvalidField::new(
             format!("`{field}` is not supported by rbee"),
-            Some(field.clone()),
+            Some(field),
         ));
     }
-    serde_json::from_value(value).map_err(|e| (format!("invalid request: {e}"), None))
+    serde_json::from_value(value)
+        .map_err(|e| InvalidField::new(format!("invalid request: {e}"), None))
 }
 
 /// `POST /v1/chat/completions`.
@@ -338,31 +367,120 @@ pub struct ModelList {
     pub data: Vec<Model>,
 }
 
+/// An error answer of the OpenAI routes: rbee's envelope fields plus OpenAI's `type` and
+/// `param` (always present, `null` when no field is at fault), so both kinds of client read
+/// it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: ErrorObject,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorObject {
+    pub code: crate::ErrorCode,
+    pub message: String,
+    /// `invalid_request_error`, `authentication_error`, `not_found_error` or `api_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+}
+
+impl ErrorResponse {
+    /// `envelope` as OpenAI clients expect it, `param` naming the offending field.
+    pub fn new(envelope: &crate::ErrorEnvelope, param: Option<&str>) -> Self {
+        let kind = match envelope.error.code.http_status() {
+            401 => "authentication_error",
+            404 => "not_found_error",
+            400..=499 => "invalid_request_error",
+            _ => "api_error",
+        };
+        Self {
+            error: ErrorObject {
+                code: envelope.error.code,
+                message: envelope.error.message.clone(),
+                kind: kind.to_owned(),
+                param: param.map(str::to_owned),
+                details: envelope.error.details.clone(),
+            },
+        }
+    }
+}
+
+/// One `data:` item of a streamed answer: a chunk of either endpoint, or the error that ended
+/// it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum StreamItem {
+    Chat(ChatCompletionChunk),
+    Completion(Completion),
+    Error(ErrorResponse),
+}
+
+/// A whole (not streamed) answer of either endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Chat(ChatCompletion),
+    Completion(Completion),
+}
+
 /// A model id as clients send it: `<model ref>` lets the queen place it,
 /// `<node>/<model ref>` pins a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelId {
-    pub node: Option<String>,
-    pub model_ref: String,
+    pub node: Option<crate::NodeName>,
+    pub model_ref: crate::ModelRef,
 }
 
-impl ModelId {
-    pub fn parse(id: &str) -> Result<Self, String> {
-        let is_ref = |s: &str| s.starts_with("hf:") || s.starts_with("file:");
-        if is_ref(id) {
-            return Ok(Self {
-                node: None,
-                model_ref: id.to_owned(),
-            });
-        }
-        match id.split_once('/') {
-            Some((node, rest)) if !node.is_empty() && is_ref(rest) => Ok(Self {
-                node: Some(node.to_owned()),
-                model_ref: rest.to_owned(),
-            }),
-            _ => Err(format!(
+/// Why a model id cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelIdError {
+    /// Not a model reference at all (`gpt-4o`): no such model here.
+    Unknown(String),
+    /// Shaped like a reference, but malformed.
+    Invalid(String),
+}
+
+impl std::fmt::Display for ModelIdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unknown(id) => write!(
+                f,
                 "unknown model `{id}`: use a model reference (hf:<org>/<repo>[:<QUANT>] or file:<path>), optionally as <node>/<reference>; GET /v1/models lists the models rbee has"
-            )),
+            ),
+            Self::Invalid(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for ModelIdError {}
+
+impl ModelId {
+    pub fn parse(id: &str) -> Result<Self, ModelIdError> {
+        let is_ref = |s: &str| s.starts_with("hf:") || s.starts_with("file:");
+        let (node, reference) = if is_ref(id) {
+            (None, id)
+        } else {
+            match id.split_once('/') {
+                Some((node, rest)) if !node.is_empty() && is_ref(rest) => (Some(node), rest),
+                _ => return Err(ModelIdError::Unknown(id.to_owned())),
+            }
+        };
+        let invalid = |e: &dyn std::fmt::Display| ModelIdError::Invalid(e.to_string());
+        Ok(Self {
+            node: node.map(str::parse).transpose().map_err(|e| invalid(&e))?,
+            model_ref: reference.parse().map_err(|e| invalid(&e))?,
+        })
+    }
+}
+
+impl std::fmt::Display for ModelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.node {
+            Some(node) => write!(f, "{node}/{}", self.model_ref),
+            None => write!(f, "{}", self.model_ref),
         }
     }
 }
@@ -385,34 +503,35 @@ mod tests {
             ModelId::parse("hf:org/repo:Q4_1").unwrap(),
             ModelId {
                 node: None,
-                model_ref: "hf:org/repo:Q4_1".into()
+                model_ref: "hf:org/repo:Q4_1".parse().unwrap()
             }
         );
-        assert_eq!(
-            ModelId::parse("mac/hf:org/repo").unwrap(),
-            ModelId {
-                node: Some("mac".into()),
-                model_ref: "hf:org/repo".into()
-            }
-        );
+        let pinned = ModelId::parse("mac/hf:org/repo").unwrap();
+        assert_eq!(pinned.node.unwrap(), "mac");
         assert_eq!(
             ModelId::parse("workstation/file:/m/x.gguf")
                 .unwrap()
-                .node
-                .as_deref(),
-            Some("workstation")
+                .to_string(),
+            "workstation/file:/m/x.gguf"
         );
-        assert!(ModelId::parse("gpt-4o").is_err());
+        assert!(matches!(
+            ModelId::parse("gpt-4o"),
+            Err(ModelIdError::Unknown(_))
+        ));
         assert!(ModelId::parse("org/repo").is_err());
+        assert!(matches!(
+            ModelId::parse("hf:just-a-name"),
+            Err(ModelIdError::Invalid(_))
+        ));
     }
 
     #[test]
     fn unknown_fields_are_refused_not_ignored() {
-        let (msg, field) = parse_request::<ChatCompletionRequest>(
+        let err = parse_request::<ChatCompletionRequest>(
             br#"{"model":"m","messages":[],"logprobs":true}"#,
         )
         .unwrap_err();
-        assert_eq!(field.as_deref(), Some("logprobs"), "{msg}");
+        assert_eq!(err.param.as_deref(), Some("logprobs"), "{err}");
         assert!(
             parse_request::<CompletionRequest>(br#"{"model":"m","prompt":"x","suffix":"y"}"#)
                 .is_err()
@@ -432,11 +551,14 @@ mod tests {
             n: Some(2),
             ..Sampling::default()
         };
-        assert_eq!(s.validate().unwrap_err().1, "n");
+        assert_eq!(s.validate().unwrap_err().param.as_deref(), Some("n"));
         let s = Sampling {
             presence_penalty: Some(0.5),
             ..Sampling::default()
         };
-        assert_eq!(s.validate().unwrap_err().1, "presence_penalty");
+        assert_eq!(
+            s.validate().unwrap_err().param.as_deref(),
+            Some("presence_penalty")
+        );
     }
 }

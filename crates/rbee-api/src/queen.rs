@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hive::{DownloadEvent, WorkerInfo};
-use crate::sse::SseMessage;
-use crate::worker::{ChatMessage, EndEvent, LoadingEvent, TokenEvent};
-use crate::{Backend, ErrorEnvelope, Narration};
+use crate::hive::{DownloadEvent, WorkerInfo, WorkerStopped};
+use crate::sse::{EVENT_ERROR, EVENT_NARRATION};
+use crate::worker::{ChatMessage, EndEvent, InferenceEvent, LoadingEvent, TokenEvent, WorkerState};
+use crate::{Backend, ErrorEnvelope, JobId, ModelRef, Narration, NodeName, WorkerId};
 
 /// `GET /health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,9 +16,6 @@ pub struct QueenHealth {
     pub status: String,
     pub version: String,
 }
-
-/// The node a request is for when none is named: this machine, no registration needed.
-pub const LOCALHOST: &str = "localhost";
 
 /// Whether a node answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -31,6 +28,8 @@ pub enum NodeStatus {
 }
 
 impl NodeStatus {
+    pub const ALL: [Self; 3] = [Self::Unknown, Self::Reachable, Self::Unreachable];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unknown => "unknown",
@@ -48,16 +47,19 @@ fn default_branch() -> String {
     "main".to_owned()
 }
 
+/// The port a node's hive listens on unless its registration says otherwise.
+pub const DEFAULT_HIVE_PORT: u16 = 9200;
+
 fn default_hive_port() -> u16 {
-    9200
+    DEFAULT_HIVE_PORT
 }
 
-/// A registered node (`beehives.db`, table `beehives`); also the body of
+/// How to reach a node and where rbee lives on it, as the user registers it: the body of
 /// `POST /v2/registry/beehives/add`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Beehive {
-    pub node_name: String,
+pub struct NodeConfig {
+    pub node_name: NodeName,
     pub ssh_host: String,
     #[serde(default = "default_ssh_port")]
     pub ssh_port: u16,
@@ -69,9 +71,14 @@ pub struct Beehive {
     #[serde(default = "default_branch")]
     pub git_branch: String,
     pub install_path: String,
-    /// Port of the node's hive (an extension of the SPEC schema; default 9200).
+    /// Port of the node's hive ([`DEFAULT_HIVE_PORT`] unless given).
     #[serde(default = "default_hive_port")]
     pub hive_port: u16,
+}
+
+/// What the queen last saw of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodeState {
     #[serde(default)]
     pub last_connected_unix: Option<u64>,
     #[serde(default)]
@@ -84,6 +91,37 @@ pub struct Beehive {
     pub devices: BTreeMap<Backend, u32>,
 }
 
+/// A registered node as the queen lists it: its configuration and what was last seen of it,
+/// as one flat object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Beehive {
+    #[serde(flatten)]
+    pub config: NodeConfig,
+    #[serde(flatten)]
+    pub state: NodeState,
+}
+
+impl<'de> Deserialize<'de> for Beehive {
+    /// The state's fields are taken out of the object by name (the names a default state
+    /// serializes to); the rest must be exactly a [`NodeConfig`].
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut object = serde_json::Map::deserialize(d)?;
+        let state_keys = match serde_json::to_value(NodeState::default()) {
+            Ok(serde_json::Value::Object(keys)) => keys,
+            _ => serde_json::Map::new(),
+        };
+        let state: serde_json::Map<_, _> = state_keys
+            .keys()
+            .filter_map(|k| object.remove_entry(k))
+            .collect();
+        Ok(Self {
+            config: serde_json::from_value(object.into()).map_err(D::Error::custom)?,
+            state: serde_json::from_value(state.into()).map_err(D::Error::custom)?,
+        })
+    }
+}
+
 /// `GET /v2/registry/beehives/list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BeehiveList {
@@ -94,7 +132,34 @@ pub struct BeehiveList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRequest {
-    pub node_name: String,
+    pub node_name: NodeName,
+}
+
+/// Answer to `POST /v2/registry/beehives/remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRemoved {
+    pub node_name: NodeName,
+    /// Whether the node was registered.
+    pub removed: bool,
+}
+
+/// The last event of a setup stream (adding or installing a node) that succeeded: the
+/// node as now registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupDone {
+    pub ok: bool,
+    pub node: Beehive,
+}
+
+crate::sse_events! {
+    /// The events of `POST /v2/registry/beehives/add` and `/install`: what the queen does,
+    /// narrated, then `end` or `error`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum SetupEvent {
+        Narration(Narration) = EVENT_NARRATION,
+        Error(ErrorEnvelope) = EVENT_ERROR,
+        Done(Box<SetupDone>) = InferenceEvent::END,
+    }
 }
 
 /// `POST /v2/tasks`: one inference on a node, through the whole stack.
@@ -103,12 +168,12 @@ pub struct NodeRequest {
 pub struct TaskRequest {
     /// Names the task for `DELETE /v2/tasks/{id}`; generated when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_id: Option<String>,
+    pub task_id: Option<JobId>,
     /// The node to run on; without one the queen places the task (see queen-rbee's
     /// `placement`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    pub model: String,
+    pub node: Option<NodeName>,
+    pub model: ModelRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,82 +200,43 @@ fn default_backend() -> Backend {
     Backend::Cpu
 }
 
-/// The events of a task stream; the SSE `event:` name is [`SseMessage::event`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum TaskEvent {
-    /// First event: the task's id, for `DELETE /v2/tasks/{id}`.
-    Started {
-        task_id: String,
-    },
-    Narration(Narration),
-    Download(DownloadEvent),
-    Loading(LoadingEvent),
-    Token(TokenEvent),
-    End(EndEvent),
-    Error(ErrorEnvelope),
+/// The first event of a task: its id, for `DELETE /v2/tasks/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStarted {
+    pub task_id: JobId,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Started {
-    task_id: String,
+crate::sse_events! {
+    /// The events of a task stream.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum TaskEvent {
+        Started(TaskStarted) = TaskEvent::STARTED,
+        Narration(Narration) = EVENT_NARRATION,
+        Download(DownloadEvent) = TaskEvent::DOWNLOAD,
+        Loading(LoadingEvent) = TaskEvent::LOADING,
+        Token(TokenEvent) = InferenceEvent::TOKEN,
+        End(EndEvent) = InferenceEvent::END,
+        Error(ErrorEnvelope) = EVENT_ERROR,
+    }
 }
 
 impl TaskEvent {
     pub const STARTED: &'static str = "started";
     pub const DOWNLOAD: &'static str = "download";
     pub const LOADING: &'static str = "loading";
-
-    pub fn parse(event: &str, data: &str) -> Option<Result<Self, serde_json::Error>> {
-        use crate::sse::{EVENT_ERROR, EVENT_NARRATION};
-        let parsed = match event {
-            Self::STARTED => {
-                serde_json::from_str::<Started>(data).map(|s| Self::Started { task_id: s.task_id })
-            }
-            EVENT_NARRATION => serde_json::from_str(data).map(Self::Narration),
-            Self::DOWNLOAD => serde_json::from_str(data).map(Self::Download),
-            Self::LOADING => serde_json::from_str(data).map(Self::Loading),
-            crate::worker::InferenceEvent::TOKEN => serde_json::from_str(data).map(Self::Token),
-            crate::worker::InferenceEvent::END => serde_json::from_str(data).map(Self::End),
-            EVENT_ERROR => serde_json::from_str(data).map(Self::Error),
-            _ => return None,
-        };
-        Some(parsed)
-    }
 }
 
-impl SseMessage for TaskEvent {
-    fn event(&self) -> &'static str {
-        match self {
-            Self::Started { .. } => Self::STARTED,
-            Self::Narration(_) => crate::sse::EVENT_NARRATION,
-            Self::Download(_) => Self::DOWNLOAD,
-            Self::Loading(_) => Self::LOADING,
-            Self::Token(_) => crate::worker::InferenceEvent::TOKEN,
-            Self::End(_) => crate::worker::InferenceEvent::END,
-            Self::Error(_) => crate::sse::EVENT_ERROR,
-        }
-    }
-
-    fn data(&self) -> String {
-        let json = match self {
-            Self::Started { task_id } => serde_json::to_string(&Started {
-                task_id: task_id.clone(),
-            }),
-            Self::Narration(n) => serde_json::to_string(n),
-            Self::Download(d) => serde_json::to_string(d),
-            Self::Loading(l) => serde_json::to_string(l),
-            Self::Token(t) => serde_json::to_string(t),
-            Self::End(e) => serde_json::to_string(e),
-            Self::Error(e) => serde_json::to_string(e),
-        };
-        json.unwrap_or_default()
-    }
+/// Answer to `DELETE /v2/tasks/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCancelled {
+    pub task_id: JobId,
+    pub cancelled: bool,
 }
 
 /// A worker as the queen lists it: the hive's record plus its node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeWorker {
-    pub node: String,
+    pub node: NodeName,
     #[serde(flatten)]
     pub worker: WorkerInfo,
 }
@@ -225,24 +251,32 @@ pub struct NodeWorkersList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerShutdownRequest {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
+}
+
+/// Answer to `POST /v2/workers/shutdown`: the hive's answer, and the node it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeWorkerStopped {
+    pub node: NodeName,
+    #[serde(flatten)]
+    pub worker: WorkerStopped,
 }
 
 /// One worker's health as `GET /v2/workers/health?node=` reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerHealth {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub url: String,
-    pub model_ref: String,
+    pub model_ref: ModelRef,
     pub healthy: bool,
-    pub state: String,
+    pub state: WorkerState,
     pub detail: Option<String>,
 }
 
 /// `GET /v2/workers/health?node=`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeHealth {
-    pub node: String,
+    pub node: NodeName,
     pub hive_url: String,
     pub hive_version: Option<String>,
     pub workers: Vec<WorkerHealth>,
@@ -253,24 +287,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn beehive_defaults_fill_the_optional_columns() {
-        let b: Beehive = serde_json::from_str(
+    fn node_config_defaults_fill_the_optional_columns() {
+        let c: NodeConfig = serde_json::from_str(
             r#"{"node_name":"ws","ssh_host":"ws.lan","ssh_user":"me","install_path":"/opt/rbee"}"#,
         )
         .unwrap();
         assert_eq!(
-            (b.ssh_port, b.git_branch.as_str(), b.hive_port),
-            (22, "main", 9200)
+            (c.ssh_port, c.git_branch.as_str(), c.hive_port),
+            (22, "main", DEFAULT_HIVE_PORT)
         );
-        assert_eq!(b.status, NodeStatus::Unknown);
+    }
+
+    #[test]
+    fn a_node_registration_cannot_carry_its_state() {
+        let err = serde_json::from_str::<NodeConfig>(
+            r#"{"node_name":"ws","ssh_host":"h","ssh_user":"u","install_path":"/p","status":"reachable"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `status`"), "{err}");
+    }
+
+    #[test]
+    fn a_listed_node_is_one_flat_object_both_ways() {
+        let b = Beehive {
+            config: serde_json::from_str(
+                r#"{"node_name":"ws","ssh_host":"h","ssh_user":"u","install_path":"/p"}"#,
+            )
+            .unwrap(),
+            state: NodeState {
+                status: NodeStatus::Reachable,
+                last_error: Some("x".into()),
+                ..NodeState::default()
+            },
+        };
+        let value = serde_json::to_value(&b).unwrap();
+        assert_eq!(value["status"], "reachable");
+        assert_eq!(value["ssh_host"], "h");
+        assert_eq!(serde_json::from_value::<Beehive>(value).unwrap(), b);
+        let unknown = serde_json::json!({"node_name":"ws","ssh_host":"h","ssh_user":"u",
+            "install_path":"/p","colour":"blue"});
+        assert!(serde_json::from_value::<Beehive>(unknown).is_err());
     }
 
     #[test]
     fn task_events_round_trip() {
+        use crate::sse::SseEvent;
         let events = [
-            TaskEvent::Started {
-                task_id: "t1".into(),
-            },
+            TaskEvent::Started(TaskStarted {
+                task_id: "t1".parse().unwrap(),
+            }),
             TaskEvent::Download(DownloadEvent::Verifying),
             TaskEvent::Loading(LoadingEvent::Ready),
             TaskEvent::Token(TokenEvent {

@@ -11,7 +11,7 @@ pub mod worker {
     pub const ADMIN_SHUTDOWN: &str = "/v1/admin/shutdown";
     pub const METRICS: &str = "/metrics";
 
-    pub fn inference_job(job_id: &str) -> String {
+    pub fn inference_job(job_id: &crate::JobId) -> String {
         format!("{INFERENCE}/{job_id}")
     }
 }
@@ -21,8 +21,6 @@ pub mod hive {
     pub const HEALTH: &str = "/v1/health";
     pub const WORKERS_LIST: &str = "/v1/workers/list";
     pub const WORKERS_SPAWN: &str = "/v1/workers/spawn";
-    /// The worker's callback once it listens.
-    pub const WORKERS_READY: &str = "/v1/workers/ready";
     /// The worker's callback when its model cannot be loaded.
     pub const WORKERS_FAILED: &str = "/v1/workers/failed";
     pub const WORKERS_SHUTDOWN: &str = "/v1/workers/shutdown";
@@ -56,7 +54,7 @@ pub mod queen {
     pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
     pub const COMPLETIONS: &str = "/v1/completions";
 
-    pub fn task(id: &str) -> String {
+    pub fn task(id: &crate::JobId) -> String {
         format!("{TASKS}/{id}")
     }
 }

@@ -1,7 +1,9 @@
-//! Names shared by every Server-Sent Event stream of rbee.
+//! The wire form of every Server-Sent Event stream of rbee, and a decoder for them.
 //!
 //! Each event carries its kind in the SSE `event:` field and its JSON body in `data:`; a
-//! stream ends with a final event followed by a bare `data: [DONE]`.
+//! stream ends with a final event followed by a bare `data: [DONE]`. A stream's events are
+//! declared once, as an enum whose variants are listed with their `event:` names
+//! ([`sse_events!`]); the names, the serialization and the parsing all come from that list.
 
 /// The data of the last message of every stream.
 pub const DONE: &str = "[DONE]";
@@ -11,11 +13,101 @@ pub const EVENT_NARRATION: &str = "narration";
 /// `event:` name of a failure reported mid-stream; its data is an [`crate::ErrorEnvelope`].
 pub const EVENT_ERROR: &str = "error";
 
-/// A message of a typed event stream: its `event:` name and its JSON `data:`.
-pub trait SseMessage {
+/// A message of a typed event stream: its `event:` name and its JSON `data:`, both ways.
+pub trait SseEvent: Sized {
     fn event(&self) -> &'static str;
     fn data(&self) -> String;
+    /// Reads one message; `None` for an event name the stream does not have.
+    fn parse(event: &str, data: &str) -> Option<Result<Self, serde_json::Error>>;
+
+    /// [`SseEvent::parse`] of a frame read from a stream.
+    fn from_frame(frame: &SseFrame) -> Option<Result<Self, serde_json::Error>> {
+        Self::parse(&frame.event, &frame.data)
+    }
 }
+
+/// Declares an event stream: an enum whose variants each carry one JSON body, each listed
+/// with its `event:` name; implements [`SseEvent`] from that list.
+///
+/// ```
+/// rbee_api::sse_events! {
+///     /// A stream of greetings.
+///     #[derive(Debug, PartialEq)]
+///     pub enum Greeting {
+///         Hello(String) = "hello",
+///         Count(u32) = "count",
+///     }
+/// }
+/// use rbee_api::sse::SseEvent;
+/// let e = Greeting::Count(3);
+/// assert_eq!((e.event(), e.data().as_str()), ("count", "3"));
+/// assert_eq!(Greeting::parse("hello", "\"hi\"").unwrap().unwrap(), Greeting::Hello("hi".into()));
+/// assert!(Greeting::parse("bye", "{}").is_none());
+/// ```
+#[macro_export]
+macro_rules! sse_events {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident($body:ty) = $event:expr),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $($(#[$vmeta])* $variant($body)),+
+        }
+
+        impl $crate::sse::SseEvent for $name {
+            fn event(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $event),+
+                }
+            }
+
+            fn data(&self) -> String {
+                let json = match self {
+                    $(Self::$variant(body) => serde_json::to_string(body)),+
+                };
+                json.unwrap_or_default()
+            }
+
+            fn parse(event: &str, data: &str) -> Option<Result<Self, serde_json::Error>> {
+                $(
+                    if event == $event {
+                        return Some(serde_json::from_str(data).map(Self::$variant));
+                    }
+                )+
+                None
+            }
+        }
+    };
+}
+
+/// Implements [`SseEvent`] for a serde enum tagged by `stage` whose `event:` name is its
+/// stage ([`crate::hive::DownloadEvent`], [`crate::worker::LoadingEvent`]); `stage()` must
+/// name each variant as serde does (each type's tests check it).
+macro_rules! sse_stages {
+    ($name:ty) => {
+        impl $crate::sse::SseEvent for $name {
+            fn event(&self) -> &'static str {
+                self.stage()
+            }
+
+            fn data(&self) -> String {
+                serde_json::to_string(self).unwrap_or_default()
+            }
+
+            fn parse(event: &str, data: &str) -> Option<Result<Self, serde_json::Error>> {
+                let parsed: Result<Self, _> = serde_json::from_str(data);
+                match parsed {
+                    Ok(e) if e.stage() != event => None,
+                    other => Some(other),
+                }
+            }
+        }
+    };
+}
+pub(crate) use sse_stages;
 
 /// One message read from an event stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

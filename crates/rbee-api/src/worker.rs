@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::sse::SseMessage;
-use crate::{ErrorEnvelope, Narration};
+use crate::sse::{EVENT_ERROR, EVENT_NARRATION, sse_stages};
+use crate::{ErrorEnvelope, JobId, Narration, WorkerId};
 
 /// `GET /v1/health`: answered without authentication as soon as the HTTP server listens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,15 @@ pub enum WorkerState {
 }
 
 impl WorkerState {
+    /// Every state, for gauges that must list each one.
+    pub const ALL: [Self; 5] = [
+        Self::Loading,
+        Self::Idle,
+        Self::Busy,
+        Self::Unhealthy,
+        Self::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Loading => "loading",
@@ -154,15 +163,7 @@ impl LoadingEvent {
     }
 }
 
-impl SseMessage for LoadingEvent {
-    fn event(&self) -> &'static str {
-        self.stage()
-    }
-
-    fn data(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
+sse_stages!(LoadingEvent);
 
 /// A chat message for `POST /v1/inference` with `messages`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,7 +182,7 @@ pub const DEFAULT_MAX_TOKENS: usize = 256;
 pub struct InferenceRequest {
     /// Names the job for `DELETE /v1/inference/{job_id}`; generated when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
+    pub job_id: Option<JobId>,
     /// A raw prompt, tokenized as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
@@ -239,7 +240,7 @@ pub struct TokenEvent {
 /// `event: end` — the last event before `[DONE]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndEvent {
-    pub job_id: String,
+    pub job_id: JobId,
     pub tokens_out: usize,
     pub duration_ms: u64,
     pub stop_reason: StopReason,
@@ -253,76 +254,34 @@ pub struct EndEvent {
     pub decode_tokens_per_sec: f64,
 }
 
-/// The events of an inference stream, as `(event name, JSON data)` on the wire.
-#[derive(Debug, Clone, PartialEq)]
-pub enum InferenceEvent {
-    Token(TokenEvent),
-    Narration(Narration),
-    End(EndEvent),
-    Error(ErrorEnvelope),
-}
-
-impl SseMessage for InferenceEvent {
-    fn event(&self) -> &'static str {
-        match self {
-            Self::Token(_) => Self::TOKEN,
-            Self::Narration(_) => crate::sse::EVENT_NARRATION,
-            Self::End(_) => Self::END,
-            Self::Error(_) => crate::sse::EVENT_ERROR,
-        }
-    }
-
-    fn data(&self) -> String {
-        let value = match self {
-            Self::Token(t) => serde_json::to_string(t),
-            Self::Narration(n) => serde_json::to_string(n),
-            Self::End(e) => serde_json::to_string(e),
-            Self::Error(e) => serde_json::to_string(e),
-        };
-        value.unwrap_or_default()
+crate::sse_events! {
+    /// The events of an inference stream.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum InferenceEvent {
+        Token(TokenEvent) = InferenceEvent::TOKEN,
+        Narration(Narration) = EVENT_NARRATION,
+        /// The last event before `[DONE]`.
+        End(EndEvent) = InferenceEvent::END,
+        Error(ErrorEnvelope) = EVENT_ERROR,
     }
 }
 
 impl InferenceEvent {
     pub const TOKEN: &'static str = "token";
     pub const END: &'static str = "end";
-
-    /// Parses one SSE message; `None` for an unknown event name.
-    pub fn parse(event: &str, data: &str) -> Option<Result<Self, serde_json::Error>> {
-        let parsed = match event {
-            Self::TOKEN => serde_json::from_str(data).map(Self::Token),
-            Self::END => serde_json::from_str(data).map(Self::End),
-            crate::sse::EVENT_NARRATION => serde_json::from_str(data).map(Self::Narration),
-            crate::sse::EVENT_ERROR => serde_json::from_str(data).map(Self::Error),
-            _ => return None,
-        };
-        Some(parsed)
-    }
-}
-
-/// `POST <hive>/v1/workers/ready` — sent once the worker's HTTP server listens.
-///
-/// Authenticated with the worker's own API key, which the hive generated for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerReadyCallback {
-    pub worker_id: String,
-    pub url: String,
-    pub model_ref: String,
-    pub backend: crate::Backend,
-    pub device: u32,
 }
 
 /// `POST <hive>/v1/workers/failed` — sent when the model cannot be loaded, before exiting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerFailedCallback {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub error: ErrorEnvelope,
 }
 
 /// `DELETE /v1/inference/{job_id}` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancelResponse {
-    pub job_id: String,
+    pub job_id: JobId,
     pub cancelled: bool,
 }
 
@@ -349,7 +308,33 @@ mod tests {
     }
 
     #[test]
+    fn loading_events_are_named_by_their_serde_stage() {
+        use crate::sse::SseEvent;
+        let events = [
+            LoadingEvent::LoadingToVram {
+                layers_loaded: 1,
+                layers_total: 2,
+                vram_mb: 3,
+            },
+            LoadingEvent::Ready,
+            LoadingEvent::Failed {
+                error: ErrorEnvelope::new(crate::ErrorCode::InvalidModel, "x"),
+            },
+        ];
+        for e in events {
+            let value: serde_json::Value = serde_json::from_str(&e.data()).unwrap();
+            assert_eq!(value["stage"], e.event());
+            assert_eq!(
+                LoadingEvent::parse(e.event(), &e.data()).unwrap().unwrap(),
+                e
+            );
+        }
+        assert!(LoadingEvent::parse("failed", r#"{"stage":"ready"}"#).is_none());
+    }
+
+    #[test]
     fn inference_events_round_trip_through_name_and_data() {
+        use crate::sse::SseEvent;
         let ev = InferenceEvent::Token(TokenEvent {
             t: "Once".into(),
             i: 0,

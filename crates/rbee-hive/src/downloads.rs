@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rbee_api::hive::{DownloadEvent, DownloadStarted, DownloadState, ModelEntry, Provider};
-use rbee_http::metrics::Metrics;
+use rbee_api::now_unix;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -21,6 +21,7 @@ use crate::catalog::ModelCatalog;
 use crate::error::HiveError;
 use crate::hub::{HubClient, HubError, RemoteFile};
 use crate::logs::LogHub;
+use crate::metrics::HiveMetrics;
 use crate::model_ref::{ModelRef, choose_file, quant_of_file};
 use crate::preflight::Preflight;
 
@@ -57,14 +58,8 @@ pub struct Downloads {
     models_dir: PathBuf,
     backoff: Duration,
     logs: Arc<LogHub>,
-    metrics: Metrics,
+    metrics: Arc<HiveMetrics>,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Downloads {
@@ -74,7 +69,7 @@ impl Downloads {
         models_dir: PathBuf,
         backoff: Duration,
         logs: Arc<LogHub>,
-        metrics: Metrics,
+        metrics: Arc<HiveMetrics>,
         preflight: Preflight,
     ) -> Self {
         Self {
@@ -91,7 +86,7 @@ impl Downloads {
 
     /// The catalog entry for `model_ref` if it is there and its file still is too.
     fn catalogued(&self, model_ref: &ModelRef) -> Result<Option<ModelEntry>, HiveError> {
-        let Some(entry) = self.catalog.find(&model_ref.canonical())? else {
+        let Some(entry) = self.catalog.find(model_ref)? else {
             return Ok(None);
         };
         let on_disk = std::fs::metadata(&entry.local_path).map(|m| m.len()).ok();
@@ -186,8 +181,7 @@ impl Downloads {
             } else {
                 "failed"
             };
-            this.metrics
-                .inc("rbee_hive_downloads_total", &[("outcome", result)]);
+            this.metrics.downloads.inc(result);
             match &outcome {
                 Ok(entry) => {
                     this.logs
@@ -228,7 +222,7 @@ impl Downloads {
         let entry = ModelEntry {
             id: uuid::Uuid::new_v4().to_string(),
             provider: Provider::File,
-            reference: model_ref.canonical(),
+            reference: model_ref.clone(),
             local_path: path.display().to_string(),
             size_bytes: meta.len(),
             sha256: None,
@@ -247,9 +241,8 @@ impl Downloads {
         let ModelRef::Hf { repo, selector } = model_ref else {
             return Err(HiveError::Internal("not a Hugging Face reference".into()));
         };
-        let canonical = model_ref.canonical();
         let failed = |attempts: u32, cause: String| HiveError::DownloadFailed {
-            model_ref: canonical.clone(),
+            model_ref: model_ref.clone(),
             attempts,
             cause,
         };
@@ -265,7 +258,7 @@ impl Downloads {
                 Retried::Exhausted(e) => e,
             })?;
         let file = choose_file(&files, selector.as_deref())
-            .map_err(|m| HiveError::ModelNotFound(format!("{canonical}: {m}")))?;
+            .map_err(|m| HiveError::ModelNotFound(format!("{model_ref}: {m}")))?;
         let dir = self.models_dir.join(repo);
         let target = dir.join(&file);
         let partial = target.with_file_name(format!(
@@ -286,7 +279,7 @@ impl Downloads {
                 Retried::Fatal(e) => fatal(e),
                 Retried::Exhausted(e) => e,
             })?;
-        self.check_before_download(&canonical, &info, &target, job, &failed)
+        self.check_before_download(model_ref, &info, &target, job, &failed)
             .await?;
         let mut remote = Some(info);
         let mut attempt = 0;
@@ -308,7 +301,7 @@ impl Downloads {
         Ok(ModelEntry {
             id: uuid::Uuid::new_v4().to_string(),
             provider: Provider::Hf,
-            reference: canonical,
+            reference: model_ref.clone(),
             local_path: target.display().to_string(),
             size_bytes: size,
             sha256: Some(sha256),
@@ -323,7 +316,7 @@ impl Downloads {
     /// cache at the model's context).
     async fn check_before_download(
         &self,
-        canonical: &str,
+        canonical: &ModelRef,
         remote: &RemoteFile,
         target: &Path,
         job: &Job,
@@ -365,7 +358,7 @@ impl Downloads {
             && required_mb > available_mb
         {
             return Err(HiveError::InsufficientRam {
-                model_ref: canonical.to_owned(),
+                model_ref: canonical.clone(),
                 required_mb,
                 available_mb,
             });
@@ -419,11 +412,9 @@ impl Downloads {
             let result = self
                 .hub
                 .fetch_from(&info, &mut out, offset, |written| {
-                    self.metrics.add(
-                        "rbee_hive_download_bytes_total",
-                        &[],
-                        written.saturating_sub(counted) as f64,
-                    );
+                    self.metrics
+                        .download_bytes
+                        .add(written.saturating_sub(counted));
                     counted = written;
                     if last.elapsed() >= PROGRESS_EVERY || written == total {
                         last = Instant::now();

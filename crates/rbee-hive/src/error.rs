@@ -1,7 +1,7 @@
 //! The hive's errors and their one mapping onto the HTTP error envelope.
 
 use axum::response::{IntoResponse, Response};
-use rbee_api::{Backend, ErrorCode, ErrorEnvelope};
+use rbee_api::{Backend, ErrorCode, ErrorEnvelope, ModelRef, WorkerId};
 use rbee_http::ApiError;
 use serde_json::json;
 
@@ -17,7 +17,7 @@ pub enum HiveError {
     InvalidModel(String),
     #[error("download of {model_ref} failed after {attempts} attempts: {cause}")]
     DownloadFailed {
-        model_ref: String,
+        model_ref: ModelRef,
         attempts: u32,
         cause: String,
     },
@@ -25,7 +25,7 @@ pub enum HiveError {
         "not enough RAM for {model_ref}: needs {required_mb} MB (weights plus the attention cache at the model's full context), {available_mb} MB available; try a smaller quantization"
     )]
     InsufficientRam {
-        model_ref: String,
+        model_ref: ModelRef,
         required_mb: u64,
         available_mb: u64,
     },
@@ -43,9 +43,14 @@ pub enum HiveError {
     #[error("no download of `{0}` is known; start one with POST /v1/models/download")]
     DownloadNotFound(String),
     #[error("no worker `{0}` on this hive")]
-    WorkerNotFound(String),
+    WorkerNotFound(WorkerId),
     #[error("the API key is not valid for worker `{0}`")]
-    InvalidWorkerKey(String),
+    InvalidWorkerKey(WorkerId),
+    #[error("a worker ({}) did not start: {reason}", .bin.display())]
+    WorkerStart {
+        bin: std::path::PathBuf,
+        reason: String,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -69,7 +74,7 @@ impl HiveError {
             Self::DownloadNotFound(_) => ErrorCode::DownloadNotFound,
             Self::WorkerNotFound(_) => ErrorCode::WorkerNotFound,
             Self::InvalidWorkerKey(_) => ErrorCode::InvalidApiKey,
-            Self::Internal(_) => ErrorCode::Internal,
+            Self::WorkerStart { .. } | Self::Internal(_) => ErrorCode::Internal,
         }
     }
 

@@ -12,7 +12,7 @@
 //! - [`hub`], [`downloads`]: the Hugging Face protocol; shared, resumable, verified downloads.
 //! - [`detect`], [`preflight`]: backends and devices; RAM, backend, VRAM and file checks.
 //! - [`workers`]: the worker registry and the pool that runs the processes.
-//! - [`logs`]: captured log lines for `GET /v1/logs`.
+//! - [`logs`]: captured log lines for `GET /v1/logs`; [`metrics`]: what `GET /metrics` counts.
 //! - [`routes`], [`state`], [`error`]: the HTTP service.
 
 pub mod args;
@@ -22,6 +22,7 @@ pub mod downloads;
 pub mod error;
 pub mod hub;
 pub mod logs;
+pub mod metrics;
 pub mod model_ref;
 pub mod preflight;
 pub mod routes;
@@ -72,7 +73,8 @@ fn worker_bin(args: &DaemonArgs) -> PathBuf {
 }
 
 async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
-    let data = rbee_http::daemon::data_dir(args.data_dir.as_deref()).map_err(Fatal)?;
+    let data =
+        rbee_http::daemon::data_dir(args.data_dir.as_deref()).map_err(|e| Fatal(e.to_string()))?;
     let db = args
         .models_db
         .clone()
@@ -102,19 +104,22 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
     let worker_bin = worker_bin(&args);
 
     let logs = Arc::new(LogHub::default());
-    let pool = Arc::new(WorkerPool::new(
-        PoolConfig {
-            worker_bin: worker_bin.clone(),
-            worker_host: args.worker_host,
-            public_host,
-            port_start: args.worker_port_start,
-            hive_url: format!("http://{}", SocketAddr::new(local_ip, bound.port())),
-            health_interval: args.health_interval,
-            idle_timeout: args.idle_timeout,
-        },
-        logs.clone(),
-    ));
-    let metrics = rbee_http::metrics::Metrics::new(state::METRICS);
+    let pool = Arc::new(
+        WorkerPool::new(
+            PoolConfig {
+                worker_bin: worker_bin.clone(),
+                worker_host: args.worker_host,
+                public_host,
+                port_start: args.worker_port_start,
+                hive_url: format!("http://{}", SocketAddr::new(local_ip, bound.port())),
+                health_interval: args.health_interval,
+                idle_timeout: args.idle_timeout,
+            },
+            logs.clone(),
+        )
+        .map_err(|e| Fatal(format!("cannot build an HTTP client: {e}")))?,
+    );
+    let metrics = Arc::<metrics::HiveMetrics>::default();
     let preflight = Preflight {
         memory_limit_mb: args.memory_limit_mb,
         worker_bin,
@@ -151,6 +156,8 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         db.display(),
         models_dir.display()
     ));
+    rbee_http::daemon::announce_ready("rbee-hive", &format!("http://{bound}"))
+        .map_err(|e| Fatal(format!("cannot write the ready line: {e}")))?;
     serve(listener, state, ApiKey::new(&args.api_key)).await
 }
 

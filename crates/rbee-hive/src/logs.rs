@@ -3,9 +3,8 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use rbee_api::hive::LogLine;
+use rbee_api::hive::{LogLine, LogSource};
 use tokio::sync::broadcast;
 
 /// Lines kept for readers that connect later.
@@ -27,12 +26,10 @@ impl Default for LogHub {
 }
 
 impl LogHub {
-    pub fn push(&self, source: &str, line: impl Into<String>) {
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+    pub fn push(&self, source: &LogSource, line: impl Into<String>) {
+        let unix_ms = rbee_api::now_unix_ms();
         let entry = LogLine {
-            source: source.to_owned(),
+            source: source.clone(),
             line: line.into(),
             unix_ms,
         };
@@ -51,7 +48,20 @@ impl LogHub {
     pub fn hive(&self, line: impl Into<String>) {
         let line = line.into();
         tracing::info!("{line}");
-        self.push("hive", line);
+        self.push(&LogSource::Hive, line);
+    }
+
+    /// The last line `source` wrote, if one is kept.
+    pub fn last_line(&self, source: &LogSource) -> Option<String> {
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent
+            .iter()
+            .rev()
+            .find(|l| &l.source == source)
+            .map(|l| l.line.clone())
     }
 
     /// The lines kept so far and a receiver for the ones to come, without gap or overlap.
@@ -71,9 +81,10 @@ mod tests {
     #[test]
     fn late_subscribers_get_history_then_new_lines() {
         let hub = LogHub::default();
-        hub.push("worker:a", "one");
+        let worker = LogSource::Worker("worker-a".parse().unwrap());
+        hub.push(&worker, "one");
         let (history, mut rx) = hub.subscribe();
-        hub.push("worker:a", "two");
+        hub.push(&worker, "two");
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].line, "one");
         assert_eq!(rx.try_recv().unwrap().line, "two");
@@ -83,7 +94,7 @@ mod tests {
     fn history_is_bounded() {
         let hub = LogHub::default();
         for i in 0..KEEP + 5 {
-            hub.push("hive", i.to_string());
+            hub.push(&LogSource::Hive, i.to_string());
         }
         let (history, _) = hub.subscribe();
         assert_eq!(history.len(), KEEP);

@@ -114,11 +114,11 @@ async fn worker_callbacks_need_that_workers_key() {
     let hive = Hive::start(HiveOptions::new(data.path())).await;
     let spawned = hive.spawn_file().await;
     let body = json!({
-        "worker_id": spawned["worker_id"], "url": spawned["url"],
-        "model_ref": "file:/x", "backend": "cpu", "device": 0
+        "worker_id": spawned["worker_id"],
+        "error": {"error": {"code": "INVALID_MODEL", "message": "a test says so"}}
     });
     let with_hive_key = hive
-        .post("/v1/workers/ready")
+        .post("/v1/workers/failed")
         .json(&body)
         .send()
         .await
@@ -126,11 +126,14 @@ async fn worker_callbacks_need_that_workers_key() {
     assert_eq!(with_hive_key.status(), 401);
     let with_worker_key = hive
         .http
-        .post(format!("{}/v1/workers/ready", hive.url))
+        .post(format!("{}/v1/workers/failed", hive.url))
         .bearer_auth(spawned["api_key"].as_str().unwrap())
         .json(&body)
         .send()
         .await
         .unwrap();
     assert_eq!(with_worker_key.status(), 200);
+    let id = spawned["worker_id"].as_str().unwrap();
+    let line = hive.log.wait_for(&format!("{id} could not load")).await;
+    assert!(line.unwrap().contains("a test says so"));
 }

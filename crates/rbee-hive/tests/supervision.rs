@@ -8,16 +8,20 @@ use serde_json::{Value, json};
 use crate::support::{Hive, HiveOptions, alive, call, infer, signal, wait_gone};
 
 #[tokio::test]
-async fn spawned_worker_calls_back_becomes_idle_and_answers_inference() {
+async fn spawned_worker_listens_becomes_idle_and_answers_inference() {
     let data = tempfile::tempdir().unwrap();
     let hive = Hive::start(HiveOptions::new(data.path()).arg("--health-interval", "200ms")).await;
     let spawned = hive.spawn_file().await;
     assert_eq!(spawned["state"], "loading");
     let id = spawned["worker_id"].as_str().unwrap();
-    hive.log
-        .wait_for(&format!("{id} is listening"))
+    // The spawn answers once the worker's ready line said it listens, at the URL given.
+    let health = hive
+        .http
+        .get(format!("{}/v1/health", spawned["url"].as_str().unwrap()))
+        .send()
         .await
-        .expect("ready callback");
+        .expect("the worker listens when the spawn answers");
+    assert_eq!(health.status(), 200);
     let worker = hive.wait_idle(id).await;
     assert_eq!(worker["url"], spawned["url"]);
     assert_eq!(worker["backend"], "cpu");

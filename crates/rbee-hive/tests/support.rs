@@ -104,7 +104,7 @@ impl Hive {
         .env_remove("HF_ENDPOINT")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
         for (k, v) in &opts.env {
@@ -112,7 +112,7 @@ impl Hive {
         }
         let mut child = cmd.spawn().expect("hive starts");
         let log = Log::capture(child.stderr.take().unwrap());
-        let url = log.announced_url("listening on ").await;
+        let url = rbee_testkit::ready_url(&mut child, &log).await;
         Self {
             child,
             url,

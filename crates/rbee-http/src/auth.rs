@@ -32,6 +32,12 @@ impl ApiKey {
     }
 }
 
+/// A new random key (48 hex digits): for a hive's workers, and a queen's hives.
+pub fn new_key() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Middleware: `Authorization: Bearer <key>` or `401 INVALID_API_KEY`.
 pub async fn require_bearer(State(key): State<ApiKey>, req: Request, next: Next) -> Response {
     let presented = req

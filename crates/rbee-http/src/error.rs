@@ -40,3 +40,18 @@ pub async fn unknown_endpoint(uri: axum::http::Uri) -> ApiError {
         format!("no such endpoint: {}", uri.path()),
     )
 }
+
+/// An error and every cause under it, as one line: `outer: inner: innermost`.
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}

@@ -1,12 +1,14 @@
-//! Prometheus metrics: each daemon declares its families once, updates them where things
-//! happen, and serves them at `GET /metrics` in the text exposition format (version 0.0.4).
+//! Prometheus metrics as typed handles: each daemon keeps a struct of them, updates them
+//! where things happen (an atomic add, no lock, no name lookup), and renders them at
+//! `GET /metrics` in the text exposition format (version 0.0.4) with [`Exposition`].
 //!
-//! Declared families are listed even before their first sample, so dashboards and tests see
-//! a counter at 0 rather than no counter at all.
+//! Families are listed even before their first sample, so dashboards and tests see a counter
+//! at 0 rather than no counter at all; a gauge by state lists every state of its enum.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -16,76 +18,167 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram(&'static [f64]),
-}
+/// A count that only goes up.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
 
-/// A family to declare: name (`rbee_…_total`, `…_seconds`), help text, kind.
-#[derive(Debug, Clone, Copy)]
-pub struct Family {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub kind: Kind,
-}
-
-impl Family {
-    pub const fn counter(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            help,
-            kind: Kind::Counter,
-        }
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
     }
 
-    pub const fn gauge(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            help,
-            kind: Kind::Gauge,
-        }
+    pub fn add(&self, by: u64) {
+        self.0.fetch_add(by, Ordering::Relaxed);
     }
 
-    pub const fn histogram(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            help,
-            kind: Kind::Histogram(LATENCY_BUCKETS),
-        }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
-type Labels = Vec<(String, String)>;
-
-#[derive(Debug, Clone)]
-enum Series {
-    Value(f64),
-    Histogram {
-        counts: Vec<u64>,
-        sum: f64,
-        count: u64,
-    },
+/// Counters told apart by one label whose values are not known in advance (an error code,
+/// a placement rule).
+#[derive(Debug, Default)]
+pub struct LabeledCounter {
+    counts: RwLock<BTreeMap<String, Counter>>,
 }
 
+impl LabeledCounter {
+    pub fn inc(&self, value: &str) {
+        self.add(value, 1);
+    }
+
+    pub fn add(&self, value: &str, by: u64) {
+        let counts = self
+            .counts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(counter) = counts.get(value) {
+            counter.add(by);
+            return;
+        }
+        drop(counts);
+        self.counts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(value.to_owned())
+            .or_default()
+            .add(by);
+    }
+
+    fn values(&self) -> Vec<(String, u64)> {
+        let counts = self
+            .counts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.iter().map(|(k, c)| (k.clone(), c.get())).collect()
+    }
+}
+
+/// A label whose values are a closed set: the variants of an enum.
+pub trait LabelValue: Copy + PartialEq + 'static {
+    /// Every value, in the order they are listed.
+    const ALL: &'static [Self];
+    fn label(self) -> &'static str;
+}
+
+impl LabelValue for rbee_api::worker::WorkerState {
+    const ALL: &'static [Self] = &Self::ALL;
+
+    fn label(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl LabelValue for rbee_api::queen::NodeStatus {
+    const ALL: &'static [Self] = &Self::ALL;
+
+    fn label(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// How many things are in each state of `S`, every state listed (zero or not).
 #[derive(Debug)]
-struct FamilyData {
-    family: Family,
-    series: BTreeMap<Labels, Series>,
+pub struct StateGauge<S: LabelValue> {
+    counts: Vec<AtomicU64>,
+    _states: std::marker::PhantomData<S>,
 }
 
-/// The metrics of one daemon; cheap to clone and share.
-#[derive(Debug, Clone)]
-pub struct Metrics {
-    families: Arc<Mutex<BTreeMap<&'static str, FamilyData>>>,
+impl<S: LabelValue> Default for StateGauge<S> {
+    fn default() -> Self {
+        Self {
+            counts: S::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            _states: std::marker::PhantomData,
+        }
+    }
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+impl<S: LabelValue> StateGauge<S> {
+    /// Replaces the counts with those of `states` (one entry per thing, recounted at a
+    /// scrape).
+    pub fn recount(&self, states: impl IntoIterator<Item = S>) {
+        let mut counts = vec![0u64; S::ALL.len()];
+        for state in states {
+            if let Some(i) = S::ALL.iter().position(|s| *s == state) {
+                counts[i] += 1;
+            }
+        }
+        self.set(&counts);
+    }
+
+    /// Sets the count of each state, in the order of [`LabelValue::ALL`].
+    pub fn set(&self, counts: &[u64]) {
+        for (slot, n) in self.counts.iter().zip(counts) {
+            slot.store(*n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Observations counted in fixed buckets, with their sum.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Observations at most each bound (not cumulative; rendering adds them up).
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// The sum, as f64 bits.
+    sum: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new(LATENCY_BUCKETS)
+    }
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + value).to_bits())
+            });
+    }
+}
+
+/// A `/metrics` answer being written: one call per family, each naming it once.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    text: String,
 }
 
 fn escape(value: &str) -> String {
@@ -95,161 +188,76 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn render_labels(labels: &Labels, extra: Option<(&str, String)>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some((k, v)) = extra {
-        parts.push(format!("{k}=\"{v}\""));
+impl Exposition {
+    fn header(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
     }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
 
-impl Metrics {
-    pub fn new(families: &[Family]) -> Self {
-        let map = families
-            .iter()
-            .map(|f| {
-                (
-                    f.name,
-                    FamilyData {
-                        family: *f,
-                        series: BTreeMap::new(),
-                    },
-                )
-            })
-            .collect();
-        Self {
-            families: Arc::new(Mutex::new(map)),
+    pub fn counter(&mut self, name: &str, help: &str, counter: &Counter) -> &mut Self {
+        self.header(name, help, "counter");
+        let _ = writeln!(self.text, "{name} {}", counter.get());
+        self
+    }
+
+    /// A counter by `label`; `0` without labels until the first count.
+    pub fn labeled_counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        counter: &LabeledCounter,
+    ) -> &mut Self {
+        self.header(name, help, "counter");
+        let values = counter.values();
+        if values.is_empty() {
+            let _ = writeln!(self.text, "{name} 0");
         }
-    }
-
-    fn with(&self, name: &str, update: impl FnOnce(&mut FamilyData)) {
-        let mut families = self
-            .families
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match families.get_mut(name) {
-            Some(data) => update(data),
-            None => tracing::warn!("metric {name} was never declared"),
+        for (value, n) in values {
+            let _ = writeln!(self.text, "{name}{{{label}=\"{}\"}} {n}", escape(&value));
         }
+        self
     }
 
-    /// Adds `by` to a counter.
-    pub fn add(&self, name: &str, pairs: &[(&str, &str)], by: f64) {
-        self.with(name, |data| {
-            let entry = data
-                .series
-                .entry(labels(pairs))
-                .or_insert(Series::Value(0.0));
-            if let Series::Value(v) = entry {
-                *v += by;
-            }
-        });
-    }
-
-    pub fn inc(&self, name: &str, pairs: &[(&str, &str)]) {
-        self.add(name, pairs, 1.0);
-    }
-
-    /// Sets a gauge.
-    pub fn set(&self, name: &str, pairs: &[(&str, &str)], value: f64) {
-        self.with(name, |data| {
-            data.series.insert(labels(pairs), Series::Value(value));
-        });
-    }
-
-    /// Replaces every series of a gauge with one label (e.g. workers by state, recounted at
-    /// each scrape).
-    pub fn set_by(&self, name: &str, label: &str, values: &[(&str, f64)]) {
-        self.with(name, |data| {
-            data.series = values
-                .iter()
-                .map(|(value, v)| (labels(&[(label, value)]), Series::Value(*v)))
-                .collect();
-        });
-    }
-
-    /// Records one observation in a histogram.
-    pub fn observe(&self, name: &str, pairs: &[(&str, &str)], value: f64) {
-        self.with(name, |data| {
-            let Kind::Histogram(bounds) = data.family.kind else {
-                return;
-            };
-            let entry = data
-                .series
-                .entry(labels(pairs))
-                .or_insert_with(|| Series::Histogram {
-                    counts: vec![0; bounds.len()],
-                    sum: 0.0,
-                    count: 0,
-                });
-            if let Series::Histogram { counts, sum, count } = entry {
-                for (bound, c) in bounds.iter().zip(counts.iter_mut()) {
-                    if value <= *bound {
-                        *c += 1;
-                    }
-                }
-                *sum += value;
-                *count += 1;
-            }
-        });
-    }
-
-    /// The text exposition of every family.
-    pub fn render(&self) -> String {
-        let families = self
-            .families
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut out = String::new();
-        for (name, data) in families.iter() {
-            let kind = match data.family.kind {
-                Kind::Counter => "counter",
-                Kind::Gauge => "gauge",
-                Kind::Histogram(_) => "histogram",
-            };
-            let _ = writeln!(out, "# HELP {name} {}", data.family.help);
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            if data.series.is_empty() && data.family.kind == Kind::Counter {
-                let _ = writeln!(out, "{name} 0");
-            }
-            for (labels, series) in &data.series {
-                match series {
-                    Series::Value(v) => {
-                        let _ = writeln!(out, "{name}{} {v}", render_labels(labels, None));
-                    }
-                    Series::Histogram { counts, sum, count } => {
-                        let Kind::Histogram(bounds) = data.family.kind else {
-                            continue;
-                        };
-                        for (bound, c) in bounds.iter().zip(counts) {
-                            let le = Some(("le", bound.to_string()));
-                            let _ = writeln!(out, "{name}_bucket{} {c}", render_labels(labels, le));
-                        }
-                        let inf = Some(("le", "+Inf".to_owned()));
-                        let _ =
-                            writeln!(out, "{name}_bucket{} {count}", render_labels(labels, inf));
-                        let _ = writeln!(out, "{name}_sum{} {sum}", render_labels(labels, None));
-                        let _ =
-                            writeln!(out, "{name}_count{} {count}", render_labels(labels, None));
-                    }
-                }
-            }
+    pub fn state_gauge<S: LabelValue>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        gauge: &StateGauge<S>,
+    ) -> &mut Self {
+        self.header(name, help, "gauge");
+        for (state, n) in S::ALL.iter().zip(&gauge.counts) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(self.text, "{name}{{{label}=\"{}\"}} {n}", state.label());
         }
-        out
+        self
+    }
+
+    pub fn histogram(&mut self, name: &str, help: &str, h: &Histogram) -> &mut Self {
+        self.header(name, help, "histogram");
+        let mut cumulative = 0;
+        for (bound, n) in h.bounds.iter().zip(&h.buckets) {
+            cumulative += n.load(Ordering::Relaxed);
+            let _ = writeln!(self.text, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = h.count.load(Ordering::Relaxed);
+        let sum = f64::from_bits(h.sum.load(Ordering::Relaxed));
+        let _ = writeln!(self.text, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(self.text, "{name}_sum {sum}");
+        let _ = writeln!(self.text, "{name}_count {count}");
+        self
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// The `GET /metrics` answer.
-    pub fn response(&self) -> Response {
+    pub fn response(self) -> Response {
         (
             [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            self.render(),
+            self.text,
         )
             .into_response()
     }
@@ -271,32 +279,59 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Light {
+        Red,
+        Green,
+    }
+
+    impl LabelValue for Light {
+        const ALL: &'static [Self] = &[Self::Red, Self::Green];
+
+        fn label(self) -> &'static str {
+            match self {
+                Self::Red => "red",
+                Self::Green => "green",
+            }
+        }
+    }
+
     #[test]
     fn counters_gauges_and_histograms_render_in_the_text_format() {
-        let m = Metrics::new(&[
-            Family::counter("x_requests_total", "Requests."),
-            Family::gauge("x_workers", "Workers."),
-            Family::histogram("x_latency_seconds", "Latency."),
-            Family::counter("x_unused_total", "Never incremented."),
-        ]);
-        m.inc("x_requests_total", &[("outcome", "ok")]);
-        m.add("x_requests_total", &[("outcome", "ok")], 2.0);
-        m.set_by("x_workers", "state", &[("idle", 3.0)]);
-        m.observe("x_latency_seconds", &[], 0.02);
-        m.observe("x_latency_seconds", &[], 2.0);
-        let text = m.render();
-        assert_eq!(sample(&text, "x_requests_total{outcome=\"ok\"}"), Some(3.0));
-        assert_eq!(sample(&text, "x_workers{state=\"idle\"}"), Some(3.0));
+        let (requests, outcomes, unused) = (
+            Counter::default(),
+            LabeledCounter::default(),
+            LabeledCounter::default(),
+        );
+        let lights = StateGauge::<Light>::default();
+        let latency = Histogram::default();
+        requests.add(3);
+        outcomes.inc("ok");
+        outcomes.add("ok", 2);
+        lights.recount([Light::Green, Light::Green]);
+        latency.observe(0.02);
+        latency.observe(2.0);
+        let mut out = Exposition::default();
+        out.counter("x_requests_total", "Requests.", &requests)
+            .labeled_counter("x_outcomes_total", "Outcomes.", "outcome", &outcomes)
+            .labeled_counter("x_unused_total", "Never counted.", "code", &unused)
+            .state_gauge("x_lights", "Lights.", "colour", &lights)
+            .histogram("x_latency_seconds", "Latency.", &latency);
+        let text = out.text();
+        assert_eq!(sample(text, "x_requests_total"), Some(3.0));
+        assert_eq!(sample(text, "x_outcomes_total{outcome=\"ok\"}"), Some(3.0));
+        assert_eq!(sample(text, "x_unused_total"), Some(0.0));
+        assert_eq!(sample(text, "x_lights{colour=\"red\"}"), Some(0.0));
+        assert_eq!(sample(text, "x_lights{colour=\"green\"}"), Some(2.0));
         assert_eq!(
-            sample(&text, "x_latency_seconds_bucket{le=\"0.025\"}"),
+            sample(text, "x_latency_seconds_bucket{le=\"0.025\"}"),
             Some(1.0)
         );
         assert_eq!(
-            sample(&text, "x_latency_seconds_bucket{le=\"+Inf\"}"),
+            sample(text, "x_latency_seconds_bucket{le=\"+Inf\"}"),
             Some(2.0)
         );
-        assert_eq!(sample(&text, "x_latency_seconds_count"), Some(2.0));
-        assert_eq!(sample(&text, "x_unused_total"), Some(0.0));
+        assert_eq!(sample(text, "x_latency_seconds_sum"), Some(2.02));
         assert!(text.contains("# TYPE x_latency_seconds histogram"));
     }
 }

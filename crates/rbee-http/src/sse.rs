@@ -1,6 +1,6 @@
 //! Typed Server-Sent Event responses.
 //!
-//! A producer sends [`SseMessage`]s into a channel; the response writes each as
+//! A producer sends [`SseEvent`]s into a channel; the response writes each as
 //! `event: <name>` / `data: <json>` and closes with `data: [DONE]` once the producer is done.
 //! Dropping the response (the client went away) closes the channel, which producers observe
 //! to stop their work.
@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use rbee_api::sse::{DONE, SseMessage};
+use rbee_api::sse::{DONE, SseEvent};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
 
 /// Streams every message received on `rx`, then `[DONE]`.
-pub fn stream<T: SseMessage + Send + 'static>(rx: mpsc::Receiver<T>) -> Response {
+pub fn stream<T: SseEvent + Send + 'static>(rx: mpsc::Receiver<T>) -> Response {
     let events = ReceiverStream::new(rx)
         .map(|m| Ok::<_, Infallible>(Event::default().event(m.event()).data(m.data())))
         .chain(futures::stream::once(async {
@@ -31,11 +31,14 @@ pub fn stream<T: SseMessage + Send + 'static>(rx: mpsc::Receiver<T>) -> Response
         .into_response()
 }
 
-/// Streams each JSON value received on `rx` as an unnamed event (`data: <json>`), then
+/// Streams each value received on `rx` as an unnamed event (`data: <json>`), then
 /// `data: [DONE]`: the format OpenAI's streaming endpoints use.
-pub fn data_stream(rx: mpsc::Receiver<serde_json::Value>) -> Response {
+pub fn data_stream<T: serde::Serialize + Send + 'static>(rx: mpsc::Receiver<T>) -> Response {
     let events = ReceiverStream::new(rx)
-        .map(|v| Ok::<_, Infallible>(Event::default().data(v.to_string())))
+        .map(|v| {
+            let json = serde_json::to_string(&v).unwrap_or_default();
+            Ok::<_, Infallible>(Event::default().data(json))
+        })
         .chain(futures::stream::once(async {
             Ok(Event::default().data(DONE))
         }));
@@ -49,7 +52,7 @@ pub fn data_stream(rx: mpsc::Receiver<serde_json::Value>) -> Response {
 /// still sees every event, in order.
 pub fn replay<T, S>(mut log: watch::Receiver<Vec<T>>, is_final: fn(&T) -> bool, stop: S) -> Response
 where
-    T: SseMessage + Clone + Send + Sync + 'static,
+    T: SseEvent + Clone + Send + Sync + 'static,
     S: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(64);

@@ -1,4 +1,4 @@
-//! The `rbee` command line (SPEC section 8).
+//! The `rbee` command line: every subcommand and flag, with the help `--help` shows.
 
 use std::path::PathBuf;
 
@@ -120,7 +120,7 @@ pub struct AddNodeArgs {
     #[arg(long)]
     pub install_path: Option<String>,
     /// Port of the node's hive.
-    #[arg(long, default_value_t = 9200)]
+    #[arg(long, default_value_t = rbee_api::queen::DEFAULT_HIVE_PORT)]
     pub hive_port: u16,
 }
 
@@ -142,7 +142,7 @@ pub enum WorkersCommand {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    #[arg(long, default_value = rbee_api::queen::LOCALHOST)]
+    #[arg(long, default_value = rbee_api::NodeName::LOCALHOST)]
     pub node: String,
     /// Keep printing new lines.
     #[arg(long)]

@@ -55,10 +55,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
         }
         return Ok(Some(p.to_owned()));
     }
-    let user = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .map(|dir| dir.join("rbee/config.toml"));
+    let user = rbee_api::dirs::config_dir().map(|dir| dir.join("config.toml"));
     let system = PathBuf::from("/etc/rbee/config.toml");
     Ok(user.into_iter().chain([system]).find(|p| p.is_file()))
 }
@@ -85,12 +82,19 @@ impl Config {
     }
 
     /// The model for `rbee infer` without `--model`.
-    pub fn default_model(&self) -> Result<String> {
+    pub fn default_model(&self) -> Result<rbee_api::ModelRef> {
         if let Some(m) = &self.default_model {
-            return Ok(m.clone());
+            return m.parse().map_err(|e| {
+                fail(format!(
+                    "default_model in {}: {e}",
+                    self.path
+                        .as_ref()
+                        .map_or("the configuration".into(), |p| p.display().to_string())
+                ))
+            });
         }
         match rbee_api::model_ref::fetched_model() {
-            Some(p) if p.is_file() => Ok(format!("file:{}", p.display())),
+            Some(p) if p.is_file() => rbee_api::ModelRef::file(&p).map_err(|e| fail(e.to_string())),
             _ => Err(fail(
                 "no model given and the default model is not on this machine; run scripts/fetch-model.sh, or pass --model hf:<org>/<repo>",
             )),

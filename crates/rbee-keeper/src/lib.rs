@@ -27,20 +27,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Doctor => return commands::doctor::run(&config, url).await,
         _ => {}
     }
-    let model = match &cli.command {
-        Command::Infer(args) => Some(match &args.model {
-            Some(m) => m.clone(),
-            None => config.default_model()?,
-        }),
+    let task = match &cli.command {
+        Command::Infer(args) => Some(commands::infer::Target::of(args, &config)?),
         _ => None,
     };
     let queen = Queen::connect(&config, url).await?;
-    let result = match &cli.command {
-        Command::Infer(args) => commands::infer::run(&queen, args, model.unwrap_or_default()).await,
-        Command::Setup(cmd) => commands::setup::run(&queen, &config, cmd).await,
-        Command::Workers(cmd) => commands::workers::run(&queen, cmd).await,
-        Command::Logs(args) => commands::logs::run(&queen, args).await,
-        Command::Install(_) | Command::Doctor => Ok(()),
+    let result = match (&cli.command, task) {
+        (Command::Infer(args), Some(target)) => commands::infer::run(&queen, args, &target).await,
+        (Command::Setup(cmd), _) => commands::setup::run(&queen, &config, cmd).await,
+        (Command::Workers(cmd), _) => commands::workers::run(&queen, cmd).await,
+        (Command::Logs(args), _) => commands::logs::run(&queen, args).await,
+        (Command::Infer(_) | Command::Install(_) | Command::Doctor, _) => Ok(()),
     };
     queen.close().await;
     result

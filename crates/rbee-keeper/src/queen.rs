@@ -9,10 +9,14 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rbee_api::ErrorCode;
 use rbee_api::queen::QueenHealth;
+use rbee_http::daemon::NotReady;
 use tokio::process::{Child, Command};
 
 use crate::config::Config;
 use crate::error::{KeeperError, Result, fail};
+
+/// How long a queen this command starts may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Queen {
     pub url: String,
@@ -70,7 +74,7 @@ impl Queen {
         cmd.args(["daemon", "--port", &port.to_string()])
             .process_group(0)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
         if let Some(ssh) = &config.ssh_config {
@@ -82,29 +86,25 @@ impl Queen {
         if let Some(key) = &config.api_key {
             cmd.env("RBEE_QUEEN_API_KEY", key);
         }
-        let child = cmd.spawn().map_err(|e| {
+        let mut child = cmd.spawn().map_err(|e| {
             fail(format!(
                 "cannot start {}: {e}; build it (cargo build --release) or run `rbee install`",
                 bin.display()
             ))
         })?;
+        let stdout = child.stdout.take();
         queen.owned = Some(child);
-        for _ in 0..100 {
-            if healthy(&queen.http, &url).await {
-                return Ok(queen);
-            }
-            if let Some(child) = &mut queen.owned
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                return Err(fail(format!(
-                    "queen-rbee exited at start ({status}); is port {port} taken? run `queen-rbee daemon --port {port}` to see why"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let stdout = stdout.ok_or_else(|| fail("queen-rbee's output is not a pipe"))?;
+        match rbee_http::daemon::await_ready(stdout, START_TIMEOUT).await {
+            Ok(_) => Ok(queen),
+            Err(NotReady::Timeout(limit)) => Err(fail(format!(
+                "queen-rbee did not listen at {url} within {} s",
+                limit.as_secs()
+            ))),
+            Err(e) => Err(fail(format!(
+                "queen-rbee did not start ({e}); is port {port} taken? run `queen-rbee daemon --port {port}` to see why"
+            ))),
         }
-        Err(fail(format!(
-            "queen-rbee did not answer at {url} within 10 s"
-        )))
     }
 
     pub fn is_ephemeral(&self) -> bool {

@@ -79,13 +79,13 @@ impl User {
             .args(extra)
             .env("HOME", self.home.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
         let log = Log::capture(child.stderr.take().unwrap());
-        log.announced_url("listening on ").await;
+        rbee_testkit::ready_url(&mut child, &log).await;
         Queen {
             child,
             url: self.queen_url.clone(),

@@ -157,20 +157,25 @@ impl Log {
             }
         }
     }
+}
 
-    /// The URL in the first `<marker>http://…` line (how daemons announce a port-0 bind).
-    pub async fn announced_url(&self, marker: &str) -> String {
-        let needle = format!("{marker}http://");
-        let line = self
-            .wait_for(&needle)
-            .await
-            .unwrap_or_else(|| panic!("exited before `{needle}`:\n{}", self.text()));
-        line.split(marker)
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap()
-            .to_owned()
-    }
+/// The URL a daemon announces in its ready line on stdout (`rbee_api::ready`), which the
+/// test started with a piped stdout; `log` (its stderr) is shown if it never comes.
+pub async fn ready_url(child: &mut tokio::process::Child, log: &Log) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.take().expect("the daemon's stdout is piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+        .unwrap_or_else(|| panic!("no ready line; the daemon said:\n{}", log.text()));
+    let ready: rbee_api::ready::ReadyLine =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a ready line ({e}): {line}"));
+    // Keep reading, so nothing the daemon writes later meets a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    ready.ready.url
 }
 
 /// Sends a request and returns its status and JSON body (`null` when the body is not JSON).

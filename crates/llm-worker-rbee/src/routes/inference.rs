@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::Response;
+use rbee_api::JobId;
 use rbee_api::worker::{CancelResponse, InferenceEvent, InferenceRequest};
 use rbee_http::ApiJson;
 use tokio::sync::mpsc;
@@ -23,9 +24,7 @@ pub async fn start(
     let result = stream(&state, req, received).await;
     if let Err(e) = &result {
         let code = e.envelope().error.code.as_str().to_lowercase();
-        state
-            .metrics
-            .inc("rbee_worker_requests_total", &[("outcome", &code)]);
+        state.metrics.requests.inc(&code);
     }
     result
 }
@@ -62,31 +61,18 @@ async fn stream(
             if matches!(event, InferenceEvent::Token(_)) {
                 let now = Instant::now();
                 match last_token {
-                    None => metrics.observe(
-                        "rbee_worker_time_to_first_token_seconds",
-                        &[],
-                        (now - received).as_secs_f64(),
-                    ),
-                    Some(last) => metrics.observe(
-                        "rbee_worker_token_latency_seconds",
-                        &[],
-                        (now - last).as_secs_f64(),
-                    ),
+                    None => metrics
+                        .time_to_first_token
+                        .observe((now - received).as_secs_f64()),
+                    Some(last) => metrics.token_latency.observe((now - last).as_secs_f64()),
                 }
                 last_token = Some(now);
             }
             let _ = tx.blocking_send(event);
         });
-        metrics.inc(
-            "rbee_worker_requests_total",
-            &[("outcome", end.stop_reason.as_str())],
-        );
-        metrics.add(
-            "rbee_worker_tokens_generated_total",
-            &[],
-            end.tokens_out as f64,
-        );
-        metrics.add("rbee_worker_prompt_tokens_total", &[], end.tokens_in as f64);
+        metrics.requests.inc(end.stop_reason.as_str());
+        metrics.tokens_generated.add(end.tokens_out as u64);
+        metrics.prompt_tokens.add(end.tokens_in as u64);
         tracing::info!(
             job = %end.job_id,
             tokens_out = end.tokens_out,
@@ -106,6 +92,10 @@ pub async fn cancel(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Json<CancelResponse>, WorkerError> {
+    // A name that is not a valid job id names no running job either.
+    let job_id: JobId = job_id
+        .parse()
+        .map_err(|_| WorkerError::JobNotFound(job_id))?;
     let stopped = state.cancel_job(&job_id, CANCEL_WAIT).await?;
     Ok(Json(CancelResponse {
         job_id,
@@ -115,12 +105,9 @@ pub async fn cancel(
 
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let free = state.slots_available() as f64;
-    let busy = state.slots_total() as f64 - free;
-    state.metrics.set_by(
-        "rbee_worker_slots",
-        "state",
-        &[("busy", busy), ("free", free)],
-    );
-    state.metrics.response()
+    let free = state.slots_available() as u64;
+    let busy = state.slots_total() as u64 - free;
+    // In the order of `Slot::ALL`.
+    state.metrics.slots.set(&[busy, free]);
+    state.metrics.exposition().response()
 }

@@ -3,15 +3,17 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use rbee_api::NodeName;
+
 use super::{BeehiveRegistry, NodeRecord, RegistryError};
 
 #[derive(Debug, Default)]
 pub struct MemoryRegistry {
-    nodes: Mutex<BTreeMap<String, NodeRecord>>,
+    nodes: Mutex<BTreeMap<NodeName, NodeRecord>>,
 }
 
 impl MemoryRegistry {
-    fn nodes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, NodeRecord>> {
+    fn nodes(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeName, NodeRecord>> {
         self.nodes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -19,17 +21,16 @@ impl MemoryRegistry {
 }
 
 impl BeehiveRegistry for MemoryRegistry {
-    fn get(&self, node_name: &str) -> Result<Option<NodeRecord>, RegistryError> {
+    fn get(&self, node_name: &NodeName) -> Result<Option<NodeRecord>, RegistryError> {
         Ok(self.nodes().get(node_name).cloned())
     }
 
     fn upsert(&self, record: &NodeRecord) -> Result<(), RegistryError> {
-        self.nodes()
-            .insert(record.beehive.node_name.clone(), record.clone());
+        self.nodes().insert(record.name().clone(), record.clone());
         Ok(())
     }
 
-    fn remove(&self, node_name: &str) -> Result<bool, RegistryError> {
+    fn remove(&self, node_name: &NodeName) -> Result<bool, RegistryError> {
         Ok(self.nodes().remove(node_name).is_some())
     }
 

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rbee_api::queen::{Beehive, NodeStatus};
+use rbee_api::NodeName;
+use rbee_api::queen::{NodeConfig, NodeState, NodeStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{BeehiveRegistry, NodeRecord, RegistryError};
@@ -88,9 +89,16 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
     };
     let backends: String = row.get(11)?;
     let devices: String = row.get(12)?;
+    let name: String = row.get(0)?;
     Ok(NodeRecord {
-        beehive: Beehive {
-            node_name: row.get(0)?,
+        config: NodeConfig {
+            node_name: name.parse().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
             ssh_host: row.get(1)?,
             ssh_port: row.get(2)?,
             ssh_user: row.get(3)?,
@@ -98,23 +106,25 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
             git_repo_url: row.get(5)?,
             git_branch: row.get(6)?,
             install_path: row.get(7)?,
+            hive_port: row.get(13)?,
+        },
+        state: NodeState {
             last_connected_unix: row.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
             last_error: row.get(9)?,
             status: status_of(&row.get::<_, String>(10)?),
             backends: serde_json::from_str(&backends).map_err(|e| json_err(11, e))?,
             devices: serde_json::from_str(&devices).map_err(|e| json_err(12, e))?,
-            hive_port: row.get(13)?,
         },
         hive_api_key: row.get(14)?,
     })
 }
 
 impl BeehiveRegistry for SqliteRegistry {
-    fn get(&self, node_name: &str) -> Result<Option<NodeRecord>, RegistryError> {
+    fn get(&self, node_name: &NodeName) -> Result<Option<NodeRecord>, RegistryError> {
         self.with(|c| {
             c.query_row(
                 &format!("SELECT {COLUMNS} FROM beehives WHERE node_name = ?1"),
-                params![node_name],
+                params![node_name.as_str()],
                 row_to_record,
             )
             .optional()
@@ -122,9 +132,9 @@ impl BeehiveRegistry for SqliteRegistry {
     }
 
     fn upsert(&self, r: &NodeRecord) -> Result<(), RegistryError> {
-        let b = &r.beehive;
-        let backends = serde_json::to_string(&b.backends).unwrap_or_else(|_| "[]".into());
-        let devices = serde_json::to_string(&b.devices).unwrap_or_else(|_| "{}".into());
+        let (b, s) = (&r.config, &r.state);
+        let backends = serde_json::to_string(&s.backends).unwrap_or_else(|_| "[]".into());
+        let devices = serde_json::to_string(&s.devices).unwrap_or_else(|_| "{}".into());
         self.with(|c| {
             c.execute(
                 &format!(
@@ -132,7 +142,7 @@ impl BeehiveRegistry for SqliteRegistry {
                      (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                 ),
                 params![
-                    b.node_name,
+                    b.node_name.as_str(),
                     b.ssh_host,
                     b.ssh_port,
                     b.ssh_user,
@@ -140,9 +150,9 @@ impl BeehiveRegistry for SqliteRegistry {
                     b.git_repo_url,
                     b.git_branch,
                     b.install_path,
-                    b.last_connected_unix.map(|v| v as i64),
-                    b.last_error,
-                    b.status.as_str(),
+                    s.last_connected_unix.map(|v| v as i64),
+                    s.last_error,
+                    s.status.as_str(),
                     backends,
                     devices,
                     b.hive_port,
@@ -153,11 +163,11 @@ impl BeehiveRegistry for SqliteRegistry {
         })
     }
 
-    fn remove(&self, node_name: &str) -> Result<bool, RegistryError> {
+    fn remove(&self, node_name: &NodeName) -> Result<bool, RegistryError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM beehives WHERE node_name = ?1",
-                params![node_name],
+                params![node_name.as_str()],
             )
         })
         .map(|n| n > 0)

@@ -6,53 +6,23 @@
 //! happens before any text — unknown node, download failure, no memory — arrives as an
 //! HTTP error the SDKs raise. A failure mid-stream is sent as an `error` object in the stream.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rbee_api::model_ref::ModelRef;
 use rbee_api::openai::{
-    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
-    ChunkChoice, Completion, CompletionChoice, CompletionRequest, Delta, Model, ModelId, ModelList,
-    Sampling, Usage, finish_reason, parse_request,
+    Answer, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk,
+    ChatCompletionRequest, ChunkChoice, Completion, CompletionChoice, CompletionRequest, Delta,
+    ErrorResponse, InvalidField, Model, ModelId, ModelIdError, ModelList, Sampling, StreamItem,
+    Usage, finish_reason, parse_request,
 };
 use rbee_api::queen::{TaskEvent, TaskRequest};
 use rbee_api::worker::EndEvent;
-use rbee_api::{ErrorCode, ErrorEnvelope};
-use serde_json::{Value, json};
+use rbee_api::{ErrorCode, ErrorEnvelope, now_unix};
 use tokio::sync::mpsc;
 
 use crate::state::AppState;
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// rbee's envelope with OpenAI's `type` and `param` added: both kinds of client read it.
-fn error_value(envelope: &ErrorEnvelope, param: Option<&str>) -> Value {
-    let status = envelope.error.code.http_status();
-    let kind = match status {
-        401 => "authentication_error",
-        404 => "not_found_error",
-        400..=499 => "invalid_request_error",
-        _ => "api_error",
-    };
-    let mut error = json!({
-        "code": envelope.error.code.as_str(),
-        "message": envelope.error.message,
-        "type": kind,
-        "param": param,
-    });
-    if !envelope.error.details.is_null() {
-        error["details"] = envelope.error.details.clone();
-    }
-    json!({ "error": error })
-}
 
 /// An error answer of the OpenAI routes: rbee's envelope plus the offending field.
 pub struct OpenAiError {
@@ -76,11 +46,17 @@ impl OpenAiError {
     }
 }
 
+impl From<InvalidField> for OpenAiError {
+    fn from(e: InvalidField) -> Self {
+        Self::invalid(e.message, e.param.as_deref())
+    }
+}
+
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.envelope.error.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = error_value(&self.envelope, self.param.as_deref());
+        let body = ErrorResponse::new(&self.envelope, self.param.as_deref());
         (status, Json(body)).into_response()
     }
 }
@@ -116,12 +92,16 @@ pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
         }),
     };
     if let Some(default) = &state.default_model {
-        add(default.clone(), "rbee");
+        add(default.to_string(), "rbee");
     }
     for (node, models) in catalogs.into_iter().flatten() {
         for m in models {
-            add(m.reference.clone(), &node);
-            add(format!("{node}/{}", m.reference), &node);
+            let pinned = ModelId {
+                node: Some(node.clone()),
+                model_ref: m.reference.clone(),
+            };
+            add(m.reference.to_string(), node.as_str());
+            add(pinned.to_string(), node.as_str());
         }
     }
     Json(ModelList {
@@ -143,17 +123,14 @@ fn task_for(
     sampling: &Sampling,
     max_tokens: Option<usize>,
 ) -> Result<TaskRequest, OpenAiError> {
-    sampling
-        .validate()
-        .map_err(|(message, param)| OpenAiError::invalid(message, Some(param)))?;
-    let id = ModelId::parse(model).map_err(|message| {
-        OpenAiError::new(
-            ErrorEnvelope::new(ErrorCode::ModelNotFound, message),
+    sampling.validate()?;
+    let id = ModelId::parse(model).map_err(|e| match e {
+        ModelIdError::Unknown(_) => OpenAiError::new(
+            ErrorEnvelope::new(ErrorCode::ModelNotFound, e.to_string()),
             Some("model"),
-        )
+        ),
+        ModelIdError::Invalid(message) => OpenAiError::invalid(message, Some("model")),
     })?;
-    ModelRef::parse(&id.model_ref)
-        .map_err(|message| OpenAiError::invalid(message, Some("model")))?;
     if let Some(user) = &sampling.user {
         tracing::info!("OpenAI request for {model} from user `{user}`");
     }
@@ -175,8 +152,7 @@ fn task_for(
 }
 
 pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response, OpenAiError> {
-    let req: ChatCompletionRequest = parse_request(&body)
-        .map_err(|(message, param)| OpenAiError::invalid(message, param.as_deref()))?;
+    let req: ChatCompletionRequest = parse_request(&body)?;
     let mut task = task_for(&req.model, &req.sampling, req.max_completion_tokens)?;
     if req.messages.is_empty() {
         return Err(OpenAiError::invalid(
@@ -188,8 +164,7 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
         .messages
         .iter()
         .map(|m| m.to_chat())
-        .collect::<Result<_, _>>()
-        .map_err(|message| OpenAiError::invalid(message, Some("messages")))?;
+        .collect::<Result<_, _>>()?;
     task.messages = Some(messages);
     answer(state, Kind::Chat, req.model, task, &req.sampling).await
 }
@@ -198,8 +173,7 @@ pub async fn completions(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
-    let req: CompletionRequest = parse_request(&body)
-        .map_err(|(message, param)| OpenAiError::invalid(message, param.as_deref()))?;
+    let req: CompletionRequest = parse_request(&body)?;
     if req.echo == Some(true) {
         return Err(OpenAiError::invalid(
             "echo is not supported".into(),
@@ -220,20 +194,16 @@ struct Shaper {
 }
 
 impl Shaper {
-    fn chunk(&self, delta: Delta, finish: Option<&str>, usage: Option<Usage>) -> Value {
-        let choices = if delta == Delta::default() && finish.is_none() {
-            Vec::new()
-        } else {
-            vec![delta]
-        };
+    fn chunk(&self, delta: Delta, finish: Option<&str>, usage: Option<Usage>) -> StreamItem {
+        // A chunk that carries only the usage has no choices.
+        let choice = (delta != Delta::default() || finish.is_some()).then_some(delta);
         match self.kind {
-            Kind::Chat => serde_json::to_value(ChatCompletionChunk {
+            Kind::Chat => StreamItem::Chat(ChatCompletionChunk {
                 id: self.id.clone(),
                 object: "chat.completion.chunk".into(),
                 created: self.created,
                 model: self.model.clone(),
-                choices: choices
-                    .into_iter()
+                choices: (choice.into_iter())
                     .map(|delta| ChunkChoice {
                         index: 0,
                         delta,
@@ -243,24 +213,34 @@ impl Shaper {
                     .collect(),
                 usage,
             }),
-            Kind::Completion => serde_json::to_value(Completion {
-                id: self.id.clone(),
-                object: "text_completion".into(),
-                created: self.created,
-                model: self.model.clone(),
-                choices: choices
-                    .into_iter()
-                    .map(|delta| CompletionChoice {
-                        index: 0,
-                        text: delta.content.unwrap_or_default(),
-                        finish_reason: finish.map(str::to_owned),
-                        logprobs: None,
-                    })
-                    .collect(),
-                usage,
-            }),
+            Kind::Completion => {
+                let text = choice.map(|d| d.content.unwrap_or_default());
+                StreamItem::Completion(self.completion(text, finish, usage))
+            }
         }
-        .unwrap_or(Value::Null)
+    }
+
+    fn completion(
+        &self,
+        text: Option<String>,
+        finish: Option<&str>,
+        usage: Option<Usage>,
+    ) -> Completion {
+        Completion {
+            id: self.id.clone(),
+            object: "text_completion".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: (text.into_iter())
+                .map(|text| CompletionChoice {
+                    index: 0,
+                    text,
+                    finish_reason: finish.map(str::to_owned),
+                    logprobs: None,
+                })
+                .collect(),
+            usage,
+        }
     }
 
     fn text(text: String) -> Delta {
@@ -270,14 +250,14 @@ impl Shaper {
         }
     }
 
-    fn whole(&self, text: String, end: &EndEvent) -> Value {
+    fn whole(&self, text: String, end: &EndEvent) -> Answer {
         let usage = Usage::new(end.tokens_in, end.tokens_out);
         let finish = finish_reason(end.stop_reason);
         if self.kind == Kind::Completion {
             // A finished completion is its last chunk with all the text and the usage.
-            return self.chunk(Self::text(text), Some(finish), Some(usage));
+            return Answer::Completion(self.completion(Some(text), Some(finish), Some(usage)));
         }
-        serde_json::to_value(ChatCompletion {
+        Answer::Chat(ChatCompletion {
             id: self.id.clone(),
             object: "chat.completion".into(),
             created: self.created,
@@ -293,7 +273,6 @@ impl Shaper {
             }],
             usage,
         })
-        .unwrap_or(Value::Null)
     }
 }
 
@@ -390,9 +369,9 @@ fn stream(
     mut rx: mpsc::Receiver<TaskEvent>,
     include_usage: bool,
 ) -> Response {
-    let (tx, out) = mpsc::channel::<Value>(64);
+    let (tx, out) = mpsc::channel::<StreamItem>(64);
     tokio::spawn(async move {
-        let send = |v: Value| {
+        let send = |v: StreamItem| {
             let tx = tx.clone();
             async move { tx.send(v).await.is_ok() }
         };
@@ -436,7 +415,7 @@ fn stream(
                     return;
                 }
                 TaskEvent::Error(e) => {
-                    let _ = send(error_value(&e, None)).await;
+                    let _ = send(StreamItem::Error(ErrorResponse::new(&e, None))).await;
                     return;
                 }
                 _ => {}

@@ -16,17 +16,10 @@ pub async fn health() -> Json<QueenHealth> {
 
 /// `GET /metrics`, with the registered nodes recounted by status.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut by_status = [("unknown", 0.0), ("reachable", 0.0), ("unreachable", 0.0)];
-    for record in state.registry.list().unwrap_or_default() {
-        if let Some((_, n)) = by_status
-            .iter_mut()
-            .find(|(s, _)| *s == record.beehive.status.as_str())
-        {
-            *n += 1.0;
-        }
-    }
+    let records = state.registry.list().unwrap_or_default();
     state
         .metrics
-        .set_by("rbee_queen_nodes", "status", &by_status);
-    state.metrics.response()
+        .nodes
+        .recount(records.iter().map(|r| r.state.status));
+    state.metrics.exposition().response()
 }

@@ -3,9 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use rbee_api::queen::TaskRequest;
+use rbee_api::TaskId;
+use rbee_api::queen::{TaskCancelled, TaskRequest};
 use rbee_http::ApiJson;
-use serde_json::{Value, json};
 
 use crate::error::QueenError;
 use crate::state::AppState;
@@ -21,7 +21,14 @@ pub async fn start(
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, QueenError> {
+) -> Result<Json<TaskCancelled>, QueenError> {
+    // A name that is not a valid task id names no running task either.
+    let id: TaskId = id
+        .parse()
+        .map_err(|e: rbee_api::ids::InvalidId| QueenError::InvalidRequest(e.to_string()))?;
     state.tasks.cancel(&id).await?;
-    Ok(Json(json!({"task_id": id, "cancelled": true})))
+    Ok(Json(TaskCancelled {
+        task_id: id,
+        cancelled: true,
+    }))
 }

@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
+use rbee_api::NodeName;
 use rbee_api::queen::{
-    LOCALHOST, NodeHealth, NodeWorker, NodeWorkersList, WorkerHealth, WorkerShutdownRequest,
+    NodeHealth, NodeWorker, NodeWorkerStopped, NodeWorkersList, WorkerHealth, WorkerShutdownRequest,
 };
 use rbee_http::ApiJson;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::clients::{HiveClient, WorkerClient};
 use crate::error::QueenError;
@@ -49,14 +49,14 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<NodeWorkersList>
 
 #[derive(Deserialize)]
 pub struct HealthQuery {
-    node: String,
+    node: NodeName,
 }
 
 pub async fn health(
     State(state): State<AppState>,
     Query(q): Query<HealthQuery>,
 ) -> Result<Json<NodeHealth>, QueenError> {
-    if q.node != LOCALHOST && state.registry.get(&q.node)?.is_none() {
+    if !q.node.is_localhost() && state.registry.get(&q.node)?.is_none() {
         return Err(QueenError::NodeNotFound(q.node));
     }
     let hive = state.hives.client(&q.node).await?;
@@ -72,8 +72,8 @@ pub async fn health(
         for w in list.workers {
             let client = WorkerClient::new(&w.url, &w.api_key, state.hives.http());
             let (healthy, state, detail) = match client.ready().await {
-                Ok(r) => (true, r.state.as_str().to_owned(), None),
-                Err(e) => (false, w.state.as_str().to_owned(), Some(e.to_string())),
+                Ok(r) => (true, r.state, None),
+                Err(e) => (false, w.state, Some(e.to_string())),
             };
             workers.push(WorkerHealth {
                 worker_id: w.id,
@@ -96,18 +96,20 @@ pub async fn health(
 pub async fn shutdown(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<WorkerShutdownRequest>,
-) -> Result<Json<Value>, QueenError> {
+) -> Result<Json<NodeWorkerStopped>, QueenError> {
     for hive in known_hives(&state).await? {
         let Ok(list) = hive.workers().await else {
             continue;
         };
         if list.workers.iter().any(|w| w.id == req.worker_id) {
-            hive.stop_worker(&req.worker_id)
+            let stopped = hive
+                .stop_worker(&req.worker_id)
                 .await
-                .map_err(|e| QueenError::Internal(e.to_string()))?;
-            return Ok(Json(
-                json!({"worker_id": req.worker_id, "node": hive.node, "stopped": true}),
-            ));
+                .map_err(|e| e.from_hive(&hive))?;
+            return Ok(Json(NodeWorkerStopped {
+                node: hive.node,
+                worker: stopped,
+            }));
         }
     }
     Err(QueenError::WorkerNotFound(req.worker_id))

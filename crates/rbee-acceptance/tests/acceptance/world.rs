@@ -297,10 +297,10 @@ impl Rbee {
             .arg(&self.cluster.ssh_config)
             .arg("--remote-binary-path")
             .arg(bin_dir())
-            .stdout(Stdio::null());
+            .stdout(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let log = Log::capture(child.stderr.take().unwrap());
-        log.announced_url("listening on ").await;
+        rbee_testkit::ready_url(&mut child, &log).await;
         self.queen = Some(Daemon { child, log });
     }
 

@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use rbee_api::ModelRef;
 use rbee_api::hive::ModelEntry;
 
 use super::{CatalogError, ModelCatalog};
 
+/// Entries keyed by the reference's text, so they list in the order SQLite's do.
 #[derive(Debug, Default)]
 pub struct MemoryCatalog {
     entries: Mutex<BTreeMap<String, ModelEntry>>,
@@ -21,18 +23,18 @@ impl MemoryCatalog {
 }
 
 impl ModelCatalog for MemoryCatalog {
-    fn find(&self, reference: &str) -> Result<Option<ModelEntry>, CatalogError> {
-        Ok(self.entries().get(reference).cloned())
+    fn find(&self, reference: &ModelRef) -> Result<Option<ModelEntry>, CatalogError> {
+        Ok(self.entries().get(&reference.canonical()).cloned())
     }
 
     fn upsert(&self, entry: &ModelEntry) -> Result<(), CatalogError> {
         self.entries()
-            .insert(entry.reference.clone(), entry.clone());
+            .insert(entry.reference.canonical(), entry.clone());
         Ok(())
     }
 
-    fn remove(&self, reference: &str) -> Result<bool, CatalogError> {
-        Ok(self.entries().remove(reference).is_some())
+    fn remove(&self, reference: &ModelRef) -> Result<bool, CatalogError> {
+        Ok(self.entries().remove(&reference.canonical()).is_some())
     }
 
     fn list(&self) -> Result<Vec<ModelEntry>, CatalogError> {

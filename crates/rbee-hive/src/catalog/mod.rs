@@ -7,6 +7,7 @@ mod memory;
 mod sqlite;
 
 pub use memory::MemoryCatalog;
+use rbee_api::ModelRef;
 use rbee_api::hive::ModelEntry;
 pub use sqlite::SqliteCatalog;
 
@@ -17,13 +18,13 @@ pub enum CatalogError {
 }
 
 pub trait ModelCatalog: Send + Sync {
-    /// The entry for a canonical reference, if catalogued.
-    fn find(&self, reference: &str) -> Result<Option<ModelEntry>, CatalogError>;
+    /// The entry for a reference, if catalogued.
+    fn find(&self, reference: &ModelRef) -> Result<Option<ModelEntry>, CatalogError>;
     /// Inserts or replaces the entry with the same reference.
     fn upsert(&self, entry: &ModelEntry) -> Result<(), CatalogError>;
     /// Removes an entry; whether it existed.
-    fn remove(&self, reference: &str) -> Result<bool, CatalogError>;
-    /// Every entry, ordered by reference.
+    fn remove(&self, reference: &ModelRef) -> Result<bool, CatalogError>;
+    /// Every entry, ordered by the reference's text.
     fn list(&self) -> Result<Vec<ModelEntry>, CatalogError>;
 }
 
@@ -39,7 +40,7 @@ mod tests {
         ModelEntry {
             id: format!("id-{reference}"),
             provider: Provider::Hf,
-            reference: reference.to_owned(),
+            reference: reference.parse().unwrap(),
             local_path: format!("/models/{size}.gguf"),
             size_bytes: size,
             sha256: Some("ab".repeat(32)),
@@ -48,23 +49,30 @@ mod tests {
         }
     }
 
+    fn r(text: &str) -> ModelRef {
+        text.parse().unwrap()
+    }
+
     fn suite(catalog: &dyn ModelCatalog) {
-        assert_eq!(catalog.find("hf:a/b").unwrap(), None);
+        assert_eq!(catalog.find(&r("hf:a/b")).unwrap(), None);
         assert!(catalog.list().unwrap().is_empty());
 
         catalog.upsert(&entry("hf:z/z", 2)).unwrap();
         catalog.upsert(&entry("hf:a/b", 1)).unwrap();
-        assert_eq!(catalog.find("hf:a/b").unwrap(), Some(entry("hf:a/b", 1)));
+        assert_eq!(
+            catalog.find(&r("hf:a/b")).unwrap(),
+            Some(entry("hf:a/b", 1))
+        );
         let refs: Vec<String> = catalog
             .list()
             .unwrap()
             .into_iter()
-            .map(|e| e.reference)
+            .map(|e| e.reference.to_string())
             .collect();
         assert_eq!(refs, ["hf:a/b", "hf:z/z"]);
 
         catalog.upsert(&entry("hf:a/b", 7)).unwrap();
-        assert_eq!(catalog.find("hf:a/b").unwrap().unwrap().size_bytes, 7);
+        assert_eq!(catalog.find(&r("hf:a/b")).unwrap().unwrap().size_bytes, 7);
         assert_eq!(catalog.list().unwrap().len(), 2);
 
         let mut file = entry("file:/m/x.gguf", 3);
@@ -72,10 +80,14 @@ mod tests {
         file.sha256 = None;
         file.quantization = None;
         catalog.upsert(&file).unwrap();
-        assert_eq!(catalog.find("file:/m/x.gguf").unwrap(), Some(file));
+        assert_eq!(catalog.find(&r("file:/m/x.gguf")).unwrap(), Some(file));
+        let listed: Vec<String> = (catalog.list().unwrap().into_iter())
+            .map(|e| e.reference.to_string())
+            .collect();
+        assert_eq!(listed, ["file:/m/x.gguf", "hf:a/b", "hf:z/z"]);
 
-        assert!(catalog.remove("hf:z/z").unwrap());
-        assert!(!catalog.remove("hf:z/z").unwrap());
+        assert!(catalog.remove(&r("hf:z/z")).unwrap());
+        assert!(!catalog.remove(&r("hf:z/z")).unwrap());
         assert_eq!(catalog.list().unwrap().len(), 2);
     }
 
@@ -100,7 +112,10 @@ mod tests {
             .unwrap();
         assert!(path.is_file());
         let reopened = SqliteCatalog::open(&path).unwrap();
-        assert_eq!(reopened.find("hf:a/b").unwrap(), Some(entry("hf:a/b", 5)));
+        assert_eq!(
+            reopened.find(&r("hf:a/b")).unwrap(),
+            Some(entry("hf:a/b", 5))
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rbee_api::hive::{ModelEntry, Provider};
+use rbee_api::ModelRef;
+use rbee_api::hive::ModelEntry;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{CatalogError, ModelCatalog};
@@ -63,15 +64,14 @@ impl SqliteCatalog {
 }
 
 fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<ModelEntry> {
-    let provider: String = row.get(1)?;
+    let text: String = row.get(2)?;
+    let reference: ModelRef = text.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+    })?;
     Ok(ModelEntry {
         id: row.get(0)?,
-        provider: if provider == "file" {
-            Provider::File
-        } else {
-            Provider::Hf
-        },
-        reference: row.get(2)?,
+        provider: reference.provider(),
+        reference,
         local_path: row.get(3)?,
         size_bytes: row.get::<_, i64>(4)?.max(0) as u64,
         sha256: row.get(5)?,
@@ -84,11 +84,11 @@ const COLUMNS: &str =
     "id, provider, reference, local_path, size_bytes, sha256, quantization, downloaded_at_unix";
 
 impl ModelCatalog for SqliteCatalog {
-    fn find(&self, reference: &str) -> Result<Option<ModelEntry>, CatalogError> {
+    fn find(&self, reference: &ModelRef) -> Result<Option<ModelEntry>, CatalogError> {
         self.with(|c| {
             c.query_row(
                 &format!("SELECT {COLUMNS} FROM models WHERE reference = ?1"),
-                params![reference],
+                params![reference.canonical()],
                 row_to_entry,
             )
             .optional()
@@ -108,8 +108,8 @@ impl ModelCatalog for SqliteCatalog {
                 ),
                 params![
                     e.id,
-                    e.provider.as_str(),
-                    e.reference,
+                    e.reference.provider().as_str(),
+                    e.reference.canonical(),
                     e.local_path,
                     e.size_bytes as i64,
                     e.sha256,
@@ -121,11 +121,11 @@ impl ModelCatalog for SqliteCatalog {
         })
     }
 
-    fn remove(&self, reference: &str) -> Result<bool, CatalogError> {
+    fn remove(&self, reference: &ModelRef) -> Result<bool, CatalogError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM models WHERE reference = ?1",
-                params![reference],
+                params![reference.canonical()],
             )
         })
         .map(|n| n > 0)

@@ -2,6 +2,7 @@
 
 use axum::extract::{Query, State};
 use axum::response::Response;
+use rbee_api::hive::LogSource;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
@@ -12,7 +13,7 @@ pub struct LogsQuery {
     #[serde(default)]
     follow: bool,
     /// Only lines of this source (`hive`, `worker:<id>`).
-    source: Option<String>,
+    source: Option<LogSource>,
 }
 
 pub async fn stream(State(state): State<AppState>, Query(q): Query<LogsQuery>) -> Response {

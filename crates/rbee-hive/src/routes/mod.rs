@@ -32,7 +32,6 @@ pub fn router(state: AppState, key: ApiKey) -> Router {
         .route_layer(from_fn_with_state(key, require_bearer));
     Router::new()
         .route(paths::HEALTH, get(status::health))
-        .route(paths::WORKERS_READY, post(workers::ready_callback))
         .route(paths::WORKERS_FAILED, post(workers::failed_callback))
         .merge(protected)
         .fallback(rbee_http::error::unknown_endpoint)

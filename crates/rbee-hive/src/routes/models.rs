@@ -4,13 +4,13 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use rbee_api::hive::{
-    DownloadEvent, DownloadRequest, DownloadStarted, ModelsList, PreflightRequest, Resources,
+    DownloadEvent, DownloadRequest, DownloadStarted, ModelsList, PreflightPassed, PreflightRequest,
+    Resources,
 };
 use rbee_http::ApiJson;
 use serde::Deserialize;
 
 use crate::error::HiveError;
-use crate::model_ref::ModelRef;
 use crate::state::AppState;
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<ModelsList>, HiveError> {
@@ -31,33 +31,30 @@ pub async fn resources(State(state): State<AppState>) -> Json<Resources> {
 pub async fn preflight(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<PreflightRequest>,
-) -> Result<Json<serde_json::Value>, HiveError> {
-    let reference = ModelRef::parse(&req.model_ref)
-        .map_err(HiveError::InvalidRequest)?
-        .canonical();
-    let model = state
-        .catalog
-        .find(&reference)?
-        .ok_or_else(|| HiveError::ModelNotFound(reference.clone()))?;
+) -> Result<Json<PreflightPassed>, HiveError> {
+    let model = state.catalog.find(&req.model_ref)?.ok_or_else(|| {
+        HiveError::ModelNotFound(format!("{} is not in this node's catalog", req.model_ref))
+    })?;
     state
         .preflight
         .check(&model, req.backend, req.device)
         .await?;
-    Ok(Json(
-        serde_json::json!({"ok": true, "model_ref": reference}),
-    ))
+    Ok(Json(PreflightPassed {
+        ok: true,
+        model_ref: req.model_ref,
+    }))
 }
 
 pub async fn download(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<DownloadRequest>,
 ) -> Result<Json<DownloadStarted>, HiveError> {
-    let model_ref = ModelRef::parse(&req.model_ref).map_err(HiveError::InvalidRequest)?;
-    Ok(Json(state.downloads.start(&model_ref)?))
+    Ok(Json(state.downloads.start(&req.model_ref)?))
 }
 
 #[derive(Deserialize)]
 pub struct ProgressQuery {
+    /// The `download_id` of [`DownloadStarted`].
     id: String,
 }
 
@@ -66,7 +63,7 @@ pub async fn progress(
     State(state): State<AppState>,
     Query(q): Query<ProgressQuery>,
 ) -> Result<Response, HiveError> {
-    let id = ModelRef::parse(&q.id)
+    let id = rbee_api::ModelRef::parse(&q.id)
         .map(|r| r.canonical())
         .unwrap_or(q.id);
     let events = state

@@ -1,23 +1,25 @@
 //! Spawning, supervising and stopping worker processes.
 //!
-//! Each worker gets a free port and a fresh API key. Its stdout and stderr go to the log
-//! hub; a task owns the process, notices its exit at once and removes it from the registry;
+//! Each worker gets a fresh API key and binds the first free port from the hive's range
+//! itself (binding is atomic, so two workers never race for a port); the hive learns the
+//! port from the worker's ready line ([`rbee_api::ready`]). Its stdout and stderr go to the
+//! log hub; a task owns the process, notices its exit at once and removes it from the registry;
 //! a monitor polls `/v1/ready` to follow its state, counts failed health checks and shuts it
 //! down when idle too long. The hive keeps the worker's stdin open: when the hive dies, even
 //! by SIGKILL, the worker (started with `--watch-stdin`) sees end of file and exits.
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rbee_api::Backend;
-use rbee_api::hive::{ModelEntry, SpawnResponse, WorkerInfo};
+use rbee_api::hive::{LogSource, ModelEntry, SpawnResponse, WorkerInfo};
 use rbee_api::routes::worker as worker_routes;
-use rbee_api::worker::{ReadyResponse, WorkerFailedCallback, WorkerReadyCallback, WorkerState};
+use rbee_api::worker::{ReadyResponse, WorkerFailedCallback, WorkerState};
+use rbee_api::{Backend, WorkerId, now_unix};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -31,8 +33,20 @@ pub const MAX_FAILED_CHECKS: u32 = 3;
 const GRACE: Duration = Duration::from_secs(5);
 /// How often a loading worker is polled.
 const LOADING_POLL: Duration = Duration::from_millis(100);
-/// Ports tried after the first one before giving up.
+/// Ports a worker tries, from the first of the hive's range, before giving up.
 const PORT_RANGE: u16 = 1000;
+/// How long a worker may take to listen (it checks its model file first).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Passed to the worker process it reads.
+struct Spawn<'a> {
+    id: &'a WorkerId,
+    key: &'a str,
+    model: &'a ModelEntry,
+    backend: Backend,
+    device: u32,
+    slots: u16,
+}
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -40,6 +54,7 @@ pub struct PoolConfig {
     pub worker_host: IpAddr,
     /// Host name others use to reach this node.
     pub public_host: String,
+    /// The first port of the workers' range.
     pub port_start: u16,
     /// Where workers send their callbacks (this hive, seen from the node itself).
     pub hive_url: String,
@@ -54,28 +69,16 @@ pub struct WorkerPool {
     http: reqwest::Client,
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn new_key() -> String {
-    let bytes: [u8; 24] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl WorkerPool {
-    pub fn new(config: PoolConfig, logs: Arc<LogHub>) -> Self {
-        Self {
+    pub fn new(config: PoolConfig, logs: Arc<LogHub>) -> reqwest::Result<Self> {
+        Ok(Self {
             config,
             registry: Registry::default(),
             logs,
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(2))
-                .build()
-                .unwrap_or_default(),
-        }
+                .build()?,
+        })
     }
 
     pub fn list(&self) -> Vec<WorkerInfo> {
@@ -95,101 +98,166 @@ impl WorkerPool {
         futures::future::join_all(polls).await;
     }
 
-    fn free_port(&self) -> Result<u16, HiveError> {
-        let taken = self.registry.ports_in_use();
-        let start = self.config.port_start;
-        (start..start.saturating_add(PORT_RANGE))
-            .filter(|p| !taken.contains(p))
-            .find(|&p| TcpListener::bind(SocketAddr::new(self.config.worker_host, p)).is_ok())
-            .ok_or_else(|| {
-                HiveError::Internal(format!(
-                    "no free port for a worker between {start} and {}",
-                    start.saturating_add(PORT_RANGE - 1)
-                ))
-            })
+    /// The command that starts a worker.
+    fn command(&self, w: &Spawn) -> Command {
+        let mut cmd = Command::new(&self.config.worker_bin);
+        cmd.arg("--model")
+            .arg(&w.model.local_path)
+            .args(["--backend", w.backend.as_str()])
+            .args(["--device", &w.device.to_string()])
+            .args(["--host", &self.config.worker_host.to_string()])
+            .args(["--port", &self.config.port_start.to_string()])
+            .args(["--port-tries", &PORT_RANGE.to_string()])
+            .args(["--hive-url", &self.config.hive_url])
+            .args(["--worker-id", w.id.as_str()])
+            .args(["--model-ref", &w.model.reference.canonical()])
+            .args(["--public-host", &self.config.public_host])
+            .args(["--slots", &w.slots.to_string()])
+            .arg("--watch-stdin")
+            .env("RBEE_WORKER_API_KEY", w.key)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
     }
 
-    /// Starts a worker for `model`; it reports back on /v1/workers/ready and then loads.
-    pub fn spawn(
+    /// Starts a worker for `model` and waits until it listens; it loads the model next.
+    pub async fn spawn(
         self: &Arc<Self>,
         model: &ModelEntry,
         backend: Backend,
         device: u32,
         slots: u16,
     ) -> Result<SpawnResponse, HiveError> {
-        let port = self.free_port()?;
-        let id = format!(
-            "worker-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        let key = new_key();
-        let url = format!("http://{}:{port}", self.config.public_host);
-        let mut child = Command::new(&self.config.worker_bin)
-            .arg("--model")
-            .arg(&model.local_path)
-            .args(["--backend", backend.as_str()])
-            .args(["--device", &device.to_string()])
-            .args(["--host", &self.config.worker_host.to_string()])
-            .args(["--port", &port.to_string()])
-            .args(["--hive-url", &self.config.hive_url])
-            .args(["--worker-id", &id])
-            .args(["--model-ref", &model.reference])
-            .args(["--public-url", &url])
-            .args(["--slots", &slots.to_string()])
-            .arg("--watch-stdin")
-            .env("RBEE_WORKER_API_KEY", &key)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let id = WorkerId::from_random(rand::random());
+        let key = rbee_http::auth::new_key();
+        let spawn = Spawn {
+            id: &id,
+            key: &key,
+            model,
+            backend,
+            device,
+            slots,
+        };
+        let bin = &self.config.worker_bin;
+        let mut child = self
+            .command(&spawn)
             .spawn()
-            .map_err(|e| {
-                HiveError::Internal(format!(
-                    "cannot start {}: {e}",
-                    self.config.worker_bin.display()
-                ))
+            .map_err(|source| HiveError::WorkerStart {
+                bin: bin.clone(),
+                reason: source.to_string(),
             })?;
-        let pid = child.id();
-        let source = format!("worker:{id}");
-        if let Some(out) = child.stdout.take() {
-            self.capture(source.clone(), out);
-        }
+        let source = LogSource::Worker(id.clone());
         if let Some(err) = child.stderr.take() {
             self.capture(source.clone(), err);
         }
-        let kill = Arc::new(Notify::new());
+        let url = match self.await_listening(&mut child, &source).await {
+            Ok(url) => url,
+            Err(reason) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(HiveError::WorkerStart {
+                    bin: bin.clone(),
+                    reason,
+                });
+            }
+        };
+        let pid = child.id();
         let (exited_tx, exited) = watch::channel(false);
-        let control = Control {
-            kill: kill.clone(),
-            exited,
-            supervision: CancellationToken::new(),
-            _lifeline: Arc::new(Mutex::new(child.stdin.take())),
-        };
-        let info = WorkerInfo {
-            id: id.clone(),
-            url: url.clone(),
-            model_ref: model.reference.clone(),
-            backend,
-            device,
-            state: WorkerState::Loading,
-            slots_total: usize::from(slots),
-            slots_available: 0,
-            last_activity_unix: now_unix(),
-            pid,
-            failed_health_checks: 0,
-            api_key: key.clone(),
-            compute: None,
-        };
-        self.registry.insert(info, control.clone());
+        let control = self.register(&spawn, &url, pid, &mut child, exited);
         self.logs.hive(format!(
             "spawned {id} (pid {}) for {} on {backend}:{device} at {url}",
             pid.map_or("?".into(), |p| p.to_string()),
             model.reference
         ));
-
+        self.own(id.clone(), child, control.kill.clone(), exited_tx);
         let this = self.clone();
-        let owner_id = id.clone();
+        let monitor_id = id.clone();
+        tokio::spawn(async move { this.supervise(&monitor_id, control.supervision).await });
+        Ok(SpawnResponse {
+            worker_id: id,
+            url,
+            state: WorkerState::Loading,
+            api_key: key,
+        })
+    }
+
+    /// Reads the worker's ready line; the URL others reach it at (this node's public host
+    /// and the port the worker bound).
+    async fn await_listening(
+        &self,
+        child: &mut Child,
+        source: &LogSource,
+    ) -> Result<String, String> {
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("its standard output is not a pipe")?;
+        match rbee_http::daemon::await_ready(stdout, START_TIMEOUT).await {
+            Ok((ready, rest)) => {
+                let logs = self.logs.clone();
+                let source = source.clone();
+                tokio::spawn(async move { capture_lines(&logs, &source, rest).await });
+                let port = reqwest::Url::parse(&ready.url)
+                    .ok()
+                    .and_then(|u| u.port())
+                    .ok_or_else(|| format!("its ready line names no port: {}", ready.url))?;
+                Ok(format!("http://{}:{port}", self.config.public_host))
+            }
+            Err(e) => {
+                // Give its last words a moment to reach the log.
+                let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+                let said = self.logs.last_line(source).unwrap_or_default();
+                Err(format!("{e}; it said: {said}"))
+            }
+        }
+    }
+
+    /// Adds a listening worker to the registry, loading.
+    fn register(
+        &self,
+        w: &Spawn,
+        url: &str,
+        pid: Option<u32>,
+        child: &mut Child,
+        exited: watch::Receiver<bool>,
+    ) -> Control {
+        let control = Control {
+            kill: Arc::new(Notify::new()),
+            exited,
+            supervision: CancellationToken::new(),
+            _lifeline: Arc::new(Mutex::new(child.stdin.take())),
+        };
+        let info = WorkerInfo {
+            id: w.id.clone(),
+            url: url.to_owned(),
+            model_ref: w.model.reference.clone(),
+            backend: w.backend,
+            device: w.device,
+            state: WorkerState::Loading,
+            slots_total: usize::from(w.slots),
+            slots_available: 0,
+            last_activity_unix: now_unix(),
+            pid,
+            failed_health_checks: 0,
+            api_key: w.key.to_owned(),
+            compute: None,
+        };
+        self.registry.insert(info, control.clone());
+        control
+    }
+
+    /// Owns the process from now on: notices its exit at once and removes it.
+    fn own(
+        self: &Arc<Self>,
+        id: WorkerId,
+        mut child: Child,
+        kill: Arc<Notify>,
+        exited_tx: watch::Sender<bool>,
+    ) {
+        let this = self.clone();
         tokio::spawn(async move {
             let status = tokio::select! {
                 status = child.wait() => status,
@@ -199,40 +267,27 @@ impl WorkerPool {
                 }
             };
             let status = status.map_or_else(|e| format!("unknown status ({e})"), |s| s.to_string());
-            match this.registry.remove(&owner_id) {
+            match this.registry.remove(&id) {
                 Some(info) => this.logs.hive(format!(
-                    "{owner_id} exited ({status}) in state {}; removed from the registry",
+                    "{id} exited ({status}) in state {}; removed from the registry",
                     info.state.as_str()
                 )),
-                None => this.logs.hive(format!("{owner_id} exited ({status})")),
+                None => this.logs.hive(format!("{id} exited ({status})")),
             }
             let _ = exited_tx.send(true);
         });
-        let this = self.clone();
-        let monitor_id = id.clone();
-        tokio::spawn(async move { this.supervise(&monitor_id, control.supervision).await });
-
-        Ok(SpawnResponse {
-            worker_id: id,
-            url,
-            state: WorkerState::Loading,
-            api_key: key,
-        })
     }
 
-    fn capture(&self, source: String, stream: impl AsyncRead + Unpin + Send + 'static) {
+    fn capture(&self, source: LogSource, stream: impl AsyncRead + Unpin + Send + 'static) {
         let logs = self.logs.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                logs.push(&source, line);
-            }
-        });
+        tokio::spawn(
+            async move { capture_lines(&logs, &source, BufReader::new(stream).lines()).await },
+        );
     }
 
     /// Follows one worker until it is removed: state from `/v1/ready`, health, idle time.
     /// While the worker loads it is polled often, so "idle" shows as soon as it is true.
-    async fn supervise(&self, id: &str, stop: CancellationToken) {
+    async fn supervise(&self, id: &WorkerId, stop: CancellationToken) {
         let steady = self
             .config
             .health_interval
@@ -303,7 +358,7 @@ impl WorkerPool {
     }
 
     /// Stores what a worker reported; whether it is working (busy, loading, a slot in use).
-    fn record_ready(&self, id: &str, ready: &ReadyResponse) -> bool {
+    fn record_ready(&self, id: &WorkerId, ready: &ReadyResponse) -> bool {
         let busy = matches!(ready.state, WorkerState::Busy | WorkerState::Loading)
             || ready.slots_available < ready.slots_total;
         self.registry.update(id, |w| {
@@ -341,7 +396,7 @@ impl WorkerPool {
     }
 
     /// Asks a worker to stop, waits up to the grace period, then kills it; removes it.
-    pub async fn stop(&self, id: &str) -> bool {
+    pub async fn stop(&self, id: &WorkerId) -> bool {
         let Some((info, control)) = self.registry.get(id) else {
             return false;
         };
@@ -373,7 +428,7 @@ impl WorkerPool {
     }
 
     /// SIGKILLs a worker and waits for it to be gone.
-    async fn kill(&self, id: &str) {
+    async fn kill(&self, id: &WorkerId) {
         let Some((_, control)) = self.registry.get(id) else {
             return;
         };
@@ -390,26 +445,16 @@ impl WorkerPool {
         self.registry.clear();
     }
 
-    fn authenticate(&self, worker_id: &str, key: &str) -> Result<WorkerInfo, HiveError> {
+    fn authenticate(&self, worker_id: &WorkerId, key: &str) -> Result<WorkerInfo, HiveError> {
         let (info, _) = self
             .registry
             .get(worker_id)
-            .ok_or_else(|| HiveError::WorkerNotFound(worker_id.to_owned()))?;
+            .ok_or_else(|| HiveError::WorkerNotFound(worker_id.clone()))?;
         if rbee_http::auth::ApiKey::new(&info.api_key).matches(key) {
             Ok(info)
         } else {
-            Err(HiveError::InvalidWorkerKey(worker_id.to_owned()))
+            Err(HiveError::InvalidWorkerKey(worker_id.clone()))
         }
-    }
-
-    /// The worker's "I listen" callback.
-    pub fn ready(&self, body: &WorkerReadyCallback, key: &str) -> Result<(), HiveError> {
-        let info = self.authenticate(&body.worker_id, key)?;
-        self.logs.hive(format!(
-            "{} is listening at {} and loading {}",
-            info.id, body.url, info.model_ref
-        ));
-        Ok(())
     }
 
     /// The worker's "my model failed to load" callback.
@@ -422,5 +467,16 @@ impl WorkerPool {
             info.id, info.model_ref, body.error.error.message, body.error.error.code
         ));
         Ok(())
+    }
+}
+
+/// Passes each line of a worker's output to the log hub.
+async fn capture_lines<R: tokio::io::AsyncBufRead + Unpin>(
+    logs: &LogHub,
+    source: &LogSource,
+    mut lines: tokio::io::Lines<R>,
+) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        logs.push(source, line);
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use rbee_api::WorkerId;
 use rbee_api::hive::WorkerInfo;
 use tokio::process::ChildStdin;
 use tokio::sync::{Notify, watch};
@@ -30,11 +31,11 @@ struct Entry {
 
 #[derive(Debug, Default)]
 pub struct Registry {
-    workers: Mutex<BTreeMap<String, Entry>>,
+    workers: Mutex<BTreeMap<WorkerId, Entry>>,
 }
 
 impl Registry {
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<WorkerId, Entry>> {
         self.workers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -44,7 +45,7 @@ impl Registry {
         self.map().insert(info.id.clone(), Entry { info, control });
     }
 
-    pub fn get(&self, id: &str) -> Option<(WorkerInfo, Control)> {
+    pub fn get(&self, id: &WorkerId) -> Option<(WorkerInfo, Control)> {
         self.map()
             .get(id)
             .map(|e| (e.info.clone(), e.control.clone()))
@@ -54,7 +55,7 @@ impl Registry {
         self.map().values().map(|e| e.info.clone()).collect()
     }
 
-    pub fn ids(&self) -> Vec<String> {
+    pub fn ids(&self) -> Vec<WorkerId> {
         self.map().keys().cloned().collect()
     }
 
@@ -66,7 +67,7 @@ impl Registry {
     }
 
     /// Changes a worker's entry; false if it is gone.
-    pub fn update(&self, id: &str, f: impl FnOnce(&mut WorkerInfo)) -> bool {
+    pub fn update(&self, id: &WorkerId, f: impl FnOnce(&mut WorkerInfo)) -> bool {
         match self.map().get_mut(id) {
             Some(e) => {
                 f(&mut e.info);
@@ -76,7 +77,7 @@ impl Registry {
         }
     }
 
-    pub fn remove(&self, id: &str) -> Option<WorkerInfo> {
+    pub fn remove(&self, id: &WorkerId) -> Option<WorkerInfo> {
         self.map().remove(id).map(|e| {
             e.control.supervision.cancel();
             e.info

@@ -1,15 +1,17 @@
-//! `rbee infer`: one completion, streamed (SPEC sections 5 and 6).
+//! `rbee infer`: one completion, streamed.
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use rbee_api::ErrorCode;
 use rbee_api::queen::{TaskEvent, TaskRequest};
 use rbee_api::routes::queen as paths;
+use rbee_api::sse::SseEvent;
 use rbee_api::worker::ChatMessage;
+use rbee_api::{ErrorCode, JobId, ModelRef, NodeName, TaskId};
 use reqwest::Method;
 
 use crate::cli::InferArgs;
+use crate::config::Config;
 use crate::error::{KeeperError, Result, fail};
 use crate::output::{self, Bars};
 use crate::queen::Queen;
@@ -22,10 +24,32 @@ enum Outcome {
     Busy(String),
 }
 
-pub async fn run(queen: &Queen, args: &InferArgs, model: String) -> Result<()> {
+/// What to run on where, read from the flags (and the configuration's default model).
+pub struct Target {
+    node: Option<NodeName>,
+    model: ModelRef,
+}
+
+impl Target {
+    pub fn of(args: &InferArgs, config: &Config) -> Result<Self> {
+        let node = args.node.as_deref().map(str::parse).transpose();
+        let model = match &args.model {
+            Some(m) => m
+                .parse()
+                .map_err(|e: rbee_api::model_ref::InvalidModelRef| fail(e.to_string()))?,
+            None => config.default_model()?,
+        };
+        Ok(Self {
+            node: node.map_err(|e: rbee_api::ids::InvalidId| fail(e.to_string()))?,
+            model,
+        })
+    }
+}
+
+pub async fn run(queen: &Queen, args: &InferArgs, target: &Target) -> Result<()> {
     let mut attempt = 0;
     loop {
-        match once(queen, args, &model).await? {
+        match once(queen, args, target).await? {
             Outcome::Done => return Ok(()),
             Outcome::Busy(message) => {
                 let Some(wait) = BUSY_RETRIES_S.get(attempt) else {
@@ -46,7 +70,7 @@ pub async fn run(queen: &Queen, args: &InferArgs, model: String) -> Result<()> {
     }
 }
 
-fn request(args: &InferArgs, model: &str, task_id: &str) -> TaskRequest {
+fn request(args: &InferArgs, target: &Target, task_id: &TaskId) -> TaskRequest {
     let (prompt, messages) = if args.raw {
         (Some(args.prompt.clone()), None)
     } else {
@@ -59,9 +83,9 @@ fn request(args: &InferArgs, model: &str, task_id: &str) -> TaskRequest {
         )
     };
     TaskRequest {
-        task_id: Some(task_id.to_owned()),
-        node: args.node.clone(),
-        model: model.to_owned(),
+        task_id: Some(task_id.clone()),
+        node: target.node.clone(),
+        model: target.model.clone(),
         prompt,
         messages,
         max_tokens: Some(args.max_tokens),
@@ -75,13 +99,13 @@ fn request(args: &InferArgs, model: &str, task_id: &str) -> TaskRequest {
     }
 }
 
-async fn once(queen: &Queen, args: &InferArgs, model: &str) -> Result<Outcome> {
-    let task_id = uuid::Uuid::new_v4().to_string();
+async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcome> {
+    let task_id = JobId::from_uuid(*uuid::Uuid::new_v4().as_bytes());
     let resp = queen
         .send(
             queen
                 .request(Method::POST, paths::TASKS)
-                .json(&request(args, model, &task_id)),
+                .json(&request(args, target, &task_id)),
         )
         .await?;
     let mut frames = Box::pin(rbee_http::client::frames(resp));
@@ -116,11 +140,11 @@ async fn once(queen: &Queen, args: &InferArgs, model: &str) -> Result<Outcome> {
                 ));
             }
         };
-        let Some(Ok(event)) = TaskEvent::parse(&frame.event, &frame.data) else {
+        let Some(Ok(event)) = TaskEvent::from_frame(&frame) else {
             continue;
         };
         match event {
-            TaskEvent::Started { .. } => {}
+            TaskEvent::Started(_) => {}
             TaskEvent::Narration(n) => output::narrate(&n),
             TaskEvent::Download(d) => bars.download(&d),
             TaskEvent::Loading(l) => bars.loading(&l),

@@ -34,14 +34,11 @@ pub fn run(args: &InstallArgs) -> Result<()> {
         )
     } else {
         let home = home()?;
+        let missing = || fail("HOME is not set; set it, or use --system");
         (
             home.join(".local/bin"),
-            std::env::var_os("XDG_CONFIG_HOME")
-                .map_or_else(|| home.join(".config"), PathBuf::from)
-                .join("rbee"),
-            std::env::var_os("XDG_DATA_HOME")
-                .map_or_else(|| home.join(".local/share"), PathBuf::from)
-                .join("rbee"),
+            rbee_api::dirs::config_dir().ok_or_else(missing)?,
+            rbee_api::dirs::data_dir().ok_or_else(missing)?,
         )
     };
     let here = std::env::current_exe()

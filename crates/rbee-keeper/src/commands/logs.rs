@@ -3,6 +3,7 @@
 use futures::StreamExt;
 use rbee_api::hive::LogLine;
 use rbee_api::routes::queen as paths;
+use rbee_api::sse::SseEvent;
 use reqwest::Method;
 
 use crate::cli::LogsArgs;
@@ -26,7 +27,7 @@ pub async fn run(queen: &Queen, args: &LogsArgs) -> Result<()> {
             None => return Ok(()),
             Some(Err(e)) => return Err(fail(format!("log stream from {} broke: {e}", args.node))),
             Some(Ok(frame)) => {
-                if let Ok(line) = serde_json::from_str::<LogLine>(&frame.data) {
+                if let Some(Ok(line)) = LogLine::from_frame(&frame) {
                     println!("[{}] {}", line.source, line.line);
                 }
             }

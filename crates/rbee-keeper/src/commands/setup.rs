@@ -1,8 +1,11 @@
 //! `rbee setup add-node | list-nodes | remove-node | install`.
 
 use futures::StreamExt;
-use rbee_api::queen::{Beehive, BeehiveList, NodeRequest, NodeStatus};
+use rbee_api::NodeName;
+use rbee_api::ids::InvalidId;
+use rbee_api::queen::{Beehive, BeehiveList, NodeConfig, NodeRemoved, NodeRequest, SetupEvent};
 use rbee_api::routes::queen as paths;
+use rbee_api::sse::SseEvent;
 use reqwest::Method;
 
 use crate::cli::{AddNodeArgs, SetupCommand};
@@ -15,20 +18,37 @@ pub async fn run(queen: &Queen, config: &Config, command: &SetupCommand) -> Resu
         SetupCommand::AddNode(args) => add(queen, config, args).await,
         SetupCommand::ListNodes => list(queen).await,
         SetupCommand::RemoveNode { name } => {
-            queen
-                .send(
+            let removed: NodeRemoved = queen
+                .json(
                     queen
                         .request(Method::POST, paths::BEEHIVES_REMOVE)
                         .json(&NodeRequest {
-                            node_name: name.clone(),
+                            node_name: node_name(name)?,
                         }),
                 )
                 .await?;
-            println!("Removed node {name}.");
+            println!("Removed node {}.", removed.node_name);
             Ok(())
         }
-        SetupCommand::Install { node } => install(queen, node).await,
+        SetupCommand::Install { node } => {
+            let req = NodeRequest {
+                node_name: node_name(node)?,
+            };
+            follow(
+                queen,
+                queen
+                    .request(Method::POST, paths::BEEHIVES_INSTALL)
+                    .json(&req),
+            )
+            .await?;
+            println!("Installed rbee on {node}.");
+            Ok(())
+        }
     }
+}
+
+fn node_name(text: &str) -> Result<NodeName> {
+    text.parse().map_err(|e: InvalidId| fail(e.to_string()))
 }
 
 async fn add(queen: &Queen, config: &Config, args: &AddNodeArgs) -> Result<()> {
@@ -39,8 +59,8 @@ async fn add(queen: &Queen, config: &Config, args: &AddNodeArgs) -> Result<()> {
         .ok_or_else(|| {
             fail("--install-path is required (or set [remote] git_repo_dir in the configuration)")
         })?;
-    let node = Beehive {
-        node_name: args.name.clone(),
+    let node = NodeConfig {
+        node_name: node_name(&args.name)?,
         ssh_host: args.ssh_host.clone(),
         ssh_port: args.ssh_port,
         ssh_user: args.ssh_user.clone(),
@@ -52,32 +72,48 @@ async fn add(queen: &Queen, config: &Config, args: &AddNodeArgs) -> Result<()> {
         git_branch: args.git_branch.clone(),
         install_path,
         hive_port: args.hive_port,
-        last_connected_unix: None,
-        last_error: None,
-        status: NodeStatus::Unknown,
-        backends: Vec::new(),
-        devices: Default::default(),
     };
-    eprintln!("[queen-rbee] Testing SSH connection to {}", node.ssh_host);
-    let saved: Beehive = queen
-        .json(queen.request(Method::POST, paths::BEEHIVES_ADD).json(&node))
-        .await?;
-    let backends: Vec<&str> = saved.backends.iter().map(|b| b.as_str()).collect();
+    let saved = follow(
+        queen,
+        queen.request(Method::POST, paths::BEEHIVES_ADD).json(&node),
+    )
+    .await?;
+    let c = &saved.config;
+    let backends: Vec<&str> = saved.state.backends.iter().map(|b| b.as_str()).collect();
     println!(
         "Added node {} ({}@{}:{}){}",
-        saved.node_name,
-        saved.ssh_user,
-        saved.ssh_host,
-        saved.ssh_port,
+        c.node_name,
+        c.ssh_user,
+        c.ssh_host,
+        c.ssh_port,
         if backends.is_empty() {
-            "; rbee is not installed there yet: run `rbee setup install --node ".to_owned()
-                + &saved.node_name
-                + "`"
+            format!(
+                "; rbee is not installed there yet: run `rbee setup install --node {}`",
+                c.node_name
+            )
         } else {
             format!("; backends: {}", backends.join(", "))
         }
     );
     Ok(())
+}
+
+/// Follows a setup stream (adding or installing a node), printing what the queen narrates;
+/// the node as registered at its end.
+async fn follow(queen: &Queen, req: reqwest::RequestBuilder) -> Result<Beehive> {
+    let resp = queen.send(req).await?;
+    let mut frames = Box::pin(rbee_http::client::frames(resp));
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| fail(format!("the stream from queen-rbee broke: {e}")))?;
+        match SetupEvent::from_frame(&frame) {
+            Some(Ok(SetupEvent::Narration(n))) => crate::output::narrate(&n),
+            Some(Ok(SetupEvent::Error(e))) => return Err(fail(e.error.message)),
+            Some(Ok(SetupEvent::Done(done))) => return Ok(done.node),
+            Some(Err(e)) => return Err(fail(format!("unreadable event from queen-rbee: {e}"))),
+            None => {}
+        }
+    }
+    Err(fail("the stream from queen-rbee ended without a result"))
 }
 
 async fn list(queen: &Queen) -> Result<()> {
@@ -92,55 +128,20 @@ async fn list(queen: &Queen) -> Result<()> {
         "{:<16} {:<28} {:<12} {:<12} INSTALL PATH",
         "NODE", "SSH", "STATUS", "BACKENDS"
     );
-    for b in list.beehives {
-        let backends: Vec<&str> = b.backends.iter().map(|x| x.as_str()).collect();
+    for Beehive { config: c, state } in list.beehives {
+        let backends: Vec<&str> = state.backends.iter().map(|x| x.as_str()).collect();
         println!(
             "{:<16} {:<28} {:<12} {:<12} {}",
-            b.node_name,
-            format!("{}@{}:{}", b.ssh_user, b.ssh_host, b.ssh_port),
-            b.status.as_str(),
+            c.node_name,
+            format!("{}@{}:{}", c.ssh_user, c.ssh_host, c.ssh_port),
+            state.status.as_str(),
             if backends.is_empty() {
                 "-".to_owned()
             } else {
                 backends.join(",")
             },
-            b.install_path
+            c.install_path
         );
     }
     Ok(())
-}
-
-async fn install(queen: &Queen, node: &str) -> Result<()> {
-    let resp = queen
-        .send(
-            queen
-                .request(Method::POST, paths::BEEHIVES_INSTALL)
-                .json(&NodeRequest {
-                    node_name: node.to_owned(),
-                }),
-        )
-        .await?;
-    let mut frames = Box::pin(rbee_http::client::frames(resp));
-    while let Some(frame) = frames.next().await {
-        let frame =
-            frame.map_err(|e| fail(format!("install stream from queen-rbee broke: {e}")))?;
-        match frame.event.as_str() {
-            "narration" => {
-                if let Ok(n) = serde_json::from_str::<rbee_api::Narration>(&frame.data) {
-                    crate::output::narrate(&n);
-                }
-            }
-            "error" => {
-                let e: rbee_api::ErrorEnvelope = serde_json::from_str(&frame.data)
-                    .map_err(|e| fail(format!("unreadable error from queen-rbee: {e}")))?;
-                return Err(fail(e.error.message));
-            }
-            "end" => {
-                println!("Installed rbee on {node}.");
-                return Ok(());
-            }
-            _ => {}
-        }
-    }
-    Err(fail("the install stream ended without a result"))
 }

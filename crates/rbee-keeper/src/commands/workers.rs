@@ -1,11 +1,12 @@
 //! `rbee workers list | health | shutdown`.
 
-use rbee_api::queen::{NodeHealth, NodeWorkersList, WorkerShutdownRequest};
+use rbee_api::ids::InvalidId;
+use rbee_api::queen::{NodeHealth, NodeWorkerStopped, NodeWorkersList, WorkerShutdownRequest};
 use rbee_api::routes::queen as paths;
 use reqwest::Method;
 
 use crate::cli::WorkersCommand;
-use crate::error::Result;
+use crate::error::{Result, fail};
 use crate::queen::Queen;
 
 pub async fn run(queen: &Queen, command: &WorkersCommand) -> Result<()> {
@@ -53,21 +54,22 @@ pub async fn run(queen: &Queen, command: &WorkersCommand) -> Result<()> {
                     "  {} {} ({}) {}{}",
                     w.worker_id,
                     if w.healthy { "healthy" } else { "UNHEALTHY" },
-                    w.state,
+                    w.state.as_str(),
                     w.model_ref,
                     w.detail.map(|d| format!(": {d}")).unwrap_or_default()
                 );
             }
         }
         WorkersCommand::Shutdown { id } => {
-            queen
-                .send(queen.request(Method::POST, paths::WORKERS_SHUTDOWN).json(
-                    &WorkerShutdownRequest {
-                        worker_id: id.clone(),
-                    },
-                ))
+            let worker_id = id.parse().map_err(|e: InvalidId| fail(e.to_string()))?;
+            let stopped: NodeWorkerStopped = queen
+                .json(
+                    queen
+                        .request(Method::POST, paths::WORKERS_SHUTDOWN)
+                        .json(&WorkerShutdownRequest { worker_id }),
+                )
                 .await?;
-            println!("Stopped worker {id}.");
+            println!("Stopped worker {id} on {}.", stopped.node);
         }
     }
     Ok(())

@@ -1,0 +1,72 @@
+//! The worker's metrics, served at `GET /metrics`.
+
+use rbee_http::metrics::{Counter, Exposition, Histogram, LabelValue, LabeledCounter, StateGauge};
+
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    /// Requests by outcome: the stop reason, or the error code of a refusal.
+    pub requests: LabeledCounter,
+    pub tokens_generated: Counter,
+    pub prompt_tokens: Counter,
+    pub time_to_first_token: Histogram,
+    pub token_latency: Histogram,
+    /// Slots by state, set at each scrape.
+    pub slots: StateGauge<Slot>,
+}
+
+/// The state of an inference slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Busy,
+    Free,
+}
+
+impl LabelValue for Slot {
+    const ALL: &'static [Self] = &[Self::Busy, Self::Free];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Busy => "busy",
+            Self::Free => "free",
+        }
+    }
+}
+
+impl WorkerMetrics {
+    pub fn exposition(&self) -> Exposition {
+        let mut out = Exposition::default();
+        out.labeled_counter(
+            "rbee_worker_requests_total",
+            "Inference requests by outcome: the stop reason, or the error code of a refusal.",
+            "outcome",
+            &self.requests,
+        )
+        .counter(
+            "rbee_worker_tokens_generated_total",
+            "Tokens generated.",
+            &self.tokens_generated,
+        )
+        .counter(
+            "rbee_worker_prompt_tokens_total",
+            "Prompt tokens processed.",
+            &self.prompt_tokens,
+        )
+        .histogram(
+            "rbee_worker_time_to_first_token_seconds",
+            "From the request to its first generated token.",
+            &self.time_to_first_token,
+        )
+        .histogram(
+            "rbee_worker_token_latency_seconds",
+            "Time between consecutive generated tokens.",
+            &self.token_latency,
+        )
+        .state_gauge(
+            "rbee_worker_slots",
+            "Inference slots by state (busy, free).",
+            "state",
+            &self.slots,
+        );
+        out
+    }
+}

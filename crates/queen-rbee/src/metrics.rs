@@ -1,0 +1,77 @@
+//! The queen's metrics, served at `GET /metrics`.
+
+use rbee_api::ErrorCode;
+use rbee_api::queen::NodeStatus;
+use rbee_http::metrics::{Counter, Exposition, Histogram, LabeledCounter, StateGauge};
+
+#[derive(Debug, Default)]
+pub struct QueenMetrics {
+    /// Tasks by [`Outcome`].
+    pub tasks: LabeledCounter,
+    pub tokens: Counter,
+    pub time_to_first_token: Histogram,
+    pub token_latency: Histogram,
+    /// Tasks placed by the queen, by the rule that chose the node.
+    pub placements: LabeledCounter,
+    /// Registered nodes by status, recounted at each scrape.
+    pub nodes: StateGauge<NodeStatus>,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    Cancelled,
+    Failed(ErrorCode),
+}
+
+impl Outcome {
+    /// `completed`, `cancelled`, or the error code in lower case.
+    pub fn label(self) -> String {
+        match self {
+            Self::Completed => "completed".into(),
+            Self::Cancelled => "cancelled".into(),
+            Self::Failed(code) => code.as_str().to_lowercase(),
+        }
+    }
+}
+
+impl QueenMetrics {
+    pub fn task_ended(&self, outcome: Outcome) {
+        self.tasks.inc(&outcome.label());
+    }
+
+    pub fn exposition(&self) -> Exposition {
+        let mut out = Exposition::default();
+        out.labeled_counter(
+            "rbee_queen_tasks_total",
+            "Inference tasks (rbee infer and the OpenAI API) by outcome: completed, cancelled, or the error code.",
+            "outcome",
+            &self.tasks,
+        )
+        .counter("rbee_queen_tokens_total", "Tokens relayed to clients.", &self.tokens)
+        .histogram(
+            "rbee_queen_time_to_first_token_seconds",
+            "From a task's start to its first token, cold starts included.",
+            &self.time_to_first_token,
+        )
+        .histogram(
+            "rbee_queen_token_latency_seconds",
+            "Time between consecutive tokens relayed to a client.",
+            &self.token_latency,
+        )
+        .labeled_counter(
+            "rbee_queen_placements_total",
+            "Tasks placed by the queen, by the rule that chose the node.",
+            "rule",
+            &self.placements,
+        )
+        .state_gauge(
+            "rbee_queen_nodes",
+            "Registered nodes by status.",
+            "status",
+            &self.nodes,
+        );
+        out
+    }
+}

@@ -1,0 +1,176 @@
+//! A task: one inference request carried through the whole stack.
+//!
+//! The queen places the task if it names no node ([`crate::placement`]), makes sure the
+//! node's hive runs, finds a worker for the model — an idle one, one already loading it, or
+//! a new one after the model is downloaded — and relays the worker's token stream. Every step
+//! is narrated. Cancelling the task (DELETE, or the client going away) cancels the
+//! generation on the worker.
+//!
+//! - [`worker`]: finding or starting the worker.
+//! - [`download`]: getting the model into the node's catalog, relaying progress.
+//! - [`loading`]: waiting for a worker to load its model, relaying progress.
+//! - [`relay`]: the worker's token stream, to the client.
+
+mod download;
+mod loading;
+mod relay;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rbee_api::queen::{TaskEvent, TaskRequest, TaskStarted};
+use rbee_api::{ErrorCode, ErrorEnvelope, JobId, TaskId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::QueenError;
+use crate::metrics::{Outcome, QueenMetrics};
+use crate::narration::Narrator;
+use crate::state::AppState;
+
+/// The event stream of one task, as its client reads it.
+#[derive(Clone)]
+struct Events {
+    tx: mpsc::Sender<TaskEvent>,
+    narrator: Narrator,
+    metrics: Arc<QueenMetrics>,
+    /// When the task began (for its time to first token).
+    started: Instant,
+}
+
+impl Events {
+    async fn send(&self, event: TaskEvent) {
+        // A client that went away cancels the task (see `launch`); its events are dropped.
+        let _ = self.tx.send(event).await;
+    }
+
+    async fn say(&self, action: &str, human: impl Into<String>) {
+        self.narrator.say(action, human).await;
+    }
+}
+
+/// Checks a task and starts it in the background; its id and events. Dropping the
+/// receiver (the client went away) cancels the task, and so the generation on the worker.
+pub fn launch(
+    state: &AppState,
+    req: TaskRequest,
+) -> Result<(TaskId, mpsc::Receiver<TaskEvent>), QueenError> {
+    if let Some(node) = &req.node
+        && !node.is_localhost()
+        && state.registry.get(node)?.is_none()
+    {
+        return Err(QueenError::NodeNotFound(node.clone()));
+    }
+    if req.prompt.is_none() == req.messages.is_none() {
+        return Err(QueenError::InvalidRequest(
+            "send either `prompt` or `messages`".into(),
+        ));
+    }
+    let task_id = req
+        .task_id
+        .clone()
+        .unwrap_or_else(|| JobId::from_uuid(*uuid::Uuid::new_v4().as_bytes()));
+    let cancel = state.shutdown.child_token();
+    let registration = state.tasks.register(&task_id, cancel.clone())?;
+    let (tx, rx) = mpsc::channel(256);
+    let events = Events {
+        tx: tx.clone(),
+        narrator: Narrator::task(tx),
+        metrics: state.metrics.clone(),
+        started: Instant::now(),
+    };
+    {
+        let (tx, cancel) = (events.tx.clone(), cancel.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tx.closed() => cancel.cancel(),
+                () = cancel.cancelled() => {}
+            }
+        });
+    }
+    let state = state.clone();
+    let id = task_id.clone();
+    tokio::spawn(async move {
+        run(&state, &req, &id, &events, &cancel).await;
+        cancel.cancel();
+        drop(registration);
+    });
+    Ok((task_id, rx))
+}
+
+/// Runs the task to its end; a failure becomes its `error` event.
+async fn run(
+    state: &AppState,
+    req: &TaskRequest,
+    task_id: &TaskId,
+    events: &Events,
+    cancel: &CancellationToken,
+) {
+    events
+        .send(TaskEvent::Started(TaskStarted {
+            task_id: task_id.clone(),
+        }))
+        .await;
+    let outcome = match execute(state, req, task_id, events, cancel).await {
+        Ok(()) if cancel.is_cancelled() => Outcome::Cancelled,
+        Ok(()) => Outcome::Completed,
+        Err(e) => {
+            tracing::warn!(task = %task_id, "task failed: {e}");
+            let envelope = e.envelope();
+            events.send(TaskEvent::Error(envelope.clone())).await;
+            Outcome::Failed(envelope.error.code)
+        }
+    };
+    state.metrics.task_ended(outcome);
+}
+
+async fn execute(
+    state: &AppState,
+    req: &TaskRequest,
+    task_id: &TaskId,
+    events: &Events,
+    cancel: &CancellationToken,
+) -> Result<(), QueenError> {
+    let model = &req.model;
+    let node = match &req.node {
+        Some(node) => node.clone(),
+        None => {
+            let nodes = state.node_names()?;
+            let placed = crate::placement::place(
+                &nodes,
+                &state.hives,
+                model,
+                req.backend,
+                req.device,
+                &events.narrator,
+            )
+            .await?;
+            state.metrics.placements.inc(placed.rule);
+            events
+                .say(
+                    "placement",
+                    format!("placing on {}: {}", placed.node, placed.reason),
+                )
+                .await;
+            placed.node
+        }
+    };
+    events
+        .say("task_start", format!("Task {task_id}: {model} on {node}"))
+        .await;
+    let hive = state.hives.ensure(&node, &events.narrator).await?;
+    let worker = worker::acquire(state, &hive, req, events, cancel).await?;
+    let result = relay::tokens(&worker, &node, req, task_id, events, cancel).await;
+    if let Err(e @ QueenError::NodeLost { .. }) = &result {
+        state.hives.mark_unreachable(&node, &e.to_string());
+    }
+    result
+}
+
+fn cancelled() -> QueenError {
+    QueenError::Remote(ErrorEnvelope::new(
+        ErrorCode::Cancelled,
+        "the task was cancelled",
+    ))
+}

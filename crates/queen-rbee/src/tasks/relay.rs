@@ -1,0 +1,177 @@
+//! Relaying a worker's token stream to the task's client, timing the tokens; cancelling the
+//! generation on the worker when the task is cancelled.
+
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use rbee_api::queen::{TaskEvent, TaskRequest};
+use rbee_api::sse::{SseEvent, SseFrame};
+use rbee_api::worker::{EndEvent, InferenceEvent, InferenceRequest};
+use rbee_api::{ErrorCode, ErrorEnvelope, NodeName, TaskId};
+use rbee_http::client::{StreamBreak, frames_until_silent};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::Events;
+use crate::clients::{CallError, WorkerClient};
+use crate::error::QueenError;
+use crate::running::CANCEL_WAIT;
+
+/// A token stream silent this long (workers send a keep-alive every second) means the
+/// worker's node or the network to it is gone.
+const WORKER_SILENCE: Duration = Duration::from_secs(5);
+/// Attempts, a second apart, to cancel a job on a worker that went silent.
+const CANCEL_ATTEMPTS: u32 = 60;
+
+/// Streams `req`'s answer from `worker` as the task's events, until its end.
+pub(super) async fn tokens(
+    worker: &WorkerClient,
+    node: &NodeName,
+    req: &TaskRequest,
+    task_id: &TaskId,
+    events: &Events,
+    cancel: &CancellationToken,
+) -> Result<(), QueenError> {
+    let resp = worker
+        .infer(&inference_request(req, task_id))
+        .await
+        .map_err(|e| match e {
+            CallError::Refused(envelope) => QueenError::Remote(envelope),
+            unreachable @ CallError::Unreachable { .. } => QueenError::Remote(ErrorEnvelope::new(
+                ErrorCode::WorkerCrashed,
+                unreachable.to_string(),
+            )),
+        })?;
+    let mut stream = Box::pin(frames_until_silent(resp, Some(WORKER_SILENCE)));
+    let mut clock = TokenClock::new(events);
+    loop {
+        let frame = tokio::select! {
+            () = cancel.cancelled() => {
+                let _ = worker.cancel(task_id).await;
+                if let Some(end) = end_after_cancel(&mut stream).await {
+                    events.send(TaskEvent::End(end)).await;
+                }
+                return Ok(());
+            }
+            frame = stream.next() => frame,
+        };
+        match frame {
+            None => return Ok(()),
+            Some(Err(StreamBreak::Silent(limit))) => {
+                free_slot_when_back(worker, task_id);
+                return Err(QueenError::NodeLost {
+                    node: node.clone(),
+                    reason: format!(
+                        "the worker's stream went silent after {} tokens (no data for {} s)",
+                        clock.tokens,
+                        limit.as_secs()
+                    ),
+                });
+            }
+            Some(Err(broken @ StreamBreak::Broken(_))) => {
+                return Err(QueenError::Remote(
+                    ErrorEnvelope::new(
+                        ErrorCode::WorkerCrashed,
+                        format!(
+                            "the worker stopped mid-answer after {} tokens ({broken})",
+                            clock.tokens
+                        ),
+                    )
+                    .with_details(json!({"tokens_out": clock.tokens})),
+                ));
+            }
+            Some(Ok(frame)) => match InferenceEvent::from_frame(&frame) {
+                Some(Ok(InferenceEvent::Token(t))) => {
+                    clock.tick();
+                    events.send(TaskEvent::Token(t)).await;
+                }
+                Some(Ok(InferenceEvent::Narration(n))) => {
+                    events.send(TaskEvent::Narration(n)).await;
+                }
+                Some(Ok(InferenceEvent::End(end))) => events.send(TaskEvent::End(end)).await,
+                Some(Ok(InferenceEvent::Error(e))) => events.send(TaskEvent::Error(e)).await,
+                Some(Err(_)) | None => {}
+            },
+        }
+    }
+}
+
+fn inference_request(req: &TaskRequest, task_id: &TaskId) -> InferenceRequest {
+    InferenceRequest {
+        job_id: Some(task_id.clone()),
+        prompt: req.prompt.clone(),
+        messages: req.messages.clone(),
+        max_tokens: req.max_tokens,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        seed: req.seed,
+        stop: req.stop.clone(),
+        stream: Some(true),
+    }
+}
+
+/// After a cancel, the worker ends the stream with `end` (stop reason `cancelled`): read it,
+/// for a while, to relay it.
+async fn end_after_cancel(
+    stream: &mut (impl Stream<Item = Result<SseFrame, StreamBreak>> + Unpin),
+) -> Option<EndEvent> {
+    let end = async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if let Some(Ok(InferenceEvent::End(end))) = InferenceEvent::from_frame(&frame) {
+                return Some(end);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(CANCEL_WAIT, end).await.ok().flatten()
+}
+
+/// Frees the worker's slot once it can be reached again (a cut link that comes back), so the
+/// next request does not find it busy.
+fn free_slot_when_back(worker: &WorkerClient, task_id: &TaskId) {
+    let (worker, job) = (worker.clone(), task_id.clone());
+    tokio::spawn(async move {
+        for _ in 0..CANCEL_ATTEMPTS {
+            if !matches!(
+                worker.cancel(&job).await,
+                Err(CallError::Unreachable { .. })
+            ) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+/// Times the tokens relayed: the first from the task's start, each next from the last.
+struct TokenClock<'a> {
+    events: &'a Events,
+    last: Option<Instant>,
+    tokens: usize,
+}
+
+impl<'a> TokenClock<'a> {
+    fn new(events: &'a Events) -> Self {
+        Self {
+            events,
+            last: None,
+            tokens: 0,
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let metrics = &self.events.metrics;
+        match self.last.replace(now) {
+            None => metrics
+                .time_to_first_token
+                .observe(now.duration_since(self.events.started).as_secs_f64()),
+            Some(last) => metrics
+                .token_latency
+                .observe(now.duration_since(last).as_secs_f64()),
+        }
+        metrics.tokens.inc();
+        self.tokens += 1;
+    }
+}

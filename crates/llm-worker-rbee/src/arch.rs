@@ -14,7 +14,7 @@
 //! Both compute paths — rbee's CPU kernels ([`crate::cpu::model`]) and Candle
 //! ([`crate::llama`]) — are configured by the same [`ModelConfig`].
 
-use crate::model_file::{ModelFile, ModelFileError};
+use crate::gguf::{Header, ModelFileError};
 
 /// A model family the worker implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +109,119 @@ impl Rope {
     }
 }
 
+/// The attention geometry a model file declares.
+struct Heads {
+    n_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+    hidden: usize,
+}
+
+impl Heads {
+    fn from_header(file: &Header<'_>, name: &str) -> Result<Self, ModelFileError> {
+        let key = |k: &str| format!("{name}.{k}");
+        let n_head = file.arch_usize("attention.head_count")?;
+        let hidden = file.arch_usize("embedding_length")?;
+        if n_head == 0 || hidden == 0 {
+            return Err(file.unsupported(format!("{hidden} wide model with {n_head} heads")));
+        }
+        let n_kv_head = file
+            .integer(&key("attention.head_count_kv"))
+            .map_or(n_head, |v| v as usize);
+        if n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) {
+            return Err(
+                file.unsupported(format!("{n_head} heads cannot share {n_kv_head} KV heads"))
+            );
+        }
+        let head_dim = match file.integer(&key("attention.key_length")) {
+            Some(k) => k as usize,
+            None if hidden.is_multiple_of(n_head) => hidden / n_head,
+            None => {
+                return Err(file.unsupported(format!("{hidden} wide model with {n_head} heads")));
+            }
+        };
+        if let Some(v) = file.integer(&key("attention.value_length"))
+            && v as usize != head_dim
+        {
+            return Err(file.unsupported(format!(
+                "value heads of {v} differ from key heads of {head_dim}"
+            )));
+        }
+        Ok(Self {
+            n_head,
+            n_kv_head,
+            head_dim,
+            hidden,
+        })
+    }
+}
+
+impl Rope {
+    /// The rotary embedding of the full-attention layers, with the family's frequency factors.
+    fn from_header(
+        file: &Header<'_>,
+        arch: Arch,
+        name: &str,
+        head_dim: usize,
+        context_length: usize,
+    ) -> Result<Self, ModelFileError> {
+        let key = |k: &str| format!("{name}.{k}");
+        let dims = file
+            .integer(&key("rope.dimension_count"))
+            .map_or(head_dim, |v| v as usize);
+        if dims > head_dim || !dims.is_multiple_of(2) {
+            return Err(file.unsupported(format!(
+                "rotary dimensions {dims} do not fit heads of {head_dim}"
+            )));
+        }
+        let base = file.float(&key("rope.freq_base")).unwrap_or(10_000.0);
+        let scaling = file.string(&key("rope.scaling.type"));
+        let factor = file.float(&key("rope.scaling.factor")).unwrap_or(1.0);
+        let position_scale = match scaling.as_deref() {
+            Some("linear") if factor > 0.0 => 1.0 / factor,
+            None | Some("none") | Some("linear") => 1.0,
+            // Llama 3's and Phi-3's scaling are carried by their factor tensors.
+            Some("yarn") => {
+                return Err(file.unsupported("rope scaling `yarn` is not supported"));
+            }
+            Some(_) => 1.0,
+        };
+        let mut rope = Rope {
+            dims,
+            base,
+            position_scale,
+            factors: None,
+            magnitude: 1.0,
+        };
+        let has = |t: &str| file.has_tensor(t);
+        match arch {
+            Arch::Llama if has("rope_freqs.weight") => {
+                rope.factors = Some("rope_freqs.weight".into());
+            }
+            Arch::Phi3 => {
+                // llama.cpp uses the long factors when the context exceeds the one the model
+                // was trained at, and then scales the rotated values up.
+                let original = file
+                    .integer(&key("rope.scaling.original_context_length"))
+                    .map_or(context_length, |v| v as usize);
+                let long = context_length > original && has("rope_factors_long.weight");
+                if long {
+                    rope.factors = Some("rope_factors_long.weight".into());
+                    let scale = context_length as f64 / original as f64;
+                    rope.magnitude = file
+                        .float(&key("rope.scaling.attn_factor"))
+                        .unwrap_or_else(|| (1.0 + scale.ln() / (original as f64).ln()).sqrt())
+                        as f32;
+                } else if has("rope_factors_short.weight") {
+                    rope.factors = Some("rope_factors_short.weight".into());
+                }
+            }
+            _ => {}
+        }
+        Ok(rope)
+    }
+}
+
 /// Hyper-parameters of a model file, for every supported family.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
@@ -143,7 +256,7 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    pub fn from_file(file: &ModelFile) -> Result<Self, ModelFileError> {
+    pub fn from_header(file: &Header<'_>) -> Result<Self, ModelFileError> {
         let name = file.architecture()?;
         let arch = Arch::from_name(&name).ok_or_else(|| {
             file.unsupported(format!(
@@ -152,86 +265,15 @@ impl ModelConfig {
             ))
         })?;
         let key = |k: &str| format!("{name}.{k}");
-        let n_head = file.arch_usize("attention.head_count")?;
-        let hidden = file.arch_usize("embedding_length")?;
-        if n_head == 0 || hidden == 0 {
-            return Err(file.unsupported(format!("{hidden} wide model with {n_head} heads")));
-        }
-        let n_kv_head = file
-            .integer(&key("attention.head_count_kv"))
-            .map_or(n_head, |v| v as usize);
-        if n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) {
-            return Err(
-                file.unsupported(format!("{n_head} heads cannot share {n_kv_head} KV heads"))
-            );
-        }
-        let head_dim = match file.integer(&key("attention.key_length")) {
-            Some(k) => k as usize,
-            None if hidden.is_multiple_of(n_head) => hidden / n_head,
-            None => {
-                return Err(file.unsupported(format!("{hidden} wide model with {n_head} heads")));
-            }
-        };
-        if let Some(v) = file.integer(&key("attention.value_length"))
-            && v as usize != head_dim
-        {
-            return Err(file.unsupported(format!(
-                "value heads of {v} differ from key heads of {head_dim}"
-            )));
-        }
-        let dims = file
-            .integer(&key("rope.dimension_count"))
-            .map_or(head_dim, |v| v as usize);
-        if dims > head_dim || !dims.is_multiple_of(2) {
-            return Err(file.unsupported(format!(
-                "rotary dimensions {dims} do not fit heads of {head_dim}"
-            )));
-        }
+        let Heads {
+            n_head,
+            n_kv_head,
+            head_dim,
+            hidden,
+        } = Heads::from_header(file, &name)?;
         let context_length = file.arch_usize("context_length")?;
-        let base = file.float(&key("rope.freq_base")).unwrap_or(10_000.0);
-        let scaling = file.string(&key("rope.scaling.type"));
-        let factor = file.float(&key("rope.scaling.factor")).unwrap_or(1.0);
-        let position_scale = match scaling.as_deref() {
-            Some("linear") if factor > 0.0 => 1.0 / factor,
-            None | Some("none") | Some("linear") => 1.0,
-            // Llama 3's and Phi-3's scaling are carried by their factor tensors.
-            Some("yarn") => {
-                return Err(file.unsupported("rope scaling `yarn` is not supported"));
-            }
-            Some(_) => 1.0,
-        };
-        let mut rope = Rope {
-            dims,
-            base,
-            position_scale,
-            factors: None,
-            magnitude: 1.0,
-        };
-        let has = |t: &str| file.content.tensor_infos.contains_key(t);
-        match arch {
-            Arch::Llama if has("rope_freqs.weight") => {
-                rope.factors = Some("rope_freqs.weight".into());
-            }
-            Arch::Phi3 => {
-                // llama.cpp uses the long factors when the context exceeds the one the model
-                // was trained at, and then scales the rotated values up.
-                let original = file
-                    .integer(&key("rope.scaling.original_context_length"))
-                    .map_or(context_length, |v| v as usize);
-                let long = context_length > original && has("rope_factors_long.weight");
-                if long {
-                    rope.factors = Some("rope_factors_long.weight".into());
-                    let scale = context_length as f64 / original as f64;
-                    rope.magnitude = file
-                        .float(&key("rope.scaling.attn_factor"))
-                        .unwrap_or_else(|| (1.0 + scale.ln() / (original as f64).ln()).sqrt())
-                        as f32;
-                } else if has("rope_factors_short.weight") {
-                    rope.factors = Some("rope_factors_short.weight".into());
-                }
-            }
-            _ => {}
-        }
+        let rope = Rope::from_header(file, arch, &name, head_dim, context_length)?;
+        let has = |t: &str| file.has_tensor(t);
         let gemma = arch == Arch::Gemma3;
         let rope_local = if gemma {
             Rope {
@@ -287,7 +329,7 @@ impl ModelConfig {
 
     /// Fails naming the first tensor of `file` this configuration does not read: a layout the
     /// worker does not know would otherwise be computed wrongly without a word.
-    pub fn check_tensors(&self, file: &ModelFile) -> Result<(), ModelFileError> {
+    pub fn check_tensors(&self, file: &Header<'_>) -> Result<(), ModelFileError> {
         let mut known: std::collections::HashSet<String> =
             ["token_embd.weight", "output_norm.weight", "output.weight"]
                 .map(String::from)

@@ -47,8 +47,8 @@ pub struct Args {
     )]
     pub api_key: Option<String>,
 
-    /// Hive to report to: the worker POSTs /v1/workers/ready once it listens, and
-    /// /v1/workers/failed if the model cannot be loaded.
+    /// Hive to report to: the worker POSTs /v1/workers/failed there if the model cannot be
+    /// loaded (the hive learns the worker listens from its ready line).
     #[arg(long, env = "RBEE_WORKER_HIVE_URL", requires = "worker_id")]
     pub hive_url: Option<String>,
 

@@ -4,7 +4,23 @@
 use candle_core::Device;
 use rbee_api::Backend;
 
-pub fn device(backend: Backend, ordinal: u32) -> Result<Device, String> {
+/// Why a backend's device cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(
+        "this llm-worker-rbee was built without {0} support; rebuild with `cargo build --release -p llm-worker-rbee --features {0}` or use --backend cpu"
+    )]
+    NotBuilt(&'static str),
+    #[error("{backend} device {ordinal} is not usable")]
+    Unusable {
+        backend: Backend,
+        ordinal: u32,
+        #[source]
+        source: candle_core::Error,
+    },
+}
+
+pub fn device(backend: Backend, ordinal: u32) -> Result<Device, DeviceError> {
     match backend {
         Backend::Cpu => Ok(Device::Cpu),
         Backend::Cuda => cuda(ordinal),
@@ -13,32 +29,31 @@ pub fn device(backend: Backend, ordinal: u32) -> Result<Device, String> {
 }
 
 #[cfg(feature = "cuda")]
-fn cuda(ordinal: u32) -> Result<Device, String> {
-    Device::new_cuda(ordinal as usize)
-        .map_err(|e| format!("CUDA device {ordinal} is not usable: {e}"))
+fn cuda(ordinal: u32) -> Result<Device, DeviceError> {
+    Device::new_cuda(ordinal as usize).map_err(|source| DeviceError::Unusable {
+        backend: Backend::Cuda,
+        ordinal,
+        source,
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda(_ordinal: u32) -> Result<Device, String> {
-    Err(not_built("cuda"))
+fn cuda(_ordinal: u32) -> Result<Device, DeviceError> {
+    Err(DeviceError::NotBuilt("cuda"))
 }
 
 #[cfg(feature = "metal")]
-fn metal(ordinal: u32) -> Result<Device, String> {
-    Device::new_metal(ordinal as usize)
-        .map_err(|e| format!("Metal device {ordinal} is not usable: {e}"))
+fn metal(ordinal: u32) -> Result<Device, DeviceError> {
+    Device::new_metal(ordinal as usize).map_err(|source| DeviceError::Unusable {
+        backend: Backend::Metal,
+        ordinal,
+        source,
+    })
 }
 
 #[cfg(not(feature = "metal"))]
-fn metal(_ordinal: u32) -> Result<Device, String> {
-    Err(not_built("metal"))
-}
-
-#[cfg(any(not(feature = "cuda"), not(feature = "metal")))]
-fn not_built(feature: &str) -> String {
-    format!(
-        "this llm-worker-rbee was built without {feature} support; rebuild with `cargo build --release -p llm-worker-rbee --features {feature}` or use --backend cpu"
-    )
+fn metal(_ordinal: u32) -> Result<Device, DeviceError> {
+    Err(DeviceError::NotBuilt("metal"))
 }
 
 #[cfg(test)]
@@ -53,7 +68,7 @@ mod tests {
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_without_the_feature_names_the_rebuild() {
-        let err = device(Backend::Cuda, 0).unwrap_err();
+        let err = device(Backend::Cuda, 0).unwrap_err().to_string();
         assert!(err.contains("--features cuda"), "{err}");
     }
 }

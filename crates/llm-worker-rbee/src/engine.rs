@@ -17,7 +17,7 @@ use rbee_api::{ErrorCode, ErrorEnvelope, JobId, Narration};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::chat_template::{ChatTemplate, UsualTemplate};
+use crate::chat_template::{ChatTemplate, ChatTemplateError, UsualTemplate};
 use crate::cpu;
 use crate::error::WorkerError;
 use crate::llama::{Llama, LoadError, LoadStep};
@@ -34,7 +34,7 @@ pub struct Engine {
     pub info: ModelInfo,
     model: Model,
     tokenizer: Arc<Tokenizer>,
-    template: Result<ChatTemplate, String>,
+    template: Result<ChatTemplate, ChatTemplateError>,
     /// Why chat messages are rendered with a template the file does not carry, if they are.
     template_note: Option<String>,
 }
@@ -85,8 +85,7 @@ impl Engine {
             info.chat_template.as_deref().or(usual),
             &text_of(tokenizer.bos_token_id()),
             &text_of(tokenizer.eos_token_id()),
-        )
-        .map_err(|e| e.to_string());
+        );
         let model = Model::load(file, device, cpu, progress)?;
         let mut info = info;
         info.compute = Some(model.compute_path());
@@ -124,7 +123,7 @@ impl Engine {
             (None, Some(m)) => self
                 .template
                 .as_ref()
-                .map_err(|e| invalid(e.clone()))?
+                .map_err(|e| invalid(e.to_string()))?
                 .render(m)
                 .map_err(|e| invalid(e.to_string()))?,
         };

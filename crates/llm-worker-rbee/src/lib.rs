@@ -25,6 +25,7 @@ pub mod chat_template;
 pub mod cpu;
 pub mod engine;
 pub mod error;
+pub mod gguf;
 pub mod hive_client;
 pub mod llama;
 pub mod metrics;
@@ -148,8 +149,12 @@ async fn listen(host: IpAddr, port: u16, tries: u16) -> Result<TcpListener, Fata
 }
 
 async fn serve_until_stopped(args: &Args, key: &str) -> Result<(), Fatal> {
-    let device = backend::device(args.backend, args.device)
-        .map_err(|e| Fatal::new(ErrorCode::BackendUnavailable, e))?;
+    let device = backend::device(args.backend, args.device).map_err(|e| {
+        Fatal::new(
+            ErrorCode::BackendUnavailable,
+            rbee_http::error::with_causes(&e),
+        )
+    })?;
     let kernels = match args.kernels.as_deref() {
         None | Some("auto") => Kernels::detect(),
         Some(name) => Kernels::named(name)

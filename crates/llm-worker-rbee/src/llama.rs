@@ -27,6 +27,69 @@ pub struct LoadStep {
     pub bytes_loaded: u64,
 }
 
+/// Reads a file's tensors onto a device, counting the bytes.
+struct Loader<'a> {
+    file: &'a ModelFile,
+    device: &'a Device,
+    reader: std::io::BufReader<std::fs::File>,
+    bytes_loaded: u64,
+}
+
+impl<'a> Loader<'a> {
+    fn open(file: &'a ModelFile, device: &'a Device) -> std::result::Result<Self, LoadError> {
+        let reader =
+            std::fs::File::open(&file.path).map_err(|e| LoadError::Io(file.path.clone(), e))?;
+        Ok(Self {
+            file,
+            device,
+            reader: std::io::BufReader::new(reader),
+            bytes_loaded: 0,
+        })
+    }
+
+    fn tensor(&mut self, name: &str) -> std::result::Result<QTensor, LoadError> {
+        let t = (self.file.content)
+            .tensor(&mut self.reader, name, self.device)
+            .map_err(|e| LoadError::Tensor(name.to_owned(), e))?;
+        self.bytes_loaded += t.storage_size_in_bytes() as u64;
+        Ok(t)
+    }
+
+    /// A tensor as plain values (norm weights, biases).
+    fn dense(&mut self, name: &str) -> std::result::Result<Tensor, LoadError> {
+        (self.tensor(name)?)
+            .dequantize(self.device)
+            .map_err(LoadError::Candle)
+    }
+
+    /// [`Loader::dense`] when `present`.
+    fn dense_if(
+        &mut self,
+        present: bool,
+        name: &str,
+    ) -> std::result::Result<Option<Tensor>, LoadError> {
+        present.then(|| self.dense(name)).transpose()
+    }
+
+    /// A weight matrix, kept in its file format.
+    fn matmul(&mut self, name: &str) -> std::result::Result<QMatMul, LoadError> {
+        QMatMul::from_qtensor(self.tensor(name)?).map_err(LoadError::Candle)
+    }
+
+    /// The angles of a rotary embedding, its factors tensor (if any) dividing the frequencies.
+    fn rope_tables(&mut self, rope: &Rope) -> std::result::Result<RopeTables, LoadError> {
+        let factors = match &rope.factors {
+            Some(name) => Some(
+                self.dense(name)?
+                    .to_vec1::<f32>()
+                    .map_err(LoadError::Candle)?,
+            ),
+            None => None,
+        };
+        rope_tables(rope, factors.as_deref(), self.device).map_err(LoadError::Candle)
+    }
+}
+
 struct Block {
     attn_norm: Tensor,
     /// Q, K and V, or one fused matrix whose output is split.
@@ -88,6 +151,53 @@ impl KvCache {
     }
 }
 
+impl Block {
+    /// Reads block `i`'s tensors as `c`'s architecture lays them out.
+    fn load(t: &mut Loader, c: &ModelConfig, i: usize) -> std::result::Result<Self, LoadError> {
+        let name = |suffix: &str| format!("blk.{i}.{suffix}");
+        let qkv = if c.fused_qkv {
+            vec![t.matmul(&name("attn_qkv.weight"))?]
+        } else {
+            vec![
+                t.matmul(&name("attn_q.weight"))?,
+                t.matmul(&name("attn_k.weight"))?,
+                t.matmul(&name("attn_v.weight"))?,
+            ]
+        };
+        let qkv_bias = if c.qkv_bias {
+            let parts = [
+                t.dense(&name("attn_q.bias"))?,
+                t.dense(&name("attn_k.bias"))?,
+                t.dense(&name("attn_v.bias"))?,
+            ];
+            Some(Tensor::cat(&parts, 0).map_err(LoadError::Candle)?)
+        } else {
+            None
+        };
+        let gate_up = if c.fused_gate_up {
+            vec![t.matmul(&name("ffn_up.weight"))?]
+        } else {
+            vec![
+                t.matmul(&name("ffn_gate.weight"))?,
+                t.matmul(&name("ffn_up.weight"))?,
+            ]
+        };
+        Ok(Self {
+            qkv,
+            qkv_bias,
+            q_norm: t.dense_if(c.qk_norm, &name("attn_q_norm.weight"))?,
+            k_norm: t.dense_if(c.qk_norm, &name("attn_k_norm.weight"))?,
+            attn_norm: t.dense(&name("attn_norm.weight"))?,
+            wo: t.matmul(&name("attn_output.weight"))?,
+            post_attn_norm: t.dense_if(c.post_norms, &name("post_attention_norm.weight"))?,
+            ffn_norm: t.dense(&name("ffn_norm.weight"))?,
+            gate_up,
+            down: t.matmul(&name("ffn_down.weight"))?,
+            post_ffn_norm: t.dense_if(c.post_norms, &name("post_ffw_norm.weight"))?,
+        })
+    }
+}
+
 /// Positions the KV cache reserves at a time; it grows by the same amount.
 const KV_CHUNK: usize = 512;
 
@@ -101,110 +211,26 @@ impl Llama {
     ) -> std::result::Result<Self, LoadError> {
         let config = file.config().clone();
         let c = &config;
-        let mut reader = std::io::BufReader::new(
-            std::fs::File::open(&file.path).map_err(|e| LoadError::Io(file.path.clone(), e))?,
-        );
-        let bytes_loaded = std::cell::Cell::new(0u64);
-        let mut tensor = |name: &str| -> std::result::Result<QTensor, LoadError> {
-            let t = file
-                .content
-                .tensor(&mut reader, name, device)
-                .map_err(|e| LoadError::Tensor(name.to_owned(), e))?;
-            bytes_loaded.set(bytes_loaded.get() + t.storage_size_in_bytes() as u64);
-            Ok(t)
-        };
-        let dense = |t: QTensor| t.dequantize(device).map_err(LoadError::Candle);
-        let matmul = |t: QTensor| QMatMul::from_qtensor(t).map_err(LoadError::Candle);
-
-        let embedding = Arc::new(tensor("token_embd.weight")?);
+        let mut t = Loader::open(file, device)?;
+        let embedding = Arc::new(t.tensor("token_embd.weight")?);
         let mut blocks = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
-            let mut t = |suffix: &str| tensor(&format!("blk.{i}.{suffix}"));
-            let qkv = if c.fused_qkv {
-                vec![matmul(t("attn_qkv.weight")?)?]
-            } else {
-                vec![
-                    matmul(t("attn_q.weight")?)?,
-                    matmul(t("attn_k.weight")?)?,
-                    matmul(t("attn_v.weight")?)?,
-                ]
-            };
-            let qkv_bias = if c.qkv_bias {
-                let parts = [
-                    dense(t("attn_q.bias")?)?,
-                    dense(t("attn_k.bias")?)?,
-                    dense(t("attn_v.bias")?)?,
-                ];
-                Some(Tensor::cat(&parts, 0).map_err(LoadError::Candle)?)
-            } else {
-                None
-            };
-            let (q_norm, k_norm) = if c.qk_norm {
-                (
-                    Some(dense(t("attn_q_norm.weight")?)?),
-                    Some(dense(t("attn_k_norm.weight")?)?),
-                )
-            } else {
-                (None, None)
-            };
-            let attn_norm = dense(t("attn_norm.weight")?)?;
-            let wo = matmul(t("attn_output.weight")?)?;
-            let post_attn_norm = if c.post_norms {
-                Some(dense(t("post_attention_norm.weight")?)?)
-            } else {
-                None
-            };
-            let ffn_norm = dense(t("ffn_norm.weight")?)?;
-            let gate_up = if c.fused_gate_up {
-                vec![matmul(t("ffn_up.weight")?)?]
-            } else {
-                vec![matmul(t("ffn_gate.weight")?)?, matmul(t("ffn_up.weight")?)?]
-            };
-            let down = matmul(t("ffn_down.weight")?)?;
-            let post_ffn_norm = if c.post_norms {
-                Some(dense(t("post_ffw_norm.weight")?)?)
-            } else {
-                None
-            };
-            blocks.push(Block {
-                attn_norm,
-                qkv,
-                qkv_bias,
-                q_norm,
-                k_norm,
-                wo,
-                post_attn_norm,
-                ffn_norm,
-                gate_up,
-                down,
-                post_ffn_norm,
-            });
+            blocks.push(Block::load(&mut t, c, i)?);
             progress(LoadStep {
                 layers_loaded: i + 1,
                 layers_total: c.n_layer,
-                bytes_loaded: bytes_loaded.get(),
+                bytes_loaded: t.bytes_loaded,
             });
         }
-        let norm = dense(tensor("output_norm.weight")?)?;
+        let norm = t.dense("output_norm.weight")?;
         let output = if file.content.tensor_infos.contains_key("output.weight") {
-            matmul(tensor("output.weight")?)?
+            t.matmul("output.weight")?
         } else {
             // Tied embeddings: the output head reuses the (quantized) embedding table.
             QMatMul::from_arc(embedding.clone()).map_err(LoadError::Candle)?
         };
-        let mut tables = |rope: &Rope| -> std::result::Result<RopeTables, LoadError> {
-            let factors = match &rope.factors {
-                Some(name) => Some(
-                    dense(tensor(name)?)?
-                        .to_vec1::<f32>()
-                        .map_err(LoadError::Candle)?,
-                ),
-                None => None,
-            };
-            rope_tables(rope, factors.as_deref(), device).map_err(LoadError::Candle)
-        };
-        let rope = tables(&c.rope)?;
-        let rope_local = tables(&c.rope_local)?;
+        let rope = t.rope_tables(&c.rope)?;
+        let rope_local = t.rope_tables(&c.rope_local)?;
         Ok(Self {
             config,
             embedding,

@@ -15,34 +15,9 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use rbee_api::worker::ModelInfo;
 
 use crate::arch::ModelConfig;
+use crate::gguf::Header;
+pub use crate::gguf::ModelFileError;
 use crate::tokenizer::Tokenizer;
-
-/// Why a model file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelFileError {
-    #[error("model file {path} does not exist")]
-    NotFound { path: PathBuf },
-    #[error("model file {path} cannot be read: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("model file {path} is not a GGUF file (it starts with {magic:?}, expected \"GGUF\")")]
-    NotGguf { path: PathBuf, magic: String },
-    #[error("model file {path} has a corrupt or truncated GGUF header: {reason}")]
-    BadHeader { path: PathBuf, reason: String },
-    #[error(
-        "model file {path} is truncated: tensor `{tensor}` ends at byte {needed} but the file has {size} bytes (re-download it)"
-    )]
-    Truncated {
-        path: PathBuf,
-        tensor: String,
-        needed: u64,
-        size: u64,
-    },
-    #[error("model file {path}: {reason}")]
-    Unsupported { path: PathBuf, reason: String },
-}
 
 /// A GGUF file whose header has been read and checked.
 #[derive(Debug)]
@@ -52,8 +27,8 @@ pub struct ModelFile {
     pub content: Content,
     pub size_bytes: u64,
     /// The architecture's configuration, read once when the file is opened.
-    config: std::sync::OnceLock<ModelConfig>,
-    tokenizer: std::sync::OnceLock<Arc<Tokenizer>>,
+    config: ModelConfig,
+    tokenizer: Arc<Tokenizer>,
 }
 
 impl ModelFile {
@@ -115,31 +90,32 @@ impl ModelFile {
         })?;
         // The vocabulary leaves the metadata as it is read (Gemma's is ~30 MB there).
         let tokenizer = Tokenizer::from_gguf_metadata(&mut content.metadata);
-        let file = Self {
+        // The architecture, its hyper-parameters and its tensors must be ones the worker
+        // implements, and so must its tokenizer.
+        let header = Header {
+            path,
+            content: &content,
+        };
+        let config = ModelConfig::from_header(&header)?;
+        config.check_tensors(&header)?;
+        let tokenizer = tokenizer.map_err(|e| header.unsupported(e.to_string()))?;
+        Ok(Self {
             path: path.to_owned(),
             content,
             size_bytes,
-            config: std::sync::OnceLock::new(),
-            tokenizer: std::sync::OnceLock::new(),
-        };
-        // The architecture, its hyper-parameters and its tensors must be ones the worker
-        // implements, and so must its tokenizer.
-        let config = ModelConfig::from_file(&file)?;
-        config.check_tensors(&file)?;
-        let _ = file.config.set(config);
-        let tokenizer = tokenizer.map_err(|e| file.unsupported(e.to_string()))?;
-        let _ = file.tokenizer.set(Arc::new(tokenizer));
-        Ok(file)
+            config,
+            tokenizer: Arc::new(tokenizer),
+        })
     }
 
     /// The configuration of the transformer this file holds.
     pub fn config(&self) -> &ModelConfig {
-        self.config.get().expect("set when the file is opened")
+        &self.config
     }
 
     /// The tokenizer its metadata describes.
     pub fn tokenizer(&self) -> &Arc<Tokenizer> {
-        self.tokenizer.get().expect("set when the file is opened")
+        &self.tokenizer
     }
 
     /// Fails unless every tensor's data lies inside the file.
@@ -165,52 +141,16 @@ impl ModelFile {
         &self.content.metadata
     }
 
+    /// Typed access to the header's metadata and tensor names.
+    pub fn header(&self) -> Header<'_> {
+        Header {
+            path: &self.path,
+            content: &self.content,
+        }
+    }
+
     pub(crate) fn unsupported(&self, reason: impl Into<String>) -> ModelFileError {
-        ModelFileError::Unsupported {
-            path: self.path.clone(),
-            reason: reason.into(),
-        }
-    }
-
-    pub fn architecture(&self) -> Result<String, ModelFileError> {
-        self.string("general.architecture")
-            .ok_or_else(|| self.unsupported("`general.architecture` is missing"))
-    }
-
-    pub fn string(&self, key: &str) -> Option<String> {
-        self.metadata().get(key)?.to_string().ok().cloned()
-    }
-
-    /// An integer metadata value of any width.
-    pub fn integer(&self, key: &str) -> Option<u64> {
-        match self.metadata().get(key)? {
-            Value::U8(v) => Some(u64::from(*v)),
-            Value::U16(v) => Some(u64::from(*v)),
-            Value::U32(v) => Some(u64::from(*v)),
-            Value::U64(v) => Some(*v),
-            Value::I8(v) => u64::try_from(*v).ok(),
-            Value::I16(v) => u64::try_from(*v).ok(),
-            Value::I32(v) => u64::try_from(*v).ok(),
-            Value::I64(v) => u64::try_from(*v).ok(),
-            _ => None,
-        }
-    }
-
-    pub fn float(&self, key: &str) -> Option<f64> {
-        match self.metadata().get(key)? {
-            Value::F32(v) => Some(f64::from(*v)),
-            Value::F64(v) => Some(*v),
-            _ => None,
-        }
-    }
-
-    /// `<architecture>.<key>` as an integer, required.
-    pub fn arch_usize(&self, key: &str) -> Result<usize, ModelFileError> {
-        let arch = self.architecture()?;
-        let full = format!("{arch}.{key}");
-        self.integer(&full)
-            .map(|v| v as usize)
-            .ok_or_else(|| self.unsupported(format!("`{full}` is missing")))
+        self.header().unsupported(reason)
     }
 
     /// The weight format most tensors use (norm vectors, always F32, are not counted).
@@ -230,32 +170,38 @@ impl ModelFile {
     /// The model's quantization as llama.cpp names it (`general.file_type`, e.g. `Q4_K_M`),
     /// else the format most of its weights use.
     pub fn quantization_name(&self) -> String {
-        self.integer("general.file_type")
+        self.header()
+            .integer("general.file_type")
             .and_then(file_type_name)
             .map_or_else(|| dtype_name(self.quantization()).to_owned(), str::to_owned)
     }
 
     /// The model description reported by `/v1/ready`.
     pub fn info(&self) -> Result<ModelInfo, ModelFileError> {
-        let tokenizer_model = self.string("tokenizer.ggml.model").unwrap_or_default();
+        let tokenizer_model = self
+            .header()
+            .string("tokenizer.ggml.model")
+            .unwrap_or_default();
         let vocab_size = self.tokenizer().vocab_size();
         Ok(ModelInfo {
             path: self.path.display().to_string(),
-            name: self.string("general.name"),
-            architecture: self.architecture()?,
-            layers: self.arch_usize("block_count")?,
-            context_length: self.arch_usize("context_length")?,
+            name: self.header().string("general.name"),
+            architecture: self.header().architecture()?,
+            layers: self.header().arch_usize("block_count")?,
+            context_length: self.header().arch_usize("context_length")?,
             vocab_size,
-            embedding_length: self.arch_usize("embedding_length")?,
+            embedding_length: self.header().arch_usize("embedding_length")?,
             bos_token_id: self
+                .header()
                 .integer("tokenizer.ggml.bos_token_id")
                 .and_then(|v| u32::try_from(v).ok()),
             eos_token_id: self
+                .header()
                 .integer("tokenizer.ggml.eos_token_id")
                 .and_then(|v| u32::try_from(v).ok()),
             quantization: self.quantization_name(),
             tokenizer: tokenizer_model,
-            chat_template: self.string("tokenizer.chat_template"),
+            chat_template: self.header().string("tokenizer.chat_template"),
             size_bytes: self.size_bytes,
             parameters: (self.content.tensor_infos.values())
                 .map(|t| t.shape.elem_count() as u64)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rbee_api::worker::{LoadingEvent, WorkerState as Phase};
 use rbee_api::{Backend, JobId, ModelRef, WorkerId};
+use rbee_http::sse::EventLog;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -23,29 +24,6 @@ pub struct Identity {
     pub backend: Backend,
     pub device: u32,
     pub public_url: String,
-}
-
-/// Every loading event so far. Late subscribers replay the whole log, so a progress bar
-/// that connects mid-load still sees each layer in order.
-#[derive(Debug)]
-pub struct LoadingLog {
-    tx: watch::Sender<Vec<LoadingEvent>>,
-}
-
-impl LoadingLog {
-    fn new() -> Self {
-        Self {
-            tx: watch::channel(Vec::new()).0,
-        }
-    }
-
-    pub fn push(&self, event: LoadingEvent) {
-        self.tx.send_modify(|log| log.push(event));
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<Vec<LoadingEvent>> {
-        self.tx.subscribe()
-    }
 }
 
 struct RunningJob {
@@ -70,7 +48,8 @@ impl Drop for JobLease {
 
 pub struct WorkerState {
     pub identity: Identity,
-    pub loading: LoadingLog,
+    /// Every loading event so far, for `GET /v1/loading/progress`.
+    pub loading: EventLog<LoadingEvent>,
     engine: OnceLock<Arc<Engine>>,
     load_error: OnceLock<String>,
     slots_total: usize,
@@ -85,7 +64,7 @@ impl WorkerState {
     pub fn new(identity: Identity, slots: usize) -> AppState {
         Arc::new(Self {
             identity,
-            loading: LoadingLog::new(),
+            loading: EventLog::default(),
             engine: OnceLock::new(),
             load_error: OnceLock::new(),
             slots_total: slots,

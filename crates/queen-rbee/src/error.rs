@@ -104,7 +104,7 @@ impl QueenError {
                 (ErrorCode::Internal, Value::Null)
             }
         };
-        ErrorEnvelope::new(code, self.to_string()).with_details(details)
+        ErrorEnvelope::new(code, rbee_http::error::with_causes(self)).with_details(details)
     }
 }
 

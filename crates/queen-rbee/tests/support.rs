@@ -1,11 +1,10 @@
 //! A queen under test, a node reachable over SSH on loopback, task streams.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use rbee_api::queen::{SetupEvent, TaskEvent};
 use rbee_api::sse::SseEvent;
-pub use rbee_testkit::{Log, Sshd, call, free_port, model_path, read_sse, signal, wait_gone};
+pub use rbee_testkit::{Sshd, call, free_port, model_path, read_sse, signal, wait_gone};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
@@ -72,15 +71,7 @@ impl Queen {
         if let Some(dir) = binaries {
             cmd.arg("--remote-binary-path").arg(dir);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let log = Log::capture(child.stderr.take().unwrap());
-        let url = rbee_testkit::ready_url(&mut child, &log).await;
+        let rbee_testkit::Started { child, url, .. } = rbee_testkit::start_daemon(&mut cmd).await;
         Self {
             child,
             url,

@@ -1,4 +1,4 @@
-//! Compute nodes as network namespaces on a private bridge (see `../shared/TEST_HOSTS.md`).
+//! Compute nodes as network namespaces on a private bridge.
 //!
 //! The control node is the root namespace, holding the bridge address `10.99.0.1`. Each
 //! compute node is a namespace joined to the bridge by a veth pair, with `lo` up, its own

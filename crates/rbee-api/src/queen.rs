@@ -163,6 +163,9 @@ crate::sse_events! {
 }
 
 /// `POST /v2/tasks`: one inference on a node, through the whole stack.
+///
+/// The generation fields repeat [`crate::worker::InferenceRequest`]'s: serde cannot flatten a
+/// shared struct into one that refuses unknown fields, and a misspelt field must be refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskRequest {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use rbee_api::hive::{DownloadEvent, DownloadStarted, DownloadState, ModelEntry, Provider};
 use rbee_api::now_unix;
+use rbee_http::sse::EventLog;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -35,13 +36,13 @@ const HEADER_PROBE_BYTES: u64 = 4 << 20;
 type Outcome = Option<Result<ModelEntry, HiveError>>;
 
 struct Job {
-    events: watch::Sender<Vec<DownloadEvent>>,
+    events: EventLog<DownloadEvent>,
     outcome: watch::Sender<Outcome>,
 }
 
 impl Job {
     fn emit(&self, event: DownloadEvent) {
-        self.events.send_modify(|log| log.push(event));
+        self.events.push(event);
     }
 
     fn finished(&self) -> bool {
@@ -164,7 +165,7 @@ impl Downloads {
             return job.clone();
         }
         let job = Arc::new(Job {
-            events: watch::channel(Vec::new()).0,
+            events: EventLog::default(),
             outcome: watch::channel(None).0,
         });
         jobs.insert(id.clone(), job.clone());
@@ -270,7 +271,7 @@ impl Downloads {
         ));
         tokio::fs::create_dir_all(target.parent().unwrap_or(&dir))
             .await
-            .map_err(|e| HiveError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| HiveError::io(format!("cannot create {}", dir.display()), e))?;
 
         let info = self
             .retrying(job, &failed, || self.hub.file_info(repo, &file))
@@ -295,9 +296,9 @@ impl Downloads {
                 Err(Attempt::Retry(cause)) => self.back_off(job, attempt, cause).await,
             }
         };
-        tokio::fs::rename(&partial, &target).await.map_err(|e| {
-            HiveError::Internal(format!("cannot move the download into place: {e}"))
-        })?;
+        tokio::fs::rename(&partial, &target)
+            .await
+            .map_err(|e| HiveError::io("cannot move the download into place", e))?;
         Ok(ModelEntry {
             id: uuid::Uuid::new_v4().to_string(),
             provider: Provider::Hf,
@@ -332,9 +333,9 @@ impl Downloads {
                     Retried::Fatal(e) => failed(1, e.to_string()),
                     Retried::Exhausted(e) => e,
                 })?;
-            tokio::fs::write(&probe, &prefix).await.map_err(|e| {
-                HiveError::Internal(format!("cannot write {}: {e}", probe.display()))
-            })?;
+            tokio::fs::write(&probe, &prefix)
+                .await
+                .map_err(|e| HiveError::io(format!("cannot write {}", probe.display()), e))?;
             let checked = self.preflight.check_file(&probe, true).await;
             let _ = tokio::fs::remove_file(&probe).await;
             match checked {
@@ -430,28 +431,7 @@ impl Downloads {
             result.map_err(Attempt::from)?;
         }
         drop(out);
-        job.emit(DownloadEvent::Verifying);
-        let path = partial.to_owned();
-        let (digest, size) = tokio::task::spawn_blocking(move || sha256_of(&path))
-            .await
-            .map_err(|e| Attempt::Retry(format!("hashing failed: {e}")))?
-            .map_err(io)?;
-        if size != info.size {
-            let _ = tokio::fs::remove_file(partial).await;
-            return Err(Attempt::Retry(format!(
-                "size mismatch: expected {} bytes, got {size}",
-                info.size
-            )));
-        }
-        if let Some(expected) = &info.sha256
-            && *expected != digest
-        {
-            let _ = tokio::fs::remove_file(partial).await;
-            return Err(Attempt::Retry(format!(
-                "sha256 mismatch: the Hub reports {expected}, the download hashes to {digest}"
-            )));
-        }
-        Ok((digest, size))
+        verify(partial, &info, job).await
     }
 
     async fn back_off(&self, job: &Job, attempt: u32, cause: String) {
@@ -520,4 +500,32 @@ fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
     let size = std::io::copy(&mut file, &mut hasher)?;
     let digest = hasher.finalize();
     Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), size))
+}
+
+/// Hashes the finished download and holds it against the Hub's size and sha256; a mismatch
+/// deletes the file so the next attempt starts over.
+async fn verify(partial: &Path, info: &RemoteFile, job: &Job) -> Result<(String, u64), Attempt> {
+    let io = |e: std::io::Error| Attempt::Retry(format!("cannot read {}: {e}", partial.display()));
+    job.emit(DownloadEvent::Verifying);
+    let path = partial.to_owned();
+    let (digest, size) = tokio::task::spawn_blocking(move || sha256_of(&path))
+        .await
+        .map_err(|e| Attempt::Retry(format!("hashing failed: {e}")))?
+        .map_err(io)?;
+    if size != info.size {
+        let _ = tokio::fs::remove_file(partial).await;
+        return Err(Attempt::Retry(format!(
+            "size mismatch: expected {} bytes, got {size}",
+            info.size
+        )));
+    }
+    if let Some(expected) = &info.sha256
+        && *expected != digest
+    {
+        let _ = tokio::fs::remove_file(partial).await;
+        return Err(Attempt::Retry(format!(
+            "sha256 mismatch: the Hub reports {expected}, the download hashes to {digest}"
+        )));
+    }
+    Ok((digest, size))
 }

@@ -5,8 +5,11 @@ use rbee_api::{Backend, ErrorCode, ErrorEnvelope, ModelRef, WorkerId};
 use rbee_http::ApiError;
 use serde_json::json;
 
+use std::sync::Arc;
+
 use crate::catalog::CatalogError;
 
+/// Clone, because one download's outcome goes to everyone waiting for it; causes are shared.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HiveError {
     #[error("{0}")]
@@ -51,17 +54,34 @@ pub enum HiveError {
         bin: std::path::PathBuf,
         reason: String,
     },
+    #[error(transparent)]
+    Catalog(Arc<CatalogError>),
+    /// A file operation of the hive's own failed.
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     #[error("{0}")]
     Internal(String),
 }
 
 impl From<CatalogError> for HiveError {
     fn from(e: CatalogError) -> Self {
-        Self::Internal(e.to_string())
+        Self::Catalog(Arc::new(e))
     }
 }
 
 impl HiveError {
+    /// `what` failed on a file or process of the hive's own.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source: Arc::new(source),
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
@@ -74,7 +94,9 @@ impl HiveError {
             Self::DownloadNotFound(_) => ErrorCode::DownloadNotFound,
             Self::WorkerNotFound(_) => ErrorCode::WorkerNotFound,
             Self::InvalidWorkerKey(_) => ErrorCode::InvalidApiKey,
-            Self::WorkerStart { .. } | Self::Internal(_) => ErrorCode::Internal,
+            Self::WorkerStart { .. } | Self::Catalog(_) | Self::Io { .. } | Self::Internal(_) => {
+                ErrorCode::Internal
+            }
         }
     }
 
@@ -105,7 +127,7 @@ impl HiveError {
             }
             _ => serde_json::Value::Null,
         };
-        ErrorEnvelope::new(self.code(), self.to_string()).with_details(details)
+        ErrorEnvelope::new(self.code(), rbee_http::error::with_causes(self)).with_details(details)
     }
 }
 

@@ -59,7 +59,7 @@ struct Sibling {
 }
 
 impl HubClient {
-    pub fn new(endpoint: &str, token: Option<String>) -> Self {
+    pub fn new(endpoint: &str, token: Option<String>) -> reqwest::Result<Self> {
         let build = |redirects: reqwest::redirect::Policy| {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
@@ -67,14 +67,13 @@ impl HubClient {
                 .redirect(redirects)
                 .user_agent(concat!("rbee-hive/", env!("CARGO_PKG_VERSION")))
                 .build()
-                .unwrap_or_default()
         };
-        Self {
+        Ok(Self {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             token: token.filter(|t| !t.is_empty()),
-            http: build(reqwest::redirect::Policy::limited(10)),
-            no_redirect: build(reqwest::redirect::Policy::none()),
-        }
+            http: build(reqwest::redirect::Policy::limited(10))?,
+            no_redirect: build(reqwest::redirect::Policy::none())?,
+        })
     }
 
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

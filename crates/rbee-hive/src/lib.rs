@@ -72,26 +72,24 @@ fn worker_bin(args: &DaemonArgs) -> PathBuf {
         .unwrap_or_else(|| rbee_http::daemon::sibling_or_path("llm-worker-rbee"))
 }
 
-async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
-    let data =
-        rbee_http::daemon::data_dir(args.data_dir.as_deref()).map_err(|e| Fatal(e.to_string()))?;
-    let db = args
-        .models_db
-        .clone()
-        .unwrap_or_else(|| data.join("models.db"));
-    let models_dir = args
-        .models_dir
-        .clone()
-        .unwrap_or_else(|| data.join("models"));
-    let catalog: Arc<dyn ModelCatalog> =
-        Arc::new(SqliteCatalog::open(&db).map_err(|e| Fatal(e.to_string()))?);
-    let addr = SocketAddr::new(args.host, args.port);
+/// Binds the hive's port, naming the likely cause when it is taken.
+async fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Fatal> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         Fatal(format!(
             "cannot listen on {addr}: {e} (is another hive running?)"
         ))
     })?;
     let bound = listener.local_addr().map_err(|e| Fatal(e.to_string()))?;
+    Ok((listener, bound))
+}
+
+/// The hive's state: catalog, downloads, preflight and the worker pool, wired together.
+fn build_state(
+    args: &DaemonArgs,
+    catalog: Arc<dyn ModelCatalog>,
+    models_dir: PathBuf,
+    bound: SocketAddr,
+) -> Result<AppState, Fatal> {
     let local_ip = if bound.ip().is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
@@ -101,8 +99,7 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         .public_host
         .clone()
         .unwrap_or_else(|| local_ip.to_string());
-    let worker_bin = worker_bin(&args);
-
+    let worker_bin = worker_bin(args);
     let logs = Arc::new(LogHub::default());
     let pool = Arc::new(
         WorkerPool::new(
@@ -125,15 +122,16 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         worker_bin,
     };
     let downloads = Arc::new(Downloads::new(
-        HubClient::new(&args.hf_endpoint, args.hf_token.clone()),
+        HubClient::new(&args.hf_endpoint, args.hf_token.clone())
+            .map_err(|e| Fatal(format!("cannot build an HTTP client: {e}")))?,
         catalog.clone(),
-        models_dir.clone(),
+        models_dir,
         args.download_backoff,
         logs.clone(),
         metrics.clone(),
         preflight.clone(),
     ));
-    let state: AppState = Arc::new(HiveState {
+    Ok(Arc::new(HiveState {
         catalog,
         downloads,
         preflight,
@@ -141,7 +139,25 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         logs: logs.clone(),
         shutdown: CancellationToken::new(),
         metrics,
-    });
+    }))
+}
+
+async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
+    let data =
+        rbee_http::daemon::data_dir(args.data_dir.as_deref()).map_err(|e| Fatal(e.to_string()))?;
+    let db = args
+        .models_db
+        .clone()
+        .unwrap_or_else(|| data.join("models.db"));
+    let models_dir = args
+        .models_dir
+        .clone()
+        .unwrap_or_else(|| data.join("models"));
+    let catalog: Arc<dyn ModelCatalog> =
+        Arc::new(SqliteCatalog::open(&db).map_err(|e| Fatal(e.to_string()))?);
+    let (listener, bound) = listen(SocketAddr::new(args.host, args.port)).await?;
+    let state = build_state(&args, catalog, models_dir.clone(), bound)?;
+    let logs = state.logs.clone();
     if args.watch_stdin {
         // Workers get the same grace as on SIGTERM; after that the hive exits regardless,
         // and its workers follow through their own stdin.

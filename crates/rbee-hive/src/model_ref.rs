@@ -1,14 +1,19 @@
-//! Choosing the GGUF file of a Hugging Face repository for a reference (SPEC section 3).
+//! Choosing the GGUF file of a Hugging Face repository for a reference.
 
 pub use rbee_api::model_ref::{DEFAULT_QUANT, ModelRef, quant_of_file};
 
-/// Picks the GGUF file for `selector` among `files` (SPEC section 3): a file named exactly,
-/// else the file of that quantization, else (no selector) the `Q4_K_M` file, else the only
-/// GGUF file; otherwise an error listing the choices.
-pub fn choose_file(files: &[String], selector: Option<&str>) -> Result<String, String> {
+/// Why no file of a repository was chosen; the message lists the choices.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoFileChosen(String);
+
+/// Picks the GGUF file for `selector` among `files`: a file named exactly, else the file of
+/// that quantization, else (no selector) the `Q4_K_M` file, else the only GGUF file;
+/// otherwise an error listing the choices.
+pub fn choose_file(files: &[String], selector: Option<&str>) -> Result<String, NoFileChosen> {
     let ggufs: Vec<&String> = files.iter().filter(|f| f.ends_with(".gguf")).collect();
     if ggufs.is_empty() {
-        return Err("the repository holds no GGUF file".to_owned());
+        return Err(NoFileChosen("the repository holds no GGUF file".to_owned()));
     }
     let choices = || {
         ggufs
@@ -37,17 +42,17 @@ pub fn choose_file(files: &[String], selector: Option<&str>) -> Result<String, S
             }
             match by_quant(sel).as_slice() {
                 [one] => Ok((*one).clone()),
-                [] => Err(format!(
+                [] => Err(NoFileChosen(format!(
                     "no GGUF file matches `{sel}`; choose one of: {}",
                     choices()
-                )),
-                many => Err(format!(
+                ))),
+                many => Err(NoFileChosen(format!(
                     "`{sel}` matches several files ({}); name the file instead",
                     many.iter()
                         .map(|f| f.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
-                )),
+                ))),
             }
         }
         None => {
@@ -57,10 +62,10 @@ pub fn choose_file(files: &[String], selector: Option<&str>) -> Result<String, S
             if let [only] = ggufs.as_slice() {
                 return Ok((*only).clone());
             }
-            Err(format!(
+            Err(NoFileChosen(format!(
                 "the repository holds several GGUF files and none is {DEFAULT_QUANT}; add :<QUANT> to the reference, one of: {}",
                 choices()
-            ))
+            )))
         }
     }
 }
@@ -70,7 +75,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_choice_follows_the_spec_rules() {
+    fn file_choice_follows_the_reference_rules() {
         let files: Vec<String> = ["README.md", "m.Q4_K_M.gguf", "m.Q8_0.gguf"]
             .map(String::from)
             .to_vec();
@@ -81,13 +86,13 @@ mod tests {
             choose_file(&files, Some("m.Q8_0.gguf")).unwrap(),
             "m.Q8_0.gguf"
         );
-        let err = choose_file(&files, Some("Q2_K")).unwrap_err();
+        let err = choose_file(&files, Some("Q2_K")).unwrap_err().to_string();
         assert!(err.contains("m.Q8_0.gguf (:Q8_0)"), "{err}");
 
         let only: Vec<String> = ["m.Q4_1.gguf"].map(String::from).to_vec();
         assert_eq!(choose_file(&only, None).unwrap(), "m.Q4_1.gguf");
         let two: Vec<String> = ["m.Q4_1.gguf", "m.Q8_0.gguf"].map(String::from).to_vec();
-        let err = choose_file(&two, None).unwrap_err();
+        let err = choose_file(&two, None).unwrap_err().to_string();
         assert!(
             err.contains("m.Q4_1.gguf") && err.contains("m.Q8_0.gguf"),
             "{err}"

@@ -1,5 +1,5 @@
-//! Checks before a worker is spawned (SPEC section 5 step 6): enough RAM, the backend
-//! present, enough VRAM for GPU backends, and a model file the worker can serve.
+//! Checks before a worker is spawned: enough RAM, the backend present, enough VRAM for GPU
+//! backends, and a model file the worker can serve.
 
 use std::path::{Path, PathBuf};
 
@@ -118,10 +118,10 @@ impl Preflight {
             .output()
             .await
             .map_err(|e| {
-                HiveError::Internal(format!(
-                    "cannot run the worker binary {}: {e}",
-                    self.worker_bin.display()
-                ))
+                HiveError::io(
+                    format!("cannot run the worker binary {}", self.worker_bin.display()),
+                    e,
+                )
             })?;
         if out.status.success() {
             return serde_json::from_slice(&out.stdout).map_err(|e| {

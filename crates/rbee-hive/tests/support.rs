@@ -2,7 +2,6 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 pub use rbee_testkit::{
@@ -102,17 +101,11 @@ impl Hive {
         .args(&opts.extra)
         .env_remove("HF_TOKEN")
         .env_remove("HF_ENDPOINT")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .env("RUST_LOG", "info");
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("hive starts");
-        let log = Log::capture(child.stderr.take().unwrap());
-        let url = rbee_testkit::ready_url(&mut child, &log).await;
+        let rbee_testkit::Started { child, log, url } = rbee_testkit::start_daemon(&mut cmd).await;
         Self {
             child,
             url,

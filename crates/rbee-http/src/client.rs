@@ -27,17 +27,19 @@ pub async fn envelope_of(resp: reqwest::Response) -> ErrorEnvelope {
 /// The frames of an event-stream response, ending before `[DONE]`. A broken connection is
 /// an `Err` item; a stream that ends without `[DONE]` ends with an `Err` too, so a producer
 /// that died is never mistaken for one that finished.
-pub fn frames(resp: reqwest::Response) -> impl Stream<Item = Result<SseFrame, String>> + Send {
-    frames_until_silent(resp, None).map(|r| r.map_err(|e| e.to_string()))
+pub fn frames(resp: reqwest::Response) -> impl Stream<Item = Result<SseFrame, StreamBreak>> + Send {
+    frames_until_silent(resp, None)
 }
 
 /// Why an event stream ended without `[DONE]`.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum StreamBreak {
     #[error("no data for {} s", .0.as_secs_f32())]
     Silent(Duration),
-    #[error("{0}")]
-    Broken(String),
+    #[error("stream broken: {0}")]
+    Broken(#[source] reqwest::Error),
+    #[error("stream ended before [DONE]")]
+    Ended,
 }
 
 /// [`frames`], ending with an `Err` when no byte (not even a keep-alive comment) arrives for
@@ -81,16 +83,10 @@ pub fn frames_until_silent(
                 match next {
                     Some(Ok(chunk)) => pending.extend(decoder.feed(&chunk)),
                     Some(Err(e)) => {
-                        return Some((
-                            Err(StreamBreak::Broken(format!("stream broken: {e}"))),
-                            (body, decoder, pending, true),
-                        ));
+                        return Some((Err(StreamBreak::Broken(e)), (body, decoder, pending, true)));
                     }
                     None => {
-                        return Some((
-                            Err(StreamBreak::Broken("stream ended before [DONE]".to_owned())),
-                            (body, decoder, pending, true),
-                        ));
+                        return Some((Err(StreamBreak::Ended), (body, decoder, pending, true)));
                     }
                 }
             }

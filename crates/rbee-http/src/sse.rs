@@ -47,6 +47,31 @@ pub fn data_stream<T: serde::Serialize + Send + 'static>(rx: mpsc::Receiver<T>) 
         .into_response()
 }
 
+/// A growing log of events: a producer pushes, every reader replays it from the start
+/// ([`replay`]), so a client that connects late still sees each event in order.
+#[derive(Debug)]
+pub struct EventLog<T> {
+    tx: watch::Sender<Vec<T>>,
+}
+
+impl<T> Default for EventLog<T> {
+    fn default() -> Self {
+        Self {
+            tx: watch::channel(Vec::new()).0,
+        }
+    }
+}
+
+impl<T> EventLog<T> {
+    pub fn push(&self, event: T) {
+        self.tx.send_modify(|log| log.push(event));
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Vec<T>> {
+        self.tx.subscribe()
+    }
+}
+
 /// Streams a growing event log: every event so far, then each new one, ending after the
 /// first event `is_final` accepts (or when `stop` resolves). A client that connects late
 /// still sees every event, in order.

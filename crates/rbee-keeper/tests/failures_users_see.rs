@@ -1,4 +1,4 @@
-//! What users see when things go wrong (SPEC section 6): one clear message, the right exit
+//! What users see when things go wrong: one clear message, the right exit
 //! code, never a stack trace or a hang.
 
 use std::time::Duration;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-pub use rbee_testkit::{Log, alive, call, descendants, free_port, model_path, signal, wait_gone};
+pub use rbee_testkit::{alive, call, descendants, free_port, model_path, signal, wait_gone};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -74,18 +74,13 @@ impl User {
     /// Starts a persistent queen with extra flags.
     pub async fn queen_with(&self, extra: &[&str]) -> Queen {
         let port = self.queen_url.rsplit(':').next().unwrap().to_owned();
-        let mut child = Command::new(sibling("queen-rbee"))
-            .args(["daemon", "--port", &port])
-            .args(extra)
-            .env("HOME", self.home.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let log = Log::capture(child.stderr.take().unwrap());
-        rbee_testkit::ready_url(&mut child, &log).await;
+        let rbee_testkit::Started { child, .. } = rbee_testkit::start_daemon(
+            Command::new(sibling("queen-rbee"))
+                .args(["daemon", "--port", &port])
+                .args(extra)
+                .env("HOME", self.home.path()),
+        )
+        .await;
         Queen {
             child,
             url: self.queen_url.clone(),

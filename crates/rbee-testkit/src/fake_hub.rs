@@ -169,60 +169,35 @@ impl Hub {
     }
 }
 
-async fn resolve(
-    State(hub): State<Hub>,
-    method: axum::http::Method,
-    Path((org, repo, _rev, file)): Path<(String, String, String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    let path = format!("/{org}/{repo}/resolve/main/{file}");
-    hub.record(method.as_str(), &path, &headers);
-    let data = {
-        let repos = hub.repos.lock().unwrap();
-        match repos
-            .get(&format!("{org}/{repo}"))
-            .and_then(|r| r.files.get(&file))
-        {
-            Some(d) => d.clone(),
-            None => return (StatusCode::NOT_FOUND, "Entry not found").into_response(),
-        }
-    };
+/// The answer to `HEAD`: the size and hashes, no body.
+fn head(size: u64, meta: [(&'static str, String); 3]) -> Response {
+    let mut resp = Response::new(Body::empty());
+    for (k, v) in meta {
+        resp.headers_mut().insert(k, v.parse().unwrap());
+    }
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, size.into());
+    resp
+}
+
+/// A bounded range, served whole and without faults.
+fn bounded(data: &[u8], start: u64, end: u64) -> Response {
     let size = data.len() as u64;
-    let meta = [
-        ("x-linked-size", size.to_string()),
-        ("x-linked-etag", format!("\"{}\"", sha256_hex(&data))),
-        ("etag", format!("\"{}\"", sha256_hex(&data))),
-    ];
-    if method == axum::http::Method::HEAD {
-        let mut resp = Response::new(Body::empty());
-        for (k, v) in meta {
-            resp.headers_mut().insert(k, v.parse().unwrap());
-        }
-        resp.headers_mut()
-            .insert(header::CONTENT_LENGTH, size.into());
-        return resp;
-    }
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes="))
-        .and_then(|v| v.split_once('-'));
-    let start: u64 = range.and_then(|(a, _)| a.parse().ok()).unwrap_or(0);
-    // A bounded range (`bytes=0-4194303`) reads the start of a file, as a header check does:
-    // served whole, and faults are kept for the transfers.
-    if let Some(end) = range.and_then(|(_, b)| b.parse::<u64>().ok()) {
-        let end = end.min(size.saturating_sub(1));
-        let slice = data[start.min(size) as usize..=end as usize].to_vec();
-        let mut resp = Response::new(Body::from(slice));
-        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-        resp.headers_mut().insert(
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{end}/{size}").parse().unwrap(),
-        );
-        return resp;
-    }
-    let fault = {
-        let mut fault = hub.fault.lock().unwrap();
+    let end = end.min(size.saturating_sub(1));
+    let slice = data[start.min(size) as usize..=end as usize].to_vec();
+    let mut resp = Response::new(Body::from(slice));
+    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    resp.headers_mut().insert(
+        header::CONTENT_RANGE,
+        format!("bytes {start}-{end}/{size}").parse().unwrap(),
+    );
+    resp
+}
+
+impl Hub {
+    /// The fault for this transfer; a reset counts down its remaining times.
+    fn take_fault(&self) -> Fault {
+        let mut fault = self.fault.lock().unwrap();
         let current = *fault;
         if let Fault::ResetAt { byte, times } = current {
             *fault = if times > 1 {
@@ -235,7 +210,12 @@ async fn resolve(
             };
         }
         current
-    };
+    }
+}
+
+/// The file from `start`, chunked, with `fault` applied: a flipped byte, a reset or a crawl.
+fn transfer(data: &[u8], start: u64, fault: Fault) -> Response {
+    let size = data.len() as u64;
     let mut body: Vec<u8> = data[start as usize..].to_vec();
     if fault == Fault::Corrupt && !body.is_empty() {
         let mid = body.len() / 2;
@@ -289,4 +269,46 @@ async fn resolve(
         );
     }
     resp
+}
+
+async fn resolve(
+    State(hub): State<Hub>,
+    method: axum::http::Method,
+    Path((org, repo, _rev, file)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/{org}/{repo}/resolve/main/{file}");
+    hub.record(method.as_str(), &path, &headers);
+    let data = {
+        let repos = hub.repos.lock().unwrap();
+        match repos
+            .get(&format!("{org}/{repo}"))
+            .and_then(|r| r.files.get(&file))
+        {
+            Some(d) => d.clone(),
+            None => return (StatusCode::NOT_FOUND, "Entry not found").into_response(),
+        }
+    };
+    let size = data.len() as u64;
+    let meta = [
+        ("x-linked-size", size.to_string()),
+        ("x-linked-etag", format!("\"{}\"", sha256_hex(&data))),
+        ("etag", format!("\"{}\"", sha256_hex(&data))),
+    ];
+    if method == axum::http::Method::HEAD {
+        return head(size, meta);
+    }
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.split_once('-'));
+    let start: u64 = range.and_then(|(a, _)| a.parse().ok()).unwrap_or(0);
+    // A bounded range (`bytes=0-4194303`) reads the start of a file, as a header check does:
+    // served whole, and faults are kept for the transfers.
+    if let Some(end) = range.and_then(|(_, b)| b.parse::<u64>().ok()) {
+        return bounded(&data, start, end);
+    }
+    let fault = hub.take_fault();
+    transfer(&data, start, fault)
 }

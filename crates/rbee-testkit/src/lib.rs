@@ -178,6 +178,31 @@ pub async fn ready_url(child: &mut tokio::process::Child, log: &Log) -> String {
     ready.ready.url
 }
 
+/// A daemon started by a test, listening.
+pub struct Started {
+    pub child: tokio::process::Child,
+    /// Its stderr.
+    pub log: Log,
+    /// The URL of its ready line.
+    pub url: String,
+}
+
+/// Starts `cmd` with no stdin, its output captured and its process killed on drop, and
+/// waits for its ready line.
+pub async fn start_daemon(cmd: &mut tokio::process::Command) -> Started {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.as_std().get_program()));
+    let log = Log::capture(child.stderr.take().expect("stderr is piped"));
+    let url = ready_url(&mut child, &log).await;
+    Started { child, log, url }
+}
+
 /// Sends a request and returns its status and JSON body (`null` when the body is not JSON).
 pub async fn call(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
     let resp = req.send().await.unwrap();

@@ -44,6 +44,80 @@ struct Block {
     post_ffn_norm: Option<Vec<f32>>,
 }
 
+impl Block {
+    /// Reads block `i`'s tensors as `c`'s architecture lays them out.
+    fn load(t: &mut Tensors, c: &ModelConfig, i: usize) -> Result<Self, LoadError> {
+        let hidden = c.hidden;
+        let name = |what: &str| format!("blk.{i}.{what}");
+        let qkv = if c.fused_qkv {
+            vec![t.matrix(&name("attn_qkv.weight"), hidden)?]
+        } else {
+            ["attn_q", "attn_k", "attn_v"]
+                .iter()
+                .map(|m| t.matrix(&name(&format!("{m}.weight")), hidden))
+                .collect::<Result<_, _>>()?
+        };
+        let rows: usize = qkv.iter().map(|m| m.rows).sum();
+        if rows != c.q_dim() + 2 * c.kv_dim() {
+            return Err(t.unsupported(
+                &name("attn_qkv"),
+                format!("{rows} rows, expected {}", c.q_dim() + 2 * c.kv_dim()),
+            ));
+        }
+        let gate_up = if c.fused_gate_up {
+            vec![t.matrix(&name("ffn_up.weight"), hidden)?]
+        } else {
+            vec![
+                t.matrix(&name("ffn_gate.weight"), hidden)?,
+                t.matrix(&name("ffn_up.weight"), hidden)?,
+            ]
+        };
+        let ff: usize = gate_up.iter().map(|m| m.rows).sum::<usize>() / 2;
+        let qkv_bias = if c.qkv_bias {
+            let mut bias = t.vector(&name("attn_q.bias"), c.q_dim())?;
+            bias.extend(t.vector(&name("attn_k.bias"), c.kv_dim())?);
+            bias.extend(t.vector(&name("attn_v.bias"), c.kv_dim())?);
+            Some(bias)
+        } else {
+            None
+        };
+        let head_norm = |t: &mut Tensors, what: &str| -> Result<_, LoadError> {
+            c.qk_norm
+                .then(|| t.vector(&name(what), c.head_dim))
+                .transpose()
+        };
+        let post = |t: &mut Tensors, what: &str| -> Result<_, LoadError> {
+            c.post_norms
+                .then(|| t.vector(&name(what), hidden))
+                .transpose()
+        };
+        Ok(Self {
+            attn_norm: t.vector(&name("attn_norm.weight"), hidden)?,
+            qkv,
+            qkv_bias,
+            q_norm: head_norm(t, "attn_q_norm.weight")?,
+            k_norm: head_norm(t, "attn_k_norm.weight")?,
+            wo: t.matrix(&name("attn_output.weight"), c.q_dim())?,
+            post_attn_norm: post(t, "post_attention_norm.weight")?,
+            ffn_norm: t.vector(&name("ffn_norm.weight"), hidden)?,
+            gate_up,
+            down: t.matrix(&name("ffn_down.weight"), ff)?,
+            post_ffn_norm: post(t, "post_ffw_norm.weight")?,
+        })
+    }
+
+    /// Bytes of the block's matrices.
+    fn bytes(&self) -> u64 {
+        (self
+            .qkv
+            .iter()
+            .chain(&self.gate_up)
+            .chain([&self.wo, &self.down]))
+        .map(|m| m.bytes() as u64)
+        .sum()
+    }
+}
+
 /// Angles of one kind of layer's rotary embedding.
 struct RopeTable {
     inv_freq: Vec<f32>,
@@ -101,70 +175,9 @@ impl Transformer {
         let mut bytes_loaded = embedding.bytes() as u64;
         let mut blocks = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
-            let name = |what: &str| format!("blk.{i}.{what}");
-            let qkv = if c.fused_qkv {
-                vec![t.matrix(&name("attn_qkv.weight"), hidden)?]
-            } else {
-                ["attn_q", "attn_k", "attn_v"]
-                    .iter()
-                    .map(|m| t.matrix(&name(&format!("{m}.weight")), hidden))
-                    .collect::<Result<_, _>>()?
-            };
-            let rows: usize = qkv.iter().map(|m| m.rows).sum();
-            if rows != c.q_dim() + 2 * c.kv_dim() {
-                return Err(t.unsupported(
-                    &name("attn_qkv"),
-                    format!("{rows} rows, expected {}", c.q_dim() + 2 * c.kv_dim()),
-                ));
-            }
-            let wo = t.matrix(&name("attn_output.weight"), c.q_dim())?;
-            let gate_up = if c.fused_gate_up {
-                vec![t.matrix(&name("ffn_up.weight"), hidden)?]
-            } else {
-                vec![
-                    t.matrix(&name("ffn_gate.weight"), hidden)?,
-                    t.matrix(&name("ffn_up.weight"), hidden)?,
-                ]
-            };
-            let ff: usize = gate_up.iter().map(|m| m.rows).sum::<usize>() / 2;
-            let down = t.matrix(&name("ffn_down.weight"), ff)?;
-            bytes_loaded += (qkv.iter().chain(&gate_up).chain([&wo, &down]))
-                .map(|m| m.bytes() as u64)
-                .sum::<u64>();
-            let qkv_bias = if c.qkv_bias {
-                let mut bias = t.vector(&name("attn_q.bias"), c.q_dim())?;
-                bias.extend(t.vector(&name("attn_k.bias"), c.kv_dim())?);
-                bias.extend(t.vector(&name("attn_v.bias"), c.kv_dim())?);
-                Some(bias)
-            } else {
-                None
-            };
-            let (q_norm, k_norm) = if c.qk_norm {
-                (
-                    Some(t.vector(&name("attn_q_norm.weight"), c.head_dim)?),
-                    Some(t.vector(&name("attn_k_norm.weight"), c.head_dim)?),
-                )
-            } else {
-                (None, None)
-            };
-            let post = |t: &mut Tensors, what: &str| -> Result<_, LoadError> {
-                c.post_norms
-                    .then(|| t.vector(&name(what), hidden))
-                    .transpose()
-            };
-            blocks.push(Block {
-                attn_norm: t.vector(&name("attn_norm.weight"), hidden)?,
-                qkv,
-                qkv_bias,
-                q_norm,
-                k_norm,
-                wo,
-                post_attn_norm: post(&mut t, "post_attention_norm.weight")?,
-                ffn_norm: t.vector(&name("ffn_norm.weight"), hidden)?,
-                gate_up,
-                down,
-                post_ffn_norm: post(&mut t, "post_ffw_norm.weight")?,
-            });
+            let block = Block::load(&mut t, c, i)?;
+            bytes_loaded += block.bytes();
+            blocks.push(block);
             progress(LoadStep {
                 layers_loaded: i + 1,
                 layers_total: c.n_layer,

@@ -1,4 +1,4 @@
-//! The worker's HTTP API (SPEC section 4), one module per resource.
+//! The worker's HTTP API (`docs/api.md`), one module per resource.
 
 mod admin;
 mod inference;

@@ -151,6 +151,66 @@ const END_OF_GENERATION_TEXTS: &[&str] = &[
     "<reponame>",
 ];
 
+/// How text is cut before tokenization: by the file's `tokenizer.ggml.pre` for byte-level
+/// BPE; SentencePiece runs on the whole text (llama.cpp ignores `pre` for it too).
+fn pretokenizer_for(
+    md: &HashMap<String, Value>,
+    family: Family,
+) -> Result<PreTokenizer, TokenizerError> {
+    if family == Family::SentencePiece {
+        return Ok(PreTokenizer::none());
+    }
+    let pre = meta(md, "tokenizer.ggml.pre").and_then(|v| v.to_string().ok());
+    PreTokenizer::for_name(pre.map(String::as_str)).ok_or_else(|| {
+        TokenizerError(format!(
+            "pre-tokenizer `{}` is not supported (supported: {})",
+            pre.map_or("", String::as_str),
+            pretokenizer::SUPPORTED
+        ))
+    })
+}
+
+/// Ranks of the byte-level BPE merges, by the ids of the pair they join.
+fn merge_ranks(
+    md: &mut HashMap<String, Value>,
+    vocab: &Vocab,
+) -> Result<HashMap<(u32, u32), u32>, TokenizerError> {
+    let mut ranks = HashMap::new();
+    for (rank, merge) in take_array(md, "tokenizer.ggml.merges")?
+        .into_iter()
+        .enumerate()
+    {
+        let Value::String(merge) = merge else {
+            return Err(TokenizerError(
+                "`tokenizer.ggml.merges` holds a non-string".into(),
+            ));
+        };
+        let (l, r) = merge
+            .split_once(' ')
+            .ok_or_else(|| TokenizerError(format!("malformed merge `{merge}`")))?;
+        if let (Some(l), Some(r)) = (vocab.id(l), vocab.id(r)) {
+            ranks.entry((l, r)).or_insert(rank as u32);
+        }
+    }
+    Ok(ranks)
+}
+
+/// Control and user-defined tokens, longest text first so the longest match wins.
+fn specials_longest_first(vocab: &Vocab, types: &[TokenType]) -> Vec<u32> {
+    let mut specials: Vec<(usize, u32)> = vocab
+        .iter()
+        .filter(|&(id, t)| {
+            matches!(
+                types[id as usize],
+                TokenType::Control | TokenType::UserDefined
+            ) && !t.is_empty()
+        })
+        .map(|(id, t)| (t.len(), id))
+        .collect();
+    specials.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    specials.into_iter().map(|(_, id)| id).collect()
+}
+
 impl Tokenizer {
     /// Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata. The
     /// vocabulary's arrays (tokens, scores, types, merges) are taken out of `md`: the
@@ -177,32 +237,15 @@ impl Tokenizer {
                 .collect(),
             _ => vec![TokenType::Normal; n],
         };
-        let mut ranks = HashMap::new();
-        let mut scores = Vec::new();
-        match family {
-            Family::ByteLevelBpe => {
-                let merges = take_array(md, "tokenizer.ggml.merges")?;
-                for (rank, merge) in merges.into_iter().enumerate() {
-                    let Value::String(merge) = merge else {
-                        return Err(TokenizerError(
-                            "`tokenizer.ggml.merges` holds a non-string".into(),
-                        ));
-                    };
-                    let (l, r) = merge
-                        .split_once(' ')
-                        .ok_or_else(|| TokenizerError(format!("malformed merge `{merge}`")))?;
-                    if let (Some(l), Some(r)) = (vocab.id(l), vocab.id(r)) {
-                        ranks.entry((l, r)).or_insert(rank as u32);
-                    }
+        let (ranks, scores) = match family {
+            Family::ByteLevelBpe => (merge_ranks(md, &vocab)?, Vec::new()),
+            Family::SentencePiece => match take_numbers(md, "tokenizer.ggml.scores") {
+                Some(s) if s.len() == n => {
+                    (HashMap::new(), s.into_iter().map(|v| v as f32).collect())
                 }
-            }
-            Family::SentencePiece => {
-                scores = match take_numbers(md, "tokenizer.ggml.scores") {
-                    Some(s) if s.len() == n => s.into_iter().map(|v| v as f32).collect(),
-                    _ => return Err(TokenizerError("`tokenizer.ggml.scores` is missing".into())),
-                };
-            }
-        }
+                _ => return Err(TokenizerError("`tokenizer.ggml.scores` is missing".into())),
+            },
+        };
         let check = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
         let bos = check(meta_u32(md, "tokenizer.ggml.bos_token_id"));
         let eos = check(meta_u32(md, "tokenizer.ggml.eos_token_id"));
@@ -219,34 +262,10 @@ impl Tokenizer {
         end_of_generation.sort_unstable();
         end_of_generation.dedup();
 
-        let mut specials: Vec<(usize, u32)> = vocab
-            .iter()
-            .filter(|&(id, t)| {
-                matches!(
-                    types[id as usize],
-                    TokenType::Control | TokenType::UserDefined
-                ) && !t.is_empty()
-            })
-            .map(|(id, t)| (t.len(), id))
-            .collect();
-        specials.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let specials: Vec<u32> = specials.into_iter().map(|(_, id)| id).collect();
+        let specials = specials_longest_first(&vocab, &types);
         let rstrip = strips_after_specials(md, &vocab, &specials);
 
-        let pre = meta(md, "tokenizer.ggml.pre").and_then(|v| v.to_string().ok());
-        let pretokenizer = match family {
-            Family::ByteLevelBpe => {
-                PreTokenizer::for_name(pre.map(String::as_str)).ok_or_else(|| {
-                    TokenizerError(format!(
-                        "pre-tokenizer `{}` is not supported (supported: {})",
-                        pre.map_or("", String::as_str),
-                        pretokenizer::SUPPORTED
-                    ))
-                })?
-            }
-            // SentencePiece runs on the whole text; llama.cpp ignores `pre` for it too.
-            Family::SentencePiece => PreTokenizer::none(),
-        };
+        let pretokenizer = pretokenizer_for(md, family)?;
         let is_spm = family == Family::SentencePiece;
         Ok(Self {
             family,

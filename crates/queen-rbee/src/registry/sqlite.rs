@@ -1,14 +1,15 @@
 //! The registry as a SQLite file (`beehives.db`, table `beehives`).
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use rbee_api::NodeName;
 use rbee_api::queen::{NodeConfig, NodeState, NodeStatus};
-use rusqlite::{Connection, OptionalExtension, params};
+use rbee_store::rusqlite::{self, Connection, OptionalExtension, params};
+use rbee_store::{SqliteFile, unreadable};
 
 use super::{BeehiveRegistry, NodeRecord, RegistryError};
 
+/// `hive_port`'s default is [`DEFAULT_HIVE_PORT`] (checked by a test below).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS beehives (
     node_name           TEXT PRIMARY KEY,
@@ -35,28 +36,14 @@ const COLUMNS: &str = "node_name, ssh_host, ssh_port, ssh_user, ssh_key_path, gi
 
 #[derive(Debug)]
 pub struct SqliteRegistry {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    file: SqliteFile,
 }
 
 impl SqliteRegistry {
     /// Opens (creating the file and its folders when missing) the registry at `path`.
     pub fn open(path: &Path) -> Result<Self, RegistryError> {
-        let fail = |message: String| RegistryError {
-            path: path.display().to_string(),
-            message,
-        };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
-        }
-        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .and_then(|()| conn.execute_batch(SCHEMA))
-            .map_err(|e| fail(e.to_string()))?;
         Ok(Self {
-            path: path.to_owned(),
-            conn: Mutex::new(conn),
+            file: SqliteFile::open(path, SCHEMA)?,
         })
     }
 
@@ -64,14 +51,7 @@ impl SqliteRegistry {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, RegistryError> {
-        let conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&conn).map_err(|e| RegistryError {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        })
+        Ok(self.file.with(f)?)
     }
 }
 
@@ -84,21 +64,12 @@ fn status_of(text: &str) -> NodeStatus {
 }
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
-    let json_err = |i: usize, e: serde_json::Error| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    };
     let backends: String = row.get(11)?;
     let devices: String = row.get(12)?;
     let name: String = row.get(0)?;
     Ok(NodeRecord {
         config: NodeConfig {
-            node_name: name.parse().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?,
+            node_name: name.parse().map_err(|e| unreadable(0, e))?,
             ssh_host: row.get(1)?,
             ssh_port: row.get(2)?,
             ssh_user: row.get(3)?,
@@ -112,8 +83,8 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
             last_connected_unix: row.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
             last_error: row.get(9)?,
             status: status_of(&row.get::<_, String>(10)?),
-            backends: serde_json::from_str(&backends).map_err(|e| json_err(11, e))?,
-            devices: serde_json::from_str(&devices).map_err(|e| json_err(12, e))?,
+            backends: serde_json::from_str(&backends).map_err(|e| unreadable(11, e))?,
+            devices: serde_json::from_str(&devices).map_err(|e| unreadable(12, e))?,
         },
         hive_api_key: row.get(14)?,
     })
@@ -181,5 +152,19 @@ impl BeehiveRegistry for SqliteRegistry {
             let rows = stmt.query_map([], row_to_record)?;
             rows.collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rbee_api::queen::DEFAULT_HIVE_PORT;
+
+    use super::*;
+
+    #[test]
+    fn the_schema_defaults_the_hive_port_to_the_api_default() {
+        assert!(SCHEMA.contains(&format!(
+            "hive_port           INTEGER NOT NULL DEFAULT {DEFAULT_HIVE_PORT}"
+        )));
     }
 }

@@ -1,4 +1,4 @@
-//! The queen's HTTP API (SPEC section 4), one module per resource.
+//! The queen's HTTP API (`docs/api.md`), one module per resource.
 
 mod beehives;
 mod logs;

@@ -68,7 +68,7 @@ pub(super) async fn tokens(
                     ),
                 });
             }
-            Some(Err(broken @ StreamBreak::Broken(_))) => {
+            Some(Err(broken @ (StreamBreak::Broken(_) | StreamBreak::Ended))) => {
                 return Err(QueenError::Remote(
                     ErrorEnvelope::new(
                         ErrorCode::WorkerCrashed,

@@ -38,20 +38,7 @@ pub(super) async fn acquire(
         return Ok(client(idle));
     }
     if let Some(busy) = mine.iter().find(|w| w.state == WorkerState::Busy) {
-        return Err(QueenError::Remote(
-            ErrorEnvelope::new(
-                ErrorCode::AllSlotsBusy,
-                format!(
-                    "worker {} on {} is busy with another request",
-                    busy.id, hive.node
-                ),
-            )
-            .with_details(json!({
-                "worker_id": busy.id,
-                "slots_total": busy.slots_total,
-                "slots_busy": busy.slots_total - busy.slots_available,
-            })),
-        ));
+        return Err(all_slots_busy(busy, hive));
     }
     if let Some(loading) = mine.iter().find(|w| w.state == WorkerState::Loading) {
         events
@@ -64,6 +51,36 @@ pub(super) async fn acquire(
         loading::wait(state, &hive.node, &loading.id, &worker, events, cancel).await?;
         return Ok(worker);
     }
+    spawn(state, hive, req, events, cancel).await
+}
+
+/// The refusal when the model's worker on `hive` has no free slot.
+fn all_slots_busy(busy: &WorkerInfo, hive: &HiveClient) -> QueenError {
+    QueenError::Remote(
+        ErrorEnvelope::new(
+            ErrorCode::AllSlotsBusy,
+            format!(
+                "worker {} on {} is busy with another request",
+                busy.id, hive.node
+            ),
+        )
+        .with_details(json!({
+            "worker_id": busy.id,
+            "slots_total": busy.slots_total,
+            "slots_busy": busy.slots_total - busy.slots_available,
+        })),
+    )
+}
+
+/// Downloads the model if the node lacks it, spawns a worker and waits until it is ready.
+async fn spawn(
+    state: &AppState,
+    hive: &HiveClient,
+    req: &TaskRequest,
+    events: &Events,
+    cancel: &CancellationToken,
+) -> Result<WorkerClient, QueenError> {
+    let model = &req.model;
     download::provision(hive, model, events, cancel).await?;
     events
         .say(

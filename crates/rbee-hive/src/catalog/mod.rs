@@ -1,7 +1,8 @@
 //! The model catalog: which models this node has, where, and how big.
 //!
-//! Behind a small trait so the SQLite file (`models.db`, schema of SPEC section 2) and an
-//! in-memory twin used by unit tests answer the same shared test suite.
+//! Behind a small trait so the SQLite file (`models.db`: one row per model, keyed by the
+//! reference's text) and an in-memory twin used by unit tests answer the same shared test
+//! suite.
 
 mod memory;
 mod sqlite;
@@ -13,8 +14,8 @@ pub use sqlite::SqliteCatalog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("model catalog {path}: {message}")]
-    Storage { path: String, message: String },
+    #[error("model catalog")]
+    Storage(#[from] rbee_store::StoreError),
 }
 
 pub trait ModelCatalog: Send + Sync {
@@ -124,6 +125,7 @@ mod tests {
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "x").unwrap();
         let err = SqliteCatalog::open(&blocker.join("models.db")).unwrap_err();
-        assert!(err.to_string().contains("models.db"), "{err}");
+        let message = rbee_http::error::with_causes(&err);
+        assert!(message.contains("models.db"), "{message}");
     }
 }

@@ -1,11 +1,11 @@
 //! The catalog as a SQLite file (`models.db`, table `models`).
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use rbee_api::ModelRef;
 use rbee_api::hive::ModelEntry;
-use rusqlite::{Connection, OptionalExtension, params};
+use rbee_store::rusqlite::{self, Connection, OptionalExtension, params};
+use rbee_store::{SqliteFile, unreadable};
 
 use super::{CatalogError, ModelCatalog};
 
@@ -23,28 +23,14 @@ CREATE TABLE IF NOT EXISTS models (
 
 #[derive(Debug)]
 pub struct SqliteCatalog {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    file: SqliteFile,
 }
 
 impl SqliteCatalog {
     /// Opens (creating the file and its folders when missing) the catalog at `path`.
     pub fn open(path: &Path) -> Result<Self, CatalogError> {
-        let fail = |message: String| CatalogError::Storage {
-            path: path.display().to_string(),
-            message,
-        };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
-        }
-        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .and_then(|()| conn.execute_batch(SCHEMA))
-            .map_err(|e| fail(e.to_string()))?;
         Ok(Self {
-            path: path.to_owned(),
-            conn: Mutex::new(conn),
+            file: SqliteFile::open(path, SCHEMA)?,
         })
     }
 
@@ -52,22 +38,13 @@ impl SqliteCatalog {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, CatalogError> {
-        let conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&conn).map_err(|e| CatalogError::Storage {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        })
+        Ok(self.file.with(f)?)
     }
 }
 
 fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<ModelEntry> {
     let text: String = row.get(2)?;
-    let reference: ModelRef = text.parse().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+    let reference: ModelRef = text.parse().map_err(|e| unreadable(2, e))?;
     Ok(ModelEntry {
         id: row.get(0)?,
         provider: reference.provider(),

@@ -2,12 +2,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use rbee_api::ShuttingDown;
 
 use crate::state::AppState;
 
-pub async fn shutdown(State(state): State<AppState>) -> Json<Value> {
+pub async fn shutdown(State(state): State<AppState>) -> Json<ShuttingDown> {
     state.logs.hive("shutdown requested over HTTP");
     state.shutdown.cancel();
-    Json(json!({"status": "shutting_down"}))
+    Json(ShuttingDown::NOW)
 }

@@ -1,4 +1,4 @@
-//! The hive's HTTP API (SPEC section 4), one module per resource.
+//! The hive's HTTP API (`docs/api.md`), one module per resource.
 
 mod admin;
 mod logs;

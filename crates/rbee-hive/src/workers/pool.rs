@@ -38,7 +38,22 @@ const PORT_RANGE: u16 = 1000;
 /// How long a worker may take to listen (it checks its model file first).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Passed to the worker process it reads.
+/// Why a spawned worker did not come up.
+#[derive(Debug, thiserror::Error)]
+enum StartFailure {
+    #[error("its standard output is not a pipe")]
+    NoPipe,
+    #[error("its ready line names no port: {0}")]
+    NoPort(String),
+    #[error("no ready line (it said: {said})")]
+    NotReady {
+        said: String,
+        #[source]
+        source: rbee_http::daemon::NotReady,
+    },
+}
+
+/// What a new worker is started with.
 struct Spawn<'a> {
     id: &'a WorkerId,
     key: &'a str,
@@ -155,12 +170,12 @@ impl WorkerPool {
         }
         let url = match self.await_listening(&mut child, &source).await {
             Ok(url) => url,
-            Err(reason) => {
+            Err(failure) => {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
                 return Err(HiveError::WorkerStart {
                     bin: bin.clone(),
-                    reason,
+                    reason: rbee_http::error::with_causes(&failure),
                 });
             }
         };
@@ -190,11 +205,8 @@ impl WorkerPool {
         &self,
         child: &mut Child,
         source: &LogSource,
-    ) -> Result<String, String> {
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or("its standard output is not a pipe")?;
+    ) -> Result<String, StartFailure> {
+        let stdout = child.stdout.take().ok_or(StartFailure::NoPipe)?;
         match rbee_http::daemon::await_ready(stdout, START_TIMEOUT).await {
             Ok((ready, rest)) => {
                 let logs = self.logs.clone();
@@ -203,14 +215,16 @@ impl WorkerPool {
                 let port = reqwest::Url::parse(&ready.url)
                     .ok()
                     .and_then(|u| u.port())
-                    .ok_or_else(|| format!("its ready line names no port: {}", ready.url))?;
+                    .ok_or(StartFailure::NoPort(ready.url))?;
                 Ok(format!("http://{}:{port}", self.config.public_host))
             }
-            Err(e) => {
+            Err(source_error) => {
                 // Give its last words a moment to reach the log.
                 let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
-                let said = self.logs.last_line(source).unwrap_or_default();
-                Err(format!("{e}; it said: {said}"))
+                Err(StartFailure::NotReady {
+                    said: self.logs.last_line(source).unwrap_or_default(),
+                    source: source_error,
+                })
             }
         }
     }
@@ -379,20 +393,17 @@ impl WorkerPool {
         &self,
         info: &WorkerInfo,
         timeout: Duration,
-    ) -> Result<ReadyResponse, String> {
+    ) -> reqwest::Result<ReadyResponse> {
         let url = format!("{}{}", info.url, worker_routes::READY);
-        let resp = self
-            .http
+        self.http
             .get(&url)
             .bearer_auth(&info.api_key)
             .timeout(timeout)
             .send()
+            .await?
+            .error_for_status()?
+            .json()
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", resp.status()));
-        }
-        resp.json().await.map_err(|e| format!("GET {url}: {e}"))
     }
 
     /// Asks a worker to stop, waits up to the grace period, then kills it; removes it.

@@ -1,4 +1,4 @@
-//! The in-memory worker registry (SPEC section 2): lost on restart by design, since the
+//! The in-memory worker registry: lost on restart by design, since the
 //! workers die with their hive.
 
 use std::collections::BTreeMap;

@@ -6,8 +6,8 @@ use futures::StreamExt;
 use rbee_api::queen::{TaskEvent, TaskRequest};
 use rbee_api::routes::queen as paths;
 use rbee_api::sse::SseEvent;
-use rbee_api::worker::ChatMessage;
-use rbee_api::{ErrorCode, JobId, ModelRef, NodeName, TaskId};
+use rbee_api::worker::{ChatMessage, EndEvent};
+use rbee_api::{ErrorBody, ErrorCode, JobId, ModelRef, NodeName, TaskId};
 use reqwest::Method;
 
 use crate::cli::InferArgs;
@@ -154,30 +154,39 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
                 text.push_str(&t.t);
                 output::token(&t.t);
             }
-            TaskEvent::End(end) => {
-                if !text.ends_with('\n') {
-                    println!();
-                }
-                eprintln!(
-                    "[{} tokens in {:.1} s, {:.1} tok/s, stop: {}]",
-                    end.tokens_out,
-                    end.duration_ms as f64 / 1000.0,
-                    end.decode_tokens_per_sec,
-                    end.stop_reason.as_str()
-                );
-            }
+            TaskEvent::End(end) => summary(&end, &text),
             TaskEvent::Error(e) => {
                 bars.clear();
-                return match e.error.code {
-                    ErrorCode::AllSlotsBusy => Ok(Outcome::Busy(e.error.message)),
-                    ErrorCode::WorkerCrashed | ErrorCode::ConnectionTimeout if tokens > 0 => {
-                        Err(crashed(&text, tokens, &e.error.message))
-                    }
-                    ErrorCode::InvalidApiKey => Err(KeeperError::Auth(None)),
-                    _ => Err(fail(format!("{} ({})", e.error.message, e.error.code))),
-                };
+                return refused(e.error, &text, tokens);
             }
         }
+    }
+}
+
+/// The closing line: how many tokens, how fast, and why generation stopped.
+fn summary(end: &EndEvent, text: &str) {
+    if !text.ends_with('\n') {
+        println!();
+    }
+    eprintln!(
+        "[{} tokens in {:.1} s, {:.1} tok/s, stop: {}]",
+        end.tokens_out,
+        end.duration_ms as f64 / 1000.0,
+        end.decode_tokens_per_sec,
+        end.stop_reason.as_str()
+    );
+}
+
+/// What the keeper makes of an error event: a busy worker is retried elsewhere, a crash keeps
+/// the partial answer, everything else is one readable line.
+fn refused(error: ErrorBody, text: &str, tokens: usize) -> Result<Outcome> {
+    match error.code {
+        ErrorCode::AllSlotsBusy => Ok(Outcome::Busy(error.message)),
+        ErrorCode::WorkerCrashed | ErrorCode::ConnectionTimeout if tokens > 0 => {
+            Err(crashed(text, tokens, &error.message))
+        }
+        ErrorCode::InvalidApiKey => Err(KeeperError::Auth(None)),
+        _ => Err(fail(format!("{} ({})", error.message, error.code))),
     }
 }
 

@@ -43,7 +43,8 @@ pub struct Args {
         long,
         env = "RBEE_WORKER_API_KEY",
         hide_env_values = true,
-        required_unless_present = "check"
+        required_unless_present = "check",
+        value_parser = rbee_http::auth::parse_key
     )]
     pub api_key: Option<String>,
 

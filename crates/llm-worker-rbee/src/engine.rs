@@ -105,49 +105,29 @@ impl Engine {
     /// Validates `req` against this model and tokenizes its prompt.
     pub fn prepare(&self, req: &InferenceRequest) -> Result<Job, WorkerError> {
         let invalid = |msg: String| WorkerError::InvalidRequest(msg, serde_json::Value::Null);
-        if req.stream == Some(false) {
-            return Err(invalid(
-                "only streaming responses are supported (`stream: true`)".into(),
-            ));
-        }
+        req.check().map_err(invalid)?;
         let text = match (&req.prompt, &req.messages) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "send either `prompt` or `messages`, not both".into(),
-                ));
-            }
-            (None, None) => return Err(invalid("`prompt` or `messages` is required".into())),
-            (Some(p), None) if p.is_empty() => return Err(invalid("`prompt` is empty".into())),
-            (Some(p), None) => p.clone(),
-            (None, Some(m)) if m.is_empty() => return Err(invalid("`messages` is empty".into())),
+            (Some(p), _) => p.clone(),
             (None, Some(m)) => self
                 .template
                 .as_ref()
                 .map_err(|e| invalid(e.to_string()))?
                 .render(m)
                 .map_err(|e| invalid(e.to_string()))?,
+            (None, None) => return Err(invalid("`prompt` or `messages` is required".into())),
         };
         let ctx = self.info.context_length;
         let max_tokens = req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS.min(ctx));
-        if max_tokens == 0 {
-            return Err(invalid("`max_tokens` must be at least 1".into()));
-        }
         if max_tokens > ctx {
             return Err(WorkerError::InvalidRequest(
                 format!("`max_tokens` {max_tokens} exceeds the model's context of {ctx} tokens"),
                 json!({"max_tokens": max_tokens, "context_length": ctx}),
             ));
         }
-        let temperature = req.temperature.unwrap_or(0.7);
-        if !(0.0..=100.0).contains(&temperature) {
-            return Err(invalid(format!(
-                "`temperature` must be between 0 and 100, got {temperature}"
-            )));
-        }
+        let temperature = req
+            .temperature
+            .unwrap_or(InferenceRequest::DEFAULT_TEMPERATURE);
         let top_p = req.top_p.unwrap_or(1.0);
-        if !(top_p > 0.0 && top_p <= 1.0) {
-            return Err(invalid(format!("`top_p` must be in (0, 1], got {top_p}")));
-        }
         let prompt_tokens = self.tokenizer.encode(&text);
         if prompt_tokens.is_empty() {
             return Err(invalid("the prompt has no tokens".into()));
@@ -183,14 +163,14 @@ impl Engine {
     }
 
     /// Generates for `job`, sending token and narration events to `emit`; returns the `end`
-    /// event (the caller sends it once the slot is free). A model error is sent as an
-    /// `error` event.
+    /// event and, when the model failed part-way, why (the caller sends the last event once
+    /// the slot is free).
     pub fn generate(
         &self,
         job: &Job,
         cancel: &CancellationToken,
         mut emit: impl FnMut(InferenceEvent),
-    ) -> EndEvent {
+    ) -> Generated {
         let started = Instant::now();
         emit(narrate(
             "inference_start",
@@ -207,19 +187,12 @@ impl Engine {
             format!("Tokenized prompt: {} tokens", job.prompt_tokens.len()),
         ));
         let mut run = Run::default();
-        let stop_reason = match self.run(job, cancel, &mut emit, &mut run) {
-            Ok(reason) => reason,
+        let (stop_reason, failure) = match self.run(job, cancel, &mut emit, &mut run) {
+            Ok(reason) => (reason, None),
             Err(e) => {
-                tracing::error!(job = %job.job_id, "inference failed: {}", crate::model_file::candle_message(&e));
-                emit(InferenceEvent::Error(ErrorEnvelope::new(
-                    ErrorCode::Internal,
-                    format!(
-                        "inference failed after {} tokens: {}",
-                        run.tokens_out,
-                        crate::model_file::candle_message(&e)
-                    ),
-                )));
-                StopReason::Cancelled
+                let message = crate::model_file::candle_message(&e);
+                tracing::error!(job = %job.job_id, "inference failed: {message}");
+                (StopReason::Cancelled, Some(message))
             }
         };
         let duration = started.elapsed();
@@ -233,15 +206,18 @@ impl Engine {
                 stop_reason.as_str()
             ),
         ));
-        EndEvent {
-            job_id: job.job_id.clone(),
-            tokens_out: run.tokens_out,
-            duration_ms: duration.as_millis() as u64,
-            stop_reason,
-            tokens_in: job.prompt_tokens.len(),
-            prompt_ms: run.prompt_time.as_millis() as u64,
-            prompt_tokens_per_sec: rate(job.prompt_tokens.len(), run.prompt_time),
-            decode_tokens_per_sec: decode_tps,
+        Generated {
+            end: EndEvent {
+                job_id: job.job_id.clone(),
+                tokens_out: run.tokens_out,
+                duration_ms: duration.as_millis() as u64,
+                stop_reason,
+                tokens_in: job.prompt_tokens.len(),
+                prompt_ms: run.prompt_time.as_millis() as u64,
+                prompt_tokens_per_sec: rate(job.prompt_tokens.len(), run.prompt_time),
+                decode_tokens_per_sec: decode_tps,
+            },
+            failure,
         }
     }
 
@@ -369,6 +345,37 @@ impl Model {
             (Self::Candle(m, _), Cache::Candle(c)) => m.forward(tokens, c),
             _ => candle_core::bail!("cache made by another model"),
         }
+    }
+}
+
+/// What a generation came to: its figures, and the model's error if it failed part-way.
+pub struct Generated {
+    pub end: EndEvent,
+    pub failure: Option<String>,
+}
+
+impl Generated {
+    /// The stream's last event: `end`, or the error that cut the answer short — a model
+    /// failure, or the worker stopping (its hive went away, or it was shut down) while the
+    /// client still waited, which is never a success.
+    pub fn outcome(self, stopping: bool) -> Result<EndEvent, ErrorEnvelope> {
+        let tokens = self.end.tokens_out;
+        if let Some(message) = self.failure {
+            return Err(ErrorEnvelope::new(
+                ErrorCode::Internal,
+                format!("inference failed after {tokens} tokens: {message}"),
+            ));
+        }
+        if stopping && self.end.stop_reason == StopReason::Cancelled {
+            return Err(ErrorEnvelope::new(
+                    ErrorCode::WorkerStopped,
+                    format!(
+                        "the worker was stopped after {tokens} tokens (its hive went away or shut it down)"
+                    ),
+                )
+                .with_details(serde_json::json!({ "tokens_out": tokens })));
+        }
+        Ok(self.end)
     }
 }
 

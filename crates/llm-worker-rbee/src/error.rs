@@ -19,13 +19,13 @@ pub enum WorkerError {
     JobNotFound(String),
     #[error("a job named `{0}` is already running")]
     JobExists(rbee_api::JobId),
-    #[error("{0}")]
-    Internal(String),
+    #[error("the tokenizer task stopped")]
+    Tokenizer(#[from] tokio::task::JoinError),
 }
 
 impl WorkerError {
     pub fn envelope(&self) -> ErrorEnvelope {
-        let message = self.to_string();
+        let message = rbee_http::error::with_causes(self);
         match self {
             Self::InvalidRequest(_, details) => {
                 ErrorEnvelope::new(ErrorCode::InvalidRequest, message).with_details(details.clone())
@@ -39,7 +39,7 @@ impl WorkerError {
             }
             Self::JobNotFound(_) => ErrorEnvelope::new(ErrorCode::JobNotFound, message),
             Self::JobExists(_) => ErrorEnvelope::new(ErrorCode::InvalidRequest, message),
-            Self::Internal(_) => ErrorEnvelope::new(ErrorCode::Internal, message),
+            Self::Tokenizer(_) => ErrorEnvelope::new(ErrorCode::Internal, message),
         }
     }
 }

@@ -17,8 +17,9 @@ pub enum ModelFileError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("model file {path} is not a GGUF file (it starts with {magic:?}, expected \"GGUF\")")]
-    NotGguf { path: PathBuf, magic: String },
+    /// The file's own bytes are never part of the message: the hive passes it to clients.
+    #[error("model file {path} is not a GGUF file (it does not start with \"GGUF\")")]
+    NotGguf { path: PathBuf },
     #[error("model file {path} has a corrupt or truncated GGUF header: {reason}")]
     BadHeader { path: PathBuf, reason: String },
     #[error(

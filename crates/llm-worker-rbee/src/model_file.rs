@@ -68,7 +68,6 @@ impl ModelFile {
         if &magic[..read] != b"GGUF" {
             return Err(ModelFileError::NotGguf {
                 path: path.to_owned(),
-                magic: String::from_utf8_lossy(&magic[..read]).into_owned(),
             });
         }
         reader.rewind().map_err(io)?;

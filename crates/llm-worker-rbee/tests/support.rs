@@ -117,7 +117,8 @@ pub fn spawn(model: &Path, extra: &[&str]) -> Child {
         .args(["--port", "0", "--host", "127.0.0.1", "--api-key", KEY])
         .args(extra)
         .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
+        // Held by the test (a parent's lifeline for `--watch-stdin`).
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -159,6 +160,14 @@ impl Completion {
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no end event in {:?}", self.events))
+    }
+
+    /// The stream's `error` event, if it ended with one.
+    pub fn error(&self) -> Option<&rbee_api::ErrorBody> {
+        self.events.iter().find_map(|e| match e {
+            InferenceEvent::Error(e) => Some(&e.error),
+            _ => None,
+        })
     }
 }
 

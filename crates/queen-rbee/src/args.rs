@@ -33,7 +33,7 @@ pub struct DaemonArgs {
     pub host: IpAddr,
 
     /// Bearer key clients must send (required when not listening on loopback).
-    #[arg(long, env = "RBEE_QUEEN_API_KEY", hide_env_values = true)]
+    #[arg(long, env = "RBEE_QUEEN_API_KEY", hide_env_values = true, value_parser = rbee_http::auth::parse_key)]
     pub api_key: Option<String>,
 
     /// Node registry database (default: <data dir>/beehives.db). Created when missing.
@@ -53,7 +53,12 @@ pub struct DaemonArgs {
     pub hive_bin: Option<PathBuf>,
 
     /// Extra arguments for the local hive, e.g. "--idle-timeout 1m" (split on spaces).
-    #[arg(long, env = "RBEE_QUEEN_LOCAL_HIVE_ARGS", default_value = "")]
+    #[arg(
+        long,
+        env = "RBEE_QUEEN_LOCAL_HIVE_ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
     pub local_hive_args: String,
 
     /// Where rbee's binaries are on remote nodes (default: <install_path>/target/release).
@@ -64,6 +69,16 @@ pub struct DaemonArgs {
     /// (default: the model `scripts/fetch-model.sh` fetched, when present).
     #[arg(long, env = "RBEE_DEFAULT_MODEL")]
     pub default_model: Option<rbee_api::ModelRef>,
+
+    /// Stop (with every hive) when standard input reaches end of file. `rbee` starts its
+    /// ephemeral queen this way, so the queen never outlives it however `rbee` ends.
+    #[arg(long, env = "RBEE_QUEEN_WATCH_STDIN")]
+    pub watch_stdin: bool,
+
+    /// Tasks that may wait for one busy worker's slots; beyond that a task is refused with
+    /// ALL_SLOTS_BUSY (0: never wait).
+    #[arg(long, env = "RBEE_QUEEN_QUEUE_LIMIT", default_value_t = crate::lanes::DEFAULT_QUEUE_LIMIT)]
+    pub queue_limit: usize,
 
     /// How long a worker may take to load its model.
     #[arg(long, env = "RBEE_QUEEN_LOADING_TIMEOUT", default_value = "5m", value_parser = parse_duration)]

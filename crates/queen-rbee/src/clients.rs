@@ -26,7 +26,17 @@ pub enum CallError {
     /// An answer with an error envelope.
     #[error("{} ({})", .0.error.message, .0.error.code)]
     Refused(ErrorEnvelope),
+    /// Connected, but no answer began before the deadline (a frozen or overloaded peer).
+    #[error("{what}: no answer within {} s", .after.as_secs())]
+    NoAnswer { what: String, after: Duration },
 }
+
+/// How long a streamed answer (tokens, progress, logs) may take to begin.
+const FIRST_BYTE: Duration = Duration::from_secs(5);
+/// Deadlines of calls whose whole answer is awaited.
+const QUICK: Duration = Duration::from_secs(10);
+/// Spawning (which checks the model and memory) and stopping a worker (which waits for it).
+const SLOW: Duration = Duration::from_secs(30);
 
 /// Sends `req`; a successful response, else why not. `what` names the call in messages.
 async fn send(req: reqwest::RequestBuilder, what: String) -> Result<reqwest::Response, CallError> {
@@ -39,6 +49,20 @@ async fn send(req: reqwest::RequestBuilder, what: String) -> Result<reqwest::Res
     } else {
         Err(CallError::Refused(envelope_of(resp).await))
     }
+}
+
+/// Sends `req` for a streamed answer: the response once its headers arrived, at most
+/// [`FIRST_BYTE`] later.
+async fn open_stream(
+    req: reqwest::RequestBuilder,
+    what: String,
+) -> Result<reqwest::Response, CallError> {
+    tokio::time::timeout(FIRST_BYTE, send(req, what.clone()))
+        .await
+        .unwrap_or(Err(CallError::NoAnswer {
+            what,
+            after: FIRST_BYTE,
+        }))
 }
 
 /// Sends `req` and reads its JSON answer.
@@ -69,12 +93,14 @@ impl CallError {
         use crate::error::QueenError;
         match self {
             Self::Refused(envelope) => QueenError::Remote(envelope),
-            unreachable @ Self::Unreachable { .. } => QueenError::ConnectionTimeout {
-                node: hive.node.clone(),
-                url: hive.url.clone(),
-                attempts: 1,
-                reason: unreachable.to_string(),
-            },
+            unreachable @ (Self::Unreachable { .. } | Self::NoAnswer { .. }) => {
+                QueenError::ConnectionTimeout {
+                    node: hive.node.clone(),
+                    url: hive.url.clone(),
+                    attempts: 1,
+                    reason: unreachable.to_string(),
+                }
+            }
         }
     }
 }
@@ -145,18 +171,18 @@ impl HiveClient {
             model_ref: model_ref.clone(),
         };
         let (req, what) = self.post(hive_routes::MODELS_DOWNLOAD, &body);
-        fetch(req, what).await
+        fetch(req.timeout(QUICK), what).await
     }
 
     /// The download progress stream.
     pub async fn download_progress(&self, id: &str) -> Result<reqwest::Response, CallError> {
         let (req, what) = self.get(hive_routes::MODELS_DOWNLOAD_PROGRESS);
-        send(req.query(&[("id", id)]), what).await
+        open_stream(req.query(&[("id", id)]), what).await
     }
 
     pub async fn spawn(&self, body: &SpawnRequest) -> Result<SpawnResponse, CallError> {
         let (req, what) = self.post(hive_routes::WORKERS_SPAWN, body);
-        fetch(req, what).await
+        fetch(req.timeout(SLOW), what).await
     }
 
     pub async fn stop_worker(&self, worker_id: &WorkerId) -> Result<WorkerStopped, CallError> {
@@ -164,19 +190,19 @@ impl HiveClient {
             worker_id: worker_id.clone(),
         };
         let (req, what) = self.post(hive_routes::WORKERS_SHUTDOWN, &body);
-        fetch(req, what).await
+        fetch(req.timeout(SLOW), what).await
     }
 
     pub async fn shutdown(&self) -> Result<ShuttingDown, CallError> {
         let url = format!("{}{}", self.url, hive_routes::ADMIN_SHUTDOWN);
         let req = self.http.post(&url).bearer_auth(&self.key);
-        fetch(req, format!("POST {url}")).await
+        fetch(req.timeout(QUICK), format!("POST {url}")).await
     }
 
     /// The hive's log stream.
     pub async fn logs(&self, follow: bool) -> Result<reqwest::Response, CallError> {
         let (req, what) = self.get(hive_routes::LOGS);
-        send(req.query(&[("follow", follow)]), what).await
+        open_stream(req.query(&[("follow", follow)]), what).await
     }
 }
 
@@ -210,12 +236,12 @@ impl WorkerClient {
 
     pub async fn loading_progress(&self) -> Result<reqwest::Response, CallError> {
         let (req, what) = self.request(reqwest::Method::GET, worker_routes::LOADING_PROGRESS);
-        send(req, what).await
+        open_stream(req, what).await
     }
 
     pub async fn infer(&self, body: &InferenceRequest) -> Result<reqwest::Response, CallError> {
         let (req, what) = self.request(reqwest::Method::POST, worker_routes::INFERENCE);
-        send(req.json(body), what).await
+        open_stream(req.json(body), what).await
     }
 
     pub async fn cancel(&self, job_id: &JobId) -> Result<CancelResponse, CallError> {

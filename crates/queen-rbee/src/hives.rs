@@ -350,20 +350,21 @@ impl Hives {
             "data=\"${{XDG_DATA_HOME:-$HOME/.local/share}}/rbee\"; mkdir -p \"$data\" && cd \"$data\" || exit 1; \
              [ -x {bin} ] || {{ echo 'rbee-hive is not installed at {bin}; run rbee setup install --node {node}'; exit 1; }}; \
              rm -f {ready}; \
-             RBEE_HIVE_API_KEY={key} nohup {bin} daemon --port {port} --public-host {host} > {ready} 2>> {log} < /dev/null & \
+             IFS= read -r key; RBEE_HIVE_API_KEY=\"$key\" nohup {bin} daemon --port {port} --public-host {host} > {ready} 2>> {log} < /dev/null & \
              pid=$!; i=0; while [ $i -lt 100 ]; do \
                [ -s {ready} ] && {{ echo $pid; head -n 1 {ready}; exit 0; }}; \
                kill -0 $pid 2>/dev/null || {{ tail -n 1 {log}; exit 1; }}; \
                sleep 0.1; i=$((i+1)); done; echo 'rbee-hive did not start within 10 s'; exit 1",
             bin = quote(&bin),
             node = c.node_name,
-            key = quote(&record.hive_api_key),
             port = c.hive_port,
             host = quote(&c.ssh_host),
             log = quote(&log),
             ready = quote(&ready),
         );
-        let out = self.ssh.run(c, &script).await?;
+        // The key goes on standard input, never on a command line.
+        let key = format!("{}\n", record.hive_api_key);
+        let out = self.ssh.run_with_input(c, &script, &key).await?;
         let mut lines = out.trim().lines();
         let pid = lines.next().and_then(|l| l.trim().parse().ok());
         let announced = lines

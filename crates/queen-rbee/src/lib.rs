@@ -23,6 +23,7 @@ pub mod args;
 pub mod clients;
 pub mod error;
 pub mod hives;
+pub mod lanes;
 pub mod metrics;
 pub mod narration;
 pub mod placement;
@@ -43,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{Command, DaemonArgs};
 use crate::hives::{HiveSettings, Hives};
+use crate::lanes::Lanes;
 use crate::registry::{BeehiveRegistry, SqliteRegistry};
 use crate::running::RunningTasks;
 use crate::ssh::Ssh;
@@ -104,6 +106,7 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         registry,
         hives,
         tasks: RunningTasks::default(),
+        lanes: Lanes::new(args.queue_limit),
         loading_timeout: args.loading_timeout,
         default_model: args.default_model.clone().or_else(|| {
             rbee_api::model_ref::fetched_model()
@@ -113,6 +116,13 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         shutdown: CancellationToken::new(),
         metrics: Arc::default(),
     });
+    if args.watch_stdin {
+        // Hives get their own grace (workers 15 s) before the queen exits regardless.
+        rbee_http::shutdown::cancel_on_stdin_eof(
+            state.shutdown.clone(),
+            std::time::Duration::from_secs(30),
+        );
+    }
     tracing::info!(
         "queen-rbee {} listening on http://{bound} (registry {})",
         env!("CARGO_PKG_VERSION"),

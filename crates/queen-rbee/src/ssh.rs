@@ -38,7 +38,7 @@ const ALIVE_INTERVAL_S: u32 = 2;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Ssh {
-    /// `ssh <options> user@host -- <remote>` as a command ready to run.
+    /// `ssh <options> -l user -- host <remote>` as a command ready to run.
     pub fn command(&self, node: &NodeConfig, remote: &str) -> Command {
         let mut cmd = Command::new("ssh");
         if let Some(config) = &self.config_file {
@@ -53,8 +53,11 @@ impl Ssh {
         if let Some(key) = &node.ssh_key_path {
             cmd.args(["-i", key, "-o", "IdentitiesOnly=yes"]);
         }
-        cmd.arg(format!("{}@{}", node.ssh_user, node.ssh_host))
+        // The user travels as the value of -l and the host after `--`, so neither can be
+        // read as an option, whatever it holds.
+        cmd.args(["-l", &node.ssh_user])
             .arg("--")
+            .arg(&node.ssh_host)
             .arg(remote)
             .stdin(Stdio::null())
             .kill_on_drop(true);
@@ -63,7 +66,31 @@ impl Ssh {
 
     /// Runs `remote` on `node`; its stdout on success.
     pub async fn run(&self, node: &NodeConfig, remote: &str) -> Result<String, SshError> {
-        let out = tokio::time::timeout(COMMAND_TIMEOUT, self.command(node, remote).output())
+        self.run_with_input(node, remote, "").await
+    }
+
+    /// Runs `remote` on `node` with `input` on its standard input (how secrets travel: never
+    /// on a command line, where `ps` shows them); its stdout on success.
+    pub async fn run_with_input(
+        &self,
+        node: &NodeConfig,
+        remote: &str,
+        input: &str,
+    ) -> Result<String, SshError> {
+        let mut cmd = self.command(node, remote);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let output = async {
+            let mut child = cmd.spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                use tokio::io::AsyncWriteExt;
+                // A remote command that does not read its input closes the pipe early.
+                let _ = stdin.write_all(input.as_bytes()).await;
+            }
+            child.wait_with_output().await
+        };
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, output)
             .await
             .map_err(|_| SshError::Timeout {
                 host: node.ssh_host.clone(),
@@ -103,6 +130,51 @@ pub fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry row written before validation existed (or by hand) must still not run
+    /// anything: ssh reads neither the user nor the host as an option.
+    #[tokio::test]
+    async fn a_hostile_user_or_host_never_becomes_an_ssh_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("pwned");
+        let injected = format!("-oProxyCommand=touch {}", marker.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for (user, host) in [
+            (injected.as_str(), "127.0.0.1"),
+            ("root", injected.as_str()),
+        ] {
+            let node = NodeConfig {
+                node_name: "hostile".parse().unwrap(),
+                ssh_host: host.into(),
+                ssh_port: port,
+                ssh_user: user.into(),
+                ssh_key_path: None,
+                git_repo_url: None,
+                git_branch: "main".into(),
+                install_path: "/opt/rbee".into(),
+                hive_port: 9200,
+            };
+            let args: Vec<_> = Ssh::default()
+                .command(&node, "true")
+                .as_std()
+                .get_args()
+                .map(|a| a.to_owned())
+                .collect();
+            let dashdash = args.iter().position(|a| a == "--").unwrap();
+            assert_eq!(args[dashdash + 1], host, "{args:?}");
+            assert_eq!(
+                args[dashdash - 1],
+                user,
+                "the user is the value of -l: {args:?}"
+            );
+            assert!(Ssh::default().run(&node, "true").await.is_err());
+            assert!(!marker.exists(), "ssh ran the injected ProxyCommand");
+        }
+    }
 
     #[test]
     fn quoting_survives_spaces_and_quotes() {

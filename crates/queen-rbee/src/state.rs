@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::QueenError;
 use crate::hives::Hives;
+use crate::lanes::Lanes;
 use crate::metrics::QueenMetrics;
 use crate::registry::BeehiveRegistry;
 use crate::running::RunningTasks;
@@ -18,6 +19,8 @@ pub struct QueenState {
     pub registry: Arc<dyn BeehiveRegistry>,
     pub hives: Hives,
     pub tasks: RunningTasks,
+    /// Worker starts and slot queues, per model and worker.
+    pub lanes: Lanes,
     pub loading_timeout: Duration,
     /// Listed by `GET /v1/models` whether or not a node has it yet.
     pub default_model: Option<ModelRef>,

@@ -75,3 +75,25 @@ async fn the_local_hive_and_its_workers_exit_when_the_queen_is_killed() {
         wait_gone(p, Duration::from_secs(30)).await;
     }
 }
+
+#[tokio::test]
+async fn a_bad_request_is_refused_before_any_hive_or_worker_starts() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let model = format!("file:{}", rbee_testkit::model_path().display());
+    for bad in [
+        serde_json::json!({"model": model, "prompt": "hi", "temperature": 500}),
+        serde_json::json!({"model": model, "prompt": "hi", "top_p": 0}),
+        serde_json::json!({"model": model, "prompt": "hi", "max_tokens": 0}),
+        serde_json::json!({"model": model, "prompt": ""}),
+        serde_json::json!({"model": model, "messages": []}),
+    ] {
+        let (status, body) = rbee_testkit::call(queen.post("/v2/tasks").json(&bad)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "INVALID_REQUEST", "{body}");
+    }
+    let started = descendants(queen.child.id().unwrap());
+    assert!(
+        started.is_empty(),
+        "nothing starts for a bad request: {started:?}"
+    );
+}

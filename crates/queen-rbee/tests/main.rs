@@ -4,6 +4,7 @@
 
 mod support;
 
+mod fuzz_every_route;
 mod install_over_ssh;
 mod local_tasks;
 mod metrics;

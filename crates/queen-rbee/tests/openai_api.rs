@@ -129,3 +129,124 @@ async fn unsupported_requests_get_an_openai_error_naming_the_field() {
         }
     }
 }
+
+fn long_chat(queen: &Queen, stream: bool) -> reqwest::RequestBuilder {
+    queen.post("/v1/chat/completions").json(&json!({
+        "model": model_id(),
+        "messages": [{"role": "user", "content": "Write a long story about a cat."}],
+        "max_tokens": 3000,
+        "temperature": 0,
+        "stream": stream
+    }))
+}
+
+/// Once the worker generates, kills the hive under it (kill -9).
+async fn kill_the_hive_once_busy(queen: &Queen) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let worker = loop {
+        let (_, list) = call(queen.get("/v2/workers/list")).await;
+        if list["workers"][0]["state"] == "busy" {
+            break list["workers"][0]["pid"].as_u64().unwrap() as u32;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never busy: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let hive = rbee_testkit::descendants(queen.child.id().unwrap())
+        .into_iter()
+        .find(|&pid| pid != worker)
+        .expect("the hive runs below the queen");
+    rbee_testkit::signal(hive, "KILL");
+}
+
+#[tokio::test]
+async fn a_hive_killed_mid_answer_is_a_5xx_never_a_stop() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let pending = tokio::spawn(long_chat(&queen, false).send());
+    kill_the_hive_once_busy(&queen).await;
+    let resp = tokio::time::timeout(Duration::from_secs(30), pending)
+        .await
+        .expect("an answer within 30 s")
+        .unwrap()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "WORKER_STOPPED", "{body}");
+}
+
+#[tokio::test]
+async fn a_hive_killed_mid_stream_ends_the_stream_with_an_error_never_a_stop() {
+    let queen = Queen::start_local(&[], &[]).await;
+    // The response starts with the first token.
+    let resp = long_chat(&queen, true).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    kill_the_hive_once_busy(&queen).await;
+    let body = tokio::time::timeout(Duration::from_secs(30), resp.text())
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    assert!(body.contains("chat.completion.chunk"), "{body}");
+    assert!(!body.contains("\"finish_reason\":\"stop\""), "{body}");
+    assert!(body.contains("WORKER_STOPPED"), "{body}");
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+}
+
+#[tokio::test]
+async fn eight_concurrent_cold_requests_start_one_worker_and_all_are_answered() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let requests = (0..8).map(|n| {
+        queen
+            .post("/v1/chat/completions")
+            .json(&json!({
+                "model": model_id(),
+                "messages": [{"role": "user", "content": format!("Say the number {n}.")}],
+                "max_tokens": 4,
+                "temperature": 0
+            }))
+            .send()
+    });
+    for resp in futures::future::join_all(requests).await {
+        let resp = resp.unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["object"], "chat.completion", "{body}");
+    }
+    let (_, list) = call(queen.get("/v2/workers/list")).await;
+    assert_eq!(list["workers"].as_array().unwrap().len(), 1, "{list}");
+}
+
+#[tokio::test]
+async fn errors_from_routing_and_extractors_are_in_the_envelope_too() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let huge = vec![b'x'; 3 * 1024 * 1024];
+    let cases = [
+        (queen.get("/v2/tasks"), 405, "METHOD_NOT_ALLOWED"),
+        (queen.get("/v2/nowhere"), 404, "UNKNOWN_ENDPOINT"),
+        // Its own connection: the queen closes it without reading the rest of the body.
+        (
+            reqwest::Client::new()
+                .post(format!("{}/v1/chat/completions", queen.url))
+                .body(huge),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+        (queen.get("/v2/workers/health"), 400, "INVALID_REQUEST"),
+        (
+            queen.get("/v2/workers/health?node=a%2Fb%20c"),
+            400,
+            "INVALID_REQUEST",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let (got, body) = call(req).await;
+        assert_eq!(got, status, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+}

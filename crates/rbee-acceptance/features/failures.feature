@@ -5,7 +5,8 @@ Feature: Failures the user sees
   Background:
     Given the nodes "workstation" and "mac" are registered with a running queen
 
-  Scenario: A busy worker is retried after 1, 2 and 4 seconds, then rbee gives up
+  Scenario: A busy worker with a full queue is retried after 1, 2 and 4 seconds, then rbee gives up
+    Given the queen queues at most 0 tasks per worker
     When I start `rbee infer --node workstation --model hf:test/SmolLM2:Q4_1 --max-tokens 3000 --temperature 0 --prompt "Write a long story about a cat."`
     And its first tokens have arrived
     And I run `rbee infer --node workstation --model hf:test/SmolLM2:Q4_1 --max-tokens 4 --prompt hi`
@@ -110,6 +111,15 @@ Feature: Failures the user sees
     When I run `rbee infer --node workstation --model hf:test/SmolLM2:Q4_1 --max-tokens 8 --prompt hi`
     Then it exits with code 0
     And stderr contains "Spawning a worker"
+
+  Scenario: A frozen idle worker fails the request within 10 s
+    Given a worker on "workstation" has answered once
+    And the worker on "workstation" is frozen with SIGSTOP
+    When I run `rbee infer --node workstation --model hf:test/SmolLM2:Q4_1 --max-tokens 4 --prompt hi`
+    Then it exits with code 1
+    And it took less than 10 s
+    And stderr contains "the worker on workstation did not take the request"
+    And stderr contains "no answer within 5 s"
 
   Scenario: The health monitor drops a frozen worker
     Given the hive on "workstation" runs with RBEE_HIVE_HEALTH_INTERVAL=300ms

@@ -45,3 +45,7 @@ Feature: Inference on the compute nodes
     And stdout contains "hf:test/SmolLM2:Q8_0"
     When I press Ctrl+C
     Then it exits with code 130
+
+  Scenario: Eight concurrent cold starts of one model share one worker
+    When I run 8 times at once `rbee infer --node workstation --model hf:test/SmolLM2:Q4_1 --max-tokens 8 --temperature 0 --prompt hi`
+    Then "workstation" runs 1 hive and 1 worker

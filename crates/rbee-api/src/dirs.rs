@@ -26,3 +26,8 @@ pub fn config_dir() -> Option<PathBuf> {
 pub fn cache_dir() -> Option<PathBuf> {
     xdg("XDG_CACHE_HOME", ".cache")
 }
+
+/// Per-user state such as partial answers: `$XDG_STATE_HOME/rbee` or `~/.local/state/rbee`.
+pub fn state_dir() -> Option<PathBuf> {
+    xdg("XDG_STATE_HOME", ".local/state")
+}

@@ -27,6 +27,9 @@ pub enum ErrorCode {
     AllSlotsBusy,
     WorkerNotFound,
     WorkerCrashed,
+    /// The worker was shut down before the answer was complete: its hive (or the queen)
+    /// went away or stopped it.
+    WorkerStopped,
     /// The worker is up but its model is still loading (or failed to load).
     ModelNotReady,
     JobNotFound,
@@ -34,6 +37,10 @@ pub enum ErrorCode {
     DownloadNotFound,
     /// No route answers at this path.
     UnknownEndpoint,
+    /// The path exists, but not for this method.
+    MethodNotAllowed,
+    /// The request body is larger than the server accepts.
+    PayloadTooLarge,
     Cancelled,
     Internal,
 }
@@ -50,13 +57,17 @@ impl ErrorCode {
             | Self::JobNotFound
             | Self::DownloadNotFound
             | Self::UnknownEndpoint => 404,
+            Self::MethodNotAllowed => 405,
             Self::VersionMismatch => 409,
+            Self::PayloadTooLarge => 413,
             Self::InvalidModel
             | Self::InsufficientRam
             | Self::VramExhausted
             | Self::BackendUnavailable => 422,
             Self::Cancelled => 499,
-            Self::SshFailed | Self::DownloadFailed | Self::WorkerCrashed => 502,
+            Self::SshFailed | Self::DownloadFailed | Self::WorkerCrashed | Self::WorkerStopped => {
+                502
+            }
             Self::AllSlotsBusy | Self::ModelNotReady => 503,
             Self::ConnectionTimeout | Self::LoadingTimeout => 504,
             Self::Internal => 500,
@@ -82,10 +93,13 @@ impl ErrorCode {
             Self::AllSlotsBusy => "ALL_SLOTS_BUSY",
             Self::WorkerNotFound => "WORKER_NOT_FOUND",
             Self::WorkerCrashed => "WORKER_CRASHED",
+            Self::WorkerStopped => "WORKER_STOPPED",
             Self::ModelNotReady => "MODEL_NOT_READY",
             Self::JobNotFound => "JOB_NOT_FOUND",
             Self::DownloadNotFound => "DOWNLOAD_NOT_FOUND",
             Self::UnknownEndpoint => "UNKNOWN_ENDPOINT",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::Cancelled => "CANCELLED",
             Self::Internal => "INTERNAL",
         }

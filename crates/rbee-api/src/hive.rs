@@ -52,6 +52,8 @@ pub struct WorkerInfo {
     pub last_activity_unix: u64,
     pub pid: Option<u32>,
     pub failed_health_checks: u32,
+    /// The worker's bearer key: in the hive's own list only; the queen never passes it on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub api_key: String,
     /// Which implementation computes the model, once the worker reports it loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]

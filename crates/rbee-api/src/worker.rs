@@ -209,6 +209,41 @@ pub struct InferenceRequest {
     pub stream: Option<bool>,
 }
 
+impl InferenceRequest {
+    /// The default sampling temperature.
+    pub const DEFAULT_TEMPERATURE: f64 = 0.7;
+
+    /// The checks that need no model — what a queen runs before it starts anything, and a
+    /// worker before it tokenizes: one of `prompt` and `messages`, not empty; streaming;
+    /// `max_tokens` at least 1; `temperature` in 0..=100; `top_p` in (0, 1].
+    pub fn check(&self) -> Result<(), String> {
+        if self.stream == Some(false) {
+            return Err("only streaming responses are supported (`stream: true`)".into());
+        }
+        match (&self.prompt, &self.messages) {
+            (Some(_), Some(_)) => return Err("send either `prompt` or `messages`, not both".into()),
+            (None, None) => return Err("`prompt` or `messages` is required".into()),
+            (Some(p), None) if p.is_empty() => return Err("`prompt` is empty".into()),
+            (None, Some(m)) if m.is_empty() => return Err("`messages` is empty".into()),
+            _ => {}
+        }
+        if self.max_tokens == Some(0) {
+            return Err("`max_tokens` must be at least 1".into());
+        }
+        let temperature = self.temperature.unwrap_or(Self::DEFAULT_TEMPERATURE);
+        if !(0.0..=100.0).contains(&temperature) {
+            return Err(format!(
+                "`temperature` must be between 0 and 100, got {temperature}"
+            ));
+        }
+        let top_p = self.top_p.unwrap_or(1.0);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(format!("`top_p` must be in (0, 1], got {top_p}"));
+        }
+        Ok(())
+    }
+}
+
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -27,7 +27,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct DaemonArgs {
     /// TCP port to listen on (0 picks a free one; the address is logged).
-    #[arg(long, env = "RBEE_HIVE_PORT", default_value_t = 9200)]
+    #[arg(long, env = "RBEE_HIVE_PORT", default_value_t = rbee_api::queen::DEFAULT_HIVE_PORT)]
     pub port: u16,
 
     /// Address to listen on; the queen must reach it.
@@ -35,7 +35,7 @@ pub struct DaemonArgs {
     pub host: IpAddr,
 
     /// Bearer key required on every endpoint but /v1/health.
-    #[arg(long, env = "RBEE_HIVE_API_KEY", hide_env_values = true)]
+    #[arg(long, env = "RBEE_HIVE_API_KEY", hide_env_values = true, value_parser = rbee_http::auth::parse_key)]
     pub api_key: String,
 
     /// Data directory: the catalog `models.db` and downloaded `models/` live here
@@ -68,8 +68,9 @@ pub struct DaemonArgs {
     #[arg(long, env = "RBEE_HIVE_PUBLIC_HOST")]
     pub public_host: Option<String>,
 
-    /// How often each worker's health is checked, e.g. `30s`, `500ms`.
-    #[arg(long, env = "RBEE_HIVE_HEALTH_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    /// How often each worker's health is checked, e.g. `3s`, `500ms`. A worker that fails a
+    /// check is marked unhealthy (no new request goes to it); after 3 in a row it is killed.
+    #[arg(long, env = "RBEE_HIVE_HEALTH_INTERVAL", default_value = "3s", value_parser = parse_duration)]
     pub health_interval: Duration,
 
     /// A worker idle this long is shut down, e.g. `5m`.

@@ -103,7 +103,10 @@ impl Downloads {
     }
 
     /// Starts getting `model_ref` if needed and returns at once.
-    pub fn start(self: &Arc<Self>, model_ref: &ModelRef) -> Result<DownloadStarted, HiveError> {
+    pub async fn start(
+        self: &Arc<Self>,
+        model_ref: &ModelRef,
+    ) -> Result<DownloadStarted, HiveError> {
         let id = model_ref.canonical();
         if let Some(entry) = self.catalogued(model_ref)? {
             return Ok(DownloadStarted {
@@ -113,7 +116,7 @@ impl Downloads {
             });
         }
         if let ModelRef::File(_) = model_ref {
-            let entry = self.register_file(model_ref)?;
+            let entry = self.register_file(model_ref).await?;
             return Ok(DownloadStarted {
                 download_id: id,
                 state: DownloadState::Present,
@@ -134,7 +137,7 @@ impl Downloads {
             return Ok(entry);
         }
         if let ModelRef::File(_) = model_ref {
-            return self.register_file(model_ref);
+            return self.register_file(model_ref).await;
         }
         let job = self.job(model_ref);
         let mut outcome = job.outcome.subscribe();
@@ -203,7 +206,9 @@ impl Downloads {
         job
     }
 
-    fn register_file(&self, model_ref: &ModelRef) -> Result<ModelEntry, HiveError> {
+    /// Catalogs a local file, once the worker binary has read its header as it will when it
+    /// loads it: a file that fails the check is never registered.
+    async fn register_file(&self, model_ref: &ModelRef) -> Result<ModelEntry, HiveError> {
         let ModelRef::File(path) = model_ref else {
             return Err(HiveError::Internal("not a file reference".into()));
         };
@@ -216,6 +221,7 @@ impl Downloads {
                 path.display()
             )));
         }
+        self.preflight.check_file(path, false).await?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -63,6 +63,9 @@ pub enum HiveError {
         #[source]
         source: Arc<std::io::Error>,
     },
+    /// `llm-worker-rbee --check` succeeded but its report did not parse.
+    #[error("unreadable answer from `llm-worker-rbee --check`")]
+    CheckReport(#[source] Arc<serde_json::Error>),
     #[error("{0}")]
     Internal(String),
 }
@@ -94,9 +97,11 @@ impl HiveError {
             Self::DownloadNotFound(_) => ErrorCode::DownloadNotFound,
             Self::WorkerNotFound(_) => ErrorCode::WorkerNotFound,
             Self::InvalidWorkerKey(_) => ErrorCode::InvalidApiKey,
-            Self::WorkerStart { .. } | Self::Catalog(_) | Self::Io { .. } | Self::Internal(_) => {
-                ErrorCode::Internal
-            }
+            Self::WorkerStart { .. }
+            | Self::Catalog(_)
+            | Self::Io { .. }
+            | Self::CheckReport(_)
+            | Self::Internal(_) => ErrorCode::Internal,
         }
     }
 

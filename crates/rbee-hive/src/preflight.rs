@@ -2,6 +2,7 @@
 //! backends, and a model file the worker can serve.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rbee_api::Backend;
 use rbee_api::hive::ModelEntry;
@@ -124,11 +125,8 @@ impl Preflight {
                 )
             })?;
         if out.status.success() {
-            return serde_json::from_slice(&out.stdout).map_err(|e| {
-                HiveError::Internal(format!(
-                    "unreadable answer from `llm-worker-rbee --check`: {e}"
-                ))
-            });
+            return serde_json::from_slice(&out.stdout)
+                .map_err(|e| HiveError::CheckReport(Arc::new(e)));
         }
         let reason = String::from_utf8_lossy(&out.stderr);
         let reason = reason

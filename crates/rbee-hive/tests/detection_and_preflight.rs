@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::support::{Hive, HiveOptions, hive_bin, model_path};
+use crate::support::{Hive, HiveOptions, call, hive_bin, model_path};
 
 /// A directory holding a fake `nvidia-smi` that reports GPUs with the given free MB.
 fn fake_gpus(dir: &Path, free_mb: &[u64]) -> String {
@@ -135,6 +135,43 @@ async fn a_file_that_is_not_gguf_is_refused_before_any_spawn() {
             .unwrap()
             .contains("not a GGUF file")
     );
+    assert!(hive.workers().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_file_that_fails_its_check_is_never_catalogued_nor_echoed() {
+    let data = tempfile::tempdir().unwrap();
+    let empty = data.path().join("empty.gguf");
+    std::fs::write(&empty, "").unwrap();
+    let secret = data.path().join("secret.gguf");
+    std::fs::write(&secret, "root:SECRET-HASH:0:0").unwrap();
+    let truncated = data.path().join("truncated.gguf");
+    let model = std::fs::read(model_path()).unwrap();
+    std::fs::write(&truncated, &model[..model.len() / 2]).unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path())).await;
+    for file in [
+        "/etc/passwd".as_ref(),
+        empty.as_path(),
+        secret.as_path(),
+        truncated.as_path(),
+    ] {
+        let model_ref = format!("file:{}", file.display());
+        for (route, what) in [
+            ("/v1/models/download", "register"),
+            ("/v1/workers/spawn", "spawn"),
+        ] {
+            let (status, body) =
+                call(hive.post(route).json(&json!({"model_ref": model_ref}))).await;
+            assert_eq!(status, 422, "{what} {model_ref}: {body}");
+            assert_eq!(body["error"]["code"], "INVALID_MODEL", "{body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(
+                !message.contains("root") && !message.contains("SECRET"),
+                "{message}"
+            );
+        }
+    }
+    assert!(hive.models().await.is_empty(), "{:?}", hive.models().await);
     assert!(hive.workers().await.is_empty());
 }
 

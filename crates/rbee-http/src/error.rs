@@ -1,7 +1,10 @@
 //! The one place where an error envelope becomes an HTTP response.
 
 use axum::Json;
+use axum::extract::Request;
 use axum::http::StatusCode;
+use axum::http::header::{ALLOW, CONTENT_TYPE};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rbee_api::{ErrorCode, ErrorEnvelope};
 
@@ -39,6 +42,51 @@ pub async fn unknown_endpoint(uri: axum::http::Uri) -> ApiError {
         ErrorCode::UnknownEndpoint,
         format!("no such endpoint: {}", uri.path()),
     )
+}
+
+/// Middleware: an error answer that is not already JSON — axum's own 405, a body over the
+/// size limit (413), a query or path that does not parse (400) — is rewritten into the
+/// envelope, so every error of every route has the same shape.
+pub async fn envelope_every_error(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let code = match status.as_u16() {
+        401 => ErrorCode::InvalidApiKey,
+        404 => ErrorCode::UnknownEndpoint,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::PayloadTooLarge,
+        500.. => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
+    };
+    let allow = resp.headers().get(ALLOW).cloned();
+    let text = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = match (text.is_empty(), code) {
+        (false, _) => text,
+        (true, ErrorCode::MethodNotAllowed) => format!(
+            "this endpoint does not answer that method (it accepts {})",
+            allow
+                .as_ref()
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or("another")
+        ),
+        (true, _) => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let mut answer = ApiError::new(code, message).into_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(ALLOW, allow);
+    }
+    answer
 }
 
 /// An error and every cause under it, as one line: `outer: inner: innermost`.

@@ -62,10 +62,11 @@ pub struct InferArgs {
     pub raw: bool,
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
-    /// 0 is greedy.
-    #[arg(long, default_value_t = 0.7)]
+    /// Sampling temperature, 0 to 100; 0 is greedy.
+    #[arg(long, default_value_t = 0.7, value_parser = finite)]
     pub temperature: f64,
-    #[arg(long)]
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass, in (0, 1].
+    #[arg(long, value_parser = finite)]
     pub top_p: Option<f64>,
     #[arg(long)]
     pub top_k: Option<usize>,
@@ -154,4 +155,15 @@ pub struct InstallArgs {
     /// Install into /usr/local/bin and /etc/rbee instead of your home directory.
     #[arg(long)]
     pub system: bool,
+}
+
+/// A number that is one: `NaN` and infinities are refused (JSON cannot carry them, so they
+/// would silently become the default).
+fn finite(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(format!("{text} is not a finite number"))
+    }
 }

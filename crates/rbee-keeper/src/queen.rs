@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use rbee_api::ErrorCode;
 use rbee_api::queen::QueenHealth;
 use rbee_http::daemon::NotReady;
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 use crate::config::Config;
 use crate::error::{KeeperError, Result, fail};
@@ -25,6 +25,9 @@ pub struct Queen {
     config_path: Option<PathBuf>,
     /// Set when this command started the queen (ephemeral mode).
     owned: Option<Child>,
+    /// The queen's standard input, held open while this command lives: when `rbee` ends in
+    /// any way (even SIGKILL) the pipe closes and the queen stops with everything it started.
+    _lifeline: Option<ChildStdin>,
 }
 
 async fn healthy(http: &reqwest::Client, url: &str) -> bool {
@@ -54,6 +57,7 @@ impl Queen {
             api_key: config.api_key.clone(),
             config_path: config.path.clone(),
             owned: None,
+            _lifeline: None,
         };
         if healthy(&queen.http, &url).await {
             return Ok(queen);
@@ -71,9 +75,9 @@ impl Queen {
         let mut cmd = Command::new(&bin);
         // Its own process group: Ctrl+C in the terminal reaches only rbee, which cancels the
         // task and then stops the queen in order.
-        cmd.args(["daemon", "--port", &port.to_string()])
+        cmd.args(["daemon", "--watch-stdin", "--port", &port.to_string()])
             .process_group(0)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
@@ -93,6 +97,7 @@ impl Queen {
             ))
         })?;
         let stdout = child.stdout.take();
+        queen._lifeline = child.stdin.take();
         queen.owned = Some(child);
         let stdout = stdout.ok_or_else(|| fail("queen-rbee's output is not a pipe"))?;
         match rbee_http::daemon::await_ready(stdout, START_TIMEOUT).await {

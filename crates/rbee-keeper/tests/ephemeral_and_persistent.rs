@@ -41,6 +41,39 @@ async fn ephemeral_mode_streams_a_story_and_leaves_no_process_behind() {
     }
 }
 
+/// `rbee` killed by `sig` mid-answer: the queen, hive and worker it started all stop.
+async fn ephemeral_tree_dies_with_rbee(sig: &str) {
+    let user = User::new();
+    let mut child = user
+        .rbee(&[STORY, &["--max-tokens", "3000"]].concat())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let (_stdout, _) = first_output(&mut child).await;
+    let tree = descendants(pid);
+    assert!(tree.len() >= 3, "queen, hive and worker: {tree:?}");
+    signal(pid, sig);
+    let _ = child.wait().await.unwrap();
+    for pid in tree {
+        wait_gone(pid, Duration::from_secs(30)).await;
+    }
+}
+
+#[tokio::test]
+async fn ephemeral_tree_stops_when_rbee_gets_sigterm() {
+    ephemeral_tree_dies_with_rbee("TERM").await;
+}
+
+#[tokio::test]
+async fn ephemeral_tree_stops_when_the_terminal_closes_sighup() {
+    ephemeral_tree_dies_with_rbee("HUP").await;
+}
+
+#[tokio::test]
+async fn ephemeral_tree_stops_when_rbee_is_killed_sigkill() {
+    ephemeral_tree_dies_with_rbee("KILL").await;
+}
+
 #[tokio::test]
 async fn persistent_mode_leaves_the_tree_running_and_the_second_request_is_warm() {
     let user = User::new();

@@ -3,6 +3,7 @@
 //! missing, the schema is applied, and every use holds the connection's lock, so the
 //! daemons' tasks never interleave statements. What the rows mean stays with each daemon.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -14,6 +15,12 @@ use rusqlite::Connection;
 pub enum StoreError {
     #[error("{path}: cannot create its folder")]
     Folder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot make it private (mode 0600)")]
+    Private {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -47,6 +54,13 @@ impl SqliteFile {
             source,
         };
         let conn = Connection::open(path).map_err(sqlite)?;
+        // Registries hold keys: readable by this user only.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| StoreError::Private {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .and_then(|()| conn.execute_batch(schema))
             .map_err(sqlite)?;
@@ -98,6 +112,8 @@ mod tests {
             .with(|c| c.query_row("SELECT v FROM t", [], |r| r.get(0)))
             .unwrap();
         assert_eq!(v, "x");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "it may hold keys");
     }
 
     #[test]

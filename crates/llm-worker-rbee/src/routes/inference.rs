@@ -37,9 +37,7 @@ async fn stream(
     let engine = state.ready_engine()?;
     let job = {
         let engine = engine.clone();
-        tokio::task::spawn_blocking(move || engine.prepare(&req))
-            .await
-            .map_err(|e| WorkerError::Internal(format!("tokenizer task failed: {e}")))??
+        tokio::task::spawn_blocking(move || engine.prepare(&req)).await??
     };
     let (lease, cancel) = state.start_job(&job.job_id)?;
     let (tx, rx) = mpsc::channel::<InferenceEvent>(256);
@@ -55,9 +53,10 @@ async fn stream(
         })
     };
     let metrics = state.metrics.clone();
+    let stopping = state.shutdown.clone();
     tokio::task::spawn_blocking(move || {
         let mut last_token: Option<Instant> = None;
-        let end = engine.generate(&job, &cancel, |event| {
+        let generated = engine.generate(&job, &cancel, |event| {
             if matches!(event, InferenceEvent::Token(_)) {
                 let now = Instant::now();
                 match last_token {
@@ -70,7 +69,7 @@ async fn stream(
             }
             let _ = tx.blocking_send(event);
         });
-        metrics.requests.inc(end.stop_reason.as_str());
+        let end = &generated.end;
         metrics.tokens_generated.add(end.tokens_out as u64);
         metrics.prompt_tokens.add(end.tokens_in as u64);
         tracing::info!(
@@ -80,10 +79,17 @@ async fn stream(
             decode_tps = format!("{:.1}", end.decode_tokens_per_sec),
             "inference finished"
         );
-        // Free the slot before the client sees `end`, so its next request finds it free.
+        let outcome = generated.outcome(stopping.is_cancelled());
+        metrics.requests.inc(&match &outcome {
+            Ok(end) => end.stop_reason.as_str().to_owned(),
+            Err(e) => e.error.code.as_str().to_lowercase(),
+        });
+        let last = outcome.map_or_else(InferenceEvent::Error, InferenceEvent::End);
+        // Free the slot before the client sees the last event, so its next request finds it
+        // free.
         drop(lease);
         watcher.abort();
-        let _ = tx.blocking_send(InferenceEvent::End(end));
+        let _ = tx.blocking_send(last);
     });
     Ok(rbee_http::sse::stream(rx))
 }

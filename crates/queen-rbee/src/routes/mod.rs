@@ -39,5 +39,8 @@ pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
         .route(paths::HEALTH, get(status::health))
         .merge(api)
         .fallback(rbee_http::error::unknown_endpoint)
+        .layer(axum::middleware::from_fn(
+            rbee_http::error::envelope_every_error,
+        ))
         .with_state(state)
 }

@@ -291,10 +291,12 @@ async fn opening(rx: &mut mpsc::Receiver<TaskEvent>) -> Result<Opening, ErrorEnv
             _ => {}
         }
     }
-    Err(ErrorEnvelope::new(
-        ErrorCode::Internal,
-        "the task ended without an answer",
-    ))
+    Err(ended_early())
+}
+
+/// A task's events stopped before its `end` or `error`: never a success.
+fn ended_early() -> ErrorEnvelope {
+    ErrorEnvelope::new(ErrorCode::Internal, "the task ended without an `end` event")
 }
 
 async fn answer(
@@ -351,12 +353,7 @@ async fn whole(
             Some(TaskEvent::End(e)) => end = Some(e),
             Some(TaskEvent::Error(e)) => return Err(e),
             Some(_) => {}
-            None => {
-                return Err(ErrorEnvelope::new(
-                    ErrorCode::Internal,
-                    "the task ended without an end",
-                ));
-            }
+            None => return Err(ended_early()),
         }
     }
     let end = end.unwrap_or_else(|| unreachable!("the loop ends with an end event"));
@@ -393,7 +390,7 @@ fn stream(
                 Some(e) => e,
                 None => match rx.recv().await {
                     Some(e) => e,
-                    None => return,
+                    None => TaskEvent::Error(ended_early()),
                 },
             };
             match event {

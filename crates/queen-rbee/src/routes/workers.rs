@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Query, State};
 use rbee_api::NodeName;
+use rbee_api::hive::WorkerInfo;
 use rbee_api::queen::{
     NodeHealth, NodeWorker, NodeWorkerStopped, NodeWorkersList, WorkerHealth, WorkerShutdownRequest,
 };
@@ -35,7 +36,11 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<NodeWorkersList>
                 .into_iter()
                 .map(|worker| NodeWorker {
                     node: h.node.clone(),
-                    worker,
+                    // Clients reach workers through the queen; their keys stay with it.
+                    worker: WorkerInfo {
+                        api_key: String::new(),
+                        ..worker
+                    },
                 })
                 .collect(),
             _ => Vec::new(),

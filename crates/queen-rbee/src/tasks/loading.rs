@@ -50,7 +50,7 @@ pub(super) async fn wait(
         }
         let progress = match worker.loading_progress().await {
             Ok(resp) => resp,
-            Err(e @ CallError::Unreachable { .. }) => {
+            Err(e @ (CallError::Unreachable { .. } | CallError::NoAnswer { .. })) => {
                 errors += 1;
                 if errors >= MAX_CONNECTION_ERRORS {
                     return Err(QueenError::Remote(ErrorEnvelope::new(

@@ -37,6 +37,8 @@ struct Events {
     metrics: Arc<QueenMetrics>,
     /// When the task began (for its time to first token).
     started: Instant,
+    /// The queen's own shutdown: a task cancelled by it did not end by its client's wish.
+    stopping: CancellationToken,
 }
 
 impl Events {
@@ -62,15 +64,14 @@ pub fn launch(
     {
         return Err(QueenError::NodeNotFound(node.clone()));
     }
-    if req.prompt.is_none() == req.messages.is_none() {
-        return Err(QueenError::InvalidRequest(
-            "send either `prompt` or `messages`".into(),
-        ));
-    }
     let task_id = req
         .task_id
         .clone()
         .unwrap_or_else(|| JobId::from_uuid(*uuid::Uuid::new_v4().as_bytes()));
+    // Checked before anything is started for it; the worker checks the rest (the context).
+    relay::inference_request(&req, &task_id)
+        .check()
+        .map_err(QueenError::InvalidRequest)?;
     let cancel = state.shutdown.child_token();
     let registration = state.tasks.register(&task_id, cancel.clone())?;
     let (tx, rx) = mpsc::channel(256);
@@ -79,6 +80,7 @@ pub fn launch(
         narrator: Narrator::task(tx),
         metrics: state.metrics.clone(),
         started: Instant::now(),
+        stopping: state.shutdown.clone(),
     };
     {
         let (tx, cancel) = (events.tx.clone(), cancel.clone());
@@ -161,9 +163,21 @@ async fn execute(
         .await;
     let hive = state.hives.ensure(&node, &events.narrator).await?;
     let worker = worker::acquire(state, &hive, req, events, cancel).await?;
-    let result = relay::tokens(&worker, &node, req, task_id, events, cancel).await;
-    if let Err(e @ QueenError::NodeLost { .. }) = &result {
-        state.hives.mark_unreachable(&node, &e.to_string());
+    let result = relay::tokens(&worker.client, &node, req, task_id, events, cancel).await;
+    match &result {
+        Err(e @ QueenError::NodeLost { .. }) => {
+            state.hives.mark_unreachable(&node, &e.to_string());
+            state.lanes.forget(&worker.id);
+        }
+        Err(QueenError::Remote(e))
+            if matches!(
+                e.error.code,
+                ErrorCode::WorkerCrashed | ErrorCode::WorkerStopped
+            ) =>
+        {
+            state.lanes.forget(&worker.id);
+        }
+        _ => {}
     }
     result
 }

@@ -35,20 +35,32 @@ pub(super) async fn tokens(
     let resp = worker
         .infer(&inference_request(req, task_id))
         .await
-        .map_err(|e| match e {
-            CallError::Refused(envelope) => QueenError::Remote(envelope),
-            unreachable @ CallError::Unreachable { .. } => QueenError::Remote(ErrorEnvelope::new(
-                ErrorCode::WorkerCrashed,
-                unreachable.to_string(),
-            )),
+        .map_err(|e| {
+            let code = match e {
+                CallError::Refused(envelope) => return QueenError::Remote(envelope),
+                CallError::NoAnswer { .. } => ErrorCode::ConnectionTimeout,
+                CallError::Unreachable { .. } => ErrorCode::WorkerCrashed,
+            };
+            QueenError::Remote(
+                ErrorEnvelope::new(
+                    code,
+                    format!("the worker on {node} did not take the request: {e}"),
+                )
+                .with_details(json!({"node": node})),
+            )
         })?;
     let mut stream = Box::pin(frames_until_silent(resp, Some(WORKER_SILENCE)));
     let mut clock = TokenClock::new(events);
+    let mut ended = false;
     loop {
         let frame = tokio::select! {
             () = cancel.cancelled() => {
                 let _ = worker.cancel(task_id).await;
-                if let Some(end) = end_after_cancel(&mut stream).await {
+                let end = end_after_cancel(&mut stream).await;
+                if events.stopping.is_cancelled() {
+                    return Err(QueenError::Remote(stopped_mid_answer(clock.tokens)));
+                }
+                if let Some(end) = end {
                     events.send(TaskEvent::End(end)).await;
                 }
                 return Ok(());
@@ -56,7 +68,13 @@ pub(super) async fn tokens(
             frame = stream.next() => frame,
         };
         match frame {
-            None => return Ok(()),
+            None if ended => return Ok(()),
+            None => {
+                return Err(QueenError::Remote(crashed_mid_answer(
+                    clock.tokens,
+                    "its stream closed without an `end` event",
+                )));
+            }
             Some(Err(StreamBreak::Silent(limit))) => {
                 free_slot_when_back(worker, task_id);
                 return Err(QueenError::NodeLost {
@@ -69,16 +87,10 @@ pub(super) async fn tokens(
                 });
             }
             Some(Err(broken @ (StreamBreak::Broken(_) | StreamBreak::Ended))) => {
-                return Err(QueenError::Remote(
-                    ErrorEnvelope::new(
-                        ErrorCode::WorkerCrashed,
-                        format!(
-                            "the worker stopped mid-answer after {} tokens ({broken})",
-                            clock.tokens
-                        ),
-                    )
-                    .with_details(json!({"tokens_out": clock.tokens})),
-                ));
+                return Err(QueenError::Remote(crashed_mid_answer(
+                    clock.tokens,
+                    &broken.to_string(),
+                )));
             }
             Some(Ok(frame)) => match InferenceEvent::from_frame(&frame) {
                 Some(Ok(InferenceEvent::Token(t))) => {
@@ -88,15 +100,37 @@ pub(super) async fn tokens(
                 Some(Ok(InferenceEvent::Narration(n))) => {
                     events.send(TaskEvent::Narration(n)).await;
                 }
-                Some(Ok(InferenceEvent::End(end))) => events.send(TaskEvent::End(end)).await,
-                Some(Ok(InferenceEvent::Error(e))) => events.send(TaskEvent::Error(e)).await,
+                Some(Ok(InferenceEvent::End(end))) => {
+                    ended = true;
+                    events.send(TaskEvent::End(end)).await;
+                }
+                // The worker's error ends the task as a failure (the task's `error` event).
+                Some(Ok(InferenceEvent::Error(e))) => return Err(QueenError::Remote(e)),
                 Some(Err(_)) | None => {}
             },
         }
     }
 }
 
-fn inference_request(req: &TaskRequest, task_id: &TaskId) -> InferenceRequest {
+/// The worker's stream broke off before its end: the worker (or its hive) died.
+fn crashed_mid_answer(tokens: usize, how: &str) -> ErrorEnvelope {
+    ErrorEnvelope::new(
+        ErrorCode::WorkerCrashed,
+        format!("the worker stopped mid-answer after {tokens} tokens ({how})"),
+    )
+    .with_details(json!({"tokens_out": tokens}))
+}
+
+/// The queen itself is shutting down, which stops its hives and their workers.
+fn stopped_mid_answer(tokens: usize) -> ErrorEnvelope {
+    ErrorEnvelope::new(
+        ErrorCode::WorkerStopped,
+        format!("queen-rbee is shutting down; the answer was cut after {tokens} tokens"),
+    )
+    .with_details(json!({"tokens_out": tokens}))
+}
+
+pub(super) fn inference_request(req: &TaskRequest, task_id: &TaskId) -> InferenceRequest {
     InferenceRequest {
         job_id: Some(task_id.clone()),
         prompt: req.prompt.clone(),
@@ -135,7 +169,7 @@ fn free_slot_when_back(worker: &WorkerClient, task_id: &TaskId) {
         for _ in 0..CANCEL_ATTEMPTS {
             if !matches!(
                 worker.cancel(&job).await,
-                Err(CallError::Unreachable { .. })
+                Err(CallError::Unreachable { .. } | CallError::NoAnswer { .. })
             ) {
                 return;
             }

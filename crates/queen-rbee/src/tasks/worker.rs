@@ -4,23 +4,77 @@
 use rbee_api::hive::{SpawnRequest, WorkerInfo};
 use rbee_api::queen::TaskRequest;
 use rbee_api::worker::WorkerState;
-use rbee_api::{ErrorCode, ErrorEnvelope};
+use rbee_api::{ErrorCode, ErrorEnvelope, WorkerId};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Events, download, loading};
+use super::{Events, cancelled, download, loading};
 use crate::clients::{HiveClient, WorkerClient};
 use crate::error::QueenError;
+use crate::lanes::{Lane, QueueFull, Slot};
 use crate::state::AppState;
 
-/// A worker of `hive` that serves `req`'s model, loaded and ready.
+/// A worker the hive spawns without a `slots` value serves one request at a time.
+const DEFAULT_SLOTS: usize = 1;
+
+/// The worker that serves a task, and the slot the task holds on it until its end.
+pub(super) struct Assigned {
+    pub id: WorkerId,
+    pub client: WorkerClient,
+    pub _slot: Slot,
+}
+
+/// A worker of `hive` that serves `req`'s model, loaded and ready, and one of its slots: an
+/// idle or busy worker (then the task queues for a slot), one already loading, or a new one.
+/// One task at a time finds or starts the worker of a model on a node; the others wait.
 pub(super) async fn acquire(
     state: &AppState,
     hive: &HiveClient,
     req: &TaskRequest,
     events: &Events,
     cancel: &CancellationToken,
-) -> Result<WorkerClient, QueenError> {
+) -> Result<Assigned, QueenError> {
+    let lane = Lane {
+        node: hive.node.clone(),
+        model: req.model.clone(),
+        backend: req.backend,
+        device: req.device,
+    };
+    let (id, client, slots) = {
+        let gate = tokio::select! {
+            gate = state.lanes.start_gate(&lane) => gate,
+            () = cancel.cancelled() => return Err(cancelled()),
+        };
+        let found = find_or_start(state, hive, req, events, cancel).await?;
+        drop(gate);
+        found
+    };
+    let queued = async |place: usize| {
+        events
+            .say(
+                "queued",
+                format!("Worker {id} is busy; waiting for a slot (place {place} in its queue)"),
+            )
+            .await;
+    };
+    let slot = tokio::select! {
+        slot = state.lanes.slot(&id, slots, queued) => slot.map_err(|full| queue_full(&id, hive, full))?,
+        () = cancel.cancelled() => return Err(cancelled()),
+    };
+    Ok(Assigned {
+        id,
+        client,
+        _slot: slot,
+    })
+}
+
+async fn find_or_start(
+    state: &AppState,
+    hive: &HiveClient,
+    req: &TaskRequest,
+    events: &Events,
+    cancel: &CancellationToken,
+) -> Result<(WorkerId, WorkerClient, usize), QueenError> {
     let model = &req.model;
     let workers = hive.workers().await.map_err(|e| e.from_hive(hive))?.workers;
     let mine: Vec<&WorkerInfo> = workers
@@ -28,19 +82,22 @@ pub(super) async fn acquire(
         .filter(|w| &w.model_ref == model && w.backend == req.backend && w.device == req.device)
         .collect();
     let client = |w: &WorkerInfo| WorkerClient::new(&w.url, &w.api_key, state.hives.http());
-    if let Some(idle) = mine.iter().find(|w| w.state == WorkerState::Idle) {
+    let serving = |s: WorkerState| mine.iter().find(|w| w.state == s);
+    if let Some(ready) = serving(WorkerState::Idle).or_else(|| serving(WorkerState::Busy)) {
         events
             .say(
                 "worker_reuse",
-                format!("Reusing idle worker {} at {}", idle.id, idle.url),
+                format!(
+                    "Reusing {} worker {} at {}",
+                    ready.state.as_str(),
+                    ready.id,
+                    ready.url
+                ),
             )
             .await;
-        return Ok(client(idle));
+        return Ok((ready.id.clone(), client(ready), ready.slots_total));
     }
-    if let Some(busy) = mine.iter().find(|w| w.state == WorkerState::Busy) {
-        return Err(all_slots_busy(busy, hive));
-    }
-    if let Some(loading) = mine.iter().find(|w| w.state == WorkerState::Loading) {
+    if let Some(loading) = serving(WorkerState::Loading) {
         events
             .say(
                 "worker_wait",
@@ -49,26 +106,22 @@ pub(super) async fn acquire(
             .await;
         let worker = client(loading);
         loading::wait(state, &hive.node, &loading.id, &worker, events, cancel).await?;
-        return Ok(worker);
+        return Ok((loading.id.clone(), worker, loading.slots_total));
     }
     spawn(state, hive, req, events, cancel).await
 }
 
-/// The refusal when the model's worker on `hive` has no free slot.
-fn all_slots_busy(busy: &WorkerInfo, hive: &HiveClient) -> QueenError {
+/// The refusal when the queue for `worker`'s slots is full.
+fn queue_full(worker: &WorkerId, hive: &HiveClient, full: QueueFull) -> QueenError {
     QueenError::Remote(
         ErrorEnvelope::new(
             ErrorCode::AllSlotsBusy,
             format!(
-                "worker {} on {} is busy with another request",
-                busy.id, hive.node
+                "worker {worker} on {} is busy and {} tasks already wait for it",
+                hive.node, full.waiting
             ),
         )
-        .with_details(json!({
-            "worker_id": busy.id,
-            "slots_total": busy.slots_total,
-            "slots_busy": busy.slots_total - busy.slots_available,
-        })),
+        .with_details(json!({"worker_id": worker, "queued": full.waiting})),
     )
 }
 
@@ -79,7 +132,7 @@ async fn spawn(
     req: &TaskRequest,
     events: &Events,
     cancel: &CancellationToken,
-) -> Result<WorkerClient, QueenError> {
+) -> Result<(WorkerId, WorkerClient, usize), QueenError> {
     let model = &req.model;
     download::provision(hive, model, events, cancel).await?;
     events
@@ -116,5 +169,5 @@ async fn spawn(
         cancel,
     )
     .await?;
-    Ok(worker)
+    Ok((spawned.worker_id, worker, DEFAULT_SLOTS))
 }

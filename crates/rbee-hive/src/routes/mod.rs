@@ -35,5 +35,8 @@ pub fn router(state: AppState, key: ApiKey) -> Router {
         .route(paths::WORKERS_FAILED, post(workers::failed_callback))
         .merge(protected)
         .fallback(rbee_http::error::unknown_endpoint)
+        .layer(axum::middleware::from_fn(
+            rbee_http::error::envelope_every_error,
+        ))
         .with_state(state)
 }

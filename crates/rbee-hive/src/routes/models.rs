@@ -49,7 +49,7 @@ pub async fn download(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<DownloadRequest>,
 ) -> Result<Json<DownloadStarted>, HiveError> {
-    Ok(Json(state.downloads.start(&req.model_ref)?))
+    Ok(Json(state.downloads.start(&req.model_ref).await?))
 }
 
 #[derive(Deserialize)]

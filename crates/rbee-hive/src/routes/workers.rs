@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 use rbee_api::Ack;
 use rbee_api::hive::{
     ShutdownWorkerRequest, SpawnRequest, SpawnResponse, WorkerStopped, WorkersList,
@@ -60,12 +59,7 @@ pub async fn shutdown(
 }
 
 fn bearer(headers: &HeaderMap) -> &str {
-    headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .trim()
+    rbee_http::auth::bearer(headers).unwrap_or_default()
 }
 
 pub async fn failed_callback(

@@ -460,7 +460,8 @@ impl WorkerPool {
         let (info, _) = self
             .registry
             .get(worker_id)
-            .ok_or_else(|| HiveError::WorkerNotFound(worker_id.clone()))?;
+            // An unknown worker is refused like a wrong key: the answer reveals nothing.
+            .ok_or_else(|| HiveError::InvalidWorkerKey(worker_id.clone()))?;
         if rbee_http::auth::ApiKey::new(&info.api_key).matches(key) {
             Ok(info)
         } else {

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use rbee_api::queen::{TaskEvent, TaskRequest};
 use rbee_api::routes::queen as paths;
 use rbee_api::sse::SseEvent;
-use rbee_api::worker::{ChatMessage, EndEvent};
+use rbee_api::worker::{ChatMessage, EndEvent, StopReason};
 use rbee_api::{ErrorBody, ErrorCode, JobId, ModelRef, NodeName, TaskId};
 use reqwest::Method;
 
@@ -112,6 +112,7 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
     let mut bars = Bars::default();
     let mut text = String::new();
     let mut tokens = 0usize;
+    let mut ended = false;
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
     loop {
@@ -129,7 +130,15 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
             frame = frames.next() => frame,
         };
         let frame = match frame {
-            None => return Ok(Outcome::Done),
+            None if ended => return Ok(Outcome::Done),
+            None => {
+                bars.clear();
+                return Err(crashed(
+                    &text,
+                    tokens,
+                    "queen-rbee's stream closed before the answer's end",
+                ));
+            }
             Some(Ok(frame)) => frame,
             Some(Err(reason)) => {
                 bars.clear();
@@ -154,7 +163,18 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
                 text.push_str(&t.t);
                 output::token(&t.t);
             }
-            TaskEvent::End(end) => summary(&end, &text),
+            TaskEvent::End(end) if end.stop_reason == StopReason::Cancelled => {
+                // This command did not cancel (Ctrl+C returns above): someone else did.
+                return Err(crashed(
+                    &text,
+                    tokens,
+                    &format!("task {task_id} was cancelled by another client"),
+                ));
+            }
+            TaskEvent::End(end) => {
+                ended = true;
+                summary(&end, &text);
+            }
             TaskEvent::Error(e) => {
                 bars.clear();
                 return refused(e.error, &text, tokens);
@@ -182,23 +202,22 @@ fn summary(end: &EndEvent, text: &str) {
 fn refused(error: ErrorBody, text: &str, tokens: usize) -> Result<Outcome> {
     match error.code {
         ErrorCode::AllSlotsBusy => Ok(Outcome::Busy(error.message)),
-        ErrorCode::WorkerCrashed | ErrorCode::ConnectionTimeout if tokens > 0 => {
-            Err(crashed(text, tokens, &error.message))
-        }
         ErrorCode::InvalidApiKey => Err(KeeperError::Auth(None)),
+        // Any error after the first token (a worker or hive that died, a lost node, the
+        // queen stopping) keeps the partial answer.
+        _ if tokens > 0 => Err(crashed(text, tokens, &error.message)),
         _ => Err(fail(format!("{} ({})", error.message, error.code))),
     }
 }
 
-/// The answer broke off: keep what arrived in a temp file and say where.
+/// The answer broke off: keep what arrived in a file only this user can read, and say where.
 fn crashed(text: &str, tokens: usize, reason: &str) -> KeeperError {
+    if tokens == 0 {
+        return fail(format!("Error: {reason}"));
+    }
     println!();
-    let path = std::env::temp_dir().join(format!(
-        "rbee-partial-{}.txt",
-        uuid::Uuid::new_v4().simple()
-    ));
-    match std::fs::write(&path, text) {
-        Ok(()) => fail(format!(
+    match save_partial(text) {
+        Ok(path) => fail(format!(
             "Error: {reason}. The partial answer ({tokens} tokens) is saved in {}",
             path.display()
         )),
@@ -206,4 +225,14 @@ fn crashed(text: &str, tokens: usize, reason: &str) -> KeeperError {
             "Error: {reason}. The partial answer ({tokens} tokens) could not be saved: {e}"
         )),
     }
+}
+
+/// Writes `text` to `<state dir>/partial/<uuid>.txt` (directory 0700, file 0600).
+fn save_partial(text: &str) -> std::io::Result<std::path::PathBuf> {
+    let dir = rbee_api::dirs::state_dir()
+        .ok_or_else(|| std::io::Error::other("neither XDG_STATE_HOME nor HOME is set"))?
+        .join("partial");
+    let path = dir.join(format!("{}.txt", uuid::Uuid::new_v4().simple()));
+    crate::config::write_private(&path, text.as_bytes())?;
+    Ok(path)
 }

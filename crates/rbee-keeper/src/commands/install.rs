@@ -68,7 +68,8 @@ pub fn run(args: &InstallArgs) -> Result<()> {
     if config.exists() {
         println!("kept existing {}", config.display());
     } else {
-        std::fs::write(&config, DEFAULT_CONFIG)
+        // It may come to hold the queen's API key.
+        crate::config::write_private(&config, DEFAULT_CONFIG.as_bytes())
             .map_err(|e| fail(format!("cannot write {}: {e}", config.display())))?;
         println!("created {}", config.display());
     }

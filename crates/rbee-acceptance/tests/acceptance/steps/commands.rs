@@ -25,6 +25,24 @@ async fn run(world: &mut Rbee, line: String) {
     world.run(&line).await;
 }
 
+#[when(regex = r"^I run (\d+) times at once `(.+)`$")]
+async fn run_at_once(world: &mut Rbee, times: usize, line: String) {
+    let line = expand(world, &line);
+    let runs = (0..times).map(|_| world.command(&line).output());
+    let outputs = tokio::time::timeout(PATIENCE, futures::future::join_all(runs))
+        .await
+        .unwrap_or_else(|_| panic!("`{line}` x{times} did not finish within {PATIENCE:?}"));
+    for (n, out) in outputs.into_iter().enumerate() {
+        let out = out.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "run {n}:\n{stderr}");
+        assert!(
+            !out.stdout.is_empty(),
+            "run {n} printed no answer:\n{stderr}"
+        );
+    }
+}
+
 #[when(regex = r"^I start `(.+)`$")]
 async fn start(world: &mut Rbee, line: String) {
     let line = expand(world, &line);

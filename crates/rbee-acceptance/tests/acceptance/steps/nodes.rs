@@ -49,6 +49,12 @@ async fn loading_timeout(world: &mut Rbee, timeout: String) {
         .await;
 }
 
+#[given(regex = r#"^the queen queues at most (\d+) tasks per worker$"#)]
+async fn queue_limit(world: &mut Rbee, limit: usize) {
+    world.stop_queen().await;
+    world.start_queen(&format!("--queue-limit {limit}")).await;
+}
+
 #[given(regex = r#"^the queen's own hive may use (\d+) MB$"#)]
 async fn local_hive_memory(world: &mut Rbee, mb: u64) {
     world.stop_queen().await;

@@ -101,24 +101,20 @@ async fn target(world: &Rbee, daemon: &str) -> (String, Option<String>) {
                 .first()
                 .expect("a hive on workstation")
                 .pid;
-            // The key is in the hive's environment, readable by an admin of the node.
-            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-            let key = environ
-                .split(|b| *b == 0)
-                .filter_map(|kv| std::str::from_utf8(kv).ok())
-                .find_map(|kv| kv.strip_prefix("RBEE_HIVE_API_KEY="))
-                .map(str::to_owned);
+            let key = environment(pid, "RBEE_HIVE_API_KEY");
             (format!("http://{}:9200", host.ip), key.filter(|_| with_key))
         }
         Some("worker") => {
             let listed = workers_on(world, "workstation").await;
             let w = listed.first().expect("a worker on workstation");
+            assert!(
+                w.get("api_key").is_none(),
+                "the queen hands out no worker key: {w}"
+            );
+            let pid = w["pid"].as_u64().expect("the worker's pid") as u32;
             (
                 w["url"].as_str().unwrap().to_owned(),
-                w["api_key"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .filter(|_| with_key),
+                environment(pid, "RBEE_WORKER_API_KEY").filter(|_| with_key),
             )
         }
         other => panic!("unknown daemon {other:?}"),
@@ -154,4 +150,16 @@ async fn requests_fail(world: &mut Rbee, step: &Step) {
             "{daemon} {method} {path}: {answer}"
         );
     }
+}
+
+/// A variable of a process's environment, readable by an admin of the node (where the hive
+/// and worker keys live).
+fn environment(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let prefix = format!("{name}=");
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix(prefix.as_str()))
+        .map(str::to_owned)
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use rbee_api::worker::{
-    ComputeEngine, ComputePath, DEFAULT_MAX_TOKENS, EndEvent, InferenceEvent, InferenceRequest,
-    ModelInfo, StopReason, TokenEvent,
+    ComputeEngine, ComputePath, EndEvent, InferenceEvent, InferenceRequest, ModelInfo, StopReason,
+    TokenEvent,
 };
 use rbee_api::{ErrorCode, ErrorEnvelope, JobId, Narration};
 use serde_json::json;
@@ -117,13 +117,6 @@ impl Engine {
             (None, None) => return Err(invalid("`prompt` or `messages` is required".into())),
         };
         let ctx = self.info.context_length;
-        let max_tokens = req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS.min(ctx));
-        if max_tokens > ctx {
-            return Err(WorkerError::InvalidRequest(
-                format!("`max_tokens` {max_tokens} exceeds the model's context of {ctx} tokens"),
-                json!({"max_tokens": max_tokens, "context_length": ctx}),
-            ));
-        }
         let temperature = req
             .temperature
             .unwrap_or(InferenceRequest::DEFAULT_TEMPERATURE);
@@ -132,13 +125,23 @@ impl Engine {
         if prompt_tokens.is_empty() {
             return Err(invalid("the prompt has no tokens".into()));
         }
-        if prompt_tokens.len() + max_tokens > ctx {
+        let prompt = prompt_tokens.len();
+        if prompt >= ctx {
             return Err(WorkerError::InvalidRequest(
                 format!(
-                    "prompt ({} tokens) plus `max_tokens` ({max_tokens}) exceeds the model's context of {ctx} tokens",
-                    prompt_tokens.len()
+                    "the prompt ({prompt} tokens) does not fit the model's context of {ctx} tokens; shorten it"
                 ),
-                json!({"prompt_tokens": prompt_tokens.len(), "max_tokens": max_tokens, "context_length": ctx}),
+                json!({"prompt_tokens": prompt, "context_length": ctx}),
+            ));
+        }
+        // Without `max_tokens`, generation runs until EOS, a stop string or the context's end.
+        let max_tokens = req.max_tokens.unwrap_or(ctx - prompt);
+        if prompt + max_tokens > ctx {
+            return Err(WorkerError::InvalidRequest(
+                format!(
+                    "prompt ({prompt} tokens) plus `max_tokens` ({max_tokens}) exceeds the model's context of {ctx} tokens"
+                ),
+                json!({"prompt_tokens": prompt, "max_tokens": max_tokens, "context_length": ctx}),
             ));
         }
         Ok(Job {

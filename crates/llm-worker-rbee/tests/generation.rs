@@ -219,3 +219,46 @@ async fn multibyte_characters_are_never_split_across_events() {
         "expected some tokens to be held back until their character was complete"
     );
 }
+
+#[tokio::test]
+async fn without_max_tokens_the_answer_runs_past_the_old_256_token_cap() {
+    let w = Worker::ready(&[]).await;
+    // Counting goes on and on; the stop string ends it well after 256 tokens.
+    let numbers: Vec<String> = (1..=20).map(|n| n.to_string()).collect();
+    let out = w
+        .infer(json!({
+            "prompt": format!("{},", numbers.join(", ")),
+            "temperature": 0.0,
+            "stop": [" 140,"],
+        }))
+        .await;
+    let end = out.end();
+    assert_eq!(end.stop_reason, StopReason::Stop, "{:?}", out.text());
+    assert!(
+        end.tokens_out > 256,
+        "{} tokens: {:?}",
+        end.tokens_out,
+        out.text()
+    );
+}
+
+#[tokio::test]
+async fn a_prompt_longer_than_the_context_is_refused_naming_both_numbers() {
+    let w = Worker::ready(&[]).await;
+    let resp = w
+        .post("/v1/inference")
+        .json(&json!({"prompt": "cat ".repeat(9000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let details = &body["error"]["details"];
+    assert_eq!(details["context_length"], 8192, "{body}");
+    assert!(details["prompt_tokens"].as_u64().unwrap() > 8192, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("8192") && message.contains(&details["prompt_tokens"].to_string()),
+        "{message}"
+    );
+}

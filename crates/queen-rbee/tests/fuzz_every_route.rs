@@ -1494,12 +1494,23 @@ mod judge {
     }
 
     /// The code of an error answer, which must be the rbee envelope, or on the OpenAI routes
-    /// `openai::ErrorResponse` (the plain envelope only where `docs/api.md` or the router puts
-    /// it: the auth middleware's 401, an unknown path, a wrong method, a body too large).
+    /// `openai::ErrorResponse` (the envelope plus `type` and `param`), whatever refused it.
     fn error_code(daemon: Daemon, path: &str, answer: &Answer) -> Result<ErrorCode, Verdict> {
         let status = answer.status;
         let openai = daemon == Daemon::Queen && OPENAI_PATHS.contains(&path);
-        if openai && let Ok(e) = serde_json::from_slice::<ErrorResponse>(&answer.body) {
+        if openai {
+            let e = serde_json::from_slice::<ErrorResponse>(&answer.body).map_err(|e| {
+                Verdict::new(
+                    format!("{status} without the OpenAI error object"),
+                    e.to_string(),
+                )
+            })?;
+            if e.error.message.is_empty() {
+                return Err(Verdict::new(
+                    format!("{status} with an empty error message"),
+                    e.error.code.to_string(),
+                ));
+            }
             return Ok(e.error.code);
         }
         let envelope: ErrorEnvelope = serde_json::from_slice(&answer.body).map_err(|e| {
@@ -1512,12 +1523,6 @@ mod judge {
         if envelope.error.message.is_empty() {
             return Err(Verdict::new(
                 format!("{status} with an empty error message"),
-                code.to_string(),
-            ));
-        }
-        if openai && !matches!(status, 401 | 405 | 413) && code != ErrorCode::UnknownEndpoint {
-            return Err(Verdict::new(
-                format!("{status} without the OpenAI error object"),
                 code.to_string(),
             ));
         }

@@ -88,6 +88,8 @@ async fn the_queen_key_guards_the_openai_api() {
     let (status, body) = call(queen.get("/v1/models")).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "INVALID_API_KEY");
+    assert_eq!(body["error"]["type"], "authentication_error", "{body}");
+    assert!(body["error"]["param"].is_null(), "{body}");
     let (status, body) = call(queen.get("/v1/models").bearer_auth("s3cret")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["object"], "list");

@@ -173,9 +173,6 @@ pub struct ChatMessage {
     pub content: String,
 }
 
-/// Default `max_tokens` when a request names none.
-pub const DEFAULT_MAX_TOKENS: usize = 256;
-
 /// `POST /v1/inference`. Exactly one of `prompt` and `messages` is given.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +186,7 @@ pub struct InferenceRequest {
     /// A conversation, rendered with the model's own chat template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<ChatMessage>>,
+    /// At most this many tokens; without it, until EOS, a stop string or the context's end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<usize>,
     /// 0 means greedy decoding; default 0.7.

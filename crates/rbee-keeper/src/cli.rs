@@ -60,8 +60,9 @@ pub struct InferArgs {
     /// Send the prompt as raw text, without the chat template.
     #[arg(long)]
     pub raw: bool,
-    #[arg(long, default_value_t = 256)]
-    pub max_tokens: usize,
+    /// At most this many tokens (default: until the model stops or its context is full).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
     /// Sampling temperature, 0 to 100; 0 is greedy.
     #[arg(long, default_value_t = 0.7, value_parser = finite)]
     pub temperature: f64,

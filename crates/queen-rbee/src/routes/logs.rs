@@ -29,7 +29,13 @@ pub async fn stream(
     let (tx, rx) = mpsc::channel::<LogLine>(256);
     tokio::spawn(async move {
         let mut frames = Box::pin(rbee_http::client::frames(resp));
-        while let Some(Ok(frame)) = frames.next().await {
+        loop {
+            // A client that leaves closes the hive's stream at once, even a quiet one.
+            let frame = tokio::select! {
+                frame = frames.next() => frame,
+                () = tx.closed() => return,
+            };
+            let Some(Ok(frame)) = frame else { return };
             if let Some(Ok(line)) = LogLine::from_frame(&frame)
                 && tx.send(line).await.is_err()
             {

@@ -42,5 +42,6 @@ pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
         .layer(axum::middleware::from_fn(
             rbee_http::error::envelope_every_error,
         ))
+        .layer(axum::middleware::from_fn(openai::shape_errors))
         .with_state(state)
 }

@@ -61,6 +61,36 @@ impl IntoResponse for OpenAiError {
     }
 }
 
+/// Middleware: an error on an OpenAI route that did not come from its handler (a refused key,
+/// a wrong method, a body over the limit) gets OpenAI's `type` and `param` too, so the SDKs
+/// read every error the same way.
+pub async fn shape_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let openai = [
+        rbee_api::routes::queen::OPENAI_MODELS,
+        rbee_api::routes::queen::CHAT_COMPLETIONS,
+        rbee_api::routes::queen::COMPLETIONS,
+    ]
+    .contains(&req.uri().path());
+    let resp = next.run(req).await;
+    if !openai || !(resp.status().is_client_error() || resp.status().is_server_error()) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        // Not yet shaped: the rbee envelope alone.
+        Ok(v) if v["error"].get("type").is_none() => {
+            match serde_json::from_value::<ErrorEnvelope>(v) {
+                Ok(envelope) => OpenAiError::new(envelope, None).into_response(),
+                Err(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+            }
+        }
+        _ => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
+}
+
 /// `GET /v1/models`: the configured default, and every model in the catalog of every node
 /// whose hive runs, both as `<model ref>` and as `<node>/<model ref>`.
 pub async fn models(State(state): State<AppState>) -> Json<ModelList> {

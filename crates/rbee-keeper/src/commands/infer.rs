@@ -88,7 +88,7 @@ fn request(args: &InferArgs, target: &Target, task_id: &TaskId) -> TaskRequest {
         model: target.model.clone(),
         prompt,
         messages,
-        max_tokens: Some(args.max_tokens),
+        max_tokens: args.max_tokens,
         temperature: Some(args.temperature),
         top_p: args.top_p,
         top_k: args.top_k,

@@ -97,3 +97,74 @@ async fn a_bad_request_is_refused_before_any_hive_or_worker_starts() {
         "nothing starts for a bad request: {started:?}"
     );
 }
+
+/// Opens a task on `localhost` for the default model; its response, once the stream began.
+async fn open_task(queen: &Queen, max_tokens: usize) -> reqwest::Response {
+    let resp = queen
+        .post("/v2/tasks")
+        .json(&serde_json::json!({
+            "node": "localhost",
+            "model": format!("file:{}", rbee_testkit::model_path().display()),
+            "messages": [{"role": "user", "content": "Write a long story about a cat."}],
+            "max_tokens": max_tokens,
+            "temperature": 0
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp
+}
+
+/// Reads a task's stream until one of `needles` shows; which one, or `None` if it ended.
+async fn read_until(resp: &mut reqwest::Response, needles: &[&str]) -> Option<usize> {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(i) = needles.iter().position(|n| seen.contains(n)) {
+            return Some(i);
+        }
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("none of {needles:?} within 60 s in:\n{seen}"))
+            .unwrap()?;
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn tasks_for_a_busy_worker_queue_in_order_up_to_the_limit_and_a_leaver_frees_its_place() {
+    let queen = Queen::start_local(&["--queue-limit", "2"], &[]).await;
+    let mut running = open_task(&queen, 3000).await;
+    assert_eq!(read_until(&mut running, &["event: token"]).await, Some(0));
+    let mut first = open_task(&queen, 4).await;
+    assert_eq!(
+        read_until(&mut first, &["place 1 in its queue"]).await,
+        Some(0)
+    );
+    let mut second = open_task(&queen, 4).await;
+    assert_eq!(
+        read_until(&mut second, &["place 2 in its queue"]).await,
+        Some(0)
+    );
+    let mut refused = open_task(&queen, 4).await;
+    assert_eq!(
+        read_until(&mut refused, &["ALL_SLOTS_BUSY", "in its queue"]).await,
+        Some(0),
+        "the queue holds 2"
+    );
+    drop((first, second));
+    // The leavers' places free up as soon as the queen sees them gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut next = open_task(&queen, 4).await;
+        match read_until(&mut next, &["place 1 in its queue", "ALL_SLOTS_BUSY"]).await {
+            Some(0) => break,
+            _ => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the places of tasks whose clients left were never freed"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -57,10 +57,11 @@ pub struct Args {
     #[arg(long, env = "RBEE_WORKER_ID")]
     pub worker_id: Option<rbee_api::WorkerId>,
 
-    /// Concurrent requests served; each slot keeps its own KV cache.
-    #[arg(long, env = "RBEE_WORKER_SLOTS", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub slots: u16,
+    /// Requests served at once, batched into shared forward passes; each slot keeps its own
+    /// KV cache (default: 4, fewer when 4 caches at the model's full context would take more
+    /// than half the available memory).
+    #[arg(long, env = "RBEE_WORKER_SLOTS", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub slots: Option<u16>,
 
     /// CPU threads for the matrix kernels (default: one per core).
     #[arg(long, env = "RBEE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]

@@ -1,34 +1,23 @@
-//! A loaded model ready to serve: weights, tokenizer and chat template, plus the generation
-//! loop that turns one validated request into a stream of events.
-//!
-//! Generation runs on a blocking thread; it reports through a callback and watches a
-//! cancellation token between tokens, so a cancel (DELETE or client gone) stops it within
-//! one token.
+//! A loaded model ready to serve: weights, tokenizer and chat template, the validation that
+//! turns a request into a [`Job`], and forward passes over slots' caches, which
+//! [`crate::scheduler`] drives.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use rbee_api::worker::{
-    ComputeEngine, ComputePath, EndEvent, InferenceEvent, InferenceRequest, ModelInfo, StopReason,
-    TokenEvent,
+    ComputeEngine, ComputePath, EndEvent, InferenceRequest, ModelInfo, StopReason,
 };
-use rbee_api::{ErrorCode, ErrorEnvelope, JobId, Narration};
+use rbee_api::{ErrorCode, ErrorEnvelope, JobId};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use crate::chat_template::{ChatTemplate, ChatTemplateError, UsualTemplate};
 use crate::cpu;
 use crate::error::WorkerError;
 use crate::llama::{Llama, LoadError, LoadStep};
 use crate::model_file::ModelFile;
-use crate::sampler::{Sampler, SamplingParams};
-use crate::text_stream::TextStream;
+use crate::sampler::SamplingParams;
 use crate::tokenizer::Tokenizer;
-
-const ACTOR: &str = "llm-worker-rbee";
-/// Prompt tokens run through the model per forward pass; bounds the attention scratch memory.
-const PREFILL_CHUNK: usize = 256;
 
 pub struct Engine {
     pub info: ModelInfo,
@@ -165,118 +154,40 @@ impl Engine {
         })
     }
 
-    /// Generates for `job`, sending token and narration events to `emit`; returns the `end`
-    /// event and, when the model failed part-way, why (the caller sends the last event once
-    /// the slot is free).
-    pub fn generate(
-        &self,
-        job: &Job,
-        cancel: &CancellationToken,
-        mut emit: impl FnMut(InferenceEvent),
-    ) -> Generated {
-        let started = Instant::now();
-        emit(narrate(
-            "inference_start",
-            format!(
-                "Starting inference (job {}, up to {} tokens)",
-                job.job_id, job.max_tokens
-            ),
-        ));
-        if let Some(note) = &job.note {
-            emit(narrate("chat_template", note.clone()));
-        }
-        emit(narrate(
-            "tokenize",
-            format!("Tokenized prompt: {} tokens", job.prompt_tokens.len()),
-        ));
-        let mut run = Run::default();
-        let (stop_reason, failure) = match self.run(job, cancel, &mut emit, &mut run) {
-            Ok(reason) => (reason, None),
-            Err(e) => {
-                let message = crate::model_file::candle_message(&e);
-                tracing::error!(job = %job.job_id, "inference failed: {message}");
-                (StopReason::Cancelled, Some(message))
+    /// A KV cache for one slot.
+    pub fn new_cache(&self) -> Cache {
+        self.model.new_cache()
+    }
+
+    /// Keeps the first `len` positions of `cache` (fewer where the path cannot cut a cache:
+    /// Candle's start over); returns how many it kept.
+    pub fn keep_prefix(&self, cache: &mut Cache, len: usize) -> usize {
+        match cache {
+            Cache::Cpu(c) => {
+                c.truncate(len);
+                c.position()
             }
-        };
-        let duration = started.elapsed();
-        let decode_tps = rate(run.decode_steps, run.decode_time);
-        emit(narrate(
-            "inference_complete",
-            format!(
-                "Finished: {} tokens in {:.2} s ({decode_tps:.1} tok/s), stop reason {}",
-                run.tokens_out,
-                duration.as_secs_f64(),
-                stop_reason.as_str()
-            ),
-        ));
-        Generated {
-            end: EndEvent {
-                job_id: job.job_id.clone(),
-                tokens_out: run.tokens_out,
-                duration_ms: duration.as_millis() as u64,
-                stop_reason,
-                tokens_in: job.prompt_tokens.len(),
-                prompt_ms: run.prompt_time.as_millis() as u64,
-                prompt_tokens_per_sec: rate(job.prompt_tokens.len(), run.prompt_time),
-                decode_tokens_per_sec: decode_tps,
-            },
-            failure,
+            Cache::Candle(c) if c.position() == len => len,
+            Cache::Candle(_) => {
+                *cache = self.model.new_cache();
+                0
+            }
         }
     }
 
-    fn run(
-        &self,
-        job: &Job,
-        cancel: &CancellationToken,
-        emit: &mut impl FnMut(InferenceEvent),
-        run: &mut Run,
-    ) -> candle_core::Result<StopReason> {
-        let mut cache = self.model.new_cache();
-        let prefill = Instant::now();
-        let mut logits = Vec::new();
-        for chunk in job.prompt_tokens.chunks(PREFILL_CHUNK) {
-            if cancel.is_cancelled() {
-                return Ok(StopReason::Cancelled);
-            }
-            logits = self.model.forward(chunk, &mut cache)?;
-        }
-        run.prompt_time = prefill.elapsed();
-        let mut sampler = Sampler::new(job.sampling);
-        let mut text = TextStream::new(job.stop.clone());
-        loop {
-            if cancel.is_cancelled() {
-                return Ok(StopReason::Cancelled);
-            }
-            let token = sampler.sample(&logits);
-            if self.tokenizer.is_end_of_generation(token) {
-                flush(&mut text, run.tokens_out.saturating_sub(1), emit);
-                return Ok(StopReason::Eos);
-            }
-            let index = run.tokens_out;
-            run.tokens_out += 1;
-            let out = text.push(&self.tokenizer.token_bytes(token));
-            if !out.text.is_empty() {
-                emit(InferenceEvent::Token(TokenEvent {
-                    t: out.text,
-                    i: index,
-                }));
-            }
-            if out.stopped {
-                return Ok(StopReason::Stop);
-            }
-            if run.tokens_out >= job.max_tokens {
-                flush(&mut text, index, emit);
-                return Ok(StopReason::MaxTokens);
-            }
-            if cancel.is_cancelled() {
-                return Ok(StopReason::Cancelled);
-            }
-            let step = Instant::now();
-            logits = self.model.forward(&[token], &mut cache)?;
-            run.decode_time += step.elapsed();
-            run.decode_steps += 1;
-        }
+    /// Runs every feed's tokens through the model in one pass where the path allows (the CPU
+    /// path; Candle runs them one after another); the logits after each feed's last token
+    /// when it asks for them.
+    pub fn forward_batch(&self, feeds: &mut [Feed]) -> candle_core::Result<Vec<Option<Vec<f32>>>> {
+        self.model.forward_batch(feeds)
     }
+}
+
+/// One sequence's tokens for a forward pass, with its cache.
+pub struct Feed<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut Cache,
+    pub logits: bool,
 }
 
 /// The transformer: this crate's CPU path where it covers the model, Candle otherwise.
@@ -286,7 +197,8 @@ enum Model {
     Candle(Llama, String),
 }
 
-enum Cache {
+/// One slot's keys and values, on the path its model runs on.
+pub enum Cache {
     Cpu(cpu::kv::KvCache),
     Candle(crate::llama::KvCache),
 }
@@ -342,11 +254,31 @@ impl Model {
         }
     }
 
-    fn forward(&self, tokens: &[u32], cache: &mut Cache) -> candle_core::Result<Vec<f32>> {
-        match (self, cache) {
-            (Self::Cpu(m), Cache::Cpu(c)) => m.forward(tokens, c),
-            (Self::Candle(m, _), Cache::Candle(c)) => m.forward(tokens, c),
-            _ => candle_core::bail!("cache made by another model"),
+    fn forward_batch(&self, feeds: &mut [Feed]) -> candle_core::Result<Vec<Option<Vec<f32>>>> {
+        match self {
+            Self::Cpu(m) => {
+                let mut steps = Vec::with_capacity(feeds.len());
+                for feed in feeds.iter_mut() {
+                    let Cache::Cpu(cache) = &mut *feed.cache else {
+                        candle_core::bail!("cache made by another model");
+                    };
+                    steps.push(cpu::model::Step {
+                        tokens: feed.tokens,
+                        cache,
+                        logits: feed.logits,
+                    });
+                }
+                m.forward_batch(&mut steps)
+            }
+            Self::Candle(m, _) => (feeds.iter_mut())
+                .map(|feed| {
+                    let Cache::Candle(cache) = &mut *feed.cache else {
+                        candle_core::bail!("cache made by another model");
+                    };
+                    let logits = m.forward(feed.tokens, cache)?;
+                    Ok(feed.logits.then_some(logits))
+                })
+                .collect(),
         }
     }
 }
@@ -380,28 +312,4 @@ impl Generated {
         }
         Ok(self.end)
     }
-}
-
-#[derive(Default)]
-struct Run {
-    tokens_out: usize,
-    prompt_time: Duration,
-    decode_time: Duration,
-    decode_steps: usize,
-}
-
-fn flush(text: &mut TextStream, index: usize, emit: &mut impl FnMut(InferenceEvent)) {
-    let rest = text.finish();
-    if !rest.is_empty() {
-        emit(InferenceEvent::Token(TokenEvent { t: rest, i: index }));
-    }
-}
-
-fn narrate(action: &str, human: String) -> InferenceEvent {
-    InferenceEvent::Narration(Narration::new(ACTOR, action, human))
-}
-
-fn rate(count: usize, time: Duration) -> f64 {
-    let secs = time.as_secs_f64();
-    if secs > 0.0 { count as f64 / secs } else { 0.0 }
 }

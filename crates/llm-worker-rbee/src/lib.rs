@@ -2,7 +2,8 @@
 //!
 //! Start-up checks the model file before anything listens (a bad file is one clear line and
 //! exit code 1), then serves HTTP while the weights load layer by layer, so the hive can watch
-//! progress. Requests run on blocking threads, one per slot, streaming tokens back as SSE.
+//! progress. One scheduler thread runs every request in progress in shared forward passes,
+//! streaming tokens back as SSE.
 //!
 //! Modules:
 //! - [`args`]: command-line flags.
@@ -13,7 +14,8 @@
 //! - [`cpu`]: the transformer on rbee's own quantized CPU kernels.
 //! - [`llama`]: the transformer on Candle (GPU backends, and formats the CPU path lacks).
 //! - [`sampler`], [`text_stream`]: choosing tokens; turning them into text safely.
-//! - [`engine`]: the loaded model and the generation loop.
+//! - [`engine`]: the loaded model: validating requests, forward passes over slots' caches.
+//! - [`scheduler`]: continuous batching of every request in progress, prompt reuse.
 //! - [`state`], [`routes`], [`error`]: the HTTP service.
 //! - [`hive_client`]: callbacks to the hive; [`metrics`]: what `GET /metrics` counts.
 //! - [`requantize`]: writing a GGUF file in another quantization (tests and benchmarks).
@@ -33,6 +35,7 @@ pub mod model_file;
 pub mod requantize;
 pub mod routes;
 pub mod sampler;
+pub mod scheduler;
 pub mod state;
 pub mod text_stream;
 pub mod tokenizer;
@@ -187,7 +190,8 @@ async fn serve_until_stopped(args: &Args, key: &str) -> Result<(), Fatal> {
         device: args.device,
         public_url,
     };
-    let state = WorkerState::new(identity, usize::from(args.slots));
+    let slots = args.slots.map_or_else(|| default_slots(&file), usize::from);
+    let state = WorkerState::new(identity, slots);
     let app = routes::router(state.clone(), ApiKey::new(key));
     tracing::info!(url = %state.identity.public_url, "Listening on http://{bound}");
 
@@ -215,6 +219,28 @@ async fn serve_until_stopped(args: &Args, key: &str) -> Result<(), Fatal> {
     state.shutdown.cancelled().await;
     serving.finish(DRAIN_TIMEOUT).await;
     loaded
+}
+
+/// The slots for `file` when none were asked for: as many caches at its full context as half
+/// the available memory holds, up to [`scheduler::DEFAULT_SLOTS`].
+fn default_slots(file: &ModelFile) -> usize {
+    let c = file.config();
+    let per_position = cpu::kv::KvCache::bytes_per_position(c.n_layer, c.n_kv_head, c.head_dim);
+    let cache_bytes = (per_position * c.context_length) as u64;
+    let system = sysinfo::System::new_with_specifics(
+        sysinfo::RefreshKind::nothing()
+            .with_memory(sysinfo::MemoryRefreshKind::nothing().with_ram()),
+    );
+    let available = (system.ok())
+        .map(|s| s.available_memory())
+        .filter(|&m| m > 0);
+    let slots = scheduler::slots_for_memory(cache_bytes, available);
+    tracing::info!(
+        slots,
+        cache_mb = cache_bytes / (1024 * 1024),
+        "slots chosen for the model's context and the available memory"
+    );
+    slots
 }
 
 /// Loads the weights on a blocking thread, logging each layer to the loading log.

@@ -12,6 +12,28 @@ pub struct WorkerMetrics {
     pub token_latency: Histogram,
     /// Slots by state, set at each scrape.
     pub slots: StateGauge<Slot>,
+    /// Sequences in each forward pass of the scheduler.
+    pub batch_size: BatchSize,
+    /// Prompt tokens whose keys and values a slot already held.
+    pub prompt_tokens_reused: Counter,
+}
+
+/// Sequences per forward pass, in buckets up to the most slots a worker can have.
+#[derive(Debug)]
+pub struct BatchSize(Histogram);
+
+impl Default for BatchSize {
+    fn default() -> Self {
+        Self(Histogram::new(&[
+            1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 32.0, 64.0,
+        ]))
+    }
+}
+
+impl BatchSize {
+    pub fn observe(&self, sequences: f64) {
+        self.0.observe(sequences);
+    }
 }
 
 /// The state of an inference slot.
@@ -66,6 +88,16 @@ impl WorkerMetrics {
             "Inference slots by state (busy, free).",
             "state",
             &self.slots,
+        )
+        .histogram(
+            "rbee_worker_batch_size",
+            "Sequences run together in one forward pass.",
+            &self.batch_size.0,
+        )
+        .counter(
+            "rbee_worker_prompt_tokens_reused_total",
+            "Prompt tokens a slot's cache already held from an earlier request.",
+            &self.prompt_tokens_reused,
         );
         out
     }

@@ -1,4 +1,5 @@
-//! Shared state of a running worker: loading log, the engine once loaded, slots and jobs.
+//! Shared state of a running worker: loading log, the engine and its scheduler once loaded,
+//! slots and jobs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::Engine;
 use crate::error::WorkerError;
 use crate::metrics::WorkerMetrics;
+use crate::scheduler::Scheduler;
 
 pub type AppState = Arc<WorkerState>;
 
@@ -51,6 +53,7 @@ pub struct WorkerState {
     /// Every loading event so far, for `GET /v1/loading/progress`.
     pub loading: EventLog<LoadingEvent>,
     engine: OnceLock<Arc<Engine>>,
+    scheduler: OnceLock<Scheduler>,
     load_error: OnceLock<String>,
     slots_total: usize,
     slots: Arc<Semaphore>,
@@ -66,6 +69,7 @@ impl WorkerState {
             identity,
             loading: EventLog::default(),
             engine: OnceLock::new(),
+            scheduler: OnceLock::new(),
             load_error: OnceLock::new(),
             slots_total: slots,
             slots: Arc::new(Semaphore::new(slots)),
@@ -75,9 +79,18 @@ impl WorkerState {
         })
     }
 
+    /// Serves `engine` from now on: its scheduler starts with this worker's slots.
     pub fn set_engine(&self, engine: Engine) {
-        let _ = self.engine.set(Arc::new(engine));
+        let engine = Arc::new(engine);
+        let scheduler = Scheduler::start(engine.clone(), self.slots_total, self.metrics.clone());
+        let _ = self.scheduler.set(scheduler);
+        let _ = self.engine.set(engine);
         self.loading.push(LoadingEvent::Ready);
+    }
+
+    /// The scheduler that runs requests, once the model is loaded.
+    pub fn scheduler(&self) -> Option<&Scheduler> {
+        self.scheduler.get()
     }
 
     pub fn set_load_error(&self, error: rbee_api::ErrorEnvelope) {

@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::Device;
 use candle_core::quantized::GgmlDType;
 use llm_worker_rbee::cpu::CpuConfig;
-use llm_worker_rbee::cpu::model::Transformer as CpuLlama;
+use llm_worker_rbee::cpu::model::{Step, Transformer as CpuLlama};
 use llm_worker_rbee::llama::Llama as CandleLlama;
 use llm_worker_rbee::model_file::ModelFile;
 use llm_worker_rbee::requantize::requantize;
@@ -168,4 +168,60 @@ fn unsupported_formats_are_named() {
     let file = ModelFile::open(&out).unwrap();
     let reason = CpuLlama::unsupported_reason(&file).expect("Q3_K matrices have no kernel");
     assert!(reason.contains("Q3_K"), "{reason}");
+}
+
+/// Continuous batching changes no bit of any sequence: four sequences of different lengths,
+/// prefilled together and then decoded together (each at its own position), get exactly the
+/// logits each gets alone — for the default Q4_1 file and a K-quant mix.
+#[test]
+fn a_batch_of_sequences_gives_each_exactly_the_logits_it_gets_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let q4_k = dir.path().join("q4_k.gguf");
+    requantize(&model_path(), &q4_k, GgmlDType::Q4K).unwrap();
+    for path in [model_path(), q4_k] {
+        let file = ModelFile::open(&path).unwrap();
+        let tokenizer = file.tokenizer().clone();
+        let cpu = CpuLlama::load(&file, CpuConfig::best(2), |_| {}).unwrap();
+        let prompts: Vec<Vec<u32>> = [STORY, CONFIDENT[0], CONFIDENT[1], CONFIDENT[3]]
+            .iter()
+            .map(|p| tokenizer.encode(p))
+            .collect();
+        let steps = 6;
+        // Alone: each prompt, then `steps` greedy tokens, one pass per token.
+        let alone: Vec<Vec<Vec<f32>>> = (prompts.iter())
+            .map(|prompt| {
+                let mut cache = cpu.new_cache();
+                let mut logits = vec![cpu.forward(prompt, &mut cache).unwrap()];
+                for _ in 0..steps {
+                    let next = argmax(logits.last().unwrap());
+                    logits.push(cpu.forward(&[next], &mut cache).unwrap());
+                }
+                logits
+            })
+            .collect();
+        // Together: one pass for the four prompts, then one pass per step for the four tokens.
+        let mut caches: Vec<_> = prompts.iter().map(|_| cpu.new_cache()).collect();
+        let mut inputs = prompts.clone();
+        for step in 0..=steps {
+            let mut batch: Vec<Step> = (inputs.iter())
+                .zip(caches.iter_mut())
+                .map(|(tokens, cache)| Step {
+                    tokens,
+                    cache,
+                    logits: true,
+                })
+                .collect();
+            let logits = cpu.forward_batch(&mut batch).unwrap();
+            let wanted = alone.iter().map(|a| &a[step]);
+            for ((s, logits), want) in logits.into_iter().enumerate().zip(wanted) {
+                let logits = logits.unwrap();
+                assert!(
+                    &logits == want,
+                    "{}: sequence {s} at step {step} differs when batched",
+                    path.display()
+                );
+                inputs[s] = vec![argmax(&logits)];
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@
 mod support;
 
 mod bad_model_file;
+mod batching;
 mod cpu_path_matches_candle;
 mod generation;
 mod hive_callbacks;

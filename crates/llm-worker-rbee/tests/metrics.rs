@@ -6,22 +6,10 @@ use serde_json::json;
 use crate::slots_and_cancellation::start_long_job;
 use crate::support::{Worker, story_request};
 
-async fn metrics(w: &Worker) -> String {
-    let resp = w.get("/metrics").send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(
-        resp.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4")
-    );
-    resp.text().await.unwrap()
-}
-
 #[tokio::test]
 async fn requests_tokens_and_latencies_are_counted() {
     let w = Worker::ready(&[]).await;
-    let before = metrics(&w).await;
+    let before = w.metrics().await;
     assert_eq!(sample(&before, "rbee_worker_requests_total"), Some(0.0));
     assert_eq!(
         sample(&before, "rbee_worker_tokens_generated_total"),
@@ -29,12 +17,12 @@ async fn requests_tokens_and_latencies_are_counted() {
     );
     assert_eq!(
         sample(&before, "rbee_worker_slots{state=\"free\"}"),
-        Some(1.0)
+        Some(4.0)
     );
 
     let done = w.infer(story_request(8, json!({"temperature": 0}))).await;
     let end = done.end().clone();
-    let after = metrics(&w).await;
+    let after = w.metrics().await;
     assert_eq!(
         sample(&after, "rbee_worker_requests_total{outcome=\"max_tokens\"}"),
         Some(1.0)
@@ -58,7 +46,7 @@ async fn requests_tokens_and_latencies_are_counted() {
 
 #[tokio::test]
 async fn busy_slots_and_refusals_are_counted() {
-    let w = Worker::ready(&[]).await;
+    let w = Worker::ready(&["--slots", "1"]).await;
     let (_running, _) = start_long_job(&w, "long").await;
     let resp = w
         .post("/v1/inference")
@@ -67,7 +55,7 @@ async fn busy_slots_and_refusals_are_counted() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
-    let text = metrics(&w).await;
+    let text = w.metrics().await;
     assert_eq!(
         sample(&text, "rbee_worker_slots{state=\"busy\"}"),
         Some(1.0)

@@ -28,7 +28,10 @@ async fn long_answer(w: &Worker) -> reqwest::Response {
         .send()
         .await
         .unwrap();
-    w.wait_for_state("busy").await;
+    w.wait_until("a slot in use", |r| {
+        r["slots_available"].as_u64() < r["slots_total"].as_u64()
+    })
+    .await;
     resp
 }
 

@@ -32,8 +32,8 @@ pub async fn start_long_job(
 }
 
 #[tokio::test]
-async fn request_without_a_free_slot_gets_503_all_slots_busy() {
-    let w = Worker::ready(&[]).await;
+async fn request_without_a_free_slot_gets_503_all_slots_busy_with_retry_after() {
+    let w = Worker::ready(&["--slots", "1"]).await;
     let (_running, _) = start_long_job(&w, "long").await;
     assert_eq!(w.ready_state().await["state"], "busy");
     let resp = w
@@ -43,6 +43,7 @@ async fn request_without_a_free_slot_gets_503_all_slots_busy() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "2");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "ALL_SLOTS_BUSY");
     assert_eq!(
@@ -53,7 +54,7 @@ async fn request_without_a_free_slot_gets_503_all_slots_busy() {
 
 #[tokio::test]
 async fn delete_cancels_the_job_and_the_next_request_succeeds() {
-    let w = Worker::ready(&[]).await;
+    let w = Worker::ready(&["--slots", "1"]).await;
     let (running, mut frames) = start_long_job(&w, "job-to-cancel").await;
     let resp = w
         .http
@@ -76,7 +77,7 @@ async fn delete_cancels_the_job_and_the_next_request_succeeds() {
 
 #[tokio::test]
 async fn client_disconnect_stops_generation_and_frees_the_slot() {
-    let w = Worker::ready(&[]).await;
+    let w = Worker::ready(&["--slots", "1"]).await;
     let (running, _) = start_long_job(&w, "abandoned").await;
     drop(running);
     w.wait_for_state("idle").await;

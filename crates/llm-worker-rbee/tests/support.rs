@@ -77,6 +77,19 @@ impl Worker {
         Completion::from_frames(read_sse(resp).await)
     }
 
+    /// The worker's `GET /metrics` text, checked to be Prometheus' text format.
+    pub async fn metrics(&self) -> String {
+        let resp = self.get("/metrics").send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4")
+        );
+        resp.text().await.unwrap()
+    }
+
     pub async fn ready_state(&self) -> Value {
         self.get("/v1/ready")
             .send()

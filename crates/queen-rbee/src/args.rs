@@ -80,6 +80,10 @@ pub struct DaemonArgs {
     #[arg(long, env = "RBEE_QUEEN_QUEUE_LIMIT", default_value_t = crate::lanes::DEFAULT_QUEUE_LIMIT)]
     pub queue_limit: usize,
 
+    /// Slots of each worker the queen asks a hive to start (default: the hive's choice).
+    #[arg(long, env = "RBEE_QUEEN_WORKER_SLOTS", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_slots: Option<u16>,
+
     /// How long a worker may take to load its model.
     #[arg(long, env = "RBEE_QUEEN_LOADING_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub loading_timeout: Duration,

@@ -22,6 +22,7 @@ pub struct Lane {
 }
 
 struct WorkerQueue {
+    total: usize,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
 }
@@ -30,6 +31,13 @@ pub struct Lanes {
     queue_limit: usize,
     starts: Mutex<HashMap<Lane, Arc<tokio::sync::Mutex<()>>>>,
     workers: Mutex<HashMap<WorkerId, Arc<WorkerQueue>>>,
+}
+
+/// Tasks waiting for slots and holding them, over every worker.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    pub queued: usize,
+    pub busy: usize,
 }
 
 /// Held by a task while it uses one of a worker's slots.
@@ -89,6 +97,7 @@ impl Lanes {
             .entry(worker.clone())
             .or_insert_with(|| {
                 Arc::new(WorkerQueue {
+                    total: slots.max(1),
                     slots: Arc::new(Semaphore::new(slots.max(1))),
                     waiting: AtomicUsize::new(0),
                 })
@@ -110,6 +119,17 @@ impl Lanes {
             .await
             .map_err(|_| QueueFull { waiting: place })?;
         Ok(Slot { _permit: permit })
+    }
+
+    pub fn load(&self) -> Load {
+        let workers = self
+            .workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        workers.values().fold(Load::default(), |load, q| Load {
+            queued: load.queued + q.waiting.load(Ordering::SeqCst),
+            busy: load.busy + q.total - q.slots.available_permits(),
+        })
     }
 
     /// Forgets a worker that stopped.

@@ -108,6 +108,7 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         tasks: RunningTasks::default(),
         lanes: Lanes::new(args.queue_limit),
         loading_timeout: args.loading_timeout,
+        worker_slots: args.worker_slots,
         default_model: args.default_model.clone().or_else(|| {
             rbee_api::model_ref::fetched_model()
                 .filter(|p| p.is_file())

@@ -2,7 +2,7 @@
 
 use rbee_api::ErrorCode;
 use rbee_api::queen::NodeStatus;
-use rbee_http::metrics::{Counter, Exposition, Histogram, LabeledCounter, StateGauge};
+use rbee_http::metrics::{Counter, Exposition, Gauge, Histogram, LabeledCounter, StateGauge};
 
 #[derive(Debug, Default)]
 pub struct QueenMetrics {
@@ -15,6 +15,10 @@ pub struct QueenMetrics {
     pub placements: LabeledCounter,
     /// Registered nodes by status, recounted at each scrape.
     pub nodes: StateGauge<NodeStatus>,
+    /// Tasks waiting for a busy worker's slot, set at each scrape.
+    pub queued_tasks: Gauge,
+    /// Tasks holding a worker's slot, set at each scrape.
+    pub busy_slots: Gauge,
 }
 
 /// How a task ended.
@@ -71,6 +75,16 @@ impl QueenMetrics {
             "Registered nodes by status.",
             "status",
             &self.nodes,
+        )
+        .gauge(
+            "rbee_queen_queued_tasks",
+            "Tasks waiting for a slot of a busy worker.",
+            &self.queued_tasks,
+        )
+        .gauge(
+            "rbee_queen_busy_slots",
+            "Worker slots held by the queen's tasks.",
+            &self.busy_slots,
         );
         out
     }

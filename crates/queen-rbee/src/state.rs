@@ -22,6 +22,8 @@ pub struct QueenState {
     /// Worker starts and slot queues, per model and worker.
     pub lanes: Lanes,
     pub loading_timeout: Duration,
+    /// Slots asked for each worker the queen starts; `None` leaves it to the hive.
+    pub worker_slots: Option<u16>,
     /// Listed by `GET /v1/models` whether or not a node has it yet.
     pub default_model: Option<ModelRef>,
     pub shutdown: CancellationToken,

@@ -134,7 +134,7 @@ async fn read_until(resp: &mut reqwest::Response, needles: &[&str]) -> Option<us
 
 #[tokio::test]
 async fn tasks_for_a_busy_worker_queue_in_order_up_to_the_limit_and_a_leaver_frees_its_place() {
-    let queen = Queen::start_local(&["--queue-limit", "2"], &[]).await;
+    let queen = Queen::start_local(&["--queue-limit", "2", "--worker-slots", "1"], &[]).await;
     let mut running = open_task(&queen, 3000).await;
     assert_eq!(read_until(&mut running, &["event: token"]).await, Some(0));
     let mut first = open_task(&queen, 4).await;

@@ -5,16 +5,10 @@ use serde_json::json;
 
 use crate::support::{Queen, call, model_path, read_sse, text};
 
-async fn metrics(queen: &Queen) -> String {
-    let resp = queen.get("/metrics").send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
-}
-
 #[tokio::test]
 async fn tasks_tokens_latencies_placements_and_nodes_are_counted() {
     let queen = Queen::start_local(&[], &[]).await;
-    let before = metrics(&queen).await;
+    let before = queen.metrics().await;
     assert_eq!(sample(&before, "rbee_queen_tasks_total"), Some(0.0));
     assert_eq!(
         sample(&before, "rbee_queen_nodes{status=\"unknown\"}"),
@@ -23,7 +17,7 @@ async fn tasks_tokens_latencies_placements_and_nodes_are_counted() {
 
     let events = queen.task("localhost", 8).await;
     assert!(!text(&events).is_empty());
-    let after = metrics(&queen).await;
+    let after = queen.metrics().await;
     assert_eq!(
         sample(&after, "rbee_queen_tasks_total{outcome=\"completed\"}"),
         Some(1.0)
@@ -50,7 +44,7 @@ async fn tasks_tokens_latencies_placements_and_nodes_are_counted() {
         .await
         .unwrap();
     read_sse(resp).await;
-    let placed = metrics(&queen).await;
+    let placed = queen.metrics().await;
     assert_eq!(
         sample(&placed, "rbee_queen_placements_total{rule=\"idle_worker\"}"),
         Some(1.0)
@@ -62,7 +56,7 @@ async fn tasks_tokens_latencies_placements_and_nodes_are_counted() {
         "prompt": "Hello"
     })))
     .await;
-    let failed = metrics(&queen).await;
+    let failed = queen.metrics().await;
     assert_eq!(
         sample(
             &failed,

@@ -67,11 +67,12 @@ async fn a_client_that_disconnects_stops_the_generation_on_the_worker() {
     let first = body.next().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("chat.completion.chunk"));
     drop(body);
-    // 3000 tokens would keep the worker busy for a minute; it is idle again at once.
+    // 3000 tokens would keep a slot busy for a minute; every slot is free again at once.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, list) = call(queen.get("/v2/workers/list")).await;
-        if list["workers"][0]["state"] == "idle" {
+        let w = &list["workers"][0];
+        if w["slots_available"] == w["slots_total"] {
             break;
         }
         assert!(
@@ -147,7 +148,8 @@ async fn kill_the_hive_once_busy(queen: &Queen) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let worker = loop {
         let (_, list) = call(queen.get("/v2/workers/list")).await;
-        if list["workers"][0]["state"] == "busy" {
+        let w = &list["workers"][0];
+        if w["slots_available"].as_u64() < w["slots_total"].as_u64() {
             break list["workers"][0]["pid"].as_u64().unwrap() as u32;
         }
         assert!(tokio::time::Instant::now() < deadline, "never busy: {list}");
@@ -216,6 +218,33 @@ async fn eight_concurrent_cold_requests_start_one_worker_and_all_are_answered() 
     }
     let (_, list) = call(queen.get("/v2/workers/list")).await;
     assert_eq!(list["workers"].as_array().unwrap().len(), 1, "{list}");
+}
+
+#[tokio::test]
+async fn a_full_queue_is_503_all_slots_busy_with_retry_after() {
+    let queen = Queen::start_local(&["--queue-limit", "0", "--worker-slots", "1"], &[]).await;
+    let resp = long_chat(&queen, true).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut running = resp.bytes_stream();
+    use futures::StreamExt;
+    let first = running.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("chat.completion.chunk"));
+    // The running task holds the worker's one slot, as the queen's metrics say.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = queen.metrics().await;
+        if rbee_http::metrics::sample(&text, "rbee_queen_busy_slots") == Some(1.0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = long_chat(&queen, false).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "2");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "ALL_SLOTS_BUSY", "{body}");
+    drop(running);
 }
 
 #[tokio::test]

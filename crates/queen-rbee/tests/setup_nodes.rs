@@ -28,14 +28,7 @@ async fn add_node_tests_ssh_records_backends_and_lists_it() {
         nodes[0].get("hive_api_key").is_none(),
         "the hive key is never listed"
     );
-    let metrics = queen
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = queen.metrics().await;
     assert_eq!(
         rbee_http::metrics::sample(&metrics, "rbee_queen_nodes{status=\"reachable\"}"),
         Some(1.0),

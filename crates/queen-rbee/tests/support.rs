@@ -32,6 +32,13 @@ pub struct Queen {
 }
 
 impl Queen {
+    /// The queen's `GET /metrics` text.
+    pub async fn metrics(&self) -> String {
+        let resp = self.get("/metrics").send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    }
+
     /// A queen whose nodes use this build's binaries and `sshd`'s client configuration.
     pub async fn start(sshd: &Sshd) -> Self {
         Self::launch(Some(sshd), Some(bin_dir()), &[], &[]).await

@@ -6,7 +6,7 @@ Feature: Failures the user sees
     Given the nodes "workstation" and "mac" are registered with a running queen
 
   Scenario: A busy worker with a full queue is retried after 1, 2 and 4 seconds, then rbee gives up
-    Given the queen queues at most 0 tasks per worker
+    Given the queen starts workers with 1 slot and queues at most 0 tasks per worker
     When I start `rbee infer --node workstation --model hf:test/SmolLM2:Q4_1 --max-tokens 3000 --temperature 0 --prompt "Write a long story about a cat."`
     And its first tokens have arrived
     And I run `rbee infer --node workstation --model hf:test/SmolLM2:Q4_1 --max-tokens 4 --prompt hi`

@@ -46,6 +46,11 @@ Feature: Inference on the compute nodes
     When I press Ctrl+C
     Then it exits with code 130
 
+  Scenario: Eight concurrent requests to a warm node share its worker's slots and all complete
+    Given a worker on "workstation" has answered once
+    When I run 8 times at once `rbee infer --node workstation --model hf:test/SmolLM2:Q4_1 --max-tokens 32 --temperature 0 --prompt "Tell me about bees."`
+    Then "workstation" runs 1 hive and 1 worker
+
   Scenario: Eight concurrent cold starts of one model share one worker
     When I run 8 times at once `rbee infer --node workstation --model hf:test/SmolLM2:Q4_1 --max-tokens 8 --temperature 0 --prompt hi`
     Then "workstation" runs 1 hive and 1 worker

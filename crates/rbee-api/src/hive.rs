@@ -18,7 +18,8 @@ pub struct SpawnRequest {
     pub backend: Backend,
     #[serde(default)]
     pub device: u32,
-    /// Concurrent requests the worker serves (default 1).
+    /// Requests the worker serves at once (default: the hive's `--worker-slots`, else the
+    /// worker's own choice: 4, fewer when memory at the model's context allows fewer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<u16>,
 }

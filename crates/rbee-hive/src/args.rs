@@ -77,6 +77,11 @@ pub struct DaemonArgs {
     #[arg(long, env = "RBEE_HIVE_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
+    /// Slots of each worker this hive starts when the request names none (default: the
+    /// worker's own choice, 4 or what memory allows at the model's context).
+    #[arg(long, env = "RBEE_HIVE_WORKER_SLOTS", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_slots: Option<u16>,
+
     /// RAM (MB) the hive may give to models; the preflight uses the smaller of this and
     /// the memory actually available (default: no limit beyond the machine's).
     #[arg(long, env = "RBEE_HIVE_MEMORY_LIMIT_MB")]

@@ -111,6 +111,7 @@ fn build_state(
                 hive_url: format!("http://{}", SocketAddr::new(local_ip, bound.port())),
                 health_interval: args.health_interval,
                 idle_timeout: args.idle_timeout,
+                worker_slots: args.worker_slots,
             },
             logs.clone(),
         )

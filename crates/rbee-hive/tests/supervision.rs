@@ -10,7 +10,12 @@ use crate::support::{Hive, HiveOptions, alive, call, infer, signal, wait_gone};
 #[tokio::test]
 async fn spawned_worker_listens_becomes_idle_and_answers_inference() {
     let data = tempfile::tempdir().unwrap();
-    let hive = Hive::start(HiveOptions::new(data.path()).arg("--health-interval", "200ms")).await;
+    let hive = Hive::start(
+        HiveOptions::new(data.path())
+            .arg("--health-interval", "200ms")
+            .arg("--worker-slots", "2"),
+    )
+    .await;
     let spawned = hive.spawn_file().await;
     assert_eq!(spawned["state"], "loading");
     let id = spawned["worker_id"].as_str().unwrap();
@@ -25,7 +30,8 @@ async fn spawned_worker_listens_becomes_idle_and_answers_inference() {
     let worker = hive.wait_idle(id).await;
     assert_eq!(worker["url"], spawned["url"]);
     assert_eq!(worker["backend"], "cpu");
-    assert_eq!(worker["slots_total"], 1);
+    // The hive's `--worker-slots`, as the worker itself reports it.
+    assert_eq!(worker["slots_total"], 2);
     let text = infer(&worker, 20).await;
     assert!(text.split_whitespace().count() >= 5, "{text:?}");
 }

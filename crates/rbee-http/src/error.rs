@@ -2,8 +2,9 @@
 
 use axum::Json;
 use axum::extract::Request;
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
-use axum::http::header::{ALLOW, CONTENT_TYPE};
+use axum::http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rbee_api::{ErrorCode, ErrorEnvelope};
@@ -30,10 +31,25 @@ impl From<ErrorEnvelope> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.error.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.0)).into_response()
+        let code = self.0.error.code;
+        respond(code, Json(self.0))
     }
+}
+
+/// Seconds a client refused with `ALL_SLOTS_BUSY` is told to wait before trying again.
+pub const RETRY_AFTER_SECS: u64 = 2;
+
+/// The response for an error of `code` with `body` (the envelope, or a shape of it): the
+/// status the code prescribes, and `Retry-After` when waiting is the remedy.
+pub fn respond(code: ErrorCode, body: impl IntoResponse) -> Response {
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, body).into_response();
+    if code == ErrorCode::AllSlotsBusy {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    resp
 }
 
 /// Fallback handler: unknown routes answer in the envelope too.

@@ -36,6 +36,20 @@ impl Counter {
     }
 }
 
+/// A value that goes up and down, set when it is read (a queue's length).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    pub fn set(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Counters told apart by one label whose values are not known in advance (an error code,
 /// a placement rule).
 #[derive(Debug, Default)]
@@ -197,6 +211,12 @@ impl Exposition {
     pub fn counter(&mut self, name: &str, help: &str, counter: &Counter) -> &mut Self {
         self.header(name, help, "counter");
         let _ = writeln!(self.text, "{name} {}", counter.get());
+        self
+    }
+
+    pub fn gauge(&mut self, name: &str, help: &str, gauge: &Gauge) -> &mut Self {
+        self.header(name, help, "gauge");
+        let _ = writeln!(self.text, "{name} {}", gauge.get());
         self
     }
 

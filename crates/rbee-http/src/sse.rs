@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use rbee_api::sse::{DONE, SseEvent};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 
 /// How often an idle stream sends a comment, so a reader can tell a quiet producer (a long
 /// prompt being processed) from a peer that has gone away.
@@ -21,7 +21,19 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
 
 /// Streams every message received on `rx`, then `[DONE]`.
 pub fn stream<T: SseEvent + Send + 'static>(rx: mpsc::Receiver<T>) -> Response {
-    let events = ReceiverStream::new(rx)
+    events(ReceiverStream::new(rx))
+}
+
+/// [`stream`] for a producer that must never wait for the reader (the worker's scheduler,
+/// which serves every request from one thread); what it sends is bounded by its own work.
+pub fn stream_unbounded<T: SseEvent + Send + 'static>(rx: mpsc::UnboundedReceiver<T>) -> Response {
+    events(UnboundedReceiverStream::new(rx))
+}
+
+fn events<T: SseEvent + Send + 'static>(
+    messages: impl futures::Stream<Item = T> + Send + 'static,
+) -> Response {
+    let events = messages
         .map(|m| Ok::<_, Infallible>(Event::default().event(m.event()).data(m.data())))
         .chain(futures::stream::once(async {
             Ok(Event::default().data(DONE))

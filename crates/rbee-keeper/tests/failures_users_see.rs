@@ -57,7 +57,7 @@ async fn ctrl_c_cancels_on_the_worker_prints_canceled_and_exits_130() {
 #[tokio::test]
 async fn a_request_for_a_busy_worker_waits_its_turn_in_the_queue() {
     let user = User::new();
-    let queen = user.queen().await;
+    let queen = user.queen_with(&["--worker-slots", "1"]).await;
     let short = [
         "infer",
         "--prompt",
@@ -79,7 +79,9 @@ async fn a_request_for_a_busy_worker_waits_its_turn_in_the_queue() {
 #[tokio::test]
 async fn busy_worker_with_a_full_queue_is_retried_after_1_2_4_seconds_then_exit_1() {
     let user = User::new();
-    let queen = user.queen_with(&["--queue-limit", "0"]).await;
+    let queen = user
+        .queen_with(&["--queue-limit", "0", "--worker-slots", "1"])
+        .await;
     let mut long = user.rbee(LONG).spawn().unwrap();
     let (_stdout, _) = first_output(&mut long).await;
     let (code, _, stderr) = user

@@ -49,6 +49,12 @@ impl Rows {
         }
     }
 
+    /// Keeps the first `rows` rows.
+    fn truncate(&mut self, rows: usize) {
+        self.qs.truncate(rows * self.width);
+        self.scales.truncate(rows * self.width / self.run);
+    }
+
     /// The runs of row `pos` covering `at..at + len` (whole runs), with their scales.
     fn runs(&self, pos: usize, at: usize, len: usize) -> impl Iterator<Item = (f32, &[i8])> {
         let start = pos * self.width + at;
@@ -67,17 +73,29 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(layers: usize, kv_heads: usize, head_dim: usize) -> Self {
-        let run = if head_dim.is_multiple_of(RUN) {
-            RUN
-        } else {
-            head_dim
-        };
+        let run = run_len(head_dim);
         let rows = || Rows::new(kv_heads * head_dim, run);
         Self {
             layers: (0..layers).map(|_| (rows(), rows())).collect(),
             head_dim,
             position: 0,
         }
+    }
+
+    /// Bytes one position takes in a cache of this shape.
+    pub fn bytes_per_position(layers: usize, kv_heads: usize, head_dim: usize) -> usize {
+        let width = kv_heads * head_dim;
+        2 * layers * (width + 4 * width / run_len(head_dim))
+    }
+
+    /// Forgets every position from `len` on (a prompt prefix is kept for the next request).
+    pub fn truncate(&mut self, len: usize) {
+        let len = len.min(self.position);
+        for (k, v) in &mut self.layers {
+            k.truncate(len);
+            v.truncate(len);
+        }
+        self.position = len;
     }
 
     /// Positions cached so far.
@@ -120,6 +138,15 @@ impl KvCache {
                 *o += w * v as f32;
             }
         }
+    }
+}
+
+/// Values per scale for heads of `head_dim`.
+fn run_len(head_dim: usize) -> usize {
+    if head_dim.is_multiple_of(RUN) {
+        RUN
+    } else {
+        head_dim
     }
 }
 
@@ -184,6 +211,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn truncating_keeps_the_prefix_and_appending_again_continues_it() {
+        let mut cache = KvCache::new(1, 1, 32);
+        let rows: Vec<Vec<f32>> = (0..3).map(|i| values(i, 32)).collect();
+        let q = values(9, 32);
+        for row in &rows {
+            cache.append(0, &[row], &[row]);
+            cache.advance(1);
+        }
+        let before = cache.key_dot(0, 0, 1, &q);
+        cache.truncate(1);
+        assert_eq!(cache.position(), 1);
+        cache.append(0, &[&rows[1]], &[&rows[1]]);
+        cache.advance(1);
+        assert_eq!(cache.position(), 2);
+        assert_eq!(cache.key_dot(0, 0, 1, &q), before);
     }
 
     #[test]

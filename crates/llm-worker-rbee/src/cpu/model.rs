@@ -222,27 +222,50 @@ impl Transformer {
     /// Runs `tokens` (the prompt, or the one newest token) through the model after the
     /// positions already in `cache`; returns the logits for the next token.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> candle_core::Result<Vec<f32>> {
-        self.config.check_sequence(cache.position(), tokens.len())?;
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.embedding.rows) {
-            candle_core::bail!("token id {bad} is outside the vocabulary");
-        }
-        Ok(self.pool.install(|| self.run(tokens, cache)))
+        let mut step = [Step {
+            tokens,
+            cache,
+            logits: true,
+        }];
+        let mut out = self.forward_batch(&mut step)?;
+        Ok(out.pop().flatten().unwrap_or_default())
     }
 
-    fn run(&self, tokens: &[u32], cache: &mut KvCache) -> Vec<f32> {
+    /// Runs the new tokens of several sequences through the model in one pass: every matrix
+    /// is read once for all their tokens, while attention stays within each sequence's own
+    /// cache. Returns, per step, the logits after its last token when it asked for them. A
+    /// token's result does not depend on the other tokens of the pass (see
+    /// [`super::matmul`]), so batching changes no bit of any sequence's output.
+    pub fn forward_batch(&self, steps: &mut [Step]) -> candle_core::Result<Vec<Option<Vec<f32>>>> {
+        for step in steps.iter() {
+            if step.tokens.is_empty() {
+                candle_core::bail!("a step without tokens");
+            }
+            self.config
+                .check_sequence(step.cache.position(), step.tokens.len())?;
+            if let Some(&bad) = (step.tokens.iter()).find(|&&t| t as usize >= self.embedding.rows) {
+                candle_core::bail!("token id {bad} is outside the vocabulary");
+            }
+        }
+        Ok(self.pool.install(|| self.run(steps)))
+    }
+
+    fn run(&self, steps: &mut [Step]) -> Vec<Option<Vec<f32>>> {
         let c = &self.config;
-        let (seq, start, hidden) = (tokens.len(), cache.position(), c.hidden);
+        let rows = Rows::of(steps);
+        let (seq, hidden) = (rows.seq.len(), c.hidden);
         let eps = c.rms_eps as f32;
         let mut x = vec![0f32; seq * hidden];
+        let tokens = steps.iter().flat_map(|s| s.tokens.iter());
         for (row, &t) in x.chunks_exact_mut(hidden).zip(tokens) {
             self.embedding.dequantize_row(t as usize, row);
             if let Some(scale) = c.embedding_scale {
                 row.iter_mut().for_each(|v| *v *= scale);
             }
         }
-        let angles = Angles::new(&self.rope, start, seq);
+        let angles = Angles::new(&self.rope, &rows.pos);
         let angles_local =
-            (c.sliding_window.is_some()).then(|| Angles::new(&self.rope_local, start, seq));
+            (c.sliding_window.is_some()).then(|| Angles::new(&self.rope_local, &rows.pos));
         let ff = self.blocks.iter().map(|b| b.down.cols).max().unwrap_or(0);
         let mut s = Scratch::new(c, ff, seq);
         for (l, block) in self.blocks.iter().enumerate() {
@@ -251,7 +274,7 @@ impl Transformer {
                 _ => &angles,
             };
             rms_norm(&x, &block.attn_norm, eps, &mut s.h);
-            self.attention(l, block, angles, cache, &mut s);
+            self.attention(l, block, angles, steps, &rows, &mut s);
             self.project(&[&block.wo], &s.attn, &mut s.o);
             if let Some(w) = &block.post_attn_norm {
                 rms_norm_in_place(&mut s.o, w, eps);
@@ -275,13 +298,26 @@ impl Transformer {
             }
             add(&mut x, &s.o);
         }
-        cache.advance(seq);
-        let mut last = vec![0f32; hidden];
-        rms_norm(&x[(seq - 1) * hidden..], &self.norm, eps, &mut last);
+        steps
+            .iter_mut()
+            .for_each(|s| s.cache.advance(s.tokens.len()));
+        // The output head, once for the last token of every step that wants logits.
+        let wanted: Vec<usize> = (0..steps.len()).filter(|&i| steps[i].logits).collect();
+        let mut last = vec![0f32; wanted.len() * hidden];
+        for (out, &i) in last.chunks_exact_mut(hidden).zip(&wanted) {
+            let row = rows.first[i] + steps[i].tokens.len() - 1;
+            rms_norm(&x[row * hidden..(row + 1) * hidden], &self.norm, eps, out);
+        }
         let head = self.output.as_ref().unwrap_or(&self.embedding);
-        let mut logits = vec![0f32; head.rows];
-        self.project(&[head], &last, &mut logits);
-        logits
+        let mut logits = vec![0f32; wanted.len() * head.rows];
+        if !wanted.is_empty() {
+            self.project(&[head], &last, &mut logits);
+        }
+        let mut each = logits.chunks_exact(head.rows).map(<[f32]>::to_vec);
+        steps
+            .iter()
+            .map(|s| s.logits.then(|| each.next().unwrap_or_default()))
+            .collect()
     }
 
     /// `out = group · x` for every token row of `x`.
@@ -294,14 +330,15 @@ impl Transformer {
 
     /// Self-attention of block `l` for the tokens in `s.h`: projects Q, K, V into `s.qkv`
     /// (adding biases, normalising each head where the architecture does), rotates Q and K,
-    /// appends K and V to the cache and writes the attended values to `s.attn`, one row per
-    /// token.
+    /// appends each step's K and V to its cache and writes the attended values to `s.attn`,
+    /// one row per token, each token attending only to its own sequence.
     fn attention(
         &self,
         l: usize,
         block: &Block,
         angles: &Angles,
-        cache: &mut KvCache,
+        steps: &mut [Step],
+        rows: &Rows,
         s: &mut Scratch,
     ) {
         let c = &self.config;
@@ -311,8 +348,8 @@ impl Transformer {
         let eps = c.rms_eps as f32;
         let group: Vec<&QMatrix> = block.qkv.iter().collect();
         self.project(&group, &s.h, &mut s.qkv);
-        let rows = s.qkv.par_chunks_exact_mut(width).enumerate();
-        rows.with_min_len(TOKENS_PER_TASK).for_each(|(t, row)| {
+        let qkv_rows = s.qkv.par_chunks_exact_mut(width).enumerate();
+        qkv_rows.with_min_len(TOKENS_PER_TASK).for_each(|(t, row)| {
             if let Some(bias) = &block.qkv_bias {
                 add(row, bias);
             }
@@ -327,27 +364,30 @@ impl Transformer {
             }
         });
         let qkv = &s.qkv;
-        let rows = |at: usize| -> Vec<&[f32]> {
-            (qkv.chunks_exact(width))
-                .map(|row| &row[at..at + kv_dim])
-                .collect()
-        };
-        cache.append(l, &rows(q_dim), &rows(q_dim + kv_dim));
-        let cache = &*cache;
-        let start = cache.position();
+        for (step, &first) in steps.iter_mut().zip(&rows.first) {
+            let mine = &qkv[first * width..(first + step.tokens.len()) * width];
+            let part = |at: usize| -> Vec<&[f32]> {
+                (mine.chunks_exact(width))
+                    .map(|row| &row[at..at + kv_dim])
+                    .collect()
+            };
+            step.cache.append(l, &part(q_dim), &part(q_dim + kv_dim));
+        }
+        let caches: Vec<&KvCache> = steps.iter().map(|s| &*s.cache).collect();
         let (n_head, group) = (c.n_head, c.n_head / c.n_kv_head);
         let scale = c.attention_scale;
         let window = c.sliding_window.filter(|_| c.is_sliding(l));
+        let longest = rows.pos.iter().max().map_or(0, |p| p + 1);
         // One task per (token, head): the output of each is a contiguous run of `s.attn`, and
         // a prompt's tokens spread over the threads however few heads the model has.
         let heads = s.attn.par_chunks_exact_mut(hd).enumerate();
         heads.with_min_len(2).for_each_init(
-            || Vec::with_capacity(start + qkv.len() / width),
+            || Vec::with_capacity(longest),
             |scores: &mut Vec<f32>, (i, out)| {
                 let (t, head) = (i / n_head, i % n_head);
+                let (cache, pos) = (caches[rows.seq[t]], rows.pos[t]);
                 let kv = head / group;
                 let q = &qkv[t * width + head * hd..t * width + (head + 1) * hd];
-                let pos = start + t;
                 let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
                 scores.clear();
                 scores.extend((first..=pos).map(|j| cache.key_dot(l, kv, j, q) * scale));
@@ -358,6 +398,40 @@ impl Transformer {
                 }
             },
         );
+    }
+}
+
+/// One sequence's part of a forward pass.
+pub struct Step<'a> {
+    /// Its new tokens, after the positions already in `cache`.
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    /// Whether the logits after its last token are wanted (not for a prompt's first chunks).
+    pub logits: bool,
+}
+
+/// Where each token of a pass belongs: its step and its position in that sequence.
+struct Rows {
+    seq: Vec<usize>,
+    pos: Vec<usize>,
+    /// The first row of each step.
+    first: Vec<usize>,
+}
+
+impl Rows {
+    fn of(steps: &[Step]) -> Self {
+        let mut rows = Self {
+            seq: Vec::new(),
+            pos: Vec::new(),
+            first: Vec::with_capacity(steps.len()),
+        };
+        for (i, step) in steps.iter().enumerate() {
+            rows.first.push(rows.seq.len());
+            let start = step.cache.position();
+            rows.seq.extend(std::iter::repeat_n(i, step.tokens.len()));
+            rows.pos.extend(start..start + step.tokens.len());
+        }
+        rows
     }
 }
 
@@ -388,7 +462,7 @@ impl Scratch {
     }
 }
 
-/// Cosine and sine of each rotated pair's angle at positions `start..start + seq`.
+/// Cosine and sine of each rotated pair's angle, per token.
 struct Angles {
     pairs: usize,
     cos: Vec<f32>,
@@ -396,9 +470,10 @@ struct Angles {
 }
 
 impl Angles {
-    fn new(table: &RopeTable, start: usize, seq: usize) -> Self {
-        let angles: Vec<f32> = (start..start + seq)
-            .flat_map(|p| table.inv_freq.iter().map(move |f| p as f32 * f))
+    /// The angles of each token at its position in `positions`.
+    fn new(table: &RopeTable, positions: &[usize]) -> Self {
+        let angles: Vec<f32> = (positions.iter())
+            .flat_map(|&p| table.inv_freq.iter().map(move |f| p as f32 * f))
             .collect();
         let m = table.magnitude;
         Self {

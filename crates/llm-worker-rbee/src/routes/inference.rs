@@ -10,7 +10,9 @@ use rbee_api::worker::{CancelResponse, InferenceEvent, InferenceRequest};
 use rbee_http::ApiJson;
 use tokio::sync::mpsc;
 
+use crate::engine::Generated;
 use crate::error::WorkerError;
+use crate::scheduler::Request;
 use crate::state::AppState;
 
 /// How long a DELETE waits for the job to release its slot.
@@ -40,7 +42,8 @@ async fn stream(
         tokio::task::spawn_blocking(move || engine.prepare(&req)).await??
     };
     let (lease, cancel) = state.start_job(&job.job_id)?;
-    let (tx, rx) = mpsc::channel::<InferenceEvent>(256);
+    let scheduler = state.scheduler().ok_or(WorkerError::Loading)?;
+    let (tx, rx) = mpsc::unbounded_channel::<InferenceEvent>();
 
     // A client that goes away closes the channel; treat that as a cancel.
     let watcher = {
@@ -54,9 +57,10 @@ async fn stream(
     };
     let metrics = state.metrics.clone();
     let stopping = state.shutdown.clone();
-    tokio::task::spawn_blocking(move || {
+    let emit = {
+        let (tx, metrics) = (tx.clone(), metrics.clone());
         let mut last_token: Option<Instant> = None;
-        let generated = engine.generate(&job, &cancel, |event| {
+        move |event: InferenceEvent| {
             if matches!(event, InferenceEvent::Token(_)) {
                 let now = Instant::now();
                 match last_token {
@@ -67,8 +71,10 @@ async fn stream(
                 }
                 last_token = Some(now);
             }
-            let _ = tx.blocking_send(event);
-        });
+            let _ = tx.send(event);
+        }
+    };
+    let done = move |generated: Generated| {
         let end = &generated.end;
         metrics.tokens_generated.add(end.tokens_out as u64);
         metrics.prompt_tokens.add(end.tokens_in as u64);
@@ -89,9 +95,15 @@ async fn stream(
         // free.
         drop(lease);
         watcher.abort();
-        let _ = tx.blocking_send(last);
+        let _ = tx.send(last);
+    };
+    scheduler.submit(Request {
+        job,
+        cancel,
+        emit: Box::new(emit),
+        done: Box::new(done),
     });
-    Ok(rbee_http::sse::stream(rx))
+    Ok(rbee_http::sse::stream_unbounded(rx))
 }
 
 pub async fn cancel(

@@ -9,7 +9,6 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rbee_api::openai::{
     Answer, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk,
@@ -54,10 +53,8 @@ impl From<InvalidField> for OpenAiError {
 
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.envelope.error.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = ErrorResponse::new(&self.envelope, self.param.as_deref());
-        (status, Json(body)).into_response()
+        rbee_http::error::respond(self.envelope.error.code, Json(body))
     }
 }
 

@@ -21,5 +21,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .nodes
         .recount(records.iter().map(|r| r.state.status));
+    let load = state.lanes.load();
+    state.metrics.queued_tasks.set(load.queued as u64);
+    state.metrics.busy_slots.set(load.busy as u64);
     state.metrics.exposition().response()
 }

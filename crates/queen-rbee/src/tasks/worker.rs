@@ -14,9 +14,6 @@ use crate::error::QueenError;
 use crate::lanes::{Lane, QueueFull, Slot};
 use crate::state::AppState;
 
-/// A worker the hive spawns without a `slots` value serves one request at a time.
-const DEFAULT_SLOTS: usize = 1;
-
 /// The worker that serves a task, and the slot the task holds on it until its end.
 pub(super) struct Assigned {
     pub id: WorkerId,
@@ -106,7 +103,8 @@ async fn find_or_start(
             .await;
         let worker = client(loading);
         loading::wait(state, &hive.node, &loading.id, &worker, events, cancel).await?;
-        return Ok((loading.id.clone(), worker, loading.slots_total));
+        let slots = slots_of(&worker, hive, &loading.id).await?;
+        return Ok((loading.id.clone(), worker, slots));
     }
     spawn(state, hive, req, events, cancel).await
 }
@@ -149,7 +147,7 @@ async fn spawn(
             model_ref: model.clone(),
             backend: req.backend,
             device: req.device,
-            slots: None,
+            slots: state.worker_slots,
         })
         .await
         .map_err(|e| e.from_hive(hive))?;
@@ -169,5 +167,24 @@ async fn spawn(
         cancel,
     )
     .await?;
-    Ok((spawned.worker_id, worker, DEFAULT_SLOTS))
+    let slots = slots_of(&worker, hive, &spawned.worker_id).await?;
+    Ok((spawned.worker_id, worker, slots))
+}
+
+/// How many requests a worker that just became ready serves at once, as it says itself.
+async fn slots_of(
+    worker: &WorkerClient,
+    hive: &HiveClient,
+    id: &WorkerId,
+) -> Result<usize, QueenError> {
+    let ready = worker.ready().await.map_err(|e| {
+        QueenError::Remote(ErrorEnvelope::new(
+            ErrorCode::WorkerCrashed,
+            format!(
+                "worker {id} on {} stopped answering once ready ({e}); read its logs with `rbee logs --node {}`",
+                hive.node, hive.node
+            ),
+        ))
+    })?;
+    Ok(ready.slots_total.max(1))
 }

@@ -25,8 +25,9 @@ pub async fn spawn(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SpawnRequest>,
 ) -> Result<Json<SpawnResponse>, HiveError> {
-    let slots = req.slots.unwrap_or(1);
-    if !(1..=64).contains(&slots) {
+    if let Some(slots) = req.slots
+        && !(1..=64).contains(&slots)
+    {
         return Err(HiveError::InvalidRequest(format!(
             "`slots` must be 1 to 64, got {slots}"
         )));
@@ -39,7 +40,7 @@ pub async fn spawn(
     }
     let spawned = state
         .pool
-        .spawn(&model, req.backend, req.device, slots)
+        .spawn(&model, req.backend, req.device, req.slots)
         .await?;
     state.metrics.workers_spawned.inc();
     Ok(Json(spawned))

@@ -60,7 +60,7 @@ struct Spawn<'a> {
     model: &'a ModelEntry,
     backend: Backend,
     device: u32,
-    slots: u16,
+    slots: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +75,8 @@ pub struct PoolConfig {
     pub hive_url: String,
     pub health_interval: Duration,
     pub idle_timeout: Duration,
+    /// Slots of a worker whose request names none; `None` lets the worker choose.
+    pub worker_slots: Option<u16>,
 }
 
 pub struct WorkerPool {
@@ -127,7 +129,7 @@ impl WorkerPool {
             .args(["--worker-id", w.id.as_str()])
             .args(["--model-ref", &w.model.reference.canonical()])
             .args(["--public-host", &self.config.public_host])
-            .args(["--slots", &w.slots.to_string()])
+            .args(w.slots.map(|n| format!("--slots={n}")))
             .arg("--watch-stdin")
             .env("RBEE_WORKER_API_KEY", w.key)
             .env_remove("RUST_LOG")
@@ -144,8 +146,9 @@ impl WorkerPool {
         model: &ModelEntry,
         backend: Backend,
         device: u32,
-        slots: u16,
+        slots: Option<u16>,
     ) -> Result<SpawnResponse, HiveError> {
+        let slots = slots.or(self.config.worker_slots);
         let id = WorkerId::from_random(rand::random());
         let key = rbee_http::auth::new_key();
         let spawn = Spawn {
@@ -251,7 +254,7 @@ impl WorkerPool {
             backend: w.backend,
             device: w.device,
             state: WorkerState::Loading,
-            slots_total: usize::from(w.slots),
+            slots_total: w.slots.map_or(0, usize::from),
             slots_available: 0,
             last_activity_unix: now_unix(),
             pid,

@@ -49,10 +49,14 @@ async fn loading_timeout(world: &mut Rbee, timeout: String) {
         .await;
 }
 
-#[given(regex = r#"^the queen queues at most (\d+) tasks per worker$"#)]
-async fn queue_limit(world: &mut Rbee, limit: usize) {
+#[given(
+    regex = r#"^the queen starts workers with (\d+) slots? and queues at most (\d+) tasks per worker$"#
+)]
+async fn queue_limit(world: &mut Rbee, slots: usize, limit: usize) {
     world.stop_queen().await;
-    world.start_queen(&format!("--queue-limit {limit}")).await;
+    world
+        .start_queen(&format!("--worker-slots {slots} --queue-limit {limit}"))
+        .await;
 }
 
 #[given(regex = r#"^the queen's own hive may use (\d+) MB$"#)]

@@ -6,10 +6,12 @@
 //! f16's 64, so SmolLM2's cache at 2048 positions takes ~25 MB instead of ~47 MB. The
 //! rounding error of a value is at most half a step, `max |v| / 254` of its run.
 
+use super::kernels::{KV_RUN, Kernels, KvRows};
+
 /// Positions reserved at a time (address space only: pages are backed as they are written).
 const CHUNK: usize = 512;
 /// Values per scale, when the head size allows.
-const RUN: usize = 32;
+const RUN: usize = KV_RUN;
 
 /// Rows of `width` values, quantized in runs of `run` values.
 struct Rows {
@@ -55,12 +57,30 @@ impl Rows {
         self.scales.truncate(rows * self.width / self.run);
     }
 
-    /// The runs of row `pos` covering `at..at + len` (whole runs), with their scales.
-    fn runs(&self, pos: usize, at: usize, len: usize) -> impl Iterator<Item = (f32, &[i8])> {
+    /// Rows `positions` of the head at `at`, for the attention kernels, when the runs are
+    /// theirs.
+    fn head_rows(&self, positions: std::ops::Range<usize>, at: usize) -> Option<KvRows<'_>> {
+        if self.run != KV_RUN || positions.is_empty() {
+            return None;
+        }
+        let start = positions.start * self.width + at;
+        Some(KvRows {
+            qs: &self.qs[start..],
+            stride: self.width,
+            scales: &self.scales[start / self.run..],
+            scale_stride: self.width / self.run,
+            rows: positions.len(),
+        })
+    }
+
+    /// The values of row `pos` at `at..at + len` (whole runs), and their runs' scales.
+    #[inline(always)]
+    fn head(&self, pos: usize, at: usize, len: usize) -> (&[i8], &[f32]) {
         let start = pos * self.width + at;
-        let qs = &self.qs[start..start + len];
-        let scales = &self.scales[start / self.run..(start + len) / self.run];
-        scales.iter().copied().zip(qs.chunks_exact(self.run))
+        (
+            &self.qs[start..start + len],
+            &self.scales[start / self.run..(start + len) / self.run],
+        )
     }
 }
 
@@ -118,27 +138,60 @@ impl KvCache {
         self.position += n;
     }
 
-    /// `q · key` of `kv_head` at position `pos` of `layer`.
-    pub fn key_dot(&self, layer: usize, kv_head: usize, pos: usize, q: &[f32]) -> f32 {
-        let (hd, keys) = (self.head_dim, &self.layers[layer].0);
-        (keys
-            .runs(pos, kv_head * hd, hd)
-            .zip(q.chunks_exact(keys.run)))
-        .map(|((scale, k), q)| scale * dot_i8(q, k))
-        .sum()
+    /// Appends `scale · (q · key)` of the head `at` for every position of `positions` to
+    /// `out`.
+    pub fn scores(
+        &self,
+        kernels: Kernels,
+        at: Head,
+        positions: std::ops::Range<usize>,
+        q: &[f32],
+        scale: f32,
+        out: &mut Vec<f32>,
+    ) {
+        let keys = &self.layers[at.layer].0;
+        let offset = at.kv_head * self.head_dim;
+        match keys.head_rows(positions.clone(), offset) {
+            Some(rows) => kernels.kv_scores(q, rows, scale, out),
+            None => out.extend(positions.map(|pos| {
+                let (k, s) = keys.head(pos, offset, self.head_dim);
+                s[0] * dot_i8(q, k) * scale
+            })),
+        }
     }
 
-    /// `out += p · value` of `kv_head` at position `pos` of `layer`.
-    pub fn add_value(&self, layer: usize, kv_head: usize, pos: usize, p: f32, out: &mut [f32]) {
-        let (hd, values) = (self.head_dim, &self.layers[layer].1);
-        let runs = values.runs(pos, kv_head * hd, hd);
-        for ((scale, v), out) in runs.zip(out.chunks_exact_mut(values.run)) {
-            let w = p * scale;
-            for (o, &v) in out.iter_mut().zip(v) {
-                *o += w * v as f32;
+    /// `out += Σ weights[i] · value` of the head `at` at positions `first + i`.
+    pub fn add_values(
+        &self,
+        kernels: Kernels,
+        at: Head,
+        first: usize,
+        weights: &[f32],
+        out: &mut [f32],
+    ) {
+        let values = &self.layers[at.layer].1;
+        let offset = at.kv_head * self.head_dim;
+        let positions = first..first + weights.len();
+        match values.head_rows(positions.clone(), offset) {
+            Some(rows) => kernels.kv_add_values(weights, rows, out),
+            None => {
+                for (pos, &p) in positions.zip(weights) {
+                    let (v, s) = values.head(pos, offset, self.head_dim);
+                    let w = p * s[0];
+                    for (o, &v) in out.iter_mut().zip(v) {
+                        *o += w * f32::from(v);
+                    }
+                }
             }
         }
     }
+}
+
+/// One attention head's place in a cache: its block and its key/value head.
+#[derive(Debug, Clone, Copy)]
+pub struct Head {
+    pub layer: usize,
+    pub kv_head: usize,
 }
 
 /// Values per scale for heads of `head_dim`.
@@ -170,6 +223,10 @@ fn dot_i8(a: &[f32], b: &[i8]) -> f32 {
 mod tests {
     use super::*;
 
+    fn at(layer: usize, kv_head: usize) -> Head {
+        Head { layer, kv_head }
+    }
+
     fn values(seed: u32, n: usize) -> Vec<f32> {
         (0..n)
             .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 100.0 - 10.0)
@@ -178,8 +235,15 @@ mod tests {
 
     #[test]
     fn cached_keys_and_values_are_within_half_a_step_of_the_originals() {
-        // Two KV heads of 64 (runs of 32) and of 40 (one run per head).
-        for head_dim in [64, 40] {
+        // Two KV heads of 64 (runs of 32) and of 40 (one run per head), on every instruction
+        // set this CPU has.
+        let every = Kernels::supported()
+            .into_iter()
+            .filter_map(Kernels::for_isa);
+        for (head_dim, kernels) in [64, 40]
+            .into_iter()
+            .flat_map(|h| every.clone().map(move |k| (h, k)))
+        {
             let width = 2 * head_dim;
             let mut cache = KvCache::new(2, 2, head_dim);
             let (k0, v0) = (values(1, width), values(2, width));
@@ -200,11 +264,13 @@ mod tests {
                     for i in 0..head_dim {
                         let mut q = vec![0f32; head_dim];
                         q[i] = 1.0;
-                        let got = cache.key_dot(1, head, pos, &q);
+                        let mut got = Vec::new();
+                        cache.scores(kernels, at(1, head), pos..pos + 1, &q, 1.0, &mut got);
+                        let got = got[0];
                         assert!((got - k[i]).abs() <= step(&k, i) / 2.0 + 1e-6);
                     }
                     let mut out = vec![1f32; head_dim];
-                    cache.add_value(1, head, pos, 2.0, &mut out);
+                    cache.add_values(kernels, at(1, head), pos, &[2.0], &mut out);
                     for i in 0..head_dim {
                         assert!((out[i] - (1.0 + 2.0 * v[i])).abs() <= step(&v, i) + 1e-5);
                     }
@@ -222,19 +288,30 @@ mod tests {
             cache.append(0, &[row], &[row]);
             cache.advance(1);
         }
-        let before = cache.key_dot(0, 0, 1, &q);
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        cache.scores(Kernels::detect(), at(0, 0), 0..3, &q, 1.0, &mut before);
         cache.truncate(1);
         assert_eq!(cache.position(), 1);
         cache.append(0, &[&rows[1]], &[&rows[1]]);
         cache.advance(1);
         assert_eq!(cache.position(), 2);
-        assert_eq!(cache.key_dot(0, 0, 1, &q), before);
+        cache.scores(Kernels::detect(), at(0, 0), 0..2, &q, 1.0, &mut after);
+        assert_eq!(after, before[..2]);
     }
 
     #[test]
     fn an_all_zero_run_stays_zero() {
         let mut cache = KvCache::new(1, 1, 32);
         cache.append(0, &[&[0.0; 32]], &[&[0.0; 32]]);
-        assert_eq!(cache.key_dot(0, 0, 0, &[1.0; 32]), 0.0);
+        let mut scores = Vec::new();
+        cache.scores(
+            Kernels::detect(),
+            at(0, 0),
+            0..1,
+            &[1.0; 32],
+            1.0,
+            &mut scores,
+        );
+        assert_eq!(scores, [0.0]);
     }
 }

@@ -22,7 +22,7 @@ use super::activation::{Quantized, TOKENS_PER_TASK};
 use super::arena::{self, Arena};
 use super::format::{Format, Operand};
 use super::kernels::Kernels;
-use super::kv::KvCache;
+use super::kv::{Head, KvCache};
 use super::matmul::{QMatrix, matmul};
 use crate::arch::{Activation, ModelConfig, Rope, RopeStyle};
 use crate::llama::{LoadError, LoadStep};
@@ -378,6 +378,7 @@ impl Transformer {
         let scale = c.attention_scale;
         let window = c.sliding_window.filter(|_| c.is_sliding(l));
         let longest = rows.pos.iter().max().map_or(0, |p| p + 1);
+        let kernels = self.kernels;
         // One task per (token, head): the output of each is a contiguous run of `s.attn`, and
         // a prompt's tokens spread over the threads however few heads the model has.
         let heads = s.attn.par_chunks_exact_mut(hd).enumerate();
@@ -390,12 +391,14 @@ impl Transformer {
                 let q = &qkv[t * width + head * hd..t * width + (head + 1) * hd];
                 let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
                 scores.clear();
-                scores.extend((first..=pos).map(|j| cache.key_dot(l, kv, j, q) * scale));
+                let at = Head {
+                    layer: l,
+                    kv_head: kv,
+                };
+                cache.scores(kernels, at, first..pos + 1, q, scale, scores);
                 softmax(scores);
                 out.fill(0.0);
-                for (j, &p) in (first..).zip(scores.iter()) {
-                    cache.add_value(l, kv, j, p, out);
-                }
+                cache.add_values(kernels, at, first, scores, out);
             },
         );
     }
@@ -667,16 +670,13 @@ fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
     }
 }
 
+/// Softmax in place; [`exp`] vectorizes where the C library's `expf` is one call per value.
 fn softmax(x: &mut [f32]) {
     let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in x.iter_mut() {
-        *v /= sum;
-    }
+    x.iter_mut().for_each(|v| *v = exp(*v - max));
+    let sum: f32 = x.iter().sum();
+    let inv = 1.0 / sum;
+    x.iter_mut().for_each(|v| *v *= inv);
 }
 
 fn add(x: &mut [f32], y: &[f32]) {

@@ -143,6 +143,25 @@ impl Kernels {
         }
     }
 
+    /// Appends `scale · (q · key)` to `out` for every row of `keys`: a query's attention
+    /// scores.
+    pub fn kv_scores(&self, q: &[f32], keys: KvRows, scale: f32, out: &mut Vec<f32>) {
+        dispatch!(
+            self.isa,
+            portable::kv_scores(q, keys, scale, out),
+            kv_scores(q, keys, scale, out)
+        )
+    }
+
+    /// `out += Σ weights[i] · row i of values`: a query's attended values.
+    pub fn kv_add_values(&self, weights: &[f32], values: KvRows, out: &mut [f32]) {
+        dispatch!(
+            self.isa,
+            portable::kv_add_values(weights, values, out),
+            kv_add_values(weights, values, out)
+        )
+    }
+
     /// `out[t][l] = row l of run · x[tokens[t]]` for `N` (1 or 4) tokens, where `run` holds
     /// eight rows of weights in `format` ([`super::matmul::QMatrix::run`]).
     #[inline]
@@ -183,6 +202,41 @@ impl Kernels {
                 })
             }
         }
+    }
+}
+
+/// Values per scale in the KV cache's rows ([`crate::cpu::kv`]) that the attention kernels
+/// take.
+pub const KV_RUN: usize = 32;
+
+/// One head's keys or values at consecutive positions of a KV cache, as the attention
+/// kernels read them: row `i` is `qs[i * stride..][..head_dim]` (signed bytes in runs of
+/// [`KV_RUN`]) with its runs' scales at `scales[i * scale_stride..]`.
+#[derive(Debug, Clone, Copy)]
+pub struct KvRows<'a> {
+    pub qs: &'a [i8],
+    pub stride: usize,
+    pub scales: &'a [f32],
+    pub scale_stride: usize,
+    pub rows: usize,
+}
+
+impl KvRows<'_> {
+    /// Panics unless every row of `head_dim` values (whole runs) lies inside the slices.
+    fn check(&self, head_dim: usize) {
+        assert!(head_dim.is_multiple_of(KV_RUN), "heads of whole runs");
+        if let Some(last) = self.rows.checked_sub(1) {
+            assert!(self.qs.len() >= last * self.stride + head_dim);
+            assert!(self.scales.len() >= last * self.scale_stride + head_dim / KV_RUN);
+        }
+    }
+
+    /// Row `i`'s values and scales.
+    fn row(&self, i: usize, head_dim: usize) -> (&[i8], &[f32]) {
+        (
+            &self.qs[i * self.stride..][..head_dim],
+            &self.scales[i * self.scale_stride..][..head_dim / KV_RUN],
+        )
     }
 }
 

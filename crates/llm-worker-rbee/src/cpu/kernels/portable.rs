@@ -1,6 +1,7 @@
 //! Integer dot products in plain Rust: the fallback on CPUs without the SIMD paths, and the
 //! definition the SIMD kernels must agree with.
 
+use super::{KV_RUN, KvRows};
 use crate::cpu::activation::{Q8KRow, Q8Row};
 use crate::cpu::format::{
     Format, QK, TILE_ROWS, Tile, bf16_at, f16_at, k4_scale_min, k5_high_bits, k6_scale, k6_values,
@@ -97,5 +98,36 @@ pub fn dot_f32(format: Format, row: &[u8], x: &[f32]) -> f32 {
         Format::F16 => (0..x.len()).map(|i| f16_at(row, 2 * i) * x[i]).sum(),
         Format::BF16 => (0..x.len()).map(|i| bf16_at(row, 2 * i) * x[i]).sum(),
         _ => unreachable!("only float formats pair with float activations"),
+    }
+}
+
+/// [`super::Kernels::kv_scores`].
+pub fn kv_scores(q: &[f32], keys: KvRows, scale: f32, out: &mut Vec<f32>) {
+    keys.check(q.len());
+    out.extend((0..keys.rows).map(|i| {
+        let (k, s) = keys.row(i, q.len());
+        let dot: f32 = (k.chunks_exact(KV_RUN).zip(q.chunks_exact(KV_RUN)))
+            .zip(s)
+            .map(|((k, q), s)| s * k.iter().zip(q).map(|(&k, q)| f32::from(k) * q).sum::<f32>())
+            .sum();
+        dot * scale
+    }));
+}
+
+/// [`super::Kernels::kv_add_values`].
+pub fn kv_add_values(weights: &[f32], values: KvRows, out: &mut [f32]) {
+    values.check(out.len());
+    for (i, &p) in weights.iter().enumerate() {
+        let (v, s) = values.row(i, out.len());
+        for ((v, s), out) in v
+            .chunks_exact(KV_RUN)
+            .zip(s)
+            .zip(out.chunks_exact_mut(KV_RUN))
+        {
+            let w = p * s;
+            for (o, &v) in out.iter_mut().zip(v) {
+                *o += w * f32::from(v);
+            }
+        }
     }
 }

@@ -26,6 +26,7 @@
 
 use std::arch::x86_64::*;
 
+use super::{KV_RUN, KvRows};
 use crate::cpu::activation::{Q8KRow, Q8Row};
 use crate::cpu::format::{Format, QK, TILE_ROWS, f16_at, k4_scale_min};
 
@@ -375,8 +376,93 @@ macro_rules! kernels {
                 }
                 std::array::from_fn(|t| hsum(acc[t]))
             }
+
+            /// [`crate::cpu::kernels::Kernels::kv_scores`].
+            ///
+            /// # Safety
+            /// The CPU must support the features of this module.
+            #[target_feature(enable = $features)]
+            pub unsafe fn kv_scores(q: &[f32], keys: KvRows, scale: f32, out: &mut Vec<f32>) {
+                keys.check(q.len());
+                let runs = q.len() / KV_RUN;
+                out.reserve(keys.rows);
+                for i in 0..keys.rows {
+                    // SAFETY: row i's values and scales lie inside the slices (checked above).
+                    let (k, s) = unsafe {
+                        (keys.qs.as_ptr().add(i * keys.stride), keys.scales.as_ptr().add(i * keys.scale_stride))
+                    };
+                    let mut total = _mm256_setzero_ps();
+                    for r in 0..runs {
+                        let mut acc = _mm256_setzero_ps();
+                        for c in 0..KV_RUN / 8 {
+                            let at = r * KV_RUN + 8 * c;
+                            // SAFETY: values at..at + 8 of the row and of `q` (checked above).
+                            let (kv, qv) = unsafe { (bytes_as_floats(k.add(at)), _mm256_loadu_ps(q.as_ptr().add(at))) };
+                            acc = _mm256_fmadd_ps(qv, kv, acc);
+                        }
+                        // SAFETY: run r's scale (checked above).
+                        total = _mm256_fmadd_ps(acc, _mm256_set1_ps(unsafe { *s.add(r) }), total);
+                    }
+                    out.push(hsum(total) * scale);
+                }
+            }
+
+            /// [`crate::cpu::kernels::Kernels::kv_add_values`].
+            ///
+            /// # Safety
+            /// The CPU must support the features of this module.
+            #[target_feature(enable = $features)]
+            pub unsafe fn kv_add_values(weights: &[f32], values: KvRows, out: &mut [f32]) {
+                values.check(out.len());
+                assert_eq!(weights.len(), values.rows);
+                let runs = out.len() / KV_RUN;
+                // Two runs at a time: their 64 sums stay in eight registers over every row.
+                for first in (0..runs).step_by(2) {
+                    let n = (runs - first).min(2);
+                    let mut acc = [_mm256_setzero_ps(); 8];
+                    for (i, &p) in weights.iter().enumerate() {
+                        for r in 0..n {
+                            let run = first + r;
+                            // SAFETY: row i's run and its scale lie inside the slices (checked
+                            // above).
+                            let (v, s) = unsafe {
+                                (
+                                    values.qs.as_ptr().add(i * values.stride + run * KV_RUN),
+                                    *values.scales.get_unchecked(i * values.scale_stride + run),
+                                )
+                            };
+                            let w = _mm256_set1_ps(p * s);
+                            for c in 0..KV_RUN / 8 {
+                                // SAFETY: values 8c..8c + 8 of the run.
+                                let x = unsafe { bytes_as_floats(v.add(8 * c)) };
+                                acc[4 * r + c] = _mm256_fmadd_ps(w, x, acc[4 * r + c]);
+                            }
+                        }
+                    }
+                    for r in 0..n {
+                        for c in 0..KV_RUN / 8 {
+                            let at = (first + r) * KV_RUN + 8 * c;
+                            // SAFETY: values at..at + 8 of `out` (checked above).
+                            unsafe {
+                                let o = out.as_mut_ptr().add(at);
+                                _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[4 * r + c]));
+                            }
+                        }
+                    }
+                }
+            }
         }
     };
+}
+
+/// Eight signed bytes at `p` as floats.
+///
+/// # Safety
+/// `p` must be valid for reading 8 bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn bytes_as_floats(p: *const i8) -> __m256 {
+    unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))) }
 }
 
 kernels!(

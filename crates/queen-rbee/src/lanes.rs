@@ -22,6 +22,7 @@ pub struct Lane {
 }
 
 struct WorkerQueue {
+    node: NodeName,
     total: usize,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -86,6 +87,7 @@ impl Lanes {
     /// `queued` hears this task's place in the queue when it has to wait.
     pub async fn slot(
         &self,
+        node: &NodeName,
         worker: &WorkerId,
         slots: usize,
         queued: impl AsyncFnOnce(usize),
@@ -97,6 +99,7 @@ impl Lanes {
             .entry(worker.clone())
             .or_insert_with(|| {
                 Arc::new(WorkerQueue {
+                    node: node.clone(),
                     total: slots.max(1),
                     slots: Arc::new(Semaphore::new(slots.max(1))),
                     waiting: AtomicUsize::new(0),
@@ -132,11 +135,62 @@ impl Lanes {
         })
     }
 
+    /// Forgets the queues of `node`'s workers that are gone (stopped when idle, say): those not
+    /// in `alive` that no task holds or waits for.
+    pub fn prune(&self, node: &NodeName, alive: &[&WorkerId]) {
+        self.workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|id, q| {
+                let unused =
+                    q.waiting.load(Ordering::SeqCst) == 0 && q.slots.available_permits() == q.total;
+                &q.node != node || alive.contains(&id) || !unused
+            });
+    }
+
     /// Forgets a worker that stopped.
     pub fn forget(&self, worker: &WorkerId) {
         self.workers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(worker);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queues(lanes: &Lanes) -> usize {
+        lanes.workers.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn a_gone_worker_s_queue_is_pruned_once_no_task_uses_it() {
+        let lanes = Lanes::new(4);
+        let node = NodeName::localhost();
+        let other: NodeName = "attic".parse().unwrap();
+        let (gone, alive, elsewhere) = (
+            WorkerId::from_random([1; 6]),
+            WorkerId::from_random([2; 6]),
+            WorkerId::from_random([3; 6]),
+        );
+        let held = lanes.slot(&node, &gone, 1, async |_| {}).await.unwrap();
+        let _alive = lanes.slot(&node, &alive, 1, async |_| {}).await.unwrap();
+        let _elsewhere = lanes
+            .slot(&other, &elsewhere, 1, async |_| {})
+            .await
+            .unwrap();
+        // In use: kept even though the hive no longer lists it.
+        lanes.prune(&node, &[&alive]);
+        assert_eq!(queues(&lanes), 3);
+        assert_eq!(lanes.load(), Load { queued: 0, busy: 3 });
+        drop(held);
+        lanes.prune(&node, &[&alive]);
+        assert_eq!(
+            queues(&lanes),
+            2,
+            "only the gone, unused worker of this node goes"
+        );
     }
 }

@@ -100,20 +100,11 @@ async fn a_bad_request_is_refused_before_any_hive_or_worker_starts() {
 
 /// Opens a task on `localhost` for the default model; its response, once the stream began.
 async fn open_task(queen: &Queen, max_tokens: usize) -> reqwest::Response {
-    let resp = queen
-        .post("/v2/tasks")
-        .json(&serde_json::json!({
-            "node": "localhost",
-            "model": format!("file:{}", rbee_testkit::model_path().display()),
-            "messages": [{"role": "user", "content": "Write a long story about a cat."}],
-            "max_tokens": max_tokens,
-            "temperature": 0
-        }))
-        .send()
+    let model = format!("file:{}", rbee_testkit::model_path().display());
+    let prompt = "Write a long story about a cat.";
+    queen
+        .open_task("localhost", &model, prompt, max_tokens)
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp
 }
 
 /// Reads a task's stream until one of `needles` shows; which one, or `None` if it ended.

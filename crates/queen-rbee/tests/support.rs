@@ -162,13 +162,20 @@ impl Queen {
     }
 
     /// Runs a task for `model` to its end; its parsed events.
-    pub async fn task_for(&self, node: &str, model: &str, max_tokens: usize) -> Vec<TaskEvent> {
+    /// Starts a greedy task for `prompt` and returns its stream once the queen accepted it.
+    pub async fn open_task(
+        &self,
+        node: &str,
+        model: &str,
+        prompt: &str,
+        max_tokens: usize,
+    ) -> reqwest::Response {
         let resp = self
             .post("/v2/tasks")
             .json(&json!({
                 "node": node,
                 "model": model,
-                "messages": [{"role": "user", "content": "Write a short story about a cat."}],
+                "messages": [{"role": "user", "content": prompt}],
                 "max_tokens": max_tokens,
                 "temperature": 0
             }))
@@ -176,7 +183,12 @@ impl Queen {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
-        read_sse(resp)
+        resp
+    }
+
+    pub async fn task_for(&self, node: &str, model: &str, max_tokens: usize) -> Vec<TaskEvent> {
+        let prompt = "Write a short story about a cat.";
+        read_sse(self.open_task(node, model, prompt, max_tokens).await)
             .await
             .iter()
             .filter_map(TaskEvent::from_frame)

@@ -21,6 +21,13 @@ pub(super) struct Assigned {
     pub _slot: Slot,
 }
 
+/// A ready worker for a task, and how many requests it serves at once.
+struct Found {
+    id: WorkerId,
+    client: WorkerClient,
+    slots: usize,
+}
+
 /// A worker of `hive` that serves `req`'s model, loaded and ready, and one of its slots: an
 /// idle or busy worker (then the task queues for a slot), one already loading, or a new one.
 /// One task at a time finds or starts the worker of a model on a node; the others wait.
@@ -37,7 +44,7 @@ pub(super) async fn acquire(
         backend: req.backend,
         device: req.device,
     };
-    let (id, client, slots) = {
+    let Found { id, client, slots } = {
         let gate = tokio::select! {
             gate = state.lanes.start_gate(&lane) => gate,
             () = cancel.cancelled() => return Err(cancelled()),
@@ -55,7 +62,7 @@ pub(super) async fn acquire(
             .await;
     };
     let slot = tokio::select! {
-        slot = state.lanes.slot(&id, slots, queued) => slot.map_err(|full| queue_full(&id, hive, full))?,
+        slot = state.lanes.slot(&hive.node, &id, slots, queued) => slot.map_err(|full| queue_full(&id, hive, full))?,
         () = cancel.cancelled() => return Err(cancelled()),
     };
     Ok(Assigned {
@@ -71,9 +78,11 @@ async fn find_or_start(
     req: &TaskRequest,
     events: &Events,
     cancel: &CancellationToken,
-) -> Result<(WorkerId, WorkerClient, usize), QueenError> {
+) -> Result<Found, QueenError> {
     let model = &req.model;
     let workers = hive.workers().await.map_err(|e| e.from_hive(hive))?.workers;
+    let alive: Vec<&WorkerId> = workers.iter().map(|w| &w.id).collect();
+    state.lanes.prune(&hive.node, &alive);
     let mine: Vec<&WorkerInfo> = workers
         .iter()
         .filter(|w| &w.model_ref == model && w.backend == req.backend && w.device == req.device)
@@ -92,7 +101,11 @@ async fn find_or_start(
                 ),
             )
             .await;
-        return Ok((ready.id.clone(), client(ready), ready.slots_total));
+        return Ok(Found {
+            id: ready.id.clone(),
+            client: client(ready),
+            slots: ready.slots_total,
+        });
     }
     if let Some(loading) = serving(WorkerState::Loading) {
         events
@@ -104,7 +117,11 @@ async fn find_or_start(
         let worker = client(loading);
         loading::wait(state, &hive.node, &loading.id, &worker, events, cancel).await?;
         let slots = slots_of(&worker, hive, &loading.id).await?;
-        return Ok((loading.id.clone(), worker, slots));
+        return Ok(Found {
+            id: loading.id.clone(),
+            client: worker,
+            slots,
+        });
     }
     spawn(state, hive, req, events, cancel).await
 }
@@ -130,7 +147,7 @@ async fn spawn(
     req: &TaskRequest,
     events: &Events,
     cancel: &CancellationToken,
-) -> Result<(WorkerId, WorkerClient, usize), QueenError> {
+) -> Result<Found, QueenError> {
     let model = &req.model;
     download::provision(hive, model, events, cancel).await?;
     events
@@ -168,7 +185,11 @@ async fn spawn(
     )
     .await?;
     let slots = slots_of(&worker, hive, &spawned.worker_id).await?;
-    Ok((spawned.worker_id, worker, slots))
+    Ok(Found {
+        id: spawned.worker_id,
+        client: worker,
+        slots,
+    })
 }
 
 /// How many requests a worker that just became ready serves at once, as it says itself.

@@ -12,6 +12,7 @@
 //! number is the worker's slot count and each is bounded by the context, so memory is too.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -154,8 +155,25 @@ impl Batcher {
             self.admit();
             self.drop_cancelled();
             if self.slots.iter().any(|s| s.active.is_some()) {
-                self.step();
+                // A bug that panics in a forward pass fails the requests in progress (each
+                // stream ends with an error) instead of leaving their streams open forever.
+                let stepped = std::panic::catch_unwind(AssertUnwindSafe(|| self.step()));
+                if let Err(panic) = stepped {
+                    self.fail_all(&panic_message(panic.as_ref()));
+                }
             }
+        }
+    }
+
+    /// Ends every request in progress with `message` and empties the caches, whose state is
+    /// unknown after a failed pass.
+    fn fail_all(&mut self, message: &str) {
+        tracing::error!("a forward pass panicked: {message}");
+        for slot in &mut self.slots {
+            slot.held.clear();
+            self.engine.keep_prefix(&mut slot.cache, 0);
+            let failure = format!("the forward pass panicked: {message}");
+            slot.finish(StopReason::Cancelled, Some(failure));
         }
     }
 
@@ -410,6 +428,12 @@ fn end_event(
         prompt_tokens_per_sec: rate(job.prompt_tokens.len(), progress.prompt_time),
         decode_tokens_per_sec: decode_tps,
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    (panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {

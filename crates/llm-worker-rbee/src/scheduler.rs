@@ -127,6 +127,7 @@ struct Active {
 
 #[derive(Default)]
 struct Progress {
+    tokens_reused: usize,
     tokens_out: usize,
     prompt_time: Duration,
     decode_time: Duration,
@@ -211,7 +212,10 @@ impl Batcher {
                 decoding: false,
                 sampler: Sampler::new(request.job.sampling),
                 text: TextStream::new(request.job.stop.clone()),
-                progress: Progress::default(),
+                progress: Progress {
+                    tokens_reused: kept,
+                    ..Progress::default()
+                },
                 started: Instant::now(),
                 request,
             };
@@ -424,8 +428,12 @@ fn end_event(
         duration_ms: duration.as_millis() as u64,
         stop_reason,
         tokens_in: job.prompt_tokens.len(),
+        tokens_reused: progress.tokens_reused,
         prompt_ms: progress.prompt_time.as_millis() as u64,
-        prompt_tokens_per_sec: rate(job.prompt_tokens.len(), progress.prompt_time),
+        prompt_tokens_per_sec: rate(
+            job.prompt_tokens.len() - progress.tokens_reused,
+            progress.prompt_time,
+        ),
         decode_tokens_per_sec: decode_tps,
     }
 }

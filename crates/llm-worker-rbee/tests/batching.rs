@@ -86,6 +86,7 @@ async fn a_chats_next_turn_reuses_the_cached_turn_and_answers_as_without_it() {
         .await;
     let cold = w.infer(chat(second_turn.clone(), 16, json!({}))).await;
     assert_eq!(reused(&cold), 0, "{:?}", cold.events);
+    assert_eq!(cold.end().tokens_reused, 0);
 
     w.infer(chat(first_turn, 12, json!({}))).await;
     let reused_before = metric(&w, "rbee_worker_prompt_tokens_reused_total").await;
@@ -98,6 +99,7 @@ async fn a_chats_next_turn_reuses_the_cached_turn_and_answers_as_without_it() {
     );
     let counted = metric(&w, "rbee_worker_prompt_tokens_reused_total").await - reused_before;
     assert_eq!(counted as usize, reused(&warm));
+    assert_eq!(warm.end().tokens_reused, reused(&warm));
     assert_eq!(warm.text(), cold.text());
 }
 

@@ -277,11 +277,13 @@ pub struct EndEvent {
     pub tokens_out: usize,
     pub duration_ms: u64,
     pub stop_reason: StopReason,
-    /// Number of prompt tokens processed.
+    /// Number of prompt tokens.
     pub tokens_in: usize,
+    /// How many of them a slot's cache already held (prompt reuse), so were not computed.
+    pub tokens_reused: usize,
     /// Time spent on the prompt (prefill) before the first generated token.
     pub prompt_ms: u64,
-    /// Prompt tokens per second.
+    /// Prompt tokens computed per second (`tokens_in - tokens_reused` over the prefill).
     pub prompt_tokens_per_sec: f64,
     /// Generated tokens per second, measured after the first token.
     pub decode_tokens_per_sec: f64,

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::activation::Quantized;
 use super::arena::{Arena, Region};
 use super::format::{Format, TILE_ROWS};
-use super::kernels::{Kernels, prefetch};
+use super::kernels::Kernels;
 
 /// A weight matrix in its file format: `rows` rows of `cols` weights, stored in runs of
 /// [`TILE_ROWS`] rows (the last run padded with zero rows).
@@ -137,10 +137,9 @@ pub fn matmul(kernels: Kernels, group: &[&QMatrix], x: &Quantized, out: &mut [f3
         let runs = first..(first + RUNS_PER_TASK).min(m.runs());
         for (i, g) in runs.enumerate() {
             let run = m.run(g);
-            // Runs lie one after another in the arena (and matrices too): while this one is
-            // multiplied, the next is fetched, so memory latency overlaps the arithmetic
-            // (measured on decoding: fetching two runs ahead, or half a run, is 2–7% slower).
-            prefetch(run.as_ptr().wrapping_add(run.len()), run.len());
+            // Runs lie one after another in the arena (and matrices too), which the CPU's
+            // own prefetchers follow: prefetching each next run in software made decoding
+            // 1.6x slower on an AMD EPYC (Zen 4) and prompts no faster (BENCHMARKS.md).
             let rows = (8 * i)..(8 * i + TILE_ROWS).min(outs[0].len());
             for (quad, outs) in quads.iter().zip(outs.chunks_mut(4)) {
                 let v = kernels.run(m.format, run, x, *quad);

@@ -259,15 +259,5 @@ fn rows<const N: usize>(
 const K_BLOCKS: &str = "activations for K-quants are quantized in 256-value blocks";
 const FLOATS: &str = "activations for float weights are kept as floats";
 
-/// Asks the CPU to start loading the `len` bytes at `p` into cache. Any address is allowed:
-/// a prefetch never faults.
-#[inline(always)]
-pub fn prefetch(p: *const u8, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    x86::prefetch(p, len);
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (p, len);
-}
-
 #[cfg(test)]
 mod tests;

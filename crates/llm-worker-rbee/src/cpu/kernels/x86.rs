@@ -216,7 +216,9 @@ macro_rules! kernels {
                 let w = row.as_ptr();
                 let low = _mm256_set1_epi8(0x0F);
                 let mut acc = [_mm256_setzero_ps(); N];
-                let mut mins = [0f32; N];
+                // The minimums' share, `dmin · m_j · Σ activations of sub-block j`, summed in
+                // eight lanes (one per sub-block) and taken off `acc` at the end.
+                let mut mins = [_mm256_setzero_ps(); N];
                 for b in 0..nb {
                     let blk = &row[b * bytes..(b + 1) * bytes];
                     let scales: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
@@ -224,12 +226,15 @@ macro_rules! kernels {
                     // Sub-block 2j: low nibbles of bytes 32j.., 2j + 1: their high nibbles.
                     let mut q = [_mm256_setzero_si256(); 8];
                     let mut sc = [_mm256_setzero_si256(); 8];
-                    let mut m = [0i32; 8];
+                    // Each minimum twice: the activations' sums come per 16 values.
+                    let mut m = [0i16; 16];
                     for j in 0..8 {
                         let (s, min) = k4_scale_min(j, scales);
                         sc[j] = _mm256_set1_epi16(s as i16);
-                        m[j] = min as i32;
+                        (m[2 * j], m[2 * j + 1]) = (min as i16, min as i16);
                     }
+                    // SAFETY: sixteen i16 in `m`.
+                    let m = unsafe { load(m.as_ptr()) };
                     // SAFETY: bytes 16..48 of block `b` lie inside the row (Q5_K blocks).
                     let qh = if high { unsafe { load(w.add(b * bytes + 16)) } } else { low };
                     for j in 0..4 {
@@ -253,16 +258,15 @@ macro_rules! kernels {
                             let pairs = _mm256_maddubs_epi16(q[j], yj);
                             isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pairs, sc[j]));
                         }
-                        let bsums = &a[t].bsums[b * 16..(b + 1) * 16];
-                        let msum: i32 = (0..8)
-                            .map(|j| m[j] * (bsums[2 * j] as i32 + bsums[2 * j + 1] as i32))
-                            .sum();
-                        mins[t] += a[t].d[b] * dmin * msum as f32;
+                        // SAFETY: the block's 16 sums lie inside `a.bsums` (checked above).
+                        let bsums = unsafe { load(a[t].bsums.as_ptr().add(16 * b)) };
+                        let msum = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, m));
+                        mins[t] = _mm256_fmadd_ps(_mm256_set1_ps(a[t].d[b] * dmin), msum, mins[t]);
                         let scale = _mm256_set1_ps(a[t].d[b] * d);
                         acc[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum), acc[t]);
                     }
                 }
-                std::array::from_fn(|t| hsum(acc[t]) - mins[t])
+                std::array::from_fn(|t| hsum(_mm256_sub_ps(acc[t], mins[t])))
             }
 
             /// Q6_K rows times `N` tokens. The six-bit values are multiplied unsigned (stored
@@ -576,13 +580,4 @@ fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-}
-
-/// [`super::prefetch`].
-#[inline(always)]
-pub fn prefetch(p: *const u8, len: usize) {
-    for line in (0..len).step_by(64) {
-        // SAFETY: prefetching reads nothing architecturally and cannot fault.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line).cast()) };
-    }
 }

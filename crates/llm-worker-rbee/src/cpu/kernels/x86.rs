@@ -59,15 +59,19 @@ macro_rules! tile_columns {
             // its activations (checked above).
             let $c = unsafe { tile.as_ptr().add(b * column) };
             let y: [*const i8; N] = std::array::from_fn(|t| unsafe { a[t].qs.as_ptr().add(b * QK) });
-            let mut isum = [_mm256_setzero_si256(); N];
+            // Two sums per token, for alternate vectors, so that consecutive products do
+            // not wait on each other.
+            let mut isum = [[_mm256_setzero_si256(); 2]; N];
             let mut $multiply = |w: __m256i, at: usize| {
                 for t in 0..N {
                     // SAFETY: `at + 4 <= 32`: inside the token's block.
                     let four = unsafe { std::ptr::read_unaligned(y[t].add(at).cast::<i32>()) };
-                    isum[t] = $dp(isum[t], w, _mm256_set1_epi32(four));
+                    let sum = &mut isum[t][at / 4 % 2];
+                    *sum = $dp(*sum, w, _mm256_set1_epi32(four));
                 }
             };
             $unpack
+            let isum = isum.map(|[a, b]| _mm256_add_epi32(a, b));
             // SAFETY: the scales (and minimums) of column `b` lie inside the tile.
             let dw = unsafe { _mm256_cvtph_ps(_mm_loadu_si128($c.cast())) };
             let mw = unsafe { _mm256_cvtph_ps(_mm_loadu_si128($c.add(at.m_at).cast())) };

@@ -138,8 +138,9 @@ impl KvCache {
         self.position += n;
     }
 
-    /// Appends `scale · (q · key)` of the head `at` for every position of `positions` to
-    /// `out`.
+    /// Attention scores of the query heads that share the key/value head `at`: `q` holds
+    /// their vectors one after another, and `out` gets one row per query of
+    /// `scale · (q · key)` for every position of `positions`.
     pub fn scores(
         &self,
         kernels: Kernels,
@@ -147,20 +148,28 @@ impl KvCache {
         positions: std::ops::Range<usize>,
         q: &[f32],
         scale: f32,
-        out: &mut Vec<f32>,
+        out: &mut [f32],
     ) {
         let keys = &self.layers[at.layer].0;
         let offset = at.kv_head * self.head_dim;
         match keys.head_rows(positions.clone(), offset) {
             Some(rows) => kernels.kv_scores(q, rows, scale, out),
-            None => out.extend(positions.map(|pos| {
-                let (k, s) = keys.head(pos, offset, self.head_dim);
-                s[0] * dot_i8(q, k) * scale
-            })),
+            None if positions.is_empty() => {}
+            None => {
+                let queries = q.chunks_exact(self.head_dim);
+                for (q, out) in queries.zip(out.chunks_exact_mut(positions.len())) {
+                    for (pos, out) in positions.clone().zip(out) {
+                        let (k, s) = keys.head(pos, offset, self.head_dim);
+                        *out = s[0] * dot_i8(q, k) * scale;
+                    }
+                }
+            }
         }
     }
 
-    /// `out += Σ weights[i] · value` of the head `at` at positions `first + i`.
+    /// Attended values of the query heads that share the key/value head `at`: `weights`
+    /// holds one row per query of weights for positions `first..`, and `out` one vector per
+    /// query, `out[g] += Σ weights[g][i] · value at first + i`.
     pub fn add_values(
         &self,
         kernels: Kernels,
@@ -171,15 +180,20 @@ impl KvCache {
     ) {
         let values = &self.layers[at.layer].1;
         let offset = at.kv_head * self.head_dim;
-        let positions = first..first + weights.len();
+        let queries = out.len() / self.head_dim;
+        let positions = first..first + weights.len() / queries.max(1);
         match values.head_rows(positions.clone(), offset) {
             Some(rows) => kernels.kv_add_values(weights, rows, out),
+            None if positions.is_empty() => {}
             None => {
-                for (pos, &p) in positions.zip(weights) {
-                    let (v, s) = values.head(pos, offset, self.head_dim);
-                    let w = p * s[0];
-                    for (o, &v) in out.iter_mut().zip(v) {
-                        *o += w * f32::from(v);
+                let rows = weights.chunks_exact(positions.len());
+                for (weights, out) in rows.zip(out.chunks_exact_mut(self.head_dim)) {
+                    for (pos, &p) in positions.clone().zip(weights) {
+                        let (v, s) = values.head(pos, offset, self.head_dim);
+                        let w = p * s[0];
+                        for (o, &v) in out.iter_mut().zip(v) {
+                            *o += w * f32::from(v);
+                        }
                     }
                 }
             }
@@ -264,7 +278,7 @@ mod tests {
                     for i in 0..head_dim {
                         let mut q = vec![0f32; head_dim];
                         q[i] = 1.0;
-                        let mut got = Vec::new();
+                        let mut got = [0f32];
                         cache.scores(kernels, at(1, head), pos..pos + 1, &q, 1.0, &mut got);
                         let got = got[0];
                         assert!((got - k[i]).abs() <= step(&k, i) / 2.0 + 1e-6);
@@ -280,6 +294,43 @@ mod tests {
     }
 
     #[test]
+    fn a_group_of_queries_gets_what_each_query_gets_alone() {
+        // Groups of 1 to 5 query heads over 7 positions, heads of 64 (the kernels' runs) and
+        // 40 (one run per head), on every instruction set this CPU has: the same bits.
+        for kernels in Kernels::supported()
+            .into_iter()
+            .filter_map(Kernels::for_isa)
+        {
+            for head_dim in [64, 40] {
+                let mut cache = KvCache::new(1, 2, head_dim);
+                for p in 0..7 {
+                    let (k, v) = (values(10 + p, 2 * head_dim), values(20 + p, 2 * head_dim));
+                    cache.append(0, &[&k], &[&v]);
+                    cache.advance(1);
+                }
+                for n in 1..=5 {
+                    let q = values(30 + n as u32, n * head_dim);
+                    let weights = values(40 + n as u32, n * 6);
+                    let mut grouped = vec![0f32; n * 6];
+                    cache.scores(kernels, at(0, 1), 1..7, &q, 0.5, &mut grouped);
+                    let mut sums = vec![1f32; n * head_dim];
+                    cache.add_values(kernels, at(0, 1), 1, &weights, &mut sums);
+                    for g in 0..n {
+                        let mut alone = [0f32; 6];
+                        let q = &q[g * head_dim..(g + 1) * head_dim];
+                        cache.scores(kernels, at(0, 1), 1..7, q, 0.5, &mut alone);
+                        assert_eq!(grouped[g * 6..(g + 1) * 6], alone, "{kernels:?} {n}");
+                        let mut sum = vec![1f32; head_dim];
+                        let w = &weights[g * 6..(g + 1) * 6];
+                        cache.add_values(kernels, at(0, 1), 1, w, &mut sum);
+                        assert_eq!(sums[g * head_dim..(g + 1) * head_dim], sum, "{kernels:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn truncating_keeps_the_prefix_and_appending_again_continues_it() {
         let mut cache = KvCache::new(1, 1, 32);
         let rows: Vec<Vec<f32>> = (0..3).map(|i| values(i, 32)).collect();
@@ -288,7 +339,7 @@ mod tests {
             cache.append(0, &[row], &[row]);
             cache.advance(1);
         }
-        let (mut before, mut after) = (Vec::new(), Vec::new());
+        let (mut before, mut after) = ([0f32; 3], [0f32; 2]);
         cache.scores(Kernels::detect(), at(0, 0), 0..3, &q, 1.0, &mut before);
         cache.truncate(1);
         assert_eq!(cache.position(), 1);
@@ -303,7 +354,7 @@ mod tests {
     fn an_all_zero_run_stays_zero() {
         let mut cache = KvCache::new(1, 1, 32);
         cache.append(0, &[&[0.0; 32]], &[&[0.0; 32]]);
-        let mut scores = Vec::new();
+        let mut scores = [1f32];
         cache.scores(
             Kernels::detect(),
             at(0, 0),

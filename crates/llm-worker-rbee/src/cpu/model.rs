@@ -374,29 +374,40 @@ impl Transformer {
             step.cache.append(l, &part(q_dim), &part(q_dim + kv_dim));
         }
         let caches: Vec<&KvCache> = steps.iter().map(|s| &*s.cache).collect();
-        let (n_head, group) = (c.n_head, c.n_head / c.n_kv_head);
+        let group = c.n_head / c.n_kv_head;
         let scale = c.attention_scale;
         let window = c.sliding_window.filter(|_| c.is_sliding(l));
         let longest = rows.pos.iter().max().map_or(0, |p| p + 1);
         let kernels = self.kernels;
-        // One task per (token, head): the output of each is a contiguous run of `s.attn`, and
-        // a prompt's tokens spread over the threads however few heads the model has.
-        let heads = s.attn.par_chunks_exact_mut(hd).enumerate();
-        heads.with_min_len(2).for_each_init(
-            || Vec::with_capacity(longest),
-            |scores: &mut Vec<f32>, (i, out)| {
-                let (t, head) = (i / n_head, i % n_head);
+        // One task per token and KV head, for the query heads that share it (each key and
+        // value is read once for all of them); a group is split while there are fewer tasks
+        // than twice the threads, so one token's heads still spread over the threads.
+        let tasks = rows.seq.len() * c.n_kv_head;
+        let split = (2 * rayon::current_num_threads())
+            .div_ceil(tasks)
+            .clamp(1, group);
+        let per_task = group.div_ceil(split);
+        let groups = s.attn.par_chunks_exact_mut(group * hd).enumerate();
+        let heads = groups.flat_map(|(i, out)| {
+            (out.par_chunks_mut(per_task * hd).enumerate()).map(move |(j, out)| (i, j, out))
+        });
+        heads.for_each_init(
+            || Vec::with_capacity(per_task * longest),
+            |scores: &mut Vec<f32>, (i, j, out)| {
+                let (t, kv) = (i / c.n_kv_head, i % c.n_kv_head);
                 let (cache, pos) = (caches[rows.seq[t]], rows.pos[t]);
-                let kv = head / group;
-                let q = &qkv[t * width + head * hd..t * width + (head + 1) * hd];
+                let head = kv * group + j * per_task;
+                let q = &qkv[t * width + head * hd..][..out.len()];
                 let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let len = pos + 1 - first;
                 scores.clear();
+                scores.resize(out.len() / hd * len, 0.0);
                 let at = Head {
                     layer: l,
                     kv_head: kv,
                 };
                 cache.scores(kernels, at, first..pos + 1, q, scale, scores);
-                softmax(scores);
+                scores.chunks_exact_mut(len).for_each(softmax);
                 out.fill(0.0);
                 cache.add_values(kernels, at, first, scores, out);
             },

@@ -143,9 +143,11 @@ impl Kernels {
         }
     }
 
-    /// Appends `scale · (q · key)` to `out` for every row of `keys`: a query's attention
-    /// scores.
-    pub fn kv_scores(&self, q: &[f32], keys: KvRows, scale: f32, out: &mut Vec<f32>) {
+    /// Attention scores of a group of queries (the query heads that share one key/value
+    /// head): `q` holds `n` query vectors one after another, and `out` gets `n` rows of
+    /// `keys.rows` scores, `out[g][i] = scale · (q[g] · key i)`. Each key is read once for
+    /// the whole group.
+    pub fn kv_scores(&self, q: &[f32], keys: KvRows, scale: f32, out: &mut [f32]) {
         dispatch!(
             self.isa,
             portable::kv_scores(q, keys, scale, out),
@@ -153,7 +155,9 @@ impl Kernels {
         )
     }
 
-    /// `out += Σ weights[i] · row i of values`: a query's attended values.
+    /// Attended values of a group of queries: `weights` holds `n` rows of `values.rows`
+    /// weights and `out` `n` vectors, `out[g] += Σ weights[g][i] · value i`. Each value is
+    /// read once for the whole group.
     pub fn kv_add_values(&self, weights: &[f32], values: KvRows, out: &mut [f32]) {
         dispatch!(
             self.isa,
@@ -229,6 +233,24 @@ impl KvRows<'_> {
             assert!(self.qs.len() >= last * self.stride + head_dim);
             assert!(self.scales.len() >= last * self.scale_stride + head_dim / KV_RUN);
         }
+    }
+
+    /// The head size of a group of queries whose vectors take `vectors` values and whose
+    /// scores or weights take `scores` (a row of [`KvRows::rows`] per query), after the
+    /// checks of [`KvRows::check`]; `None` when there are no rows (nothing to compute).
+    fn group_check(&self, vectors: usize, scores: usize) -> Option<usize> {
+        if self.rows == 0 {
+            return None;
+        }
+        assert!(
+            scores > 0 && scores.is_multiple_of(self.rows),
+            "a row per query"
+        );
+        let queries = scores / self.rows;
+        assert!(vectors.is_multiple_of(queries), "a vector per query");
+        let head_dim = vectors / queries;
+        self.check(head_dim);
+        Some(head_dim)
     }
 
     /// Row `i`'s values and scales.

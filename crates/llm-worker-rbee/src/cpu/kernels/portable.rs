@@ -102,31 +102,45 @@ pub fn dot_f32(format: Format, row: &[u8], x: &[f32]) -> f32 {
 }
 
 /// [`super::Kernels::kv_scores`].
-pub fn kv_scores(q: &[f32], keys: KvRows, scale: f32, out: &mut Vec<f32>) {
-    keys.check(q.len());
-    out.extend((0..keys.rows).map(|i| {
-        let (k, s) = keys.row(i, q.len());
-        let dot: f32 = (k.chunks_exact(KV_RUN).zip(q.chunks_exact(KV_RUN)))
-            .zip(s)
-            .map(|((k, q), s)| s * k.iter().zip(q).map(|(&k, q)| f32::from(k) * q).sum::<f32>())
-            .sum();
-        dot * scale
-    }));
+pub fn kv_scores(q: &[f32], keys: KvRows, scale: f32, out: &mut [f32]) {
+    let Some(head_dim) = keys.group_check(q.len(), out.len()) else {
+        return;
+    };
+    for (q, out) in q
+        .chunks_exact(head_dim)
+        .zip(out.chunks_exact_mut(keys.rows))
+    {
+        for (i, out) in out.iter_mut().enumerate() {
+            let (k, s) = keys.row(i, head_dim);
+            let dot: f32 = (k.chunks_exact(KV_RUN).zip(q.chunks_exact(KV_RUN)))
+                .zip(s)
+                .map(|((k, q), s)| s * k.iter().zip(q).map(|(&k, q)| f32::from(k) * q).sum::<f32>())
+                .sum();
+            *out = dot * scale;
+        }
+    }
 }
 
 /// [`super::Kernels::kv_add_values`].
 pub fn kv_add_values(weights: &[f32], values: KvRows, out: &mut [f32]) {
-    values.check(out.len());
-    for (i, &p) in weights.iter().enumerate() {
-        let (v, s) = values.row(i, out.len());
-        for ((v, s), out) in v
-            .chunks_exact(KV_RUN)
-            .zip(s)
-            .zip(out.chunks_exact_mut(KV_RUN))
-        {
-            let w = p * s;
-            for (o, &v) in out.iter_mut().zip(v) {
-                *o += w * f32::from(v);
+    let Some(head_dim) = values.group_check(out.len(), weights.len()) else {
+        return;
+    };
+    for (weights, out) in weights
+        .chunks_exact(values.rows)
+        .zip(out.chunks_exact_mut(head_dim))
+    {
+        for (i, &p) in weights.iter().enumerate() {
+            let (v, s) = values.row(i, head_dim);
+            for ((v, s), out) in v
+                .chunks_exact(KV_RUN)
+                .zip(s)
+                .zip(out.chunks_exact_mut(KV_RUN))
+            {
+                let w = p * s;
+                for (o, &v) in out.iter_mut().zip(v) {
+                    *o += w * f32::from(v);
+                }
             }
         }
     }

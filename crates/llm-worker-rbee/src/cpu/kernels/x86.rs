@@ -390,28 +390,56 @@ macro_rules! kernels {
             /// # Safety
             /// The CPU must support the features of this module.
             #[target_feature(enable = $features)]
-            pub unsafe fn kv_scores(q: &[f32], keys: KvRows, scale: f32, out: &mut Vec<f32>) {
-                keys.check(q.len());
-                let runs = q.len() / KV_RUN;
-                out.reserve(keys.rows);
+            pub unsafe fn kv_scores(q: &[f32], keys: KvRows, scale: f32, out: &mut [f32]) {
+                let Some(head_dim) = keys.group_check(q.len(), out.len()) else {
+                    return;
+                };
+                let rows = keys.rows;
+                // Up to four queries per pass over the keys.
+                for (q, out) in q.chunks(4 * head_dim).zip(out.chunks_mut(4 * rows)) {
+                    match q.len() / head_dim {
+                        1 => scores::<1>(q, keys, scale, out),
+                        2 => scores::<2>(q, keys, scale, out),
+                        3 => scores::<3>(q, keys, scale, out),
+                        _ => scores::<4>(q, keys, scale, out),
+                    }
+                }
+            }
+
+            /// `Q` queries' scores: each key's bytes are widened once for all of them.
+            #[target_feature(enable = $features)]
+            fn scores<const Q: usize>(q: &[f32], keys: KvRows, scale: f32, out: &mut [f32]) {
+                let head_dim = q.len() / Q;
+                let runs = head_dim / KV_RUN;
+                assert!(q.len() == Q * head_dim && out.len() == Q * keys.rows);
                 for i in 0..keys.rows {
-                    // SAFETY: row i's values and scales lie inside the slices (checked above).
+                    // SAFETY: row i's values and scales lie inside the slices (checked by
+                    // `group_check`).
                     let (k, s) = unsafe {
                         (keys.qs.as_ptr().add(i * keys.stride), keys.scales.as_ptr().add(i * keys.scale_stride))
                     };
-                    let mut total = _mm256_setzero_ps();
+                    let mut total = [_mm256_setzero_ps(); Q];
                     for r in 0..runs {
-                        let mut acc = _mm256_setzero_ps();
+                        let mut acc = [_mm256_setzero_ps(); Q];
                         for c in 0..KV_RUN / 8 {
                             let at = r * KV_RUN + 8 * c;
-                            // SAFETY: values at..at + 8 of the row and of `q` (checked above).
-                            let (kv, qv) = unsafe { (bytes_as_floats(k.add(at)), _mm256_loadu_ps(q.as_ptr().add(at))) };
-                            acc = _mm256_fmadd_ps(qv, kv, acc);
+                            // SAFETY: values at..at + 8 of the row (checked above).
+                            let kv = unsafe { bytes_as_floats(k.add(at)) };
+                            for g in 0..Q {
+                                // SAFETY: values at..at + 8 of query g (asserted above).
+                                let qv = unsafe { _mm256_loadu_ps(q.as_ptr().add(g * head_dim + at)) };
+                                acc[g] = _mm256_fmadd_ps(qv, kv, acc[g]);
+                            }
                         }
                         // SAFETY: run r's scale (checked above).
-                        total = _mm256_fmadd_ps(acc, _mm256_set1_ps(unsafe { *s.add(r) }), total);
+                        let sv = _mm256_set1_ps(unsafe { *s.add(r) });
+                        for g in 0..Q {
+                            total[g] = _mm256_fmadd_ps(acc[g], sv, total[g]);
+                        }
                     }
-                    out.push(hsum(total) * scale);
+                    for g in 0..Q {
+                        out[g * keys.rows + i] = hsum(total[g]) * scale;
+                    }
                 }
             }
 
@@ -421,39 +449,53 @@ macro_rules! kernels {
             /// The CPU must support the features of this module.
             #[target_feature(enable = $features)]
             pub unsafe fn kv_add_values(weights: &[f32], values: KvRows, out: &mut [f32]) {
-                values.check(out.len());
-                assert_eq!(weights.len(), values.rows);
-                let runs = out.len() / KV_RUN;
-                // Two runs at a time: their 64 sums stay in eight registers over every row.
-                for first in (0..runs).step_by(2) {
-                    let n = (runs - first).min(2);
-                    let mut acc = [_mm256_setzero_ps(); 8];
-                    for (i, &p) in weights.iter().enumerate() {
-                        for r in 0..n {
-                            let run = first + r;
-                            // SAFETY: row i's run and its scale lie inside the slices (checked
-                            // above).
-                            let (v, s) = unsafe {
-                                (
-                                    values.qs.as_ptr().add(i * values.stride + run * KV_RUN),
-                                    *values.scales.get_unchecked(i * values.scale_stride + run),
-                                )
-                            };
-                            let w = _mm256_set1_ps(p * s);
+                let Some(head_dim) = values.group_check(out.len(), weights.len()) else {
+                    return;
+                };
+                let rows = values.rows;
+                // Up to two queries per pass: their 32 sums of a run stay in eight registers.
+                for (w, out) in weights.chunks(2 * rows).zip(out.chunks_mut(2 * head_dim)) {
+                    match out.len() / head_dim {
+                        1 => add_values::<1>(w, values, out),
+                        _ => add_values::<2>(w, values, out),
+                    }
+                }
+            }
+
+            /// `Q` queries' attended values: each value's bytes are widened once for all of
+            /// them.
+            #[target_feature(enable = $features)]
+            fn add_values<const Q: usize>(weights: &[f32], values: KvRows, out: &mut [f32]) {
+                let (rows, head_dim) = (values.rows, out.len() / Q);
+                assert!(weights.len() == Q * rows && out.len() == Q * head_dim);
+                for run in 0..head_dim / KV_RUN {
+                    let mut acc = [[_mm256_setzero_ps(); KV_RUN / 8]; Q];
+                    for i in 0..rows {
+                        // SAFETY: row i's run and its scale lie inside the slices (checked by
+                        // `group_check`).
+                        let (v, s) = unsafe {
+                            (
+                                values.qs.as_ptr().add(i * values.stride + run * KV_RUN),
+                                *values.scales.get_unchecked(i * values.scale_stride + run),
+                            )
+                        };
+                        // SAFETY: values 8c..8c + 8 of the run.
+                        let x: [__m256; KV_RUN / 8] =
+                            std::array::from_fn(|c| unsafe { bytes_as_floats(v.add(8 * c)) });
+                        for g in 0..Q {
+                            let w = _mm256_set1_ps(weights[g * rows + i] * s);
                             for c in 0..KV_RUN / 8 {
-                                // SAFETY: values 8c..8c + 8 of the run.
-                                let x = unsafe { bytes_as_floats(v.add(8 * c)) };
-                                acc[4 * r + c] = _mm256_fmadd_ps(w, x, acc[4 * r + c]);
+                                acc[g][c] = _mm256_fmadd_ps(w, x[c], acc[g][c]);
                             }
                         }
                     }
-                    for r in 0..n {
+                    for g in 0..Q {
                         for c in 0..KV_RUN / 8 {
-                            let at = (first + r) * KV_RUN + 8 * c;
-                            // SAFETY: values at..at + 8 of `out` (checked above).
+                            let at = g * head_dim + run * KV_RUN + 8 * c;
+                            // SAFETY: values at..at + 8 of `out` (asserted above).
                             unsafe {
                                 let o = out.as_mut_ptr().add(at);
-                                _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[4 * r + c]));
+                                _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[g][c]));
                             }
                         }
                     }

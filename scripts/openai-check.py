@@ -3,8 +3,9 @@
 
     openai-check.py --base-url http://127.0.0.1:8080/v1 --model <model id> [--api-key KEY]
 
-Checks a streaming chat completion (with usage), a non-streaming one, a completion,
-models.list() and the error for an unknown model, asserting on what comes back. Exits 0
+Checks a streaming chat completion (with usage), a non-streaming one, one with the
+default-valued fields SDKs send, a completion, models.list(), the error for an unknown model
+and for a value rbee cannot honour, asserting on what comes back. Exits 0
 and prints "openai SDK check passed" when everything holds.
 """
 
@@ -72,17 +73,36 @@ def main():
     assert whole.choices[0].finish_reason == "length"
     assert whole.usage.completion_tokens == 24 and whole.usage.prompt_tokens == usage.prompt_tokens
 
+    # The default-valued fields SDKs, agents and chat UIs send change nothing.
+    defaults = client.chat.completions.create(
+        model=args.model, messages=messages, max_tokens=24, temperature=0,
+        logprobs=False, top_logprobs=0, response_format={"type": "text"}, tools=[],
+        tool_choice="none", parallel_tool_calls=False, logit_bias={}, store=False,
+        metadata={"app": "openai-check"}, service_tier="auto", modalities=["text"],
+    )
+    assert defaults.choices[0].message.content == streamed, defaults.choices[0].message.content
+
     # A plain completion that stops on its own stop sequence.
     completion = client.completions.create(
         model=args.model, prompt="The capital of France is", max_tokens=8, temperature=0, stop=["."]
     )
     assert "Paris" in completion.choices[0].text, completion.choices[0].text
     assert completion.choices[0].finish_reason == "stop", completion.choices[0]
+    listed = client.completions.create(
+        model=args.model, prompt=["The capital of France is"], max_tokens=8, temperature=0, stop=["."]
+    )
+    assert listed.choices[0].text == completion.choices[0].text, listed.choices[0].text
 
     # The model is listed, with and without a node.
     ids = [m.id for m in client.models.list()]
     assert args.model in ids, ids
     assert any(i.endswith("/" + args.model) for i in ids), ids
+    assert client.models.retrieve(args.model).id == args.model
+    try:
+        client.models.retrieve("gpt-4o")
+        raise AssertionError("an unknown model was found")
+    except openai.NotFoundError as e:
+        assert "gpt-4o" in str(e), e
 
     # An unknown model is a 404 the SDK raises.
     try:
@@ -97,6 +117,7 @@ def main():
         raise AssertionError("logprobs was accepted")
     except openai.BadRequestError as e:
         assert "logprobs" in str(e), e
+        assert e.body.get("param") == "logprobs", e.body
 
     print("openai SDK check passed")
 

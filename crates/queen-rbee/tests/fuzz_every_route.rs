@@ -601,6 +601,7 @@ mod routes {
             Route::get(queen::LOGS).query(QueryKind::NodeLogs),
             Route::get(queen::METRICS),
             Route::get(queen::OPENAI_MODELS),
+            Route::get(queen::OPENAI_MODEL),
             Route::post(queen::CHAT_COMPLETIONS, chat).guarded(&["model", "messages"]),
             Route::post(
                 queen::COMPLETIONS,
@@ -1369,6 +1370,7 @@ mod judge {
     /// The queen's OpenAI-compatible routes, whose errors are `openai::ErrorResponse`.
     const OPENAI_PATHS: &[&str] = &[
         queen::OPENAI_MODELS,
+        queen::OPENAI_MODEL,
         queen::CHAT_COMPLETIONS,
         queen::COMPLETIONS,
     ];

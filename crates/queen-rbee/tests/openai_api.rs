@@ -106,7 +106,8 @@ async fn unsupported_requests_get_an_openai_error_naming_the_field() {
             "n",
         ),
         (
-            json!({"model": model_id(), "messages": [{"role": "user", "content": "hi"}], "tools": []}),
+            json!({"model": model_id(), "messages": [{"role": "user", "content": "hi"}],
+                   "tools": [{"type": "function", "function": {"name": "f"}}]}),
             "INVALID_REQUEST",
             "tools",
         ),

@@ -1,9 +1,10 @@
 //! The OpenAI-compatible API queen-rbee serves: `GET /v1/models`, `POST /v1/chat/completions`
 //! and `POST /v1/completions`, as the official SDKs and the tools built on them speak it.
 //!
-//! Requests name only fields rbee honours; any other field is refused ([`parse_request`])
-//! rather than silently ignored. Errors keep rbee's envelope and add
-//! OpenAI's `type` and `param`, so both kinds of client read them.
+//! Requests name only fields rbee honours, or OpenAI fields whose value leaves the request as
+//! it is (the defaults SDKs and chat UIs send, [`NEUTRAL_FIELDS`]); any other field or value
+//! is refused ([`parse_request`]) rather than silently ignored. Errors keep rbee's envelope
+//! and add OpenAI's `type` and `param`, so both kinds of client read them.
 
 use serde::{Deserialize, Serialize};
 
@@ -203,28 +204,117 @@ const SAMPLING_FIELDS: &[&str] = &[
     "presence_penalty",
 ];
 
+/// OpenAI fields rbee does not act on, with the values that change nothing (besides `null`,
+/// which every one of them accepts): what the official SDKs, agents and chat UIs send by
+/// default. Any other value of these fields is refused, naming the field and what is
+/// accepted.
+pub const NEUTRAL_FIELDS: &[NeutralField] = &[
+    NeutralField::new("logprobs", "false", |v| v.as_bool() == Some(false)),
+    NeutralField::new("top_logprobs", "0", |v| v.as_u64() == Some(0)),
+    NeutralField::new("response_format", r#"{"type": "text"}"#, |v| {
+        v.as_object()
+            .is_some_and(|o| o.len() == 1 && o.get("type").and_then(|t| t.as_str()) == Some("text"))
+    }),
+    NeutralField::new("tools", "[]", |v| v.as_array().is_some_and(Vec::is_empty)),
+    NeutralField::new("functions", "[]", |v| {
+        v.as_array().is_some_and(Vec::is_empty)
+    }),
+    NeutralField::new("tool_choice", r#""none" or "auto" without tools"#, |v| {
+        matches!(v.as_str(), Some("none" | "auto"))
+    }),
+    NeutralField::new("function_call", r#""none" or "auto""#, |v| {
+        matches!(v.as_str(), Some("none" | "auto"))
+    }),
+    NeutralField::new("parallel_tool_calls", "true or false without tools", |v| {
+        v.is_boolean()
+    }),
+    NeutralField::new("logit_bias", "{}", |v| {
+        v.as_object().is_some_and(|o| o.is_empty())
+    }),
+    NeutralField::new("store", "false", |v| v.as_bool() == Some(false)),
+    // Metadata only labels stored completions, and rbee stores none.
+    NeutralField::new("metadata", "an object of strings", |v| {
+        v.as_object()
+            .is_some_and(|o| o.values().all(|v| v.is_string()))
+    }),
+    NeutralField::new("service_tier", r#""auto" or "default""#, |v| {
+        matches!(v.as_str(), Some("auto" | "default"))
+    }),
+    NeutralField::new("modalities", r#"["text"]"#, |v| {
+        v.as_array().is_some_and(|a| a.len() == 1 && a[0] == "text")
+    }),
+    NeutralField::new("best_of", "1", |v| v.as_u64() == Some(1)),
+    NeutralField::new("suffix", r#""""#, |v| v.as_str() == Some("")),
+];
+
+/// An OpenAI field rbee accepts only with a value that changes nothing
+/// ([`NEUTRAL_FIELDS`]).
+pub struct NeutralField {
+    pub name: &'static str,
+    /// The accepted values, as the error names them.
+    pub accepted: &'static str,
+    is_neutral: fn(&serde_json::Value) -> bool,
+}
+
+impl NeutralField {
+    const fn new(
+        name: &'static str,
+        accepted: &'static str,
+        is_neutral: fn(&serde_json::Value) -> bool,
+    ) -> Self {
+        Self {
+            name,
+            accepted,
+            is_neutral,
+        }
+    }
+
+    /// Whether `value` leaves the request as it is.
+    pub fn is_neutral(&self, value: &serde_json::Value) -> bool {
+        value.is_null() || (self.is_neutral)(value)
+    }
+}
+
 /// A request body of one of the two generation endpoints.
 pub trait OpenAiRequest: serde::de::DeserializeOwned {
     /// Top-level fields besides [`Sampling`]'s.
     const FIELDS: &'static [&'static str];
 }
 
-/// Parses a request, refusing any field rbee does not honour. `Err` holds the message and
-/// the offending field.
+/// Parses a request, refusing any field rbee does not honour; fields of [`NEUTRAL_FIELDS`]
+/// with a value that changes nothing are dropped. `Err` holds the message and the offending
+/// field.
 pub fn parse_request<T: OpenAiRequest>(body: &[u8]) -> Result<T, InvalidField> {
-    let value: serde_json::Value = serde_json::from_slice(body)
+    let mut value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| InvalidField::new(format!("the body is not valid JSON: {e}"), None))?;
-    let Some(map) = value.as_object() else {
+    let Some(map) = value.as_object_mut() else {
         return Err(InvalidField::new("the body must be a JSON object", None));
     };
-    if let Some(field) = map
-        .keys()
-        .find(|k| !T::FIELDS.contains(&k.as_str()) && !SAMPLING_FIELDS.contains(&k.as_str()))
-    {
-        return Err(InvalidField::new(
-            format!("`{field}` is not supported by rbee"),
-            Some(field),
-        ));
+    let has_tools = map
+        .get("tools")
+        .is_some_and(|t| t.as_array().is_some_and(|a| !a.is_empty()));
+    let fields: Vec<String> = map.keys().cloned().collect();
+    for field in fields {
+        if T::FIELDS.contains(&field.as_str()) || SAMPLING_FIELDS.contains(&field.as_str()) {
+            continue;
+        }
+        let Some(neutral) = NEUTRAL_FIELDS.iter().find(|n| n.name == field) else {
+            return Err(InvalidField::new(
+                format!("`{field}` is not supported by rbee"),
+                Some(&field),
+            ));
+        };
+        let needs_no_tools = matches!(field.as_str(), "tool_choice" | "parallel_tool_calls");
+        if !neutral.is_neutral(&map[&field]) || (needs_no_tools && has_tools) {
+            return Err(InvalidField::new(
+                format!(
+                    "`{field}`: {} is not supported by rbee (accepted: {}, or null)",
+                    map[&field], neutral.accepted
+                ),
+                Some(&field),
+            ));
+        }
+        map.remove(&field);
     }
     serde_json::from_value(value)
         .map_err(|e| InvalidField::new(format!("invalid request: {e}"), None))
@@ -246,11 +336,37 @@ impl OpenAiRequest for ChatCompletionRequest {
     const FIELDS: &'static [&'static str] = &["model", "messages", "max_completion_tokens"];
 }
 
+/// A completion's `prompt`: a string, or a list of one string (as some SDKs and tools send
+/// it; one answer per request, so a longer list is refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    One(String),
+    List(Vec<String>),
+}
+
+impl Prompt {
+    /// The prompt's text; `Err` for a list of other than one string.
+    pub fn into_text(self) -> Result<String, InvalidField> {
+        match self {
+            Self::One(text) => Ok(text),
+            Self::List(mut list) if list.len() == 1 => Ok(list.remove(0)),
+            Self::List(list) => Err(InvalidField::new(
+                format!(
+                    "a list of {} prompts is not supported (one prompt per request)",
+                    list.len()
+                ),
+                Some("prompt"),
+            )),
+        }
+    }
+}
+
 /// `POST /v1/completions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompletionRequest {
     pub model: String,
-    pub prompt: String,
+    pub prompt: Prompt,
     /// Only `false` is supported.
     #[serde(default)]
     pub echo: Option<bool>,
@@ -526,12 +642,66 @@ mod tests {
     }
 
     #[test]
+    fn default_values_sdks_send_are_accepted_and_change_nothing() {
+        let plain: ChatCompletionRequest =
+            parse_request(br#"{"model":"m","messages":[],"max_tokens":3}"#).unwrap();
+        let with_defaults: ChatCompletionRequest = parse_request(
+            br#"{"model":"m","messages":[],"max_tokens":3,"logprobs":false,
+                "response_format":{"type":"text"},"tools":[],"logit_bias":{},"store":false,
+                "metadata":{"app":"x"},"parallel_tool_calls":false,"tool_choice":"none",
+                "top_logprobs":0,"service_tier":"auto","modalities":["text"],
+                "functions":null,"function_call":"auto"}"#,
+        )
+        .unwrap();
+        assert_eq!(with_defaults, plain);
+        let completion: CompletionRequest = parse_request(
+            br#"{"model":"m","prompt":"x","best_of":1,"suffix":null,"logprobs":null}"#,
+        )
+        .unwrap();
+        assert_eq!(completion.prompt.into_text().unwrap(), "x");
+        let listed: CompletionRequest =
+            parse_request(br#"{"model":"m","prompt":["a prompt"]}"#).unwrap();
+        assert_eq!(listed.prompt.into_text().unwrap(), "a prompt");
+        let two: CompletionRequest = parse_request(br#"{"model":"m","prompt":["a","b"]}"#).unwrap();
+        assert_eq!(
+            two.prompt.into_text().unwrap_err().param.as_deref(),
+            Some("prompt")
+        );
+    }
+
+    #[test]
+    fn a_value_that_would_change_the_request_is_refused_naming_the_field() {
+        for (body, field) in [
+            (r#""logprobs":true"#, "logprobs"),
+            (r#""top_logprobs":3"#, "top_logprobs"),
+            (
+                r#""response_format":{"type":"json_object"}"#,
+                "response_format",
+            ),
+            (r#""logit_bias":{"50256":-100}"#, "logit_bias"),
+            (r#""tool_choice":"required""#, "tool_choice"),
+            (r#""store":true"#, "store"),
+            (r#""modalities":["text","audio"]"#, "modalities"),
+            // Neutral on their own, not beside tools rbee cannot call.
+            (
+                r#""tool_choice":"auto","tools":[{"type":"function","function":{"name":"f"}}]"#,
+                "tool_choice",
+            ),
+        ] {
+            let body = format!(r#"{{"model":"m","messages":[],{body}}}"#);
+            let err = parse_request::<ChatCompletionRequest>(body.as_bytes()).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some(field), "{body}: {err}");
+            assert!(err.message.contains("accepted:"), "{err}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_refused_not_ignored() {
         let err = parse_request::<ChatCompletionRequest>(
-            br#"{"model":"m","messages":[],"logprobs":true}"#,
+            br#"{"model":"m","messages":[],"frobnicate":true}"#,
         )
         .unwrap_err();
-        assert_eq!(err.param.as_deref(), Some("logprobs"), "{err}");
+        assert_eq!(err.param.as_deref(), Some("frobnicate"), "{err}");
         assert!(
             parse_request::<CompletionRequest>(br#"{"model":"m","prompt":"x","suffix":"y"}"#)
                 .is_err()

@@ -51,6 +51,8 @@ pub mod queen {
     pub const METRICS: &str = "/metrics";
     /// The OpenAI-compatible API.
     pub const OPENAI_MODELS: &str = "/v1/models";
+    /// One model of [`OPENAI_MODELS`]; its id may hold slashes (`<node>/<model ref>`).
+    pub const OPENAI_MODEL: &str = "/v1/models/{*id}";
     pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
     pub const COMPLETIONS: &str = "/v1/completions";
 

@@ -30,6 +30,7 @@ pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
         .route(paths::LOGS, get(logs::stream))
         .route(paths::METRICS, get(status::metrics))
         .route(paths::OPENAI_MODELS, get(openai::models))
+        .route(paths::OPENAI_MODEL, get(openai::model))
         .route(paths::CHAT_COMPLETIONS, post(openai::chat))
         .route(paths::COMPLETIONS, post(openai::completions));
     if let Some(key) = key {

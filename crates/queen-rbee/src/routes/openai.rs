@@ -62,12 +62,14 @@ impl IntoResponse for OpenAiError {
 /// a wrong method, a body over the limit) gets OpenAI's `type` and `param` too, so the SDKs
 /// read every error the same way.
 pub async fn shape_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path();
     let openai = [
         rbee_api::routes::queen::OPENAI_MODELS,
         rbee_api::routes::queen::CHAT_COMPLETIONS,
         rbee_api::routes::queen::COMPLETIONS,
     ]
-    .contains(&req.uri().path());
+    .contains(&path)
+        || path.starts_with("/v1/models/");
     let resp = next.run(req).await;
     if !openai || !(resp.status().is_client_error() || resp.status().is_server_error()) {
         return resp;
@@ -91,6 +93,29 @@ pub async fn shape_errors(req: axum::extract::Request, next: axum::middleware::N
 /// `GET /v1/models`: the configured default, and every model in the catalog of every node
 /// whose hive runs, both as `<model ref>` and as `<node>/<model ref>`.
 pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
+    Json(ModelList {
+        object: "list".into(),
+        data: listed(&state).await,
+    })
+}
+
+/// `GET /v1/models/{id}`: one model of that list, or 404.
+pub async fn model(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Model>, OpenAiError> {
+    let found = listed(&state).await.into_iter().find(|m| m.id == id);
+    found.map(Json).ok_or_else(|| {
+        let message = format!("model `{id}` is not in any node's catalog (see GET /v1/models)");
+        OpenAiError::new(
+            ErrorEnvelope::new(ErrorCode::ModelNotFound, message),
+            Some("model"),
+        )
+    })
+}
+
+/// The models [`models`] lists.
+async fn listed(state: &AppState) -> Vec<Model> {
     let nodes = state.node_names().unwrap_or_default();
     let catalogs = futures::future::join_all(nodes.iter().map(|node| {
         let state = state.clone();
@@ -131,10 +156,7 @@ pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
             add(pinned.to_string(), node.as_str());
         }
     }
-    Json(ModelList {
-        object: "list".into(),
-        data,
-    })
+    data
 }
 
 /// Which of the two endpoints an answer is for.
@@ -208,7 +230,7 @@ pub async fn completions(
         ));
     }
     let mut task = task_for(&req.model, &req.sampling, None)?;
-    task.prompt = Some(req.prompt);
+    task.prompt = Some(req.prompt.into_text()?);
     answer(state, Kind::Completion, req.model, task, &req.sampling).await
 }
 

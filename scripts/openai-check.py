@@ -82,6 +82,14 @@ def main():
     )
     assert defaults.choices[0].message.content == streamed, defaults.choices[0].message.content
 
+    # Penalties and a logit bias reach the sampler: same request, another greedy answer.
+    penalised = client.chat.completions.create(
+        model=args.model, messages=messages, max_tokens=24, temperature=0,
+        frequency_penalty=1.5, presence_penalty=1.0, logit_bias={"0": -100},
+    ).choices[0].message.content
+    coherent(penalised, "penalised chat")
+    assert penalised != streamed, penalised
+
     # A plain completion that stops on its own stop sequence.
     completion = client.completions.create(
         model=args.model, prompt="The capital of France is", max_tokens=8, temperature=0, stop=["."]

@@ -145,6 +145,9 @@ impl Engine {
                 top_p,
                 top_k: req.top_k.unwrap_or(0),
                 seed: req.seed.unwrap_or_else(rand::random),
+                frequency_penalty: req.frequency_penalty.unwrap_or(0.0) as f32,
+                presence_penalty: req.presence_penalty.unwrap_or(0.0) as f32,
+                logit_bias: self.logit_bias(req)?,
             },
             stop: req.stop.clone().unwrap_or_default(),
             note: req
@@ -152,6 +155,19 @@ impl Engine {
                 .as_ref()
                 .and_then(|_| self.template_note.clone()),
         })
+    }
+
+    /// The request's logit bias, refused when it names a token outside the vocabulary.
+    fn logit_bias(&self, req: &InferenceRequest) -> Result<Vec<(u32, f32)>, WorkerError> {
+        let vocab = self.info.vocab_size;
+        let bias = req.logit_bias.iter().flatten();
+        if let Some((id, _)) = bias.clone().find(|(id, _)| **id as usize >= vocab) {
+            return Err(WorkerError::InvalidRequest(
+                format!("`logit_bias` names token {id}, but the vocabulary has {vocab} tokens"),
+                json!({"token": id, "vocab_size": vocab}),
+            ));
+        }
+        Ok(bias.map(|(&id, &b)| (id, b as f32)).collect())
     }
 
     /// A KV cache for one slot.

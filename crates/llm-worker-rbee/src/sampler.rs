@@ -1,33 +1,74 @@
 //! Choosing the next token from logits: greedy at temperature 0, otherwise temperature,
 //! top-k and top-p (nucleus) filtering and a draw from a seeded generator, so the same seed
-//! and request always give the same text.
+//! and request always give the same text. OpenAI's logit bias and frequency and presence
+//! penalties (over the tokens generated so far) adjust the logits first, greedy or not.
+
+use std::collections::HashMap;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Sampling settings of one request, already validated.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SamplingParams {
     pub temperature: f64,
     pub top_p: f64,
     pub top_k: usize,
     pub seed: u64,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// Token ids (inside the vocabulary) and what to add to their logits.
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 pub struct Sampler {
     params: SamplingParams,
     rng: StdRng,
+    /// How often each token was chosen so far, when a penalty needs it.
+    counts: HashMap<u32, u32>,
 }
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
         Self {
-            params,
             rng: StdRng::seed_from_u64(params.seed),
+            params,
+            counts: HashMap::new(),
         }
     }
 
+    /// The next token; with penalties, it counts as generated from then on.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        let penalised = self.params.frequency_penalty != 0.0 || self.params.presence_penalty != 0.0;
+        let id = if penalised || !self.params.logit_bias.is_empty() {
+            let mut adjusted = logits.to_vec();
+            self.adjust(&mut adjusted);
+            self.choose(&adjusted)
+        } else {
+            self.choose(logits)
+        };
+        if penalised {
+            *self.counts.entry(id).or_default() += 1;
+        }
+        id
+    }
+
+    /// Adds the biases and takes off the penalties (OpenAI's definition:
+    /// `count · frequency_penalty + (count > 0) · presence_penalty`).
+    fn adjust(&self, logits: &mut [f32]) {
+        for &(id, bias) in &self.params.logit_bias {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l += bias;
+            }
+        }
+        for (&id, &count) in &self.counts {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l -= count as f32 * self.params.frequency_penalty + self.params.presence_penalty;
+            }
+        }
+    }
+
+    fn choose(&mut self, logits: &[f32]) -> u32 {
         if self.params.temperature <= 0.0 {
             return argmax(logits);
         }
@@ -96,7 +137,46 @@ mod tests {
             top_p,
             top_k,
             seed,
+            ..SamplingParams::default()
         }
+    }
+
+    #[test]
+    fn a_bias_of_minus_100_bans_the_greedy_token_and_plus_100_forces_one() {
+        let logits = [0.1, 3.0, 2.9, -1.0];
+        let mut banned = Sampler::new(SamplingParams {
+            logit_bias: vec![(1, -100.0)],
+            ..params(0.0, 0, 1.0, 1)
+        });
+        assert_eq!(banned.sample(&logits), 2);
+        let mut forced = Sampler::new(SamplingParams {
+            logit_bias: vec![(3, 100.0), (99, 5.0)],
+            ..params(0.8, 0, 1.0, 1)
+        });
+        assert!((0..20).all(|_| forced.sample(&logits) == 3));
+    }
+
+    #[test]
+    fn penalties_lower_tokens_already_generated() {
+        // Greedy: token 1 leads token 2 by 0.1, so it repeats forever without a penalty.
+        let logits = [0.1, 3.0, 2.9, -1.0];
+        let mut plain = Sampler::new(params(0.0, 0, 1.0, 1));
+        assert_eq!([plain.sample(&logits), plain.sample(&logits)], [1, 1]);
+        let mut frequency = Sampler::new(SamplingParams {
+            frequency_penalty: 0.2,
+            ..params(0.0, 0, 1.0, 1)
+        });
+        let drawn: Vec<u32> = (0..4).map(|_| frequency.sample(&logits)).collect();
+        // 1, then 2 (3.0 - 0.2 < 2.9), then 1 (2.8 > 2.7), then 2.
+        assert_eq!(drawn, [1, 2, 1, 2]);
+        let mut presence = Sampler::new(SamplingParams {
+            presence_penalty: 2.0,
+            ..params(0.0, 0, 1.0, 1)
+        });
+        let drawn: Vec<u32> = (0..3).map(|_| presence.sample(&logits)).collect();
+        // Once a token is present it loses 2 whatever its count: 1, 2 (2.9 > 1.0), then 1
+        // again (1.0 > 0.9), where no penalty gives 1, 1, 1.
+        assert_eq!(drawn, [1, 2, 1]);
     }
 
     #[test]

@@ -210,7 +210,7 @@ impl Batcher {
                 fed: kept,
                 next: [0],
                 decoding: false,
-                sampler: Sampler::new(request.job.sampling),
+                sampler: Sampler::new(request.job.sampling.clone()),
                 text: TextStream::new(request.job.stop.clone()),
                 progress: Progress {
                     tokens_reused: kept,

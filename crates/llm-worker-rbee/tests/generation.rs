@@ -1,9 +1,10 @@
 //! Text generation through HTTP: coherent, reproducible, bounded, stoppable.
 
+use llm_worker_rbee::model_file::ModelFile;
 use rbee_api::worker::{InferenceEvent, StopReason};
 use serde_json::json;
 
-use crate::support::{Worker, story_request};
+use crate::support::{Worker, model_path, story_request};
 
 #[tokio::test]
 async fn greedy_story_about_a_cat_is_coherent_english() {
@@ -261,4 +262,60 @@ async fn a_prompt_longer_than_the_context_is_refused_naming_both_numbers() {
         message.contains("8192") && message.contains(&details["prompt_tokens"].to_string()),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn logit_bias_and_penalties_change_the_greedy_answer() {
+    let w = Worker::ready(&[]).await;
+    let capital = |extra: serde_json::Value| {
+        let mut body =
+            json!({"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let plain = w.infer(capital(json!({}))).await.text();
+    assert!(plain.contains(" Paris"), "{plain:?}");
+    let file = ModelFile::open(&model_path()).unwrap();
+    let paris = file.tokenizer().encode(" Paris");
+    let bias: serde_json::Map<String, serde_json::Value> = (paris.iter())
+        .map(|id| (id.to_string(), json!(-100)))
+        .collect();
+    let banned = w.infer(capital(json!({"logit_bias": bias}))).await.text();
+    assert!(!banned.contains(" Paris"), "{banned:?}");
+
+    let story = w.infer(story_request(48, json!({}))).await.text();
+    let penalised = (w
+        .infer(story_request(48, json!({"frequency_penalty": 2.0})))
+        .await)
+        .text();
+    let present = (w
+        .infer(story_request(48, json!({"presence_penalty": 2.0})))
+        .await)
+        .text();
+    assert_ne!(story, penalised);
+    assert_ne!(story, present);
+    assert_ne!(penalised, present);
+}
+
+#[tokio::test]
+async fn out_of_range_penalties_and_biases_are_refused_naming_them() {
+    let w = Worker::ready(&[]).await;
+    for (extra, named) in [
+        (json!({"frequency_penalty": 3.0}), "frequency_penalty"),
+        (json!({"presence_penalty": -2.5}), "presence_penalty"),
+        (json!({"logit_bias": {"5": 101}}), "logit_bias"),
+        (json!({"logit_bias": {"99999999": 1}}), "99999999"),
+    ] {
+        let mut body = json!({"prompt": "Hi", "max_tokens": 2});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let resp = w.post("/v1/inference").json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{body}");
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(named), "{message}");
+    }
 }

@@ -144,12 +144,34 @@ pub struct Sampling {
     pub stream: Option<bool>,
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
-    /// Only 0 (the default) is supported.
+    /// -2..=2, checked by the queen with the rest of the task.
     #[serde(default)]
     pub frequency_penalty: Option<f64>,
-    /// Only 0 (the default) is supported.
+    /// -2..=2, checked by the queen with the rest of the task.
     #[serde(default)]
     pub presence_penalty: Option<f64>,
+    /// Token ids (as strings) and the bias added to their logits, -100..=100.
+    #[serde(default, deserialize_with = "token_keys")]
+    pub logit_bias: Option<std::collections::BTreeMap<u32, f64>>,
+}
+
+/// `logit_bias`: JSON object keys are strings, the token ids written out. (Serde reads them
+/// as numbers by itself, but not inside a flattened struct like [`Sampling`].)
+fn token_keys<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::collections::BTreeMap<u32, f64>>, D::Error> {
+    let raw: Option<std::collections::BTreeMap<String, f64>> = Option::deserialize(d)?;
+    raw.map(|map| {
+        (map.into_iter())
+            .map(|(k, v)| {
+                let id = k.parse::<u32>().map_err(|_| {
+                    serde::de::Error::custom(format!("logit_bias key `{k}` is not a token id"))
+                })?;
+                Ok((id, v))
+            })
+            .collect()
+    })
+    .transpose()
 }
 
 impl Sampling {
@@ -162,12 +184,19 @@ impl Sampling {
             (self.frequency_penalty, "frequency_penalty"),
             (self.presence_penalty, "presence_penalty"),
         ] {
-            if value.is_some_and(|v| v != 0.0) {
+            if let Some(v) = value.filter(|v| !(-2.0..=2.0).contains(v)) {
                 return Err(InvalidField::new(
-                    format!("{name} is not supported (only 0)"),
+                    format!("{name} must be between -2 and 2, got {v}"),
                     Some(name),
                 ));
             }
+        }
+        let biases = self.logit_bias.iter().flatten();
+        if let Some((id, b)) = biases.clone().find(|(_, b)| !(-100.0..=100.0).contains(*b)) {
+            return Err(InvalidField::new(
+                format!("logit_bias values must be between -100 and 100, got {b} for token {id}"),
+                Some("logit_bias"),
+            ));
         }
         if self.stream_options.is_some() && self.stream != Some(true) {
             return Err(InvalidField::new(
@@ -202,6 +231,7 @@ const SAMPLING_FIELDS: &[&str] = &[
     "stream_options",
     "frequency_penalty",
     "presence_penalty",
+    "logit_bias",
 ];
 
 /// OpenAI fields rbee does not act on, with the values that change nothing (besides `null`,
@@ -647,7 +677,7 @@ mod tests {
             parse_request(br#"{"model":"m","messages":[],"max_tokens":3}"#).unwrap();
         let with_defaults: ChatCompletionRequest = parse_request(
             br#"{"model":"m","messages":[],"max_tokens":3,"logprobs":false,
-                "response_format":{"type":"text"},"tools":[],"logit_bias":{},"store":false,
+                "response_format":{"type":"text"},"tools":[],"store":false,
                 "metadata":{"app":"x"},"parallel_tool_calls":false,"tool_choice":"none",
                 "top_logprobs":0,"service_tier":"auto","modalities":["text"],
                 "functions":null,"function_call":"auto"}"#,
@@ -678,7 +708,6 @@ mod tests {
                 r#""response_format":{"type":"json_object"}"#,
                 "response_format",
             ),
-            (r#""logit_bias":{"50256":-100}"#, "logit_bias"),
             (r#""tool_choice":"required""#, "tool_choice"),
             (r#""store":true"#, "store"),
             (r#""modalities":["text","audio"]"#, "modalities"),
@@ -716,19 +745,33 @@ mod tests {
     }
 
     #[test]
-    fn n_above_one_and_penalties_are_refused() {
+    fn n_above_one_and_out_of_range_penalties_and_biases_are_refused() {
         let s = Sampling {
             n: Some(2),
             ..Sampling::default()
         };
         assert_eq!(s.validate().unwrap_err().param.as_deref(), Some("n"));
         let s = Sampling {
-            presence_penalty: Some(0.5),
+            presence_penalty: Some(2.5),
             ..Sampling::default()
         };
         assert_eq!(
             s.validate().unwrap_err().param.as_deref(),
             Some("presence_penalty")
+        );
+        let ok: ChatCompletionRequest = parse_request(
+            br#"{"model":"m","messages":[],"frequency_penalty":0.5,"logit_bias":{"42":-100}}"#,
+        )
+        .unwrap();
+        assert!(ok.sampling.validate().is_ok());
+        assert_eq!(ok.sampling.logit_bias.unwrap()[&42], -100.0);
+        let s = Sampling {
+            logit_bias: Some([(7, 101.0)].into()),
+            ..Sampling::default()
+        };
+        assert_eq!(
+            s.validate().unwrap_err().param.as_deref(),
+            Some("logit_bias")
         );
     }
 }

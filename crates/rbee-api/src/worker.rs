@@ -202,6 +202,18 @@ pub struct InferenceRequest {
     /// Generation ends before the first occurrence of any of these strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Vec<String>>,
+    /// Lowers each token's logit by this times the count of its earlier occurrences in the
+    /// answer (OpenAI's `frequency_penalty`, -2..=2; default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    /// Lowers the logit of every token already in the answer by this (OpenAI's
+    /// `presence_penalty`, -2..=2; default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    /// Added to the logits of these token ids (-100..=100: -100 bans a token, 100 all but
+    /// forces it), as OpenAI's `logit_bias`; JSON keys are the ids as strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_bias: Option<std::collections::BTreeMap<u32, f64>>,
     /// Only streaming is supported; `false` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
@@ -213,7 +225,8 @@ impl InferenceRequest {
 
     /// The checks that need no model — what a queen runs before it starts anything, and a
     /// worker before it tokenizes: one of `prompt` and `messages`, not empty; streaming;
-    /// `max_tokens` at least 1; `temperature` in 0..=100; `top_p` in (0, 1].
+    /// `max_tokens` at least 1; `temperature` in 0..=100; `top_p` in (0, 1]; penalties in
+    /// -2..=2; biases in -100..=100.
     pub fn check(&self) -> Result<(), String> {
         if self.stream == Some(false) {
             return Err("only streaming responses are supported (`stream: true`)".into());
@@ -237,6 +250,20 @@ impl InferenceRequest {
         let top_p = self.top_p.unwrap_or(1.0);
         if !(top_p > 0.0 && top_p <= 1.0) {
             return Err(format!("`top_p` must be in (0, 1], got {top_p}"));
+        }
+        for (value, name) in [
+            (self.frequency_penalty, "frequency_penalty"),
+            (self.presence_penalty, "presence_penalty"),
+        ] {
+            if let Some(v) = value.filter(|v| !(-2.0..=2.0).contains(v)) {
+                return Err(format!("`{name}` must be between -2 and 2, got {v}"));
+            }
+        }
+        let biases = self.logit_bias.iter().flatten();
+        if let Some((id, b)) = biases.clone().find(|(_, b)| !(-100.0..=100.0).contains(*b)) {
+            return Err(format!(
+                "`logit_bias` values must be between -100 and 100, got {b} for token {id}"
+            ));
         }
         Ok(())
     }

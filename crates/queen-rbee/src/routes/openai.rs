@@ -195,6 +195,9 @@ fn task_for(
         top_k: None,
         seed: sampling.seed,
         stop: sampling.stop.clone().map(rbee_api::openai::Stop::into_vec),
+        frequency_penalty: sampling.frequency_penalty,
+        presence_penalty: sampling.presence_penalty,
+        logit_bias: sampling.logit_bias.clone().filter(|b| !b.is_empty()),
         backend: rbee_api::Backend::Cpu,
         device: 0,
     })

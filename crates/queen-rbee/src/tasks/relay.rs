@@ -141,6 +141,9 @@ pub(super) fn inference_request(req: &TaskRequest, task_id: &TaskId) -> Inferenc
         top_k: req.top_k,
         seed: req.seed,
         stop: req.stop.clone(),
+        frequency_penalty: req.frequency_penalty,
+        presence_penalty: req.presence_penalty,
+        logit_bias: req.logit_bias.clone(),
         stream: Some(true),
     }
 }

@@ -94,6 +94,9 @@ fn request(args: &InferArgs, target: &Target, task_id: &TaskId) -> TaskRequest {
         top_k: args.top_k,
         seed: args.seed,
         stop: (!args.stop.is_empty()).then(|| args.stop.clone()),
+        frequency_penalty: None,
+        presence_penalty: None,
+        logit_bias: None,
         backend: args.backend,
         device: args.device,
     }

@@ -4,9 +4,10 @@
     openai-check.py --base-url http://127.0.0.1:8080/v1 --model <model id> [--api-key KEY]
 
 Checks a streaming chat completion (with usage), a non-streaming one, one with the
-default-valued fields SDKs send, a completion, models.list(), the error for an unknown model
-and for a value rbee cannot honour, asserting on what comes back. Exits 0
-and prints "openai SDK check passed" when everything holds.
+default-valued fields SDKs send, penalties and a logit bias, seeded sampling, a completion
+(also with its prompt as a list), models.list() and models.retrieve(), the errors for an
+unknown model and for a value rbee cannot honour, asserting on what comes back. Exits 0 and
+prints "openai SDK check passed" when everything holds.
 """
 
 import argparse
@@ -89,6 +90,15 @@ def main():
     ).choices[0].message.content
     coherent(penalised, "penalised chat")
     assert penalised != streamed, penalised
+
+    # A seed makes sampling reproducible; another seed samples another answer.
+    def sampled(seed):
+        return client.chat.completions.create(
+            model=args.model, messages=messages, max_tokens=24, temperature=1.0, seed=seed
+        ).choices[0].message.content
+    first = sampled(7)
+    assert sampled(7) == first, "the same seed gave another answer"
+    assert sampled(8) != first, "another seed gave the same answer"
 
     # A plain completion that stops on its own stop sequence.
     completion = client.completions.create(

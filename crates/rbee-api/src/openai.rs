@@ -180,24 +180,12 @@ impl Sampling {
         if self.n.is_some_and(|n| n != 1) {
             return Err(InvalidField::new("only n=1 is supported", Some("n")));
         }
-        for (value, name) in [
-            (self.frequency_penalty, "frequency_penalty"),
-            (self.presence_penalty, "presence_penalty"),
-        ] {
-            if let Some(v) = value.filter(|v| !(-2.0..=2.0).contains(v)) {
-                return Err(InvalidField::new(
-                    format!("{name} must be between -2 and 2, got {v}"),
-                    Some(name),
-                ));
-            }
-        }
-        let biases = self.logit_bias.iter().flatten();
-        if let Some((id, b)) = biases.clone().find(|(_, b)| !(-100.0..=100.0).contains(*b)) {
-            return Err(InvalidField::new(
-                format!("logit_bias values must be between -100 and 100, got {b} for token {id}"),
-                Some("logit_bias"),
-            ));
-        }
+        crate::worker::check_penalties(
+            self.frequency_penalty,
+            self.presence_penalty,
+            self.logit_bias.as_ref(),
+        )
+        .map_err(|e| InvalidField::new(e.message, Some(e.field)))?;
         if self.stream_options.is_some() && self.stream != Some(true) {
             return Err(InvalidField::new(
                 "stream_options is only allowed with stream: true",

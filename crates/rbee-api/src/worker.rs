@@ -251,22 +251,52 @@ impl InferenceRequest {
         if !(top_p > 0.0 && top_p <= 1.0) {
             return Err(format!("`top_p` must be in (0, 1], got {top_p}"));
         }
-        for (value, name) in [
-            (self.frequency_penalty, "frequency_penalty"),
-            (self.presence_penalty, "presence_penalty"),
-        ] {
-            if let Some(v) = value.filter(|v| !(-2.0..=2.0).contains(v)) {
-                return Err(format!("`{name}` must be between -2 and 2, got {v}"));
-            }
-        }
-        let biases = self.logit_bias.iter().flatten();
-        if let Some((id, b)) = biases.clone().find(|(_, b)| !(-100.0..=100.0).contains(*b)) {
-            return Err(format!(
-                "`logit_bias` values must be between -100 and 100, got {b} for token {id}"
-            ));
-        }
+        check_penalties(
+            self.frequency_penalty,
+            self.presence_penalty,
+            self.logit_bias.as_ref(),
+        )
+        .map_err(|e| e.message)?;
         Ok(())
     }
+}
+
+/// A generation field outside its range: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfRange {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// OpenAI's ranges for the penalties (-2..=2) and logit biases (-100..=100), checked by every
+/// API a request can enter through.
+pub fn check_penalties(
+    frequency: Option<f64>,
+    presence: Option<f64>,
+    bias: Option<&std::collections::BTreeMap<u32, f64>>,
+) -> Result<(), OutOfRange> {
+    for (value, field) in [
+        (frequency, "frequency_penalty"),
+        (presence, "presence_penalty"),
+    ] {
+        if let Some(v) = value.filter(|v| !(-2.0..=2.0).contains(v)) {
+            let message = format!("`{field}` must be between -2 and 2, got {v}");
+            return Err(OutOfRange { field, message });
+        }
+    }
+    if let Some((id, b)) = bias
+        .into_iter()
+        .flatten()
+        .find(|(_, b)| !(-100.0..=100.0).contains(*b))
+    {
+        return Err(OutOfRange {
+            field: "logit_bias",
+            message: format!(
+                "`logit_bias` values must be between -100 and 100, got {b} for token {id}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Why generation ended.

@@ -4,8 +4,9 @@
     openai-check.py --base-url http://127.0.0.1:8080/v1 --model <model id> [--api-key KEY]
 
 Checks a streaming chat completion (with usage), a non-streaming one, one with the
-default-valued fields SDKs send, penalties and a logit bias, seeded sampling, a completion
-(also with its prompt as a list), models.list() and models.retrieve(), the errors for an
+default-valued fields SDKs send, penalties and a logit bias, seeded sampling,
+log-probabilities (chat streamed and not, and a completion), a completion (also with its
+prompt as a list), models.list() and models.retrieve(), the errors for an
 unknown model and for a value rbee cannot honour, asserting on what comes back. Exits 0 and
 prints "openai SDK check passed" when everything holds.
 """
@@ -100,6 +101,50 @@ def main():
     assert sampled(7) == first, "the same seed gave another answer"
     assert sampled(8) != first, "another seed gave the same answer"
 
+    # Log-probabilities: one entry per generated token, the greedy token the most likely of
+    # its alternatives, the same in a stream, and the tokens spelling the answer.
+    chosen = client.chat.completions.create(
+        model=args.model, messages=messages, max_tokens=24, temperature=0,
+        logprobs=True, top_logprobs=3,
+    )
+    content = chosen.choices[0].logprobs.content
+    assert chosen.choices[0].message.content == streamed
+    assert len(content) == 24, len(content)
+    for entry in content:
+        assert entry.logprob <= 0, entry
+        assert len(entry.top_logprobs) == 3, entry
+        best = entry.top_logprobs[0]
+        assert best.token == entry.token and abs(best.logprob - entry.logprob) < 1e-6, entry
+        assert [t.logprob for t in entry.top_logprobs] == sorted(
+            (t.logprob for t in entry.top_logprobs), reverse=True), entry
+    spelled = b"".join(bytes(entry.bytes) for entry in content).decode()
+    assert spelled == streamed, (spelled, streamed)
+    streamed_lp = []
+    for chunk in client.chat.completions.create(
+        model=args.model, messages=messages, max_tokens=24, temperature=0,
+        logprobs=True, top_logprobs=3, stream=True,
+    ):
+        for choice in chunk.choices:
+            if choice.logprobs and choice.logprobs.content:
+                streamed_lp.extend(choice.logprobs.content)
+    assert [e.token for e in streamed_lp] == [e.token for e in content]
+    assert all(abs(a.logprob - b.logprob) < 1e-4 for a, b in zip(streamed_lp, content))
+    scored = client.completions.create(
+        model=args.model, prompt="The capital of France is", max_tokens=4, temperature=0,
+        logprobs=2,
+    ).choices[0]
+    lp = scored.logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 4, lp
+    assert "".join(lp.tokens) == scored.text, (lp.tokens, scored.text)
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset), lp
+    assert all(1 <= len(top) <= 2 and max(top.values()) <= 0 for top in lp.top_logprobs), lp
+    try:
+        client.chat.completions.create(
+            model=args.model, messages=messages, logprobs=True, top_logprobs=21)
+        raise AssertionError("21 alternatives were accepted")
+    except openai.BadRequestError as e:
+        assert e.body.get("param") == "top_logprobs", e.body
+
     # A plain completion that stops on its own stop sequence.
     completion = client.completions.create(
         model=args.model, prompt="The capital of France is", max_tokens=8, temperature=0, stop=["."]
@@ -131,11 +176,11 @@ def main():
 
     # A field rbee does not honour is refused, not ignored.
     try:
-        client.chat.completions.create(model=args.model, messages=messages, logprobs=True)
-        raise AssertionError("logprobs was accepted")
+        client.chat.completions.create(model=args.model, messages=messages, store=True)
+        raise AssertionError("store was accepted")
     except openai.BadRequestError as e:
-        assert "logprobs" in str(e), e
-        assert e.body.get("param") == "logprobs", e.body
+        assert "store" in str(e), e
+        assert e.body.get("param") == "store", e.body
 
     print("openai SDK check passed")
 

@@ -36,6 +36,8 @@ pub struct Job {
     pub max_tokens: usize,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+    /// Report log-probabilities with this many alternatives per token.
+    pub logprobs: Option<usize>,
     /// Said to the client before generating (the chat template the file lacks, say).
     pub note: Option<String>,
 }
@@ -150,6 +152,7 @@ impl Engine {
                 logit_bias: self.logit_bias(req)?,
             },
             stop: req.stop.clone().unwrap_or_default(),
+            logprobs: req.logprobs,
             note: req
                 .messages
                 .as_ref()

@@ -39,18 +39,32 @@ impl Sampler {
 
     /// The next token; with penalties, it counts as generated from then on.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        self.sample_reporting(logits, None).0
+    }
+
+    /// [`Self::sample`], and with `report` the chosen token's log-probability and the `report`
+    /// most likely tokens', under the distribution it was drawn from before temperature and
+    /// top-k/top-p (the model's, after bias and penalties).
+    pub fn sample_reporting(
+        &mut self,
+        logits: &[f32],
+        report: Option<usize>,
+    ) -> (u32, Option<Logprobs>) {
         let penalised = self.params.frequency_penalty != 0.0 || self.params.presence_penalty != 0.0;
-        let id = if penalised || !self.params.logit_bias.is_empty() {
-            let mut adjusted = logits.to_vec();
-            self.adjust(&mut adjusted);
-            self.choose(&adjusted)
+        let adjusted;
+        let logits = if penalised || !self.params.logit_bias.is_empty() {
+            let mut a = logits.to_vec();
+            self.adjust(&mut a);
+            adjusted = a;
+            &adjusted[..]
         } else {
-            self.choose(logits)
+            logits
         };
+        let id = self.choose(logits);
         if penalised {
             *self.counts.entry(id).or_default() += 1;
         }
-        id
+        (id, report.map(|top| Logprobs::of(logits, id, top)))
     }
 
     /// Adds the biases and takes off the penalties (OpenAI's definition:
@@ -116,6 +130,41 @@ impl Sampler {
     }
 }
 
+/// Log-probabilities (natural log) at one position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logprobs {
+    pub chosen: f32,
+    /// The most likely tokens, most likely first (lower id first on ties).
+    pub top: Vec<(u32, f32)>,
+}
+
+impl Logprobs {
+    /// `log softmax(logits)` of `chosen` and of the `top` largest logits.
+    fn of(logits: &[f32], chosen: u32, top: usize) -> Self {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = (logits.iter())
+            .filter(|l| l.is_finite())
+            .map(|&l| f64::from(l - max).exp())
+            .sum();
+        let log_total = max + sum.ln() as f32;
+        // A banned token (-inf) reads as -9999, as OpenAI writes it: JSON has no infinity.
+        let logprob = |id: u32| (logits[id as usize] - log_total).max(-9999.0);
+        let mut best: Vec<u32> = (0..logits.len() as u32).collect();
+        let order =
+            |a: &u32, b: &u32| (logits[*b as usize].total_cmp(&logits[*a as usize])).then(a.cmp(b));
+        let top = top.min(best.len());
+        if top > 0 && top < best.len() {
+            best.select_nth_unstable_by(top - 1, order);
+        }
+        best.truncate(top);
+        best.sort_unstable_by(order);
+        Self {
+            chosen: logprob(chosen),
+            top: best.into_iter().map(|id| (id, logprob(id))).collect(),
+        }
+    }
+}
+
 /// Index of the largest logit (the first one on ties).
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0;
@@ -177,6 +226,42 @@ mod tests {
         // Once a token is present it loses 2 whatever its count: 1, 2 (2.9 > 1.0), then 1
         // again (1.0 > 0.9), where no penalty gives 1, 1, 1.
         assert_eq!(drawn, [1, 2, 1]);
+    }
+
+    #[test]
+    fn logprobs_are_the_log_softmax_and_the_top_tokens_come_most_likely_first() {
+        let logits = [1.0f32, 3.0, 2.0, 3.0, f32::NEG_INFINITY, -1.0];
+        let mut greedy = Sampler::new(params(0.0, 0, 1.0, 1));
+        let (id, lp) = greedy.sample_reporting(&logits, Some(3));
+        let lp = lp.expect("asked for");
+        assert_eq!(id, 1);
+        let total: f32 = logits.iter().map(|l| l.exp()).sum();
+        let expected = |i: usize| (logits[i].exp() / total).ln();
+        assert!((lp.chosen - expected(1)).abs() < 1e-5, "{lp:?}");
+        let ids: Vec<u32> = lp.top.iter().map(|t| t.0).collect();
+        assert_eq!(ids, [1, 3, 2]);
+        for (id, v) in &lp.top {
+            assert!((v - expected(*id as usize)).abs() < 1e-5, "{lp:?}");
+        }
+        let (_, none) = greedy.sample_reporting(&logits, None);
+        assert_eq!(none, None);
+        let (_, chosen_only) = greedy.sample_reporting(&logits, Some(0));
+        assert!(chosen_only.is_some_and(|l| l.top.is_empty()));
+        let (_, all) = greedy.sample_reporting(&logits, Some(20));
+        assert_eq!(all.map(|l| l.top.len()), Some(logits.len()));
+    }
+
+    #[test]
+    fn logprobs_follow_the_bias_the_draw_saw() {
+        let logits = [2.0f32, 1.0];
+        let mut biased = Sampler::new(SamplingParams {
+            logit_bias: vec![(1, 5.0)],
+            ..params(0.0, 0, 1.0, 1)
+        });
+        let (id, lp) = biased.sample_reporting(&logits, Some(1));
+        let lp = lp.unwrap();
+        assert_eq!((id, lp.top[0].0), (1, 1));
+        assert!(lp.chosen > (0.5f32).ln());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rbee_api::Narration;
-use rbee_api::worker::{EndEvent, InferenceEvent, StopReason, TokenEvent};
+use rbee_api::worker::{EndEvent, InferenceEvent, StopReason, TokenEvent, TokenLogprob, TokenProb};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Cache, Engine, Feed, Generated, Job};
@@ -121,6 +121,8 @@ struct Active {
     decoding: bool,
     sampler: Sampler,
     text: TextStream,
+    /// Log-probabilities of generated tokens whose text is not sent yet.
+    logprobs: Vec<TokenLogprob>,
     progress: Progress,
     started: Instant,
 }
@@ -212,6 +214,7 @@ impl Batcher {
                 decoding: false,
                 sampler: Sampler::new(request.job.sampling.clone()),
                 text: TextStream::new(request.job.stop.clone()),
+                logprobs: Vec::new(),
                 progress: Progress {
                     tokens_reused: kept,
                     ..Progress::default()
@@ -380,7 +383,9 @@ impl Active {
     /// Samples the next token from `logits` and sends its text; the stop reason when the
     /// answer is complete.
     fn advance(&mut self, engine: &Engine, logits: &[f32]) -> Option<StopReason> {
-        let token = self.sampler.sample(logits);
+        let (token, logprobs) = self
+            .sampler
+            .sample_reporting(logits, self.request.job.logprobs);
         let tokenizer = engine.tokenizer();
         let tokens_out = self.progress.tokens_out;
         if tokenizer.is_end_of_generation(token) {
@@ -388,11 +393,20 @@ impl Active {
             return Some(StopReason::Eos);
         }
         self.progress.tokens_out += 1;
+        if let Some(l) = logprobs {
+            let prob = |(id, logprob)| token_prob(tokenizer, id, logprob);
+            self.logprobs.push(TokenLogprob {
+                chosen: prob((token, l.chosen)),
+                top: l.top.into_iter().map(prob).collect(),
+            });
+        }
         let out = self.text.push(&tokenizer.token_bytes(token));
         if !out.text.is_empty() {
+            let lp = std::mem::take(&mut self.logprobs);
             self.emit(InferenceEvent::Token(TokenEvent {
                 t: out.text,
                 i: tokens_out,
+                lp,
             }));
         }
         if out.stopped {
@@ -410,8 +424,31 @@ impl Active {
     fn flush(&mut self, index: usize) {
         let rest = self.text.finish();
         if !rest.is_empty() {
-            self.emit(InferenceEvent::Token(TokenEvent { t: rest, i: index }));
+            let lp = std::mem::take(&mut self.logprobs);
+            self.emit(InferenceEvent::Token(TokenEvent {
+                t: rest,
+                i: index,
+                lp,
+            }));
         }
+    }
+}
+
+fn token_prob(tokenizer: &crate::tokenizer::Tokenizer, id: u32, logprob: f32) -> TokenProb {
+    let mut bytes = tokenizer.token_bytes(id).to_vec();
+    if bytes.is_empty() {
+        // A control token (end of turn, …) has no text in the answer; name it.
+        bytes = tokenizer
+            .token_text(id)
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec();
+    }
+    TokenProb {
+        id,
+        token: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
+        logprob,
     }
 }
 

@@ -307,6 +307,7 @@ async fn out_of_range_penalties_and_biases_are_refused_naming_them() {
         (json!({"presence_penalty": -2.5}), "presence_penalty"),
         (json!({"logit_bias": {"5": 101}}), "logit_bias"),
         (json!({"logit_bias": {"99999999": 1}}), "99999999"),
+        (json!({"logprobs": 21}), "logprobs"),
     ] {
         let mut body = json!({"prompt": "Hi", "max_tokens": 2});
         body.as_object_mut()
@@ -318,4 +319,51 @@ async fn out_of_range_penalties_and_biases_are_refused_naming_them() {
         let message = answer["error"]["message"].as_str().unwrap();
         assert!(message.contains(named), "{message}");
     }
+}
+
+#[tokio::test]
+async fn logprobs_come_with_every_generated_token_and_its_likeliest_alternatives() {
+    let w = Worker::ready(&[]).await;
+    let out = w
+        .infer(json!({
+            "messages": [{"role": "user", "content": "Write the word cat in Japanese, Chinese and Korean."}],
+            "max_tokens": 40,
+            "temperature": 0,
+            "logprobs": 4
+        }))
+        .await;
+    let tokens: Vec<&rbee_api::worker::TokenLogprob> = (out.events.iter())
+        .filter_map(|e| match e {
+            InferenceEvent::Token(t) => Some(&t.lp),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    // Tokens held back inside a character come with the event that completes it.
+    assert_eq!(tokens.len(), out.end().tokens_out);
+    for t in &tokens {
+        assert_eq!(t.top.len(), 4);
+        assert_eq!(t.top[0], t.chosen, "greedy picks the likeliest");
+        assert!(t.top.windows(2).all(|w| w[0].logprob >= w[1].logprob));
+        assert!(
+            t.chosen.logprob <= 0.0 && t.top[3].logprob > -100.0,
+            "{t:?}"
+        );
+        let p: f32 = t.top.iter().map(|p| p.logprob.exp()).sum();
+        assert!(p <= 1.0 + 1e-4, "{t:?}");
+    }
+    let bytes: Vec<u8> = tokens.iter().flat_map(|t| t.chosen.bytes.clone()).collect();
+    assert_eq!(String::from_utf8_lossy(&bytes), out.text());
+    let plain = w
+        .infer(json!({
+            "messages": [{"role": "user", "content": "Write the word cat in Japanese, Chinese and Korean."}],
+            "max_tokens": 40,
+            "temperature": 0
+        }))
+        .await;
+    assert_eq!(plain.text(), out.text(), "reporting changes nothing");
+    assert!(plain.events.iter().all(|e| match e {
+        InferenceEvent::Token(t) => t.lp.is_empty(),
+        _ => true,
+    }));
 }

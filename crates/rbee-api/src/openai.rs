@@ -227,8 +227,6 @@ const SAMPLING_FIELDS: &[&str] = &[
 /// default. Any other value of these fields is refused, naming the field and what is
 /// accepted.
 pub const NEUTRAL_FIELDS: &[NeutralField] = &[
-    NeutralField::new("logprobs", "false", |v| v.as_bool() == Some(false)),
-    NeutralField::new("top_logprobs", "0", |v| v.as_u64() == Some(0)),
     NeutralField::new("response_format", r#"{"type": "text"}"#, |v| {
         v.as_object()
             .is_some_and(|o| o.len() == 1 && o.get("type").and_then(|t| t.as_str()) == Some("text"))
@@ -346,12 +344,41 @@ pub struct ChatCompletionRequest {
     /// The newer name of `max_tokens`; wins when both are given.
     #[serde(default)]
     pub max_completion_tokens: Option<usize>,
+    /// Return each generated token's log-probability.
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    /// With `logprobs`: this many of the most likely tokens at each position too (0..=20).
+    #[serde(default)]
+    pub top_logprobs: Option<usize>,
     #[serde(flatten)]
     pub sampling: Sampling,
 }
 
 impl OpenAiRequest for ChatCompletionRequest {
-    const FIELDS: &'static [&'static str] = &["model", "messages", "max_completion_tokens"];
+    const FIELDS: &'static [&'static str] = &[
+        "model",
+        "messages",
+        "max_completion_tokens",
+        "logprobs",
+        "top_logprobs",
+    ];
+}
+
+impl ChatCompletionRequest {
+    /// How many alternatives per token the worker reports; `None` without `logprobs`.
+    pub fn logprobs(&self) -> Result<Option<usize>, InvalidField> {
+        let top = self.top_logprobs.unwrap_or(0);
+        crate::worker::check_logprobs(Some(top), "top_logprobs")
+            .map_err(|e| InvalidField::new(e.message, Some(e.field)))?;
+        match self.logprobs {
+            Some(true) => Ok(Some(top)),
+            _ if top > 0 => Err(InvalidField::new(
+                "`top_logprobs` needs `logprobs: true`",
+                Some("top_logprobs"),
+            )),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A completion's `prompt`: a string, or a list of one string (as some SDKs and tools send
@@ -388,12 +415,25 @@ pub struct CompletionRequest {
     /// Only `false` is supported.
     #[serde(default)]
     pub echo: Option<bool>,
+    /// Return each generated token's log-probability and this many of the most likely
+    /// tokens at its position (0..=20).
+    #[serde(default)]
+    pub logprobs: Option<usize>,
     #[serde(flatten)]
     pub sampling: Sampling,
 }
 
 impl OpenAiRequest for CompletionRequest {
-    const FIELDS: &'static [&'static str] = &["model", "prompt", "echo"];
+    const FIELDS: &'static [&'static str] = &["model", "prompt", "echo", "logprobs"];
+}
+
+impl CompletionRequest {
+    /// How many alternatives per token the worker reports; `None` without `logprobs`.
+    pub fn logprobs(&self) -> Result<Option<usize>, InvalidField> {
+        crate::worker::check_logprobs(self.logprobs, "logprobs")
+            .map_err(|e| InvalidField::new(e.message, Some(e.field)))?;
+        Ok(self.logprobs)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -419,16 +459,88 @@ pub struct AssistantMessage {
     pub content: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatChoice {
     pub index: u32,
     pub message: AssistantMessage,
     pub finish_reason: String,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChoiceLogprobs>,
+}
+
+/// A chat choice's `logprobs`: one entry per generated token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceLogprobs {
+    pub content: Vec<ChatTokenLogprob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatTokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+}
+
+impl From<&crate::worker::TokenProb> for TopLogprob {
+    fn from(p: &crate::worker::TokenProb) -> Self {
+        Self {
+            token: p.token.clone(),
+            logprob: p.logprob,
+            bytes: p.bytes.clone(),
+        }
+    }
+}
+
+impl ChoiceLogprobs {
+    pub fn new(tokens: &[crate::worker::TokenLogprob]) -> Self {
+        let content = (tokens.iter())
+            .map(|t| ChatTokenLogprob {
+                token: t.chosen.token.clone(),
+                logprob: t.chosen.logprob,
+                bytes: t.chosen.bytes.clone(),
+                top_logprobs: t.top.iter().map(TopLogprob::from).collect(),
+            })
+            .collect();
+        Self { content }
+    }
+}
+
+/// A completion choice's `logprobs` (the legacy shape): parallel lists, one entry per token.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompletionLogprobs {
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<f32>,
+    /// Each position's most likely tokens and their log-probabilities.
+    pub top_logprobs: Vec<std::collections::BTreeMap<String, f32>>,
+    /// Where each token's text starts in the answer, in bytes.
+    pub text_offset: Vec<usize>,
+}
+
+impl CompletionLogprobs {
+    /// The entries for `tokens`, the first of which starts `offset` bytes into the answer.
+    pub fn new(tokens: &[crate::worker::TokenLogprob], mut offset: usize) -> Self {
+        let mut out = Self::default();
+        for t in tokens {
+            out.tokens.push(t.chosen.token.clone());
+            out.token_logprobs.push(t.chosen.logprob);
+            let top = t.top.iter().map(|p| (p.token.clone(), p.logprob));
+            out.top_logprobs.push(top.collect());
+            out.text_offset.push(offset);
+            offset += t.chosen.bytes.len();
+        }
+        out
+    }
 }
 
 /// The answer of a non-streaming chat completion.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletion {
     pub id: String,
     pub object: String,
@@ -446,16 +558,16 @@ pub struct Delta {
     pub content: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkChoice {
     pub index: u32,
     pub delta: Delta,
     pub finish_reason: Option<String>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChoiceLogprobs>,
 }
 
 /// One event of a streaming chat completion.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionChunk {
     pub id: String,
     pub object: String,
@@ -466,16 +578,16 @@ pub struct ChatCompletionChunk {
     pub usage: Option<Usage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompletionChoice {
     pub index: u32,
     pub text: String,
     pub finish_reason: Option<String>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<CompletionLogprobs>,
 }
 
 /// The answer of a completion, and (with partial text) each event of a streaming one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     pub id: String,
     pub object: String,
@@ -671,7 +783,8 @@ mod tests {
                 "functions":null,"function_call":"auto"}"#,
         )
         .unwrap();
-        assert_eq!(with_defaults, plain);
+        assert_eq!(with_defaults.sampling, plain.sampling);
+        assert_eq!(with_defaults.logprobs().unwrap(), None);
         let completion: CompletionRequest = parse_request(
             br#"{"model":"m","prompt":"x","best_of":1,"suffix":null,"logprobs":null}"#,
         )
@@ -688,10 +801,38 @@ mod tests {
     }
 
     #[test]
+    fn logprobs_ask_the_worker_for_alternatives_up_to_twenty() {
+        let chat = |extra: &str| {
+            let body = format!(r#"{{"model":"m","messages":[]{extra}}}"#);
+            parse_request::<ChatCompletionRequest>(body.as_bytes())
+                .unwrap()
+                .logprobs()
+        };
+        assert_eq!(chat(r#","logprobs":true"#).unwrap(), Some(0));
+        assert_eq!(
+            chat(r#","logprobs":true,"top_logprobs":5"#).unwrap(),
+            Some(5)
+        );
+        let without = chat(r#","top_logprobs":2"#).unwrap_err();
+        assert_eq!(without.param.as_deref(), Some("top_logprobs"));
+        let many = chat(r#","logprobs":true,"top_logprobs":21"#).unwrap_err();
+        assert_eq!(many.param.as_deref(), Some("top_logprobs"));
+        let completion = |n: usize| {
+            let body = format!(r#"{{"model":"m","prompt":"x","logprobs":{n}}}"#);
+            parse_request::<CompletionRequest>(body.as_bytes())
+                .unwrap()
+                .logprobs()
+        };
+        assert_eq!(completion(3).unwrap(), Some(3));
+        assert_eq!(
+            completion(30).unwrap_err().param.as_deref(),
+            Some("logprobs")
+        );
+    }
+
+    #[test]
     fn a_value_that_would_change_the_request_is_refused_naming_the_field() {
         for (body, field) in [
-            (r#""logprobs":true"#, "logprobs"),
-            (r#""top_logprobs":3"#, "top_logprobs"),
             (
                 r#""response_format":{"type":"json_object"}"#,
                 "response_format",

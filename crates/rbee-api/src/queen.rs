@@ -199,6 +199,8 @@ pub struct TaskRequest {
     pub presence_penalty: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logit_bias: Option<std::collections::BTreeMap<u32, f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<usize>,
     #[serde(default = "default_backend")]
     pub backend: Backend,
     #[serde(default)]
@@ -347,10 +349,7 @@ mod tests {
             }),
             TaskEvent::Download(DownloadEvent::Verifying),
             TaskEvent::Loading(LoadingEvent::Ready),
-            TaskEvent::Token(TokenEvent {
-                t: "Hi".into(),
-                i: 0,
-            }),
+            TaskEvent::Token(TokenEvent::text("Hi", 0)),
         ];
         for e in events {
             let back = TaskEvent::parse(e.event(), &e.data()).unwrap().unwrap();

@@ -214,6 +214,10 @@ pub struct InferenceRequest {
     /// forces it), as OpenAI's `logit_bias`; JSON keys are the ids as strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logit_bias: Option<std::collections::BTreeMap<u32, f64>>,
+    /// Report each generated token's log-probability, with this many of the most likely
+    /// tokens at its position (0..=20), in the token events' `lp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<usize>,
     /// Only streaming is supported; `false` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
@@ -222,11 +226,13 @@ pub struct InferenceRequest {
 impl InferenceRequest {
     /// The default sampling temperature.
     pub const DEFAULT_TEMPERATURE: f64 = 0.7;
+    /// The most alternatives `logprobs` reports per token (OpenAI's limit too).
+    pub const MAX_TOP_LOGPROBS: usize = 20;
 
     /// The checks that need no model — what a queen runs before it starts anything, and a
     /// worker before it tokenizes: one of `prompt` and `messages`, not empty; streaming;
     /// `max_tokens` at least 1; `temperature` in 0..=100; `top_p` in (0, 1]; penalties in
-    /// -2..=2; biases in -100..=100.
+    /// -2..=2; biases in -100..=100; at most [`Self::MAX_TOP_LOGPROBS`] alternatives.
     pub fn check(&self) -> Result<(), String> {
         if self.stream == Some(false) {
             return Err("only streaming responses are supported (`stream: true`)".into());
@@ -257,7 +263,22 @@ impl InferenceRequest {
             self.logit_bias.as_ref(),
         )
         .map_err(|e| e.message)?;
+        check_logprobs(self.logprobs, "logprobs").map_err(|e| e.message)?;
         Ok(())
+    }
+}
+
+/// At most [`InferenceRequest::MAX_TOP_LOGPROBS`] alternatives per token, asked for by `field`.
+pub fn check_logprobs(top: Option<usize>, field: &'static str) -> Result<(), OutOfRange> {
+    match top {
+        Some(n) if n > InferenceRequest::MAX_TOP_LOGPROBS => Err(OutOfRange {
+            field,
+            message: format!(
+                "`{field}` can ask for at most {} alternatives per token, got {n}",
+                InferenceRequest::MAX_TOP_LOGPROBS
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -321,10 +342,45 @@ impl StopReason {
 }
 
 /// `event: token` — a piece of text; `i` is the index of the generated token that completed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenEvent {
     pub t: String,
     pub i: usize,
+    /// With `logprobs` asked for: the generated tokens whose text this event completes (a
+    /// token can end inside a character, or in what might start a stop string, so an event
+    /// may carry several, and the last event those held back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lp: Vec<TokenLogprob>,
+}
+
+impl TokenEvent {
+    pub fn text(t: impl Into<String>, i: usize) -> Self {
+        Self {
+            t: t.into(),
+            i,
+            lp: Vec::new(),
+        }
+    }
+}
+
+/// A token and its log-probability (natural log) under the distribution it was drawn from:
+/// the model's, after logit bias and penalties, before temperature and top-k/top-p.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenProb {
+    pub id: u32,
+    /// Its text; a token that is only part of a character shows U+FFFD (see `bytes`).
+    pub token: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+}
+
+/// One generated token with the most likely tokens at its position, most likely first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    #[serde(flatten)]
+    pub chosen: TokenProb,
+    #[serde(default)]
+    pub top: Vec<TokenProb>,
 }
 
 /// `event: end` — the last event before `[DONE]`.
@@ -427,10 +483,7 @@ mod tests {
     #[test]
     fn inference_events_round_trip_through_name_and_data() {
         use crate::sse::SseEvent;
-        let ev = InferenceEvent::Token(TokenEvent {
-            t: "Once".into(),
-            i: 0,
-        });
+        let ev = InferenceEvent::Token(TokenEvent::text("Once", 0));
         assert_eq!(ev.data(), r#"{"t":"Once","i":0}"#);
         let back = InferenceEvent::parse(ev.event(), &ev.data())
             .unwrap()

@@ -12,12 +12,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use rbee_api::openai::{
     Answer, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk,
-    ChatCompletionRequest, ChunkChoice, Completion, CompletionChoice, CompletionRequest, Delta,
-    ErrorResponse, InvalidField, Model, ModelId, ModelIdError, ModelList, Sampling, StreamItem,
-    Usage, finish_reason, parse_request,
+    ChatCompletionRequest, ChoiceLogprobs, ChunkChoice, Completion, CompletionChoice,
+    CompletionLogprobs, CompletionRequest, Delta, ErrorResponse, InvalidField, Model, ModelId,
+    ModelIdError, ModelList, Sampling, StreamItem, Usage, finish_reason, parse_request,
 };
 use rbee_api::queen::{TaskEvent, TaskRequest};
-use rbee_api::worker::EndEvent;
+use rbee_api::worker::{EndEvent, TokenEvent, TokenLogprob};
 use rbee_api::{ErrorCode, ErrorEnvelope, now_unix};
 use tokio::sync::mpsc;
 
@@ -198,6 +198,7 @@ fn task_for(
         frequency_penalty: sampling.frequency_penalty,
         presence_penalty: sampling.presence_penalty,
         logit_bias: sampling.logit_bias.clone().filter(|b| !b.is_empty()),
+        logprobs: None,
         backend: rbee_api::Backend::Cpu,
         device: 0,
     })
@@ -206,6 +207,7 @@ fn task_for(
 pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response, OpenAiError> {
     let req: ChatCompletionRequest = parse_request(&body)?;
     let mut task = task_for(&req.model, &req.sampling, req.max_completion_tokens)?;
+    task.logprobs = req.logprobs()?;
     if req.messages.is_empty() {
         return Err(OpenAiError::invalid(
             "`messages` is empty".into(),
@@ -233,6 +235,7 @@ pub async fn completions(
         ));
     }
     let mut task = task_for(&req.model, &req.sampling, None)?;
+    task.logprobs = req.logprobs()?;
     task.prompt = Some(req.prompt.into_text()?);
     answer(state, Kind::Completion, req.model, task, &req.sampling).await
 }
@@ -243,12 +246,23 @@ struct Shaper {
     id: String,
     created: u64,
     model: String,
+    /// Whether log-probabilities were asked for.
+    logprobs: bool,
+    /// Bytes of answer text sent so far (a completion's `text_offset`).
+    sent: usize,
 }
 
 impl Shaper {
-    fn chunk(&self, delta: Delta, finish: Option<&str>, usage: Option<Usage>) -> StreamItem {
+    fn chunk(
+        &mut self,
+        delta: Delta,
+        lp: &[TokenLogprob],
+        finish: Option<&str>,
+        usage: Option<Usage>,
+    ) -> StreamItem {
         // A chunk that carries only the usage has no choices.
         let choice = (delta != Delta::default() || finish.is_some()).then_some(delta);
+        let with_text = self.logprobs && !lp.is_empty();
         match self.kind {
             Kind::Chat => StreamItem::Chat(ChatCompletionChunk {
                 id: self.id.clone(),
@@ -260,14 +274,16 @@ impl Shaper {
                         index: 0,
                         delta,
                         finish_reason: finish.map(str::to_owned),
-                        logprobs: None,
+                        logprobs: with_text.then(|| ChoiceLogprobs::new(lp)),
                     })
                     .collect(),
                 usage,
             }),
             Kind::Completion => {
                 let text = choice.map(|d| d.content.unwrap_or_default());
-                StreamItem::Completion(self.completion(text, finish, usage))
+                let lp = with_text.then(|| CompletionLogprobs::new(lp, self.sent));
+                self.sent += text.as_ref().map_or(0, String::len);
+                StreamItem::Completion(self.completion(text, lp, finish, usage))
             }
         }
     }
@@ -275,6 +291,7 @@ impl Shaper {
     fn completion(
         &self,
         text: Option<String>,
+        logprobs: Option<CompletionLogprobs>,
         finish: Option<&str>,
         usage: Option<Usage>,
     ) -> Completion {
@@ -288,7 +305,7 @@ impl Shaper {
                     index: 0,
                     text,
                     finish_reason: finish.map(str::to_owned),
-                    logprobs: None,
+                    logprobs: logprobs.clone(),
                 })
                 .collect(),
             usage,
@@ -302,12 +319,13 @@ impl Shaper {
         }
     }
 
-    fn whole(&self, text: String, end: &EndEvent) -> Answer {
+    fn whole(&self, text: String, lp: &[TokenLogprob], end: &EndEvent) -> Answer {
         let usage = Usage::new(end.tokens_in, end.tokens_out);
         let finish = finish_reason(end.stop_reason);
         if self.kind == Kind::Completion {
             // A finished completion is its last chunk with all the text and the usage.
-            return Answer::Completion(self.completion(Some(text), Some(finish), Some(usage)));
+            let lp = self.logprobs.then(|| CompletionLogprobs::new(lp, 0));
+            return Answer::Completion(self.completion(Some(text), lp, Some(finish), Some(usage)));
         }
         Answer::Chat(ChatCompletion {
             id: self.id.clone(),
@@ -321,7 +339,7 @@ impl Shaper {
                     content: text,
                 },
                 finish_reason: finish.to_owned(),
-                logprobs: None,
+                logprobs: self.logprobs.then(|| ChoiceLogprobs::new(lp)),
             }],
             usage,
         })
@@ -330,14 +348,14 @@ impl Shaper {
 
 /// What the task produced before the answer could start.
 enum Opening {
-    Token(String),
+    Token(TokenEvent),
     End(EndEvent),
 }
 
 async fn opening(rx: &mut mpsc::Receiver<TaskEvent>) -> Result<Opening, ErrorEnvelope> {
     while let Some(event) = rx.recv().await {
         match event {
-            TaskEvent::Token(t) => return Ok(Opening::Token(t.t)),
+            TaskEvent::Token(t) => return Ok(Opening::Token(t)),
             TaskEvent::End(end) => return Ok(Opening::End(end)),
             TaskEvent::Error(e) => return Err(e),
             _ => {}
@@ -358,6 +376,7 @@ async fn answer(
     task: TaskRequest,
     sampling: &Sampling,
 ) -> Result<Response, OpenAiError> {
+    let logprobs = task.logprobs.is_some();
     let (_, mut rx) =
         crate::tasks::launch(&state, task).map_err(|e| OpenAiError::new(e.envelope(), None))?;
     let shaper = Shaper {
@@ -373,6 +392,8 @@ async fn answer(
         ),
         created: now_unix(),
         model,
+        logprobs,
+        sent: 0,
     };
     let first = opening(&mut rx)
         .await
@@ -392,16 +413,21 @@ async fn whole(
     mut rx: mpsc::Receiver<TaskEvent>,
 ) -> Result<Response, ErrorEnvelope> {
     let mut text = String::new();
+    let mut lp = Vec::new();
+    let mut take = |t: TokenEvent| {
+        text.push_str(&t.t);
+        lp.extend(t.lp);
+    };
     let mut end = match first {
         Opening::End(end) => Some(end),
         Opening::Token(t) => {
-            text.push_str(&t);
+            take(t);
             None
         }
     };
     while end.is_none() {
         match rx.recv().await {
-            Some(TaskEvent::Token(t)) => text.push_str(&t.t),
+            Some(TaskEvent::Token(t)) => take(t),
             Some(TaskEvent::End(e)) => end = Some(e),
             Some(TaskEvent::Error(e)) => return Err(e),
             Some(_) => {}
@@ -409,11 +435,11 @@ async fn whole(
         }
     }
     let end = end.unwrap_or_else(|| unreachable!("the loop ends with an end event"));
-    Ok(Json(shaper.whole(text, &end)).into_response())
+    Ok(Json(shaper.whole(text, &lp, &end)).into_response())
 }
 
 fn stream(
-    shaper: Shaper,
+    mut shaper: Shaper,
     first: Opening,
     mut rx: mpsc::Receiver<TaskEvent>,
     include_usage: bool,
@@ -429,12 +455,12 @@ fn stream(
                 role: Some("assistant".into()),
                 content: Some(String::new()),
             };
-            if !send(shaper.chunk(role, None, None)).await {
+            if !send(shaper.chunk(role, &[], None, None)).await {
                 return;
             }
         }
         let mut next = Some(match first {
-            Opening::Token(t) => TaskEvent::Token(rbee_api::worker::TokenEvent { t, i: 0 }),
+            Opening::Token(t) => TaskEvent::Token(t),
             Opening::End(end) => TaskEvent::End(end),
         });
         loop {
@@ -447,7 +473,7 @@ fn stream(
             };
             match event {
                 TaskEvent::Token(t) => {
-                    let delivered = send(shaper.chunk(Shaper::text(t.t), None, None)).await;
+                    let delivered = send(shaper.chunk(Shaper::text(t.t), &t.lp, None, None)).await;
                     if !delivered {
                         // The client went away: dropping `rx` cancels the task.
                         return;
@@ -455,11 +481,11 @@ fn stream(
                 }
                 TaskEvent::End(end) => {
                     let finish = finish_reason(end.stop_reason);
-                    let _ =
-                        send(shaper.chunk(Shaper::text(String::new()), Some(finish), None)).await;
+                    let last = Shaper::text(String::new());
+                    let _ = send(shaper.chunk(last, &[], Some(finish), None)).await;
                     if include_usage {
                         let usage = Usage::new(end.tokens_in, end.tokens_out);
-                        let _ = send(shaper.chunk(Delta::default(), None, Some(usage))).await;
+                        let _ = send(shaper.chunk(Delta::default(), &[], None, Some(usage))).await;
                     }
                     return;
                 }

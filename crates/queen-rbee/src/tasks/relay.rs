@@ -144,6 +144,7 @@ pub(super) fn inference_request(req: &TaskRequest, task_id: &TaskId) -> Inferenc
         frequency_penalty: req.frequency_penalty,
         presence_penalty: req.presence_penalty,
         logit_bias: req.logit_bias.clone(),
+        logprobs: req.logprobs,
         stream: Some(true),
     }
 }

@@ -97,6 +97,7 @@ fn request(args: &InferArgs, target: &Target, task_id: &TaskId) -> TaskRequest {
         frequency_penalty: None,
         presence_penalty: None,
         logit_bias: None,
+        logprobs: None,
         backend: args.backend,
         device: args.device,
     }

@@ -5,17 +5,22 @@
 
 Checks a streaming chat completion (with usage), a non-streaming one, one with the
 default-valued fields SDKs send, penalties and a logit bias, seeded sampling,
-log-probabilities (chat streamed and not, and a completion), a completion (also with its
+log-probabilities (chat streamed and not, and a completion), structured output (a pydantic
+model through `beta.chat.completions.parse`, JSON mode, a schema that cannot be enforced),
+a completion (also with its
 prompt as a list), models.list() and models.retrieve(), the errors for an
 unknown model and for a value rbee cannot honour, asserting on what comes back. Exits 0 and
 prints "openai SDK check passed" when everything holds.
 """
 
 import argparse
+import json
 import re
 import sys
+from typing import Literal, Optional
 
 import openai
+import pydantic
 
 
 def words(text):
@@ -28,6 +33,20 @@ def coherent(text, what):
     assert len(found) >= 5, f"{what}: too few words in {text!r}"
     assert any(w.lower() in common for w in found), f"{what}: not English: {text!r}"
     assert "\ufffd" not in text, f"{what}: broken UTF-8 in {text!r}"
+
+
+class Pet(pydantic.BaseModel):
+    kind: Literal["cat", "dog", "fish"]
+    name: str
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+    height_m: float
+    married: bool
+    nickname: Optional[str]
+    pets: list[Pet]
 
 
 def main():
@@ -144,6 +163,31 @@ def main():
         raise AssertionError("21 alternatives were accepted")
     except openai.BadRequestError as e:
         assert e.body.get("param") == "top_logprobs", e.body
+
+    # Structured output: the SDK's pydantic parsing of a strict JSON schema, whatever is asked.
+    for prompt in ["Describe a person who owns pets.", "Write a poem about the sea."]:
+        parsed = client.beta.chat.completions.parse(
+            model=args.model, messages=[{"role": "user", "content": prompt}],
+            response_format=Person, max_tokens=200, temperature=0,
+        ).choices[0]
+        assert parsed.finish_reason == "stop", parsed
+        person = parsed.message.parsed
+        assert isinstance(person, Person) and all(isinstance(p, Pet) for p in person.pets), parsed
+    json_mode = client.chat.completions.create(
+        model=args.model, messages=[{"role": "user", "content": "List three colours as JSON."}],
+        response_format={"type": "json_object"}, max_tokens=120, temperature=0,
+    ).choices[0].message.content
+    assert isinstance(json.loads(json_mode), dict), json_mode
+    try:
+        client.chat.completions.create(
+            model=args.model, messages=messages, max_tokens=8,
+            response_format={"type": "json_schema", "json_schema": {
+                "name": "bad", "schema": {"type": "object", "required": ["a"],
+                                          "properties": {}, "additionalProperties": False}}},
+        )
+        raise AssertionError("an unsatisfiable schema was accepted")
+    except openai.BadRequestError as e:
+        assert e.body.get("param") == "response_format", e.body
 
     # A plain completion that stops on its own stop sequence.
     completion = client.completions.create(

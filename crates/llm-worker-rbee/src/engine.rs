@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::chat_template::{ChatTemplate, ChatTemplateError, UsualTemplate};
 use crate::cpu;
 use crate::error::WorkerError;
+use crate::grammar::{Constraint, Grammars};
 use crate::llama::{Llama, LoadError, LoadStep};
 use crate::model_file::ModelFile;
 use crate::sampler::SamplingParams;
@@ -24,6 +25,7 @@ pub struct Engine {
     model: Model,
     tokenizer: Arc<Tokenizer>,
     template: Result<ChatTemplate, ChatTemplateError>,
+    grammars: Grammars,
     /// Why chat messages are rendered with a template the file does not carry, if they are.
     template_note: Option<String>,
 }
@@ -38,6 +40,8 @@ pub struct Job {
     pub stop: Vec<String>,
     /// Report log-probabilities with this many alternatives per token.
     pub logprobs: Option<usize>,
+    /// The grammar the answer must follow.
+    pub constraint: Option<Constraint>,
     /// Said to the client before generating (the chat template the file lacks, say).
     pub note: Option<String>,
 }
@@ -83,6 +87,7 @@ impl Engine {
         Ok(Self {
             info,
             model,
+            grammars: Grammars::new(Arc::clone(&tokenizer)),
             tokenizer,
             template,
             template_note,
@@ -153,6 +158,13 @@ impl Engine {
             },
             stop: req.stop.clone().unwrap_or_default(),
             logprobs: req.logprobs,
+            constraint: (req.format.as_ref())
+                .map(|f| self.grammars.compile(f))
+                .transpose()
+                .map_err(|e| {
+                    let message = format!("the output `format` cannot be enforced: {e}");
+                    WorkerError::InvalidRequest(message, json!({"field": "format"}))
+                })?,
             note: req
                 .messages
                 .as_ref()

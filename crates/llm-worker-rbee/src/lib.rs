@@ -14,6 +14,7 @@
 //! - [`cpu`]: the transformer on rbee's own quantized CPU kernels.
 //! - [`llama`]: the transformer on Candle (GPU backends, and formats the CPU path lacks).
 //! - [`sampler`], [`text_stream`]: choosing tokens; turning them into text safely.
+//! - [`grammar`]: constrained decoding (JSON, JSON schemas) with llguidance.
 //! - [`engine`]: the loaded model: validating requests, forward passes over slots' caches.
 //! - [`scheduler`]: continuous batching of every request in progress, prompt reuse.
 //! - [`state`], [`routes`], [`error`]: the HTTP service.
@@ -28,6 +29,7 @@ pub mod cpu;
 pub mod engine;
 pub mod error;
 pub mod gguf;
+pub mod grammar;
 pub mod hive_client;
 pub mod llama;
 pub mod metrics;

@@ -320,10 +320,15 @@ impl Batcher {
                     active.decoding = true;
                 }
             }
-            if let Some(logits) = logits
-                && let Some(reason) = active.advance(&self.engine, &logits)
-            {
-                slot.finish(reason, None);
+            if let Some(logits) = logits {
+                match active.advance(&self.engine, &logits) {
+                    Ok(None) => {}
+                    Ok(Some(reason)) => slot.finish(reason, None),
+                    Err(grammar) => {
+                        let message = format!("the output grammar failed: {grammar}");
+                        slot.finish(StopReason::Cancelled, Some(message));
+                    }
+                }
             }
         }
     }
@@ -380,9 +385,19 @@ impl Active {
         }
     }
 
-    /// Samples the next token from `logits` and sends its text; the stop reason when the
-    /// answer is complete.
-    fn advance(&mut self, engine: &Engine, logits: &[f32]) -> Option<StopReason> {
+    /// Samples the next token from `logits` (among those the output grammar allows) and sends
+    /// its text; the stop reason when the answer is complete; `Err` when the grammar fails.
+    fn advance(&mut self, engine: &Engine, logits: &[f32]) -> Result<Option<StopReason>, String> {
+        let masked;
+        let logits = match &mut self.request.job.constraint {
+            Some(grammar) => {
+                let mut l = logits.to_vec();
+                grammar.mask(&mut l)?;
+                masked = l;
+                &masked[..]
+            }
+            None => logits,
+        };
         let (token, logprobs) = self
             .sampler
             .sample_reporting(logits, self.request.job.logprobs);
@@ -390,7 +405,12 @@ impl Active {
         let tokens_out = self.progress.tokens_out;
         if tokenizer.is_end_of_generation(token) {
             self.flush(tokens_out.saturating_sub(1));
-            return Some(StopReason::Eos);
+            return Ok(Some(StopReason::Eos));
+        }
+        let mut complete = false;
+        if let Some(grammar) = &mut self.request.job.constraint {
+            grammar.accept(token)?;
+            complete = grammar.is_finished();
         }
         self.progress.tokens_out += 1;
         if let Some(l) = logprobs {
@@ -410,14 +430,19 @@ impl Active {
             }));
         }
         if out.stopped {
-            return Some(StopReason::Stop);
+            return Ok(Some(StopReason::Stop));
+        }
+        if complete {
+            // Nothing can follow: the grammar's end is the answer's end.
+            self.flush(tokens_out);
+            return Ok(Some(StopReason::Eos));
         }
         if self.progress.tokens_out >= self.request.job.max_tokens {
             self.flush(tokens_out);
-            return Some(StopReason::MaxTokens);
+            return Ok(Some(StopReason::MaxTokens));
         }
         self.next = [token];
-        None
+        Ok(None)
     }
 
     /// Sends text held back (an incomplete character, a possible stop string's start).

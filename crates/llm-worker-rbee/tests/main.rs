@@ -20,5 +20,6 @@ mod requests_are_validated;
 mod shutdown;
 mod slots_and_cancellation;
 mod standalone_modes;
+mod structured_output;
 mod synthetic_models;
 mod tokenizer_matches_reference;

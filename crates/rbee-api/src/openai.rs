@@ -227,10 +227,6 @@ const SAMPLING_FIELDS: &[&str] = &[
 /// default. Any other value of these fields is refused, naming the field and what is
 /// accepted.
 pub const NEUTRAL_FIELDS: &[NeutralField] = &[
-    NeutralField::new("response_format", r#"{"type": "text"}"#, |v| {
-        v.as_object()
-            .is_some_and(|o| o.len() == 1 && o.get("type").and_then(|t| t.as_str()) == Some("text"))
-    }),
     NeutralField::new("tools", "[]", |v| v.as_array().is_some_and(Vec::is_empty)),
     NeutralField::new("functions", "[]", |v| {
         v.as_array().is_some_and(Vec::is_empty)
@@ -350,8 +346,48 @@ pub struct ChatCompletionRequest {
     /// With `logprobs`: this many of the most likely tokens at each position too (0..=20).
     #[serde(default)]
     pub top_logprobs: Option<usize>,
+    #[serde(default)]
+    pub response_format: Option<ResponseFormat>,
     #[serde(flatten)]
     pub sampling: Sampling,
+}
+
+/// `response_format`: free text, any JSON object, or JSON following a schema — the last two
+/// enforced by constrained decoding in the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: JsonSchemaFormat },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSchemaFormat {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Without one, any JSON value.
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+    /// Enforced either way: the answer always follows the schema.
+    #[serde(default)]
+    pub strict: Option<bool>,
+}
+
+impl ResponseFormat {
+    /// What the worker enforces; `None` for free text.
+    pub fn output_format(&self) -> Option<crate::worker::OutputFormat> {
+        use crate::worker::OutputFormat;
+        match self {
+            Self::Text => None,
+            Self::JsonObject => Some(OutputFormat::JsonObject),
+            Self::JsonSchema { json_schema } => Some(OutputFormat::JsonSchema {
+                schema: (json_schema.schema.clone()).unwrap_or_else(|| serde_json::json!({})),
+            }),
+        }
+    }
 }
 
 impl OpenAiRequest for ChatCompletionRequest {
@@ -361,6 +397,7 @@ impl OpenAiRequest for ChatCompletionRequest {
         "max_completion_tokens",
         "logprobs",
         "top_logprobs",
+        "response_format",
     ];
 }
 
@@ -785,6 +822,7 @@ mod tests {
         .unwrap();
         assert_eq!(with_defaults.sampling, plain.sampling);
         assert_eq!(with_defaults.logprobs().unwrap(), None);
+        assert_eq!(with_defaults.response_format, Some(ResponseFormat::Text));
         let completion: CompletionRequest = parse_request(
             br#"{"model":"m","prompt":"x","best_of":1,"suffix":null,"logprobs":null}"#,
         )
@@ -798,6 +836,31 @@ mod tests {
             two.prompt.into_text().unwrap_err().param.as_deref(),
             Some("prompt")
         );
+    }
+
+    #[test]
+    fn response_formats_become_what_the_worker_enforces() {
+        use crate::worker::OutputFormat;
+        let format = |f: &str| {
+            let body = format!(r#"{{"model":"m","messages":[],"response_format":{f}}}"#);
+            parse_request::<ChatCompletionRequest>(body.as_bytes())
+                .map(|r| r.response_format.and_then(|f| f.output_format()))
+        };
+        assert_eq!(format(r#"{"type":"text"}"#).unwrap(), None);
+        assert_eq!(
+            format(r#"{"type":"json_object"}"#).unwrap(),
+            Some(OutputFormat::JsonObject)
+        );
+        let schema = r#"{"type":"json_schema","json_schema":{"name":"p","strict":true,
+            "schema":{"type":"object","properties":{"a":{"type":"integer"}}}}}"#;
+        assert_eq!(
+            format(schema).unwrap(),
+            Some(OutputFormat::JsonSchema {
+                schema: serde_json::json!({"type":"object","properties":{"a":{"type":"integer"}}})
+            })
+        );
+        assert!(format(r#"{"type":"yaml"}"#).is_err());
+        assert!(format(r#"{"type":"json_schema"}"#).is_err());
     }
 
     #[test]
@@ -833,10 +896,6 @@ mod tests {
     #[test]
     fn a_value_that_would_change_the_request_is_refused_naming_the_field() {
         for (body, field) in [
-            (
-                r#""response_format":{"type":"json_object"}"#,
-                "response_format",
-            ),
             (r#""tool_choice":"required""#, "tool_choice"),
             (r#""store":true"#, "store"),
             (r#""modalities":["text","audio"]"#, "modalities"),

@@ -201,6 +201,8 @@ pub struct TaskRequest {
     pub logit_bias: Option<std::collections::BTreeMap<u32, f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::worker::OutputFormat>,
     #[serde(default = "default_backend")]
     pub backend: Backend,
     #[serde(default)]

@@ -218,6 +218,9 @@ pub struct InferenceRequest {
     /// tokens at its position (0..=20), in the token events' `lp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<usize>,
+    /// What the answer must be (constrained decoding); free text when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<OutputFormat>,
     /// Only streaming is supported; `false` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
@@ -280,6 +283,17 @@ pub fn check_logprobs(top: Option<usize>, field: &'static str) -> Result<(), Out
         }),
         _ => Ok(()),
     }
+}
+
+/// An answer's required form, enforced token by token: any JSON object, or JSON that
+/// validates against `schema` (objects, `required`, `additionalProperties`, arrays with
+/// `minItems`/`maxItems`, `enum`, `const`, string lengths, numbers, integers, booleans, null,
+/// `$defs`/`$ref`, `anyOf`, …; a keyword that cannot be enforced is refused).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OutputFormat {
+    JsonObject,
+    JsonSchema { schema: serde_json::Value },
 }
 
 /// A generation field outside its range: which one, and why.

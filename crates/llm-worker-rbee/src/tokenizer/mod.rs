@@ -312,6 +312,26 @@ impl Tokenizer {
         self.end_of_generation.binary_search(&id).is_ok()
     }
 
+    /// Every token that ends the answer, in id order.
+    pub fn end_of_generation(&self) -> &[u32] {
+        &self.end_of_generation
+    }
+
+    /// Whether `id` is a control token (rendered as nothing, never written by text).
+    pub fn is_control(&self, id: u32) -> bool {
+        matches!(
+            self.types.get(id as usize),
+            Some(TokenType::Control | TokenType::Unused)
+        )
+    }
+
+    /// Tokenizes `text` as plain text: no control tokens, no BOS, no leading space added.
+    pub fn encode_plain(&self, text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.encode_ordinary(text, false, &mut out);
+        out
+    }
+
     /// Whether the model expects a BOS token in front of every prompt.
     pub fn adds_bos(&self) -> bool {
         self.add_bos && self.bos.is_some()

@@ -25,14 +25,14 @@ use crate::state::AppState;
 
 /// An error answer of the OpenAI routes: rbee's envelope plus the offending field.
 pub struct OpenAiError {
-    envelope: ErrorEnvelope,
+    envelope: Box<ErrorEnvelope>,
     param: Option<String>,
 }
 
 impl OpenAiError {
     fn new(envelope: ErrorEnvelope, param: Option<&str>) -> Self {
         Self {
-            envelope,
+            envelope: Box::new(envelope),
             param: param.map(str::to_owned),
         }
     }
@@ -199,6 +199,7 @@ fn task_for(
         presence_penalty: sampling.presence_penalty,
         logit_bias: sampling.logit_bias.clone().filter(|b| !b.is_empty()),
         logprobs: None,
+        format: None,
         backend: rbee_api::Backend::Cpu,
         device: 0,
     })
@@ -208,6 +209,7 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
     let req: ChatCompletionRequest = parse_request(&body)?;
     let mut task = task_for(&req.model, &req.sampling, req.max_completion_tokens)?;
     task.logprobs = req.logprobs()?;
+    task.format = (req.response_format.as_ref()).and_then(|f| f.output_format());
     if req.messages.is_empty() {
         return Err(OpenAiError::invalid(
             "`messages` is empty".into(),
@@ -395,9 +397,11 @@ async fn answer(
         logprobs,
         sent: 0,
     };
-    let first = opening(&mut rx)
-        .await
-        .map_err(|e| OpenAiError::new(e, None))?;
+    let first = opening(&mut rx).await.map_err(|e| {
+        // The worker names `format` when the schema cannot be enforced.
+        let format = e.error.details.get("field").and_then(|f| f.as_str()) == Some("format");
+        OpenAiError::new(e, format.then_some("response_format"))
+    })?;
     Ok(if sampling.streaming() {
         stream(shaper, first, rx, sampling.include_usage())
     } else {

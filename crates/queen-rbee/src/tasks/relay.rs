@@ -145,6 +145,7 @@ pub(super) fn inference_request(req: &TaskRequest, task_id: &TaskId) -> Inferenc
         presence_penalty: req.presence_penalty,
         logit_bias: req.logit_bias.clone(),
         logprobs: req.logprobs,
+        format: req.format.clone(),
         stream: Some(true),
     }
 }

@@ -98,6 +98,7 @@ fn request(args: &InferArgs, target: &Target, task_id: &TaskId) -> TaskRequest {
         presence_penalty: None,
         logit_bias: None,
         logprobs: None,
+        format: None,
         backend: args.backend,
         device: args.device,
     }

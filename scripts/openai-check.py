@@ -7,6 +7,8 @@ Checks a streaming chat completion (with usage), a non-streaming one, one with t
 default-valued fields SDKs send, penalties and a logit bias, seeded sampling,
 log-probabilities (chat streamed and not, and a completion), structured output (a pydantic
 model through `beta.chat.completions.parse`, JSON mode, a schema that cannot be enforced),
+a tool-call round trip (a required call, streamed and not, a named function, the tool's
+result, the final answer),
 a completion (also with its
 prompt as a list), models.list() and models.retrieve(), the errors for an
 unknown model and for a value rbee cannot honour, asserting on what comes back. Exits 0 and
@@ -188,6 +190,52 @@ def main():
         raise AssertionError("an unsatisfiable schema was accepted")
     except openai.BadRequestError as e:
         assert e.body.get("param") == "response_format", e.body
+
+    # Tool calls: a required call with arguments that follow the function's schema, streamed
+    # the same; a named function; then the tool's result and the final answer.
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "The current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+                       "required": ["city"], "additionalProperties": False}}},
+        {"type": "function", "function": {
+            "name": "get_time", "description": "The time in a time zone",
+            "parameters": {"type": "object", "properties": {"zone": {"type": "string", "maxLength": 30}},
+                           "required": ["zone"], "additionalProperties": False}}}]
+    question = [{"role": "user", "content": "What is the weather in Paris?"}]
+    called = client.chat.completions.create(
+        model=args.model, messages=question, tools=tools, tool_choice="required",
+        max_tokens=64, temperature=0,
+    ).choices[0]
+    assert called.finish_reason == "tool_calls", called
+    call = called.message.tool_calls[0]
+    assert call.type == "function" and call.id.startswith("call_"), call
+    assert call.function.name in ("get_weather", "get_time"), call
+    arguments = json.loads(call.function.arguments)
+    assert set(arguments) == ({"city"} if call.function.name == "get_weather" else {"zone"}), arguments
+    streamed_calls, stream_finish = [], None
+    for chunk in client.chat.completions.create(
+        model=args.model, messages=question, tools=tools, tool_choice="required",
+        max_tokens=64, temperature=0, stream=True,
+    ):
+        for choice in chunk.choices:
+            streamed_calls.extend(choice.delta.tool_calls or [])
+            stream_finish = choice.finish_reason or stream_finish
+    assert stream_finish == "tool_calls", stream_finish
+    assert [(c.function.name, c.function.arguments) for c in streamed_calls] == [
+        (call.function.name, call.function.arguments)], streamed_calls
+    named = client.chat.completions.create(
+        model=args.model, messages=question, tools=tools, max_tokens=64, temperature=0,
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+    ).choices[0].message.tool_calls
+    assert [c.function.name for c in named] == ["get_time"], named
+    history = question + [called.message.model_dump(exclude_none=True), {
+        "role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"}]
+    final = client.chat.completions.create(
+        model=args.model, messages=history, tools=tools, tool_choice="none",
+        max_tokens=48, temperature=0,
+    ).choices[0]
+    assert final.message.tool_calls is None and final.message.content, final
+    coherent(final.message.content, "answer after a tool result")
 
     # A plain completion that stops on its own stop sequence.
     completion = client.completions.create(

@@ -7,6 +7,7 @@ use minijinja::{Environment, ErrorKind, context};
 use rbee_api::worker::ChatMessage;
 
 use crate::arch::Arch;
+use crate::tools::{ToolStyle, template_messages};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatTemplateError {
@@ -88,6 +89,8 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos: String,
     eos: String,
+    /// Whether the template renders `tools` itself.
+    tools: bool,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -116,22 +119,39 @@ impl ChatTemplate {
             env,
             bos: bos.to_owned(),
             eos: eos.to_owned(),
+            tools: source.contains("tools"),
         })
+    }
+
+    /// How tools are offered to this template ([`crate::tools`]).
+    pub fn tool_style(&self) -> ToolStyle {
+        if self.tools {
+            ToolStyle::Template
+        } else {
+            ToolStyle::Generic
+        }
     }
 
     /// The prompt for `messages`, ending with the assistant's turn opened.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, ChatTemplateError> {
+        self.render_values(template_messages(messages, self.tool_style()), None)
+    }
+
+    /// [`Self::render`] for messages already shaped for the template, with the `tools` a
+    /// template that renders them receives.
+    pub fn render_values(
+        &self,
+        messages: Vec<serde_json::Value>,
+        tools: Option<serde_json::Value>,
+    ) -> Result<String, ChatTemplateError> {
         let template = self
             .env
             .get_template("chat")
             .map_err(|e| ChatTemplateError::Invalid(e.to_string()))?;
-        let messages: Vec<_> = messages
-            .iter()
-            .map(|m| context! { role => m.role, content => m.content })
-            .collect();
         template
             .render(context! {
-                messages => messages,
+                messages => minijinja::Value::from_serialize(&messages),
+                tools => tools.map(|t| minijinja::Value::from_serialize(&t)),
                 add_generation_prompt => true,
                 bos_token => self.bos,
                 eos_token => self.eos,
@@ -147,10 +167,7 @@ mod tests {
     const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are helpful<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     fn user(text: &str) -> ChatMessage {
-        ChatMessage {
-            role: "user".into(),
-            content: text.into(),
-        }
+        ChatMessage::new("user", text)
     }
 
     #[test]
@@ -170,20 +187,50 @@ mod tests {
             t.render(&[user("  hello ")]).unwrap(),
             "<s>[INST] hello [/INST]"
         );
-        let err = t
-            .render(&[ChatMessage {
-                role: "tool".into(),
-                content: "x".into(),
-            }])
-            .unwrap_err();
+        let err = t.render(&[ChatMessage::new("system", "x")]).unwrap_err();
         assert!(err.to_string().contains("Only user and assistant"), "{err}");
     }
 
+    #[test]
+    fn a_template_that_renders_tools_receives_them_and_the_calls_in_the_history() {
+        use crate::tools::{ToolStyle, ToolUse};
+        use rbee_api::worker::{Tool, ToolCall, ToolChoice};
+        // The shape of Qwen's template, cut down.
+        let src = "{% if tools %}<tools>{% for t in tools %}{{ t.function.name }}:{{ t.function.parameters | tojson }}{% endfor %}</tools>\n{% endif %}{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% for c in m.tool_calls %}<tool_call>{{ c.function.name }} {{ c.function.arguments.city }}</tool_call>{% endfor %}\n{% endfor %}<|assistant|>";
+        let t = ChatTemplate::new(Some(src), "", "").unwrap();
+        assert_eq!(t.tool_style(), ToolStyle::Template);
+        let tool = Tool {
+            name: "get_weather".into(),
+            description: None,
+            parameters: Some(serde_json::json!({"type": "object"})),
+        };
+        let tools = ToolUse::new(t.tool_style(), &[tool], ToolChoice::Auto).unwrap();
+        let history = [
+            user("Weather?"),
+            ChatMessage {
+                role: "assistant".into(),
+                tool_calls: vec![ToolCall {
+                    id: "call_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city": "Oslo"}"#.into(),
+                }],
+                ..ChatMessage::default()
+            },
+        ];
+        let text = t
+            .render_values(tools.template_messages(&history), tools.template_tools())
+            .unwrap();
+        assert_eq!(
+            text,
+            // (`trim_blocks` drops the newline after each `{% endfor %}`.)
+            "<tools>get_weather:{\"type\":\"object\"}</tools>\n<|user|>Weather?<|assistant|><tool_call>get_weather Oslo</tool_call><|assistant|>"
+        );
+        let plain = ChatTemplate::new(Some(CHATML), "", "").unwrap();
+        assert_eq!(plain.tool_style(), ToolStyle::Generic);
+    }
+
     fn system(text: &str) -> ChatMessage {
-        ChatMessage {
-            role: "system".into(),
-            content: text.into(),
-        }
+        ChatMessage::new("system", text)
     }
 
     #[test]

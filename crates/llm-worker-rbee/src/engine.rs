@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use rbee_api::worker::{
-    ComputeEngine, ComputePath, EndEvent, InferenceRequest, ModelInfo, StopReason,
+    ComputeEngine, ComputePath, EndEvent, InferenceRequest, ModelInfo, StopReason, ToolChoice,
 };
 use rbee_api::{ErrorCode, ErrorEnvelope, JobId};
 use serde_json::json;
@@ -19,6 +19,7 @@ use crate::llama::{Llama, LoadError, LoadStep};
 use crate::model_file::ModelFile;
 use crate::sampler::SamplingParams;
 use crate::tokenizer::Tokenizer;
+use crate::tools::ToolUse;
 
 pub struct Engine {
     pub info: ModelInfo,
@@ -42,6 +43,8 @@ pub struct Job {
     pub logprobs: Option<usize>,
     /// The grammar the answer must follow.
     pub constraint: Option<Constraint>,
+    /// The tools offered, to read the calls out of the answer.
+    pub tools: Option<ToolUse>,
     /// Said to the client before generating (the chat template the file lacks, say).
     pub note: Option<String>,
 }
@@ -102,14 +105,17 @@ impl Engine {
     pub fn prepare(&self, req: &InferenceRequest) -> Result<Job, WorkerError> {
         let invalid = |msg: String| WorkerError::InvalidRequest(msg, serde_json::Value::Null);
         req.check().map_err(invalid)?;
+        let tools = self.tool_use(req)?;
         let text = match (&req.prompt, &req.messages) {
             (Some(p), _) => p.clone(),
-            (None, Some(m)) => self
-                .template
-                .as_ref()
-                .map_err(|e| invalid(e.to_string()))?
-                .render(m)
-                .map_err(|e| invalid(e.to_string()))?,
+            (None, Some(m)) => {
+                let template = self.template.as_ref().map_err(|e| invalid(e.to_string()))?;
+                let rendered = match &tools {
+                    Some(t) => template.render_values(t.template_messages(m), t.template_tools()),
+                    None => template.render(m),
+                };
+                rendered.map_err(|e| invalid(e.to_string()))?
+            }
             (None, None) => return Err(invalid("`prompt` or `messages` is required".into())),
         };
         let ctx = self.info.context_length;
@@ -158,18 +164,64 @@ impl Engine {
             },
             stop: req.stop.clone().unwrap_or_default(),
             logprobs: req.logprobs,
-            constraint: (req.format.as_ref())
-                .map(|f| self.grammars.compile(f))
-                .transpose()
-                .map_err(|e| {
-                    let message = format!("the output `format` cannot be enforced: {e}");
-                    WorkerError::InvalidRequest(message, json!({"field": "format"}))
-                })?,
+            constraint: self.constraint(req, tools.as_ref())?,
+            tools,
             note: req
                 .messages
                 .as_ref()
                 .and_then(|_| self.template_note.clone()),
         })
+    }
+
+    /// The request's tools, checked; `None` without tools or with `tool_choice: none`.
+    fn tool_use(&self, req: &InferenceRequest) -> Result<Option<ToolUse>, WorkerError> {
+        let invalid =
+            |message: String| WorkerError::InvalidRequest(message, json!({"field": "tools"}));
+        let tools = req.tools.as_deref().unwrap_or_default();
+        let choice = req.tool_choice.clone().unwrap_or(ToolChoice::Auto);
+        if tools.is_empty() {
+            return match choice {
+                ToolChoice::Required | ToolChoice::Function(_) => Err(invalid(
+                    "`tool_choice` asks for a call, but no `tools` were given".into(),
+                )),
+                _ => Ok(None),
+            };
+        }
+        if choice == ToolChoice::None {
+            return Ok(None);
+        }
+        if req.messages.is_none() {
+            return Err(invalid(
+                "`tools` need `messages`, not a raw `prompt`".into(),
+            ));
+        }
+        if req.format.is_some() {
+            return Err(invalid("`tools` and `format` cannot be combined".into()));
+        }
+        let template = self.template.as_ref().map_err(|e| invalid(e.to_string()))?;
+        ToolUse::new(template.tool_style(), tools, choice)
+            .map(Some)
+            .map_err(invalid)
+    }
+
+    /// The grammar the answer must follow: the request's `format`, or its tools'.
+    fn constraint(
+        &self,
+        req: &InferenceRequest,
+        tools: Option<&ToolUse>,
+    ) -> Result<Option<Constraint>, WorkerError> {
+        let refused = |field: &str, e: String| {
+            let message = format!("the output `{field}` cannot be enforced: {e}");
+            WorkerError::InvalidRequest(message, json!({"field": field}))
+        };
+        if let Some(grammar) = tools.and_then(ToolUse::grammar) {
+            let c = self.grammars.compile_tools(grammar);
+            return c.map(Some).map_err(|e| refused("tools", e));
+        }
+        (req.format.as_ref())
+            .map(|f| self.grammars.compile(f))
+            .transpose()
+            .map_err(|e| refused("format", e))
     }
 
     /// The request's logit bias, refused when it names a token outside the vocabulary.

@@ -16,11 +16,23 @@ use rbee_api::worker::OutputFormat;
 use serde_json::{Value, json};
 
 use crate::tokenizer::Tokenizer;
+use crate::tools::ToolGrammar;
 
 /// How schema output is laid out: one line, with the spaces `json.dumps` writes, since
 /// models have read much JSON like that, and free whitespace lets a small model pad forever.
 fn layout() -> Value {
     json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "})
+}
+
+/// `schema` with rbee's [`layout`] unless it sets its own.
+fn laid_out(schema: Value) -> Value {
+    match schema {
+        Value::Object(mut fields) => {
+            fields.entry("x-guidance").or_insert_with(layout);
+            Value::Object(fields)
+        }
+        other => other,
+    }
 }
 
 /// The vocabulary as llguidance reads it.
@@ -95,17 +107,23 @@ impl Grammars {
             OutputFormat::JsonObject => json!({"type": "object"}),
             OutputFormat::JsonSchema { schema } => schema.clone(),
         };
-        let schema = match schema {
-            Value::Object(mut fields) => {
-                fields.entry("x-guidance").or_insert_with(layout);
-                Value::Object(fields)
-            }
-            other => other,
+        self.constraint(TopLevelGrammar::from_json_schema(laid_out(schema)))
+            .map_err(|e| format!("the JSON schema cannot be used: {e}"))
+    }
+
+    /// The constraint tool calls put on an answer ([`crate::tools`]).
+    pub fn compile_tools(&self, grammar: ToolGrammar) -> Result<Constraint, String> {
+        let grammar = match grammar {
+            ToolGrammar::Schema(schema) => TopLevelGrammar::from_json_schema(laid_out(schema)),
+            ToolGrammar::Lark(lark) => TopLevelGrammar::from_lark(lark),
         };
+        self.constraint(grammar)
+            .map_err(|e| format!("the tools' parameter schemas cannot be used: {e}"))
+    }
+
+    fn constraint(&self, grammar: TopLevelGrammar) -> Result<Constraint, String> {
         let factory = self.factory()?;
-        let parser = factory
-            .create_parser(TopLevelGrammar::from_json_schema(schema))
-            .map_err(|e| format!("the JSON schema cannot be used: {e}"))?;
+        let parser = factory.create_parser(grammar).map_err(|e| e.to_string())?;
         Ok(Constraint {
             matcher: Matcher::new(Ok(parser)),
             eos: factory.tok_env().tok_trie().eos_token(),

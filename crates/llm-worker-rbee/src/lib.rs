@@ -15,6 +15,7 @@
 //! - [`llama`]: the transformer on Candle (GPU backends, and formats the CPU path lacks).
 //! - [`sampler`], [`text_stream`]: choosing tokens; turning them into text safely.
 //! - [`grammar`]: constrained decoding (JSON, JSON schemas) with llguidance.
+//! - [`tools`]: offering functions through the chat template, reading the calls made.
 //! - [`engine`]: the loaded model: validating requests, forward passes over slots' caches.
 //! - [`scheduler`]: continuous batching of every request in progress, prompt reuse.
 //! - [`state`], [`routes`], [`error`]: the HTTP service.
@@ -41,6 +42,7 @@ pub mod scheduler;
 pub mod state;
 pub mod text_stream;
 pub mod tokenizer;
+pub mod tools;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -123,6 +123,8 @@ struct Active {
     text: TextStream,
     /// Log-probabilities of generated tokens whose text is not sent yet.
     logprobs: Vec<TokenLogprob>,
+    /// The text sent so far, kept when tools are offered (the calls are read from it).
+    said: String,
     progress: Progress,
     started: Instant,
 }
@@ -215,6 +217,7 @@ impl Batcher {
                 sampler: Sampler::new(request.job.sampling.clone()),
                 text: TextStream::new(request.job.stop.clone()),
                 logprobs: Vec::new(),
+                said: String::new(),
                 progress: Progress {
                     tokens_reused: kept,
                     ..Progress::default()
@@ -341,7 +344,10 @@ impl Slot {
             return;
         };
         let job = &active.request.job;
-        let end = end_event(job, &active.progress, reason, active.started.elapsed());
+        let mut end = end_event(job, &active.progress, reason, active.started.elapsed());
+        if failure.is_none() {
+            end.tools = job.tools.as_ref().map(|t| t.read(&active.said));
+        }
         (active.request.emit)(narrate(
             "inference_complete",
             format!(
@@ -361,6 +367,9 @@ impl Slot {
 
 impl Active {
     fn emit(&mut self, event: InferenceEvent) {
+        if let (InferenceEvent::Token(t), Some(_)) = (&event, &self.request.job.tools) {
+            self.said.push_str(&t.t);
+        }
         (self.request.emit)(event);
     }
 
@@ -497,6 +506,7 @@ fn end_event(
             progress.prompt_time,
         ),
         decode_tokens_per_sec: decode_tps,
+        tools: None,
     }
 }
 

@@ -23,3 +23,4 @@ mod standalone_modes;
 mod structured_output;
 mod synthetic_models;
 mod tokenizer_matches_reference;
+mod tool_calls;

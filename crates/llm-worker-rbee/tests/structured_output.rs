@@ -133,3 +133,50 @@ async fn a_schema_that_cannot_be_enforced_is_refused_before_generating() {
     let resp = w.post("/v1/inference").json(&unknown).send().await.unwrap();
     assert_eq!(resp.status(), 400);
 }
+
+/// The grammar of a required call for a template that renders tools itself (Qwen, Hermes):
+/// a `<tool_call>` block of JSON, with the arguments the function's schema allows.
+#[test]
+fn a_required_call_in_tool_call_blocks_admits_valid_calls_only() {
+    use llm_worker_rbee::grammar::Grammars;
+    use llm_worker_rbee::model_file::ModelFile;
+    use llm_worker_rbee::tools::{ToolStyle, ToolUse};
+    use rbee_api::worker::{Tool, ToolChoice};
+
+    let file = ModelFile::open(&crate::support::model_path()).unwrap();
+    let tokenizer = std::sync::Arc::clone(file.tokenizer());
+    let grammars = Grammars::new(std::sync::Arc::clone(&tokenizer));
+    let weather = Tool {
+        name: "get_weather".into(),
+        description: None,
+        parameters: Some(
+            json!({"type": "object", "properties": {"city": {"type": "string"}},
+                                "required": ["city"], "additionalProperties": false}),
+        ),
+    };
+    let tools = ToolUse::new(ToolStyle::Template, &[weather], ToolChoice::Required).unwrap();
+    let grammar = tools.grammar().expect("a required call has a grammar");
+    let follows = |text: &str| {
+        let mut c = grammars.compile_tools(grammar.clone()).unwrap();
+        for id in tokenizer.encode_plain(text) {
+            let mut logits = vec![0.0f32; tokenizer.vocab_size()];
+            c.mask(&mut logits).unwrap();
+            if logits[id as usize] == f32::NEG_INFINITY {
+                return false;
+            }
+            c.accept(id).unwrap();
+        }
+        c.is_finished()
+    };
+    let call = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+    assert!(follows(call));
+    assert_eq!(
+        tools.read(call).tool_calls[0].arguments,
+        r#"{"city":"Paris"}"#
+    );
+    assert!(!follows("Sure! <tool_call>"));
+    assert!(!follows("<tool_call>\n{\"name\": \"get_time\""));
+    assert!(!follows(
+        "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"town\""
+    ));
+}

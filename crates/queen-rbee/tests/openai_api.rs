@@ -99,7 +99,7 @@ async fn the_queen_key_guards_the_openai_api() {
 #[tokio::test]
 async fn unsupported_requests_get_an_openai_error_naming_the_field() {
     let queen = Queen::start_local(&[], &[]).await;
-    let cases: [(Value, &str, &str); 4] = [
+    let cases: [(Value, &str, &str); 5] = [
         (
             json!({"model": model_id(), "messages": [{"role": "user", "content": "hi"}], "n": 2}),
             "INVALID_REQUEST",
@@ -107,7 +107,14 @@ async fn unsupported_requests_get_an_openai_error_naming_the_field() {
         ),
         (
             json!({"model": model_id(), "messages": [{"role": "user", "content": "hi"}],
-                   "tools": [{"type": "function", "function": {"name": "f"}}]}),
+                   "tools": [{"type": "function", "function": {"name": "f"}}],
+                   "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+            "INVALID_REQUEST",
+            "tool_choice",
+        ),
+        (
+            json!({"model": model_id(), "messages": [{"role": "user", "content": "hi"}],
+                   "tools": [{"type": "function", "function": {"name": "f", "parameters": []}}]}),
             "INVALID_REQUEST",
             "tools",
         ),

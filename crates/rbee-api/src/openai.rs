@@ -79,24 +79,119 @@ pub struct ContentPart {
 #[serde(deny_unknown_fields)]
 pub struct Message {
     pub role: String,
-    pub content: Content,
+    /// `null` for an assistant message that only calls tools.
+    #[serde(default)]
+    pub content: Option<Content>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// An assistant message's calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// A `tool` message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+/// A tool call, in a request's history or an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// JSON text.
+    pub arguments: String,
+}
+
+impl From<&crate::worker::ToolCall> for ToolCall {
+    fn from(c: &crate::worker::ToolCall) -> Self {
+        Self {
+            id: c.id.clone(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: c.name.clone(),
+                arguments: c.arguments.clone(),
+            },
+        }
+    }
+}
+
+/// A streamed piece of a tool call: here always the whole call, at its `index`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    pub index: usize,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+/// `tools[]`: a function the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDefinition {
+    /// Only `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDefinition,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionDefinition {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<serde_json::Value>,
+    /// Enforced either way: the arguments of a call always follow `parameters`.
+    #[serde(default)]
+    pub strict: Option<bool>,
+}
+
+/// `tool_choice`: `"none"`, `"auto"`, `"required"`, or `{"type": "function", "function":
+/// {"name": …}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ToolChoiceOption {
+    Mode(String),
+    Named { function: NamedFunction },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedFunction {
+    pub name: String,
 }
 
 impl Message {
     /// The message as rbee's workers take it; `Err` names what is not supported.
     pub fn to_chat(&self) -> Result<ChatMessage, InvalidField> {
         let invalid = |message: String| InvalidField::new(message, Some("messages"));
-        if !["system", "developer", "user", "assistant"].contains(&self.role.as_str()) {
+        if !["system", "developer", "user", "assistant", "tool"].contains(&self.role.as_str()) {
             return Err(invalid(format!(
-                "messages with role `{}` are not supported (system, developer, user, assistant)",
+                "messages with role `{}` are not supported (system, developer, user, assistant, tool)",
                 self.role
             )));
         }
+        if self.role == "tool" && self.tool_call_id.is_none() {
+            return Err(invalid("a `tool` message needs its `tool_call_id`".into()));
+        }
         let content = match &self.content {
-            Content::Text(t) => t.clone(),
-            Content::Parts(parts) => {
+            None if self.tool_calls.is_some() => String::new(),
+            None => {
+                return Err(invalid(format!(
+                    "a `{}` message needs `content`",
+                    self.role
+                )));
+            }
+            Some(Content::Text(t)) => t.clone(),
+            Some(Content::Parts(parts)) => {
                 let mut text = String::new();
                 for part in parts {
                     match (part.kind.as_str(), &part.text) {
@@ -117,7 +212,19 @@ impl Message {
         } else {
             self.role.clone()
         };
-        Ok(ChatMessage { role, content })
+        let tool_calls = (self.tool_calls.iter().flatten())
+            .map(|c| crate::worker::ToolCall {
+                id: c.id.clone(),
+                name: c.function.name.clone(),
+                arguments: c.function.arguments.clone(),
+            })
+            .collect();
+        Ok(ChatMessage {
+            role,
+            content,
+            tool_calls,
+            tool_call_id: self.tool_call_id.clone(),
+        })
     }
 }
 
@@ -227,18 +334,11 @@ const SAMPLING_FIELDS: &[&str] = &[
 /// default. Any other value of these fields is refused, naming the field and what is
 /// accepted.
 pub const NEUTRAL_FIELDS: &[NeutralField] = &[
-    NeutralField::new("tools", "[]", |v| v.as_array().is_some_and(Vec::is_empty)),
     NeutralField::new("functions", "[]", |v| {
         v.as_array().is_some_and(Vec::is_empty)
     }),
-    NeutralField::new("tool_choice", r#""none" or "auto" without tools"#, |v| {
-        matches!(v.as_str(), Some("none" | "auto"))
-    }),
     NeutralField::new("function_call", r#""none" or "auto""#, |v| {
         matches!(v.as_str(), Some("none" | "auto"))
-    }),
-    NeutralField::new("parallel_tool_calls", "true or false without tools", |v| {
-        v.is_boolean()
     }),
     NeutralField::new("logit_bias", "{}", |v| {
         v.as_object().is_some_and(|o| o.is_empty())
@@ -302,9 +402,6 @@ pub fn parse_request<T: OpenAiRequest>(body: &[u8]) -> Result<T, InvalidField> {
     let Some(map) = value.as_object_mut() else {
         return Err(InvalidField::new("the body must be a JSON object", None));
     };
-    let has_tools = map
-        .get("tools")
-        .is_some_and(|t| t.as_array().is_some_and(|a| !a.is_empty()));
     let fields: Vec<String> = map.keys().cloned().collect();
     for field in fields {
         if T::FIELDS.contains(&field.as_str()) || SAMPLING_FIELDS.contains(&field.as_str()) {
@@ -316,8 +413,7 @@ pub fn parse_request<T: OpenAiRequest>(body: &[u8]) -> Result<T, InvalidField> {
                 Some(&field),
             ));
         };
-        let needs_no_tools = matches!(field.as_str(), "tool_choice" | "parallel_tool_calls");
-        if !neutral.is_neutral(&map[&field]) || (needs_no_tools && has_tools) {
+        if !neutral.is_neutral(&map[&field]) {
             return Err(InvalidField::new(
                 format!(
                     "`{field}`: {} is not supported by rbee (accepted: {}, or null)",
@@ -348,6 +444,13 @@ pub struct ChatCompletionRequest {
     pub top_logprobs: Option<usize>,
     #[serde(default)]
     pub response_format: Option<ResponseFormat>,
+    #[serde(default)]
+    pub tools: Option<Vec<ToolDefinition>>,
+    #[serde(default)]
+    pub tool_choice: Option<ToolChoiceOption>,
+    /// Accepted either way; an answer holds at most one call.
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
     #[serde(flatten)]
     pub sampling: Sampling,
 }
@@ -398,10 +501,67 @@ impl OpenAiRequest for ChatCompletionRequest {
         "logprobs",
         "top_logprobs",
         "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
     ];
 }
 
 impl ChatCompletionRequest {
+    /// The tools and choice as the worker takes them; `None` when the answer cannot call any.
+    pub fn tools(
+        &self,
+    ) -> Result<Option<(Vec<crate::worker::Tool>, crate::worker::ToolChoice)>, InvalidField> {
+        use crate::worker::{Tool, ToolChoice};
+        let choice = match &self.tool_choice {
+            None => ToolChoice::Auto,
+            Some(ToolChoiceOption::Mode(m)) => match m.as_str() {
+                "none" => ToolChoice::None,
+                "auto" => ToolChoice::Auto,
+                "required" => ToolChoice::Required,
+                other => {
+                    return Err(InvalidField::new(
+                        format!("`tool_choice` `{other}` is not one of none, auto, required"),
+                        Some("tool_choice"),
+                    ));
+                }
+            },
+            Some(ToolChoiceOption::Named { function }) => {
+                ToolChoice::Function(function.name.clone())
+            }
+        };
+        let mut tools = Vec::new();
+        for t in self.tools.iter().flatten() {
+            if t.kind != "function" {
+                return Err(InvalidField::new(
+                    format!("tools of type `{}` are not supported (function)", t.kind),
+                    Some("tools"),
+                ));
+            }
+            tools.push(Tool {
+                name: t.function.name.clone(),
+                description: t.function.description.clone(),
+                parameters: t.function.parameters.clone(),
+            });
+        }
+        if let ToolChoice::Function(name) = &choice
+            && !tools.is_empty()
+            && !tools.iter().any(|t| &t.name == name)
+        {
+            return Err(InvalidField::new(
+                format!("`tool_choice` names `{name}`, which is not among the tools"),
+                Some("tool_choice"),
+            ));
+        }
+        if tools.is_empty() && !matches!(choice, ToolChoice::None | ToolChoice::Auto) {
+            return Err(InvalidField::new(
+                "`tool_choice` asks for a call, but no `tools` were given",
+                Some("tool_choice"),
+            ));
+        }
+        Ok((!tools.is_empty() && choice != ToolChoice::None).then_some((tools, choice)))
+    }
+
     /// How many alternatives per token the worker reports; `None` without `logprobs`.
     pub fn logprobs(&self) -> Result<Option<usize>, InvalidField> {
         let top = self.top_logprobs.unwrap_or(0);
@@ -493,7 +653,10 @@ impl Usage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssistantMessage {
     pub role: String,
-    pub content: String,
+    /// `null` when the answer only calls tools.
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -593,6 +756,8 @@ pub struct Delta {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -896,20 +1061,70 @@ mod tests {
     #[test]
     fn a_value_that_would_change_the_request_is_refused_naming_the_field() {
         for (body, field) in [
-            (r#""tool_choice":"required""#, "tool_choice"),
             (r#""store":true"#, "store"),
             (r#""modalities":["text","audio"]"#, "modalities"),
-            // Neutral on their own, not beside tools rbee cannot call.
-            (
-                r#""tool_choice":"auto","tools":[{"type":"function","function":{"name":"f"}}]"#,
-                "tool_choice",
-            ),
         ] {
             let body = format!(r#"{{"model":"m","messages":[],{body}}}"#);
             let err = parse_request::<ChatCompletionRequest>(body.as_bytes()).unwrap_err();
             assert_eq!(err.param.as_deref(), Some(field), "{body}: {err}");
             assert!(err.message.contains("accepted:"), "{err}");
         }
+    }
+
+    #[test]
+    fn tools_and_tool_choice_become_what_the_worker_takes() {
+        use crate::worker::ToolChoice;
+        let tools = |extra: &str| {
+            let body = format!(
+                r#"{{"model":"m","messages":[],"tools":[{{"type":"function","function":
+                    {{"name":"f","parameters":{{"type":"object"}}}}}}]{extra}}}"#
+            );
+            parse_request::<ChatCompletionRequest>(body.as_bytes())
+                .unwrap()
+                .tools()
+        };
+        let (list, choice) = tools("").unwrap().unwrap();
+        assert_eq!((list[0].name.as_str(), choice), ("f", ToolChoice::Auto));
+        assert_eq!(
+            tools(r#","tool_choice":"required""#).unwrap().unwrap().1,
+            ToolChoice::Required
+        );
+        let named = tools(r#","tool_choice":{"type":"function","function":{"name":"f"}}"#);
+        assert_eq!(named.unwrap().unwrap().1, ToolChoice::Function("f".into()));
+        assert_eq!(tools(r#","tool_choice":"none""#).unwrap(), None);
+        let bad = tools(r#","tool_choice":"always""#).unwrap_err();
+        assert_eq!(bad.param.as_deref(), Some("tool_choice"));
+        let missing = tools(r#","tool_choice":{"type":"function","function":{"name":"g"}}"#);
+        assert_eq!(missing.unwrap_err().param.as_deref(), Some("tool_choice"));
+        let none: ChatCompletionRequest =
+            parse_request(br#"{"model":"m","messages":[],"tool_choice":"required"}"#).unwrap();
+        assert_eq!(
+            none.tools().unwrap_err().param.as_deref(),
+            Some("tool_choice")
+        );
+    }
+
+    #[test]
+    fn a_tool_round_trip_history_is_accepted() {
+        let req: ChatCompletionRequest = parse_request(
+            br#"{"model":"m","messages":[{"role":"user","content":"Weather?"},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
+                 "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+                {"role":"tool","tool_call_id":"call_1","content":"18 C"}]}"#,
+        )
+        .unwrap();
+        let chat: Vec<ChatMessage> = req.messages.iter().map(|m| m.to_chat().unwrap()).collect();
+        assert_eq!(chat[1].tool_calls[0].name, "get_weather");
+        assert_eq!(chat[1].tool_calls[0].arguments, r#"{"city":"Paris"}"#);
+        assert_eq!(chat[2].tool_call_id.as_deref(), Some("call_1"));
+        let orphan = Message {
+            role: "tool".into(),
+            content: Some(Content::Text("x".into())),
+            name: None,
+            tool_calls: None,
+            tool_call_id: None,
+        };
+        assert!(orphan.to_chat().is_err());
     }
 
     #[test]

@@ -203,6 +203,10 @@ pub struct TaskRequest {
     pub logprobs: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<crate::worker::OutputFormat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<crate::worker::Tool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<crate::worker::ToolChoice>,
     #[serde(default = "default_backend")]
     pub backend: Backend,
     #[serde(default)]

@@ -165,12 +165,70 @@ impl LoadingEvent {
 
 sse_stages!(LoadingEvent);
 
-/// A chat message for `POST /v1/inference` with `messages`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A chat message for `POST /v1/inference` with `messages`: `system`, `user`, `assistant`
+/// (with the calls it made, if any) or `tool` (a call's result).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage {
     pub role: String,
+    #[serde(default)]
     pub content: String,
+    /// An assistant message's tool calls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// A `tool` message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON schema of its arguments (an object); without one, any object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+}
+
+/// Whether the answer may, must, or must not call a tool: `"none"`, `"auto"` (the default
+/// with tools), `"required"`, or `{"function": "<name>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    None,
+    Auto,
+    Required,
+    Function(String),
+}
+
+/// A call the model made: `arguments` is JSON text (an object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// With tools offered, the answer as read from the model's output: its text and its calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolOutcome {
+    pub content: String,
+    #[serde(default)]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// `POST /v1/inference`. Exactly one of `prompt` and `messages` is given.
@@ -221,6 +279,11 @@ pub struct InferenceRequest {
     /// What the answer must be (constrained decoding); free text when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<OutputFormat>,
+    /// Functions the model may call (with `messages`); the calls come in `end`'s `tools`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
     /// Only streaming is supported; `false` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
@@ -414,6 +477,9 @@ pub struct EndEvent {
     pub prompt_tokens_per_sec: f64,
     /// Generated tokens per second, measured after the first token.
     pub decode_tokens_per_sec: f64,
+    /// With tools offered: the answer's text and calls, read from the tokens streamed before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<ToolOutcome>,
 }
 
 crate::sse_events! {

@@ -14,7 +14,8 @@ use rbee_api::openai::{
     Answer, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk,
     ChatCompletionRequest, ChoiceLogprobs, ChunkChoice, Completion, CompletionChoice,
     CompletionLogprobs, CompletionRequest, Delta, ErrorResponse, InvalidField, Model, ModelId,
-    ModelIdError, ModelList, Sampling, StreamItem, Usage, finish_reason, parse_request,
+    ModelIdError, ModelList, Sampling, StreamItem, ToolCall, ToolCallDelta, Usage, finish_reason,
+    parse_request,
 };
 use rbee_api::queen::{TaskEvent, TaskRequest};
 use rbee_api::worker::{EndEvent, TokenEvent, TokenLogprob};
@@ -200,6 +201,8 @@ fn task_for(
         logit_bias: sampling.logit_bias.clone().filter(|b| !b.is_empty()),
         logprobs: None,
         format: None,
+        tools: None,
+        tool_choice: None,
         backend: rbee_api::Backend::Cpu,
         device: 0,
     })
@@ -210,6 +213,10 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
     let mut task = task_for(&req.model, &req.sampling, req.max_completion_tokens)?;
     task.logprobs = req.logprobs()?;
     task.format = (req.response_format.as_ref()).and_then(|f| f.output_format());
+    if let Some((tools, choice)) = req.tools()? {
+        task.tools = Some(tools);
+        task.tool_choice = Some(choice);
+    }
     if req.messages.is_empty() {
         return Err(OpenAiError::invalid(
             "`messages` is empty".into(),
@@ -250,6 +257,9 @@ struct Shaper {
     model: String,
     /// Whether log-probabilities were asked for.
     logprobs: bool,
+    /// Whether the answer may call tools: its text and calls then come from the task's end
+    /// (the tokens before it are the model's raw call syntax).
+    tools: bool,
     /// Bytes of answer text sent so far (a completion's `text_offset`).
     sent: usize,
 }
@@ -316,19 +326,41 @@ impl Shaper {
 
     fn text(text: String) -> Delta {
         Delta {
-            role: None,
             content: Some(text),
+            ..Delta::default()
+        }
+    }
+
+    /// The answer's text and calls when tools were offered, read by the worker.
+    fn outcome(end: &EndEvent) -> (Option<String>, Vec<ToolCall>) {
+        let outcome = end.tools.clone().unwrap_or_default();
+        let calls: Vec<ToolCall> = outcome.tool_calls.iter().map(ToolCall::from).collect();
+        let content = (!outcome.content.is_empty() || calls.is_empty()).then_some(outcome.content);
+        (content, calls)
+    }
+
+    fn finish(&self, end: &EndEvent, calls: &[ToolCall]) -> &'static str {
+        if calls.is_empty() {
+            finish_reason(end.stop_reason)
+        } else {
+            "tool_calls"
         }
     }
 
     fn whole(&self, text: String, lp: &[TokenLogprob], end: &EndEvent) -> Answer {
         let usage = Usage::new(end.tokens_in, end.tokens_out);
-        let finish = finish_reason(end.stop_reason);
         if self.kind == Kind::Completion {
             // A finished completion is its last chunk with all the text and the usage.
+            let finish = finish_reason(end.stop_reason);
             let lp = self.logprobs.then(|| CompletionLogprobs::new(lp, 0));
             return Answer::Completion(self.completion(Some(text), lp, Some(finish), Some(usage)));
         }
+        let (content, tool_calls) = if self.tools {
+            Self::outcome(end)
+        } else {
+            (Some(text), Vec::new())
+        };
+        let finish = self.finish(end, &tool_calls);
         Answer::Chat(ChatCompletion {
             id: self.id.clone(),
             object: "chat.completion".into(),
@@ -338,7 +370,8 @@ impl Shaper {
                 index: 0,
                 message: AssistantMessage {
                     role: "assistant".into(),
-                    content: text,
+                    content,
+                    tool_calls,
                 },
                 finish_reason: finish.to_owned(),
                 logprobs: self.logprobs.then(|| ChoiceLogprobs::new(lp)),
@@ -379,6 +412,7 @@ async fn answer(
     sampling: &Sampling,
 ) -> Result<Response, OpenAiError> {
     let logprobs = task.logprobs.is_some();
+    let tools = task.tools.is_some();
     let (_, mut rx) =
         crate::tasks::launch(&state, task).map_err(|e| OpenAiError::new(e.envelope(), None))?;
     let shaper = Shaper {
@@ -395,12 +429,17 @@ async fn answer(
         created: now_unix(),
         model,
         logprobs,
+        tools,
         sent: 0,
     };
     let first = opening(&mut rx).await.map_err(|e| {
-        // The worker names `format` when the schema cannot be enforced.
-        let format = e.error.details.get("field").and_then(|f| f.as_str()) == Some("format");
-        OpenAiError::new(e, format.then_some("response_format"))
+        // The worker names `format` or `tools` when it cannot enforce what they ask.
+        let param = match e.error.details.get("field").and_then(|f| f.as_str()) {
+            Some("format") => Some("response_format"),
+            Some("tools") => Some("tools"),
+            _ => None,
+        };
+        OpenAiError::new(e, param)
     })?;
     Ok(if sampling.streaming() {
         stream(shaper, first, rx, sampling.include_usage())
@@ -458,6 +497,7 @@ fn stream(
             let role = Delta {
                 role: Some("assistant".into()),
                 content: Some(String::new()),
+                tool_calls: None,
             };
             if !send(shaper.chunk(role, &[], None, None)).await {
                 return;
@@ -476,6 +516,8 @@ fn stream(
                 },
             };
             match event {
+                // With tools, the text and calls come whole with the end.
+                TaskEvent::Token(_) if shaper.tools => {}
                 TaskEvent::Token(t) => {
                     let delivered = send(shaper.chunk(Shaper::text(t.t), &t.lp, None, None)).await;
                     if !delivered {
@@ -484,7 +526,29 @@ fn stream(
                     }
                 }
                 TaskEvent::End(end) => {
-                    let finish = finish_reason(end.stop_reason);
+                    let mut finish = finish_reason(end.stop_reason);
+                    if shaper.tools {
+                        let (content, calls) = Shaper::outcome(&end);
+                        finish = shaper.finish(&end, &calls);
+                        if let Some(text) = content.filter(|c| !c.is_empty()) {
+                            let _ = send(shaper.chunk(Shaper::text(text), &[], None, None)).await;
+                        }
+                        if !calls.is_empty() {
+                            let deltas = (calls.into_iter().enumerate())
+                                .map(|(index, c)| ToolCallDelta {
+                                    index,
+                                    id: c.id,
+                                    kind: c.kind,
+                                    function: c.function,
+                                })
+                                .collect();
+                            let delta = Delta {
+                                tool_calls: Some(deltas),
+                                ..Delta::default()
+                            };
+                            let _ = send(shaper.chunk(delta, &[], None, None)).await;
+                        }
+                    }
                     let last = Shaper::text(String::new());
                     let _ = send(shaper.chunk(last, &[], Some(finish), None)).await;
                     if include_usage {

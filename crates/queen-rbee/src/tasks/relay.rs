@@ -146,6 +146,8 @@ pub(super) fn inference_request(req: &TaskRequest, task_id: &TaskId) -> Inferenc
         logit_bias: req.logit_bias.clone(),
         logprobs: req.logprobs,
         format: req.format.clone(),
+        tools: req.tools.clone(),
+        tool_choice: req.tool_choice.clone(),
         stream: Some(true),
     }
 }

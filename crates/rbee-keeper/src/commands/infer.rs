@@ -76,10 +76,7 @@ fn request(args: &InferArgs, target: &Target, task_id: &TaskId) -> TaskRequest {
     } else {
         (
             None,
-            Some(vec![ChatMessage {
-                role: "user".into(),
-                content: args.prompt.clone(),
-            }]),
+            Some(vec![ChatMessage::new("user", args.prompt.clone())]),
         )
     };
     TaskRequest {
@@ -99,6 +96,8 @@ fn request(args: &InferArgs, target: &Target, task_id: &TaskId) -> TaskRequest {
         logit_bias: None,
         logprobs: None,
         format: None,
+        tools: None,
+        tool_choice: None,
         backend: args.backend,
         device: args.device,
     }

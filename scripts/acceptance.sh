@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RBEE_TEST_MODEL="${RBEE_TEST_MODEL:-$(scripts/fetch-model.sh)}"
+# Ollama's own Python package drives the queen in one scenario.
+export RBEE_PYTHON="${RBEE_PYTHON:-$(scripts/python-env.sh)}"
 cargo build --workspace --bins --locked
 # --workspace: the same feature set as the other tests, so nothing is compiled twice.
 cargo test --locked --workspace --test acceptance -- "$@"

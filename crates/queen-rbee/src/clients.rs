@@ -3,11 +3,14 @@
 use std::time::Duration;
 
 use rbee_api::hive::{
-    DownloadRequest, DownloadStarted, ModelsList, PreflightPassed, PreflightRequest, Resources,
-    ShutdownWorkerRequest, SpawnRequest, SpawnResponse, WorkerStopped, WorkersList,
+    DeleteModelRequest, DownloadRequest, DownloadStarted, ModelDeleted, ModelsList,
+    PreflightPassed, PreflightRequest, Resources, ShutdownWorkerRequest, SpawnRequest,
+    SpawnResponse, WorkerStopped, WorkersList,
 };
 use rbee_api::routes::{hive as hive_routes, worker as worker_routes};
-use rbee_api::worker::{CancelResponse, HealthResponse, InferenceRequest, ReadyResponse};
+use rbee_api::worker::{
+    CancelResponse, HealthResponse, InferenceRequest, ModelInfo, ReadyResponse,
+};
 use rbee_api::{ErrorEnvelope, JobId, ModelRef, NodeName, ShuttingDown, WorkerId};
 use rbee_http::client::envelope_of;
 use serde::Serialize;
@@ -171,6 +174,21 @@ impl HiveClient {
             model_ref: model_ref.clone(),
         };
         let (req, what) = self.post(hive_routes::MODELS_DOWNLOAD, &body);
+        fetch(req.timeout(QUICK), what).await
+    }
+
+    /// What the node's worker binary reads from a catalogued model's header.
+    pub async fn model_info(&self, model_ref: &ModelRef) -> Result<ModelInfo, CallError> {
+        let (req, what) = self.get(hive_routes::MODELS_INFO);
+        let query = [("ref", model_ref.to_string())];
+        fetch(req.query(&query).timeout(SLOW), what).await
+    }
+
+    pub async fn delete_model(&self, model_ref: &ModelRef) -> Result<ModelDeleted, CallError> {
+        let body = DeleteModelRequest {
+            model_ref: model_ref.clone(),
+        };
+        let (req, what) = self.post(hive_routes::MODELS_DELETE, &body);
         fetch(req.timeout(QUICK), what).await
     }
 

@@ -8,6 +8,7 @@ mod fuzz_every_route;
 mod install_over_ssh;
 mod local_tasks;
 mod metrics;
+mod ollama_api;
 mod openai_api;
 mod remote_nodes;
 mod setup_nodes;

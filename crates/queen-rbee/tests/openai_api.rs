@@ -1,49 +1,21 @@
 //! The OpenAI-compatible API, driven by the official `openai` Python SDK and by raw HTTP.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Queen, call, model_path};
+use crate::support::{Queen, call, model_path, run_client_check};
 
 fn model_id() -> String {
     format!("file:{}", model_path().display())
 }
 
-/// A Python with the `openai` package (`RBEE_PYTHON`, else the one scripts/python-env.sh
-/// made).
-fn python() -> PathBuf {
-    let python = std::env::var_os("RBEE_PYTHON").map_or_else(
-        || {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/rbee/venv/bin/python")
-        },
-        PathBuf::from,
-    );
-    assert!(
-        python.is_file(),
-        "{} is missing: run scripts/python-env.sh (it installs the openai package)",
-        python.display()
-    );
-    python
-}
-
 #[tokio::test]
 async fn the_official_openai_sdk_gets_coherent_answers_and_clear_errors() {
     let queen = Queen::start_local(&[], &[]).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/openai-check.py");
-    let out = tokio::process::Command::new(python())
-        .arg(script)
-        .args(["--base-url", &format!("{}/v1", queen.url)])
-        .args(["--model", &model_id()])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("openai SDK check passed"), "{stdout}");
+    let base = format!("{}/v1", queen.url);
+    let args = ["--base-url", &base, "--model", &model_id()];
+    run_client_check("openai-check.py", &args, "openai SDK check passed").await;
 }
 
 #[tokio::test]

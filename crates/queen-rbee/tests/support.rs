@@ -241,3 +241,21 @@ pub fn error(events: &[TaskEvent]) -> Option<&rbee_api::ErrorEnvelope> {
         _ => None,
     })
 }
+
+/// Runs `scripts/<script>` (a check with an official client package) with `args`, asserting
+/// it exits 0 and prints `passed`.
+pub async fn run_client_check(script: &str, args: &[&str], passed: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(script);
+    let out = tokio::process::Command::new(rbee_testkit::sdk_python())
+        .arg(path)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(passed), "{stdout}");
+}

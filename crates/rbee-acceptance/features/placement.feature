@@ -48,3 +48,12 @@ Feature: Placement when no node is named
     Then the answer is a chat completion with coherent text
     And "mac" runs 1 hive and 1 worker
     And "workstation" runs 1 hive and 0 workers
+
+  Scenario: Ollama clients see every node's models and are placed the same way
+    Given a worker on "mac" has answered once
+    When the ollama package chats with model "hf:test/SmolLM2:Q8_0" through the queen
+    Then the ollama answer is coherent text of 16 tokens
+    And the ollama package listed "hf:test/SmolLM2:Q8_0" and "mac/hf:test/SmolLM2:Q8_0"
+    And the ollama package saw the model running on "mac"
+    And "mac" runs 1 hive and 1 worker
+    And "workstation" runs 1 hive and 0 workers

@@ -119,6 +119,28 @@ pub struct ModelsList {
     pub models: Vec<ModelEntry>,
 }
 
+/// `GET /v1/models/info?ref=<model ref>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfoQuery {
+    #[serde(rename = "ref")]
+    pub model_ref: ModelRef,
+}
+
+/// `POST /v1/models/delete`: take a model out of the catalog. A downloaded file is deleted;
+/// a `file:` model's file is the user's and stays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteModelRequest {
+    pub model_ref: ModelRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelDeleted {
+    pub model_ref: ModelRef,
+    /// Whether the file was deleted (downloaded models) or left (`file:` models).
+    pub file_removed: bool,
+}
+
 /// `POST /v1/models/download`: make sure a model is in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

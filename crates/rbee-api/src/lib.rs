@@ -15,6 +15,7 @@
 //! - [`narration`]: human-readable narration events streamed alongside data.
 //! - [`hive`]: the `rbee-hive` API (workers, models, downloads, logs, detection).
 //! - [`openai`]: the OpenAI-compatible API the queen serves (`/v1/chat/completions`, …).
+//! - [`ollama`]: Ollama's API the queen serves (`/api/chat`, `/api/tags`, …).
 //! - [`queen`]: the `queen-rbee` API (node registry, tasks, workers across nodes).
 //! - [`ready`]: the line a daemon prints on stdout once it listens.
 //! - [`worker`]: the `llm-worker-rbee` API (inference, loading progress, readiness, callbacks).
@@ -29,6 +30,7 @@ pub mod hive;
 pub mod ids;
 pub mod model_ref;
 pub mod narration;
+pub mod ollama;
 pub mod openai;
 pub mod queen;
 pub mod ready;

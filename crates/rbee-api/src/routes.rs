@@ -29,6 +29,9 @@ pub mod hive {
     pub const PREFLIGHT: &str = "/v1/preflight";
     pub const MODELS_DOWNLOAD: &str = "/v1/models/download";
     pub const MODELS_DOWNLOAD_PROGRESS: &str = "/v1/models/download/progress";
+    /// `GET ?ref=<model ref>`: what the GGUF header of a catalogued model says.
+    pub const MODELS_INFO: &str = "/v1/models/info";
+    pub const MODELS_DELETE: &str = "/v1/models/delete";
     pub const LOGS: &str = "/v1/logs";
     pub const ADMIN_SHUTDOWN: &str = "/v1/admin/shutdown";
     pub const METRICS: &str = "/metrics";
@@ -55,6 +58,15 @@ pub mod queen {
     pub const OPENAI_MODEL: &str = "/v1/models/{*id}";
     pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
     pub const COMPLETIONS: &str = "/v1/completions";
+    /// Ollama's API.
+    pub const OLLAMA_VERSION: &str = "/api/version";
+    pub const OLLAMA_TAGS: &str = "/api/tags";
+    pub const OLLAMA_PS: &str = "/api/ps";
+    pub const OLLAMA_SHOW: &str = "/api/show";
+    pub const OLLAMA_PULL: &str = "/api/pull";
+    pub const OLLAMA_DELETE: &str = "/api/delete";
+    pub const OLLAMA_CHAT: &str = "/api/chat";
+    pub const OLLAMA_GENERATE: &str = "/api/generate";
 
     pub fn task(id: &crate::JobId) -> String {
         format!("{TASKS}/{id}")

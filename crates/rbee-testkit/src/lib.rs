@@ -86,6 +86,22 @@ pub fn llama_python() -> PathBuf {
     python
 }
 
+/// A Python interpreter with the official `openai` and `ollama` packages (`RBEE_PYTHON`, as
+/// `scripts/test.sh` sets it from `scripts/python-env.sh`).
+pub fn sdk_python() -> PathBuf {
+    let python = std::env::var_os("RBEE_PYTHON").map(PathBuf::from);
+    let python = python.unwrap_or_else(|| {
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+        home.join(".cache/rbee/venv/bin/python")
+    });
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/python-env.sh (it installs the openai and ollama packages)",
+        python.display()
+    );
+    python
+}
+
 /// The default model's bytes, read once per test binary.
 pub fn model_bytes() -> Arc<Vec<u8>> {
     static BYTES: std::sync::OnceLock<Arc<Vec<u8>>> = std::sync::OnceLock::new();

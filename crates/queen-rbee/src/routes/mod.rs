@@ -2,6 +2,7 @@
 
 mod beehives;
 mod logs;
+mod ollama;
 mod openai;
 mod status;
 mod tasks;
@@ -32,7 +33,15 @@ pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
         .route(paths::OPENAI_MODELS, get(openai::models))
         .route(paths::OPENAI_MODEL, get(openai::model))
         .route(paths::CHAT_COMPLETIONS, post(openai::chat))
-        .route(paths::COMPLETIONS, post(openai::completions));
+        .route(paths::COMPLETIONS, post(openai::completions))
+        .route(paths::OLLAMA_VERSION, get(ollama::version))
+        .route(paths::OLLAMA_TAGS, get(ollama::tags))
+        .route(paths::OLLAMA_PS, get(ollama::ps))
+        .route(paths::OLLAMA_SHOW, post(ollama::show))
+        .route(paths::OLLAMA_PULL, post(ollama::pull))
+        .route(paths::OLLAMA_DELETE, delete(ollama::delete))
+        .route(paths::OLLAMA_CHAT, post(ollama::chat))
+        .route(paths::OLLAMA_GENERATE, post(ollama::generate));
     if let Some(key) = key {
         api = api.route_layer(from_fn_with_state(key, require_bearer));
     }

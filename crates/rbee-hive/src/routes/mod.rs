@@ -26,6 +26,8 @@ pub fn router(state: AppState, key: ApiKey) -> Router {
         .route(paths::PREFLIGHT, post(models::preflight))
         .route(paths::MODELS_DOWNLOAD, post(models::download))
         .route(paths::MODELS_DOWNLOAD_PROGRESS, get(models::progress))
+        .route(paths::MODELS_INFO, get(models::info))
+        .route(paths::MODELS_DELETE, post(models::delete))
         .route(paths::LOGS, get(logs::stream))
         .route(paths::ADMIN_SHUTDOWN, post(admin::shutdown))
         .route(paths::METRICS, get(workers::metrics))

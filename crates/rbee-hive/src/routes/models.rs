@@ -4,9 +4,10 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use rbee_api::hive::{
-    DownloadEvent, DownloadRequest, DownloadStarted, ModelsList, PreflightPassed, PreflightRequest,
-    Resources,
+    DeleteModelRequest, DownloadEvent, DownloadRequest, DownloadStarted, ModelDeleted,
+    ModelInfoQuery, ModelsList, PreflightPassed, PreflightRequest, Provider, Resources,
 };
+use rbee_api::worker::ModelInfo;
 use rbee_http::ApiJson;
 use serde::Deserialize;
 
@@ -16,6 +17,63 @@ use crate::state::AppState;
 pub async fn list(State(state): State<AppState>) -> Result<Json<ModelsList>, HiveError> {
     Ok(Json(ModelsList {
         models: state.catalog.list()?,
+    }))
+}
+
+fn catalogued(
+    state: &AppState,
+    model_ref: &rbee_api::ModelRef,
+) -> Result<rbee_api::hive::ModelEntry, HiveError> {
+    state.catalog.find(model_ref)?.ok_or_else(|| {
+        HiveError::ModelNotFound(format!("{model_ref} is not in this node's catalog"))
+    })
+}
+
+/// What the worker binary reads from a catalogued model's GGUF header.
+pub async fn info(
+    State(state): State<AppState>,
+    Query(q): Query<ModelInfoQuery>,
+) -> Result<Json<ModelInfo>, HiveError> {
+    let model = catalogued(&state, &q.model_ref)?;
+    let path = std::path::Path::new(&model.local_path);
+    Ok(Json(state.preflight.check_file(path, true).await?))
+}
+
+/// Takes a model out of the catalog, deleting its file when the hive downloaded it. A
+/// model a worker is running is refused: stop the worker first.
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<DeleteModelRequest>,
+) -> Result<Json<ModelDeleted>, HiveError> {
+    let model = catalogued(&state, &req.model_ref)?;
+    if let Some(w) = (state.pool.list().into_iter()).find(|w| w.model_ref == model.reference) {
+        return Err(HiveError::InvalidRequest(format!(
+            "{} is in use by worker {}; stop it first (`rbee workers stop --node <node> --id {}`)",
+            model.reference, w.id, w.id
+        )));
+    }
+    let file_removed = model.provider != Provider::File;
+    if file_removed {
+        match std::fs::remove_file(&model.local_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(HiveError::io(
+                    format!("cannot delete {}", model.local_path),
+                    e,
+                ));
+            }
+        }
+    }
+    state.catalog.remove(&model.reference)?;
+    state.logs.hive(format!(
+        "deleted {} from the catalog{}",
+        model.reference,
+        if file_removed { " and its file" } else { "" }
+    ));
+    Ok(Json(ModelDeleted {
+        model_ref: model.reference,
+        file_removed,
     }))
 }
 

@@ -4,4 +4,5 @@ pub mod commands;
 mod install;
 mod models;
 mod nodes;
+mod ollama;
 mod workers;

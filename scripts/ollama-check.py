@@ -81,6 +81,10 @@ def main():
     assert last.eval_count == 24 and last.prompt_eval_count > 5, last
     assert last.total_duration > 0 and last.eval_duration > 0, last
     assert len(words(streamed)) >= 5 and "\ufffd" not in streamed, streamed
+    # `num_ctx` bounds prompt plus answer.
+    short = client.chat(model=model, messages=messages,
+                        options={"temperature": 0, "num_ctx": last.prompt_eval_count + 4})
+    assert short.eval_count == 4 and short.done_reason == "length", short
     whole = client.chat(model=model, messages=messages, options=options)
     assert whole.done and whole.message.role == "assistant", whole
     assert whole.message.content == streamed, (whole.message.content, streamed)

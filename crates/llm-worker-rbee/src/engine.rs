@@ -118,7 +118,14 @@ impl Engine {
             }
             (None, None) => return Err(invalid("`prompt` or `messages` is required".into())),
         };
-        let ctx = self.info.context_length;
+        let ctx = (req.context_length).map_or(self.info.context_length, |c| {
+            c.min(self.info.context_length)
+        });
+        let whose = if ctx < self.info.context_length {
+            "the requested context (`context_length`)"
+        } else {
+            "the model's context"
+        };
         let temperature = req
             .temperature
             .unwrap_or(InferenceRequest::DEFAULT_TEMPERATURE);
@@ -131,7 +138,7 @@ impl Engine {
         if prompt >= ctx {
             return Err(WorkerError::InvalidRequest(
                 format!(
-                    "the prompt ({prompt} tokens) does not fit the model's context of {ctx} tokens; shorten it"
+                    "the prompt ({prompt} tokens) does not fit {whose} of {ctx} tokens; shorten it"
                 ),
                 json!({"prompt_tokens": prompt, "context_length": ctx}),
             ));
@@ -141,7 +148,7 @@ impl Engine {
         if prompt + max_tokens > ctx {
             return Err(WorkerError::InvalidRequest(
                 format!(
-                    "prompt ({prompt} tokens) plus `max_tokens` ({max_tokens}) exceeds the model's context of {ctx} tokens"
+                    "prompt ({prompt} tokens) plus `max_tokens` ({max_tokens}) exceeds {whose} of {ctx} tokens"
                 ),
                 json!({"prompt_tokens": prompt, "max_tokens": max_tokens, "context_length": ctx}),
             ));

@@ -367,3 +367,27 @@ async fn logprobs_come_with_every_generated_token_and_its_likeliest_alternatives
         _ => true,
     }));
 }
+
+#[tokio::test]
+async fn a_smaller_context_length_bounds_prompt_and_answer() {
+    let w = Worker::ready(&[]).await;
+    let prompt = w.infer(story_request(1, json!({}))).await.end().tokens_in;
+    let bounded = w
+        .infer(json!({
+            "messages": [{"role": "user", "content": "Write a short story about a cat."}],
+            "temperature": 0,
+            "context_length": prompt + 5
+        }))
+        .await;
+    assert_eq!(bounded.end().tokens_out, 5);
+    assert_eq!(bounded.end().stop_reason, StopReason::MaxTokens);
+    let body = json!({
+        "messages": [{"role": "user", "content": "Write a short story about a cat."}],
+        "context_length": prompt - 1
+    });
+    let resp = w.post("/v1/inference").json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`context_length`"), "{message}");
+}

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use rbee_api::hive::{
-    DeleteModelRequest, DownloadRequest, DownloadStarted, ModelDeleted, ModelsList,
-    PreflightPassed, PreflightRequest, Resources, ShutdownWorkerRequest, SpawnRequest,
-    SpawnResponse, WorkerStopped, WorkersList,
+    DeleteModelRequest, DownloadRequest, DownloadStarted, KeepAliveRequest, KeptAlive,
+    ModelDeleted, ModelsList, PreflightPassed, PreflightRequest, Resources, ShutdownWorkerRequest,
+    SpawnRequest, SpawnResponse, WorkerStopped, WorkersList,
 };
 use rbee_api::routes::{hive as hive_routes, worker as worker_routes};
 use rbee_api::worker::{
@@ -208,6 +208,19 @@ impl HiveClient {
             worker_id: worker_id.clone(),
         };
         let (req, what) = self.post(hive_routes::WORKERS_SHUTDOWN, &body);
+        fetch(req.timeout(SLOW), what).await
+    }
+
+    pub async fn keep_alive(
+        &self,
+        worker_id: &WorkerId,
+        seconds: u64,
+    ) -> Result<KeptAlive, CallError> {
+        let body = KeepAliveRequest {
+            worker_id: worker_id.clone(),
+            seconds,
+        };
+        let (req, what) = self.post(hive_routes::WORKERS_KEEP_ALIVE, &body);
         fetch(req.timeout(SLOW), what).await
     }
 

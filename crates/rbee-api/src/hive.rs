@@ -59,6 +59,26 @@ pub struct WorkerInfo {
     /// Which implementation computes the model, once the worker reports it loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute: Option<crate::worker::ComputePath>,
+    /// How long it stays once idle, when a client set it (`POST /v1/workers/keep_alive`);
+    /// else the hive's idle timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive_secs: Option<u64>,
+}
+
+/// `POST /v1/workers/keep_alive`: how long a worker stays once idle, from now on (an Ollama
+/// client's `keep_alive`); 0 stops it as soon as it is idle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepAliveRequest {
+    pub worker_id: WorkerId,
+    pub seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptAlive {
+    pub worker_id: WorkerId,
+    /// Whether it was idle and has been stopped (`seconds: 0`).
+    pub stopped: bool,
 }
 
 /// `GET /v1/workers/list`.

@@ -131,7 +131,7 @@ pub struct Options {
     pub num_predict: Option<i64>,
     #[serde(default)]
     pub stop: Option<Vec<String>>,
-    /// Accepted; a worker serves its model's whole context.
+    /// The context the request may use, prompt plus answer (at most the model's own).
     #[serde(default)]
     pub num_ctx: Option<usize>,
     #[serde(default)]

@@ -204,9 +204,15 @@ pub struct TaskRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<crate::worker::OutputFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<crate::worker::Tool>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<crate::worker::ToolChoice>,
+    /// How long the worker stays once idle after this task (seconds; 0 stops it as soon as
+    /// it is idle); without it, the hive's idle timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<u64>,
     #[serde(default = "default_backend")]
     pub backend: Backend,
     #[serde(default)]

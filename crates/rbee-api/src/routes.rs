@@ -24,6 +24,7 @@ pub mod hive {
     /// The worker's callback when its model cannot be loaded.
     pub const WORKERS_FAILED: &str = "/v1/workers/failed";
     pub const WORKERS_SHUTDOWN: &str = "/v1/workers/shutdown";
+    pub const WORKERS_KEEP_ALIVE: &str = "/v1/workers/keep_alive";
     pub const MODELS: &str = "/v1/models";
     pub const RESOURCES: &str = "/v1/resources";
     pub const PREFLIGHT: &str = "/v1/preflight";

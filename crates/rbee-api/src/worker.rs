@@ -279,6 +279,10 @@ pub struct InferenceRequest {
     /// What the answer must be (constrained decoding); free text when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<OutputFormat>,
+    /// Use at most this many positions of the model's context (prompt plus answer), as
+    /// Ollama's `num_ctx`; the model's own context when absent or larger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<usize>,
     /// Functions the model may call (with `messages`); the calls come in `end`'s `tools`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Tool>>,
@@ -312,6 +316,9 @@ impl InferenceRequest {
         }
         if self.max_tokens == Some(0) {
             return Err("`max_tokens` must be at least 1".into());
+        }
+        if self.context_length == Some(0) {
+            return Err("`context_length` must be at least 1".into());
         }
         let temperature = self.temperature.unwrap_or(Self::DEFAULT_TEMPERATURE);
         if !(0.0..=100.0).contains(&temperature) {

@@ -396,8 +396,10 @@ fn task_for(
         logit_bias: None,
         logprobs: None,
         format: output_format(format).map_err(invalid)?,
+        context_length: o.num_ctx.filter(|&n| n > 0),
         tools: None,
         tool_choice: None,
+        keep_alive: None,
         backend: rbee_api::Backend::Cpu,
         device: 0,
     })
@@ -468,13 +470,13 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
         task.tools = Some(tools);
         task.tool_choice = Some(ToolChoice::Auto);
     }
-    let keep_alive = keep_alive(req.keep_alive.as_ref())?;
+    task.keep_alive = keep_alive(req.keep_alive.as_ref())?;
     let answer = Answer {
         kind: Kind::Chat,
         model: req.model,
         tools: with_tools,
     };
-    respond(state, task, answer, req.stream != Some(false), keep_alive).await
+    respond(state, task, answer, req.stream != Some(false)).await
 }
 
 /// `POST /api/generate`.
@@ -525,19 +527,23 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
         messages.push(ChatMessage::new("user", prompt));
         task.messages = Some(messages);
     }
-    let keep_alive = keep_alive(req.keep_alive.as_ref())?;
+    task.keep_alive = keep_alive(req.keep_alive.as_ref())?;
     let answer = Answer {
         kind: Kind::Generate,
         model: req.model,
         tools: false,
     };
-    respond(state, task, answer, req.stream != Some(false), keep_alive).await
+    respond(state, task, answer, req.stream != Some(false)).await
 }
 
-fn keep_alive(value: Option<&serde_json::Value>) -> Result<Option<Duration>, OllamaError> {
+/// `keep_alive` in whole seconds for the task; forever (negative) as the longest there is.
+fn keep_alive(value: Option<&serde_json::Value>) -> Result<Option<u64>, OllamaError> {
     match value {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => rbee_api::ollama::keep_alive(v).map_err(invalid),
+        Some(v) => match rbee_api::ollama::keep_alive(v).map_err(invalid)? {
+            Some(d) => Ok(Some(d.as_secs())),
+            None => Ok(Some(u64::MAX / 2)),
+        },
     }
 }
 
@@ -633,10 +639,8 @@ async fn respond(
     task: TaskRequest,
     answer: Answer,
     streaming: bool,
-    keep_alive: Option<Duration>,
 ) -> Result<Response, OllamaError> {
-    let node = task.node.clone();
-    let model = task.model.clone();
+    let keep_alive = task.keep_alive.is_some();
     let (_, mut rx) = crate::tasks::launch(&state, task)?;
     // Wait for the first piece of the answer, so errors before it are HTTP errors.
     let mut first = Vec::new();
@@ -656,9 +660,6 @@ async fn respond(
             }
         }
     }
-    let unload = keep_alive
-        .filter(Duration::is_zero)
-        .map(|_| (state.clone(), node, model));
     let (tx, out) = mpsc::channel::<serde_json::Value>(64);
     let streamed = tokio::spawn(async move {
         let mut text = String::new();
@@ -693,10 +694,12 @@ async fn respond(
                     } else {
                         (std::mem::take(&mut text), Vec::new())
                     };
-                    let _ = tx.send(answer.line(content, calls, Some(done(&end)))).await;
-                    if let Some((state, node, model)) = unload {
-                        unload_model(&state, node.as_ref(), &model).await;
+                    // With a keep-alive, the task tells the hive once the answer is out; the
+                    // last line waits for that, so a client that asks next sees it applied.
+                    if keep_alive {
+                        while rx.recv().await.is_some() {}
                     }
+                    let _ = tx.send(answer.line(content, calls, Some(done(&end)))).await;
                     return;
                 }
                 TaskEvent::Error(e) => {
@@ -721,24 +724,4 @@ async fn respond(
         return Err(OllamaError::new(ErrorCode::Internal, message));
     }
     Ok(Json(last).into_response())
-}
-
-/// `keep_alive: 0`: stops the workers of `model` (on `node`, or every node) once idle.
-async fn unload_model(state: &AppState, node: Option<&NodeName>, model: &rbee_api::ModelRef) {
-    for n in state.node_names().unwrap_or_default() {
-        if node.is_some_and(|want| want != &n) {
-            continue;
-        }
-        let Ok(hive) = state.hives.client(&n).await else {
-            continue;
-        };
-        let Ok(list) = hive.workers().await else {
-            continue;
-        };
-        for w in list.workers.iter().filter(|w| &w.model_ref == model) {
-            if let Err(e) = hive.stop_worker(&w.id).await {
-                tracing::warn!("keep_alive 0: could not stop worker {} on {n}: {e}", w.id);
-            }
-        }
-    }
 }

@@ -201,8 +201,10 @@ fn task_for(
         logit_bias: sampling.logit_bias.clone().filter(|b| !b.is_empty()),
         logprobs: None,
         format: None,
+        context_length: None,
         tools: None,
         tool_choice: None,
+        keep_alive: None,
         backend: rbee_api::Backend::Cpu,
         device: 0,
     })

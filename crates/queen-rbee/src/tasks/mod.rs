@@ -164,6 +164,20 @@ async fn execute(
     let hive = state.hives.ensure(&node, &events.narrator).await?;
     let worker = worker::acquire(state, &hive, req, events, cancel).await?;
     let result = relay::tokens(&worker.client, &node, req, task_id, events, cancel).await;
+    if let (Ok(()), Some(seconds)) = (&result, req.keep_alive) {
+        let id = worker.id.clone();
+        // The task's slot is free before the worker is told how long to stay.
+        drop(worker);
+        match hive.keep_alive(&id, seconds).await {
+            Ok(k) if k.stopped => {
+                let said = format!("Stopped {id}: keep-alive 0");
+                events.say("keep_alive", said).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot set the keep-alive of {id}: {e}"),
+        }
+        return result;
+    }
     match &result {
         Err(e @ QueenError::NodeLost { .. }) => {
             state.hives.mark_unreachable(&node, &e.to_string());

@@ -146,6 +146,7 @@ pub(super) fn inference_request(req: &TaskRequest, task_id: &TaskId) -> Inferenc
         logit_bias: req.logit_bias.clone(),
         logprobs: req.logprobs,
         format: req.format.clone(),
+        context_length: req.context_length,
         tools: req.tools.clone(),
         tool_choice: req.tool_choice.clone(),
         stream: Some(true),

@@ -21,6 +21,7 @@ pub fn router(state: AppState, key: ApiKey) -> Router {
         .route(paths::WORKERS_LIST, get(workers::list))
         .route(paths::WORKERS_SPAWN, post(workers::spawn))
         .route(paths::WORKERS_SHUTDOWN, post(workers::shutdown))
+        .route(paths::WORKERS_KEEP_ALIVE, post(workers::keep_alive))
         .route(paths::MODELS, get(models::list))
         .route(paths::RESOURCES, get(models::resources))
         .route(paths::PREFLIGHT, post(models::preflight))

@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use rbee_api::Ack;
 use rbee_api::hive::{
-    ShutdownWorkerRequest, SpawnRequest, SpawnResponse, WorkerStopped, WorkersList,
+    KeepAliveRequest, KeptAlive, ShutdownWorkerRequest, SpawnRequest, SpawnResponse, WorkerStopped,
+    WorkersList,
 };
 use rbee_api::worker::WorkerFailedCallback;
 use rbee_http::ApiJson;
@@ -56,6 +57,19 @@ pub async fn shutdown(
     Ok(Json(WorkerStopped {
         worker_id: req.worker_id,
         stopped: true,
+    }))
+}
+
+/// A client's keep-alive for one worker ([`crate::workers::pool`]).
+pub async fn keep_alive(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<KeepAliveRequest>,
+) -> Result<Json<KeptAlive>, HiveError> {
+    let stopped = (state.pool.keep_alive(&req.worker_id, req.seconds).await)
+        .ok_or_else(|| HiveError::WorkerNotFound(req.worker_id.clone()))?;
+    Ok(Json(KeptAlive {
+        worker_id: req.worker_id,
+        stopped,
     }))
 }
 

@@ -261,6 +261,7 @@ impl WorkerPool {
             failed_health_checks: 0,
             api_key: w.key.to_owned(),
             compute: None,
+            keep_alive_secs: None,
         };
         self.registry.insert(info, control.clone());
         control
@@ -305,16 +306,15 @@ impl WorkerPool {
     /// Follows one worker until it is removed: state from `/v1/ready`, health, idle time.
     /// While the worker loads it is polled often, so "idle" shows as soon as it is true.
     async fn supervise(&self, id: &WorkerId, stop: CancellationToken) {
-        let steady = self
-            .config
-            .health_interval
-            .min(self.config.idle_timeout / 4)
-            .max(Duration::from_millis(50));
         let timeout = self
             .config
             .health_interval
             .clamp(Duration::from_millis(500), Duration::from_secs(5));
         loop {
+            let idle_timeout = self.idle_timeout(id);
+            let steady = (self.config.health_interval)
+                .min(idle_timeout / 4)
+                .max(Duration::from_millis(50));
             let loading = self
                 .registry
                 .get(id)
@@ -340,13 +340,13 @@ impl WorkerPool {
                             .get(id)
                             .map_or(0, |(w, _)| w.last_activity_unix),
                     );
+                    let idle_timeout = self.idle_timeout(id);
                     if ready.state == WorkerState::Idle
                         && !busy
-                        && Duration::from_secs(idle_for) >= self.config.idle_timeout
+                        && Duration::from_secs(idle_for) >= idle_timeout
                     {
                         self.logs.hive(format!(
-                            "{id} idle for {idle_for} s (timeout {:?}); shutting it down",
-                            self.config.idle_timeout
+                            "{id} idle for {idle_for} s (timeout {idle_timeout:?}); shutting it down"
                         ));
                         self.stop(id).await;
                         return;
@@ -410,6 +410,30 @@ impl WorkerPool {
     }
 
     /// Asks a worker to stop, waits up to the grace period, then kills it; removes it.
+    /// How long `id` may stay idle: its client's keep-alive, else the hive's idle timeout.
+    fn idle_timeout(&self, id: &WorkerId) -> Duration {
+        (self.registry.get(id))
+            .and_then(|(w, _)| w.keep_alive_secs)
+            .map_or(self.config.idle_timeout, Duration::from_secs)
+    }
+
+    /// Sets how long `id` stays once idle, counted from now; with 0 an idle worker stops at
+    /// once. `None` when there is no such worker, else whether it was stopped.
+    pub async fn keep_alive(&self, id: &WorkerId, seconds: u64) -> Option<bool> {
+        let (info, _) = self.registry.get(id)?;
+        let idle = info.state == WorkerState::Idle && info.slots_available == info.slots_total;
+        if seconds == 0 && idle {
+            self.logs
+                .hive(format!("{id}: keep-alive 0 and idle; shutting it down"));
+            return Some(self.stop(id).await);
+        }
+        self.registry.update(id, |w| {
+            w.keep_alive_secs = Some(seconds);
+            w.last_activity_unix = now_unix();
+        });
+        Some(false)
+    }
+
     pub async fn stop(&self, id: &WorkerId) -> bool {
         let Some((info, control)) = self.registry.get(id) else {
             return false;

@@ -96,8 +96,10 @@ fn request(args: &InferArgs, target: &Target, task_id: &TaskId) -> TaskRequest {
         logit_bias: None,
         logprobs: None,
         format: None,
+        context_length: None,
         tools: None,
         tool_choice: None,
+        keep_alive: None,
         backend: args.backend,
         device: args.device,
     }

@@ -51,7 +51,8 @@ pub struct RunningModel {
     pub size: u64,
     pub digest: String,
     pub details: ModelDetails,
-    /// RFC 3339: when it was last busy (the hive stops it once idle for its idle timeout).
+    /// RFC 3339: when it was last busy plus a client's keep-alive (without one, the hive's idle
+    /// timeout applies from that moment).
     pub expires_at: String,
     pub size_vram: u64,
 }

@@ -173,7 +173,12 @@ pub async fn ps(State(state): State<AppState>) -> Json<PsResponse> {
                 size: entry.map_or(0, |e| e.size_bytes),
                 digest: entry.and_then(|e| e.sha256.clone()).unwrap_or_default(),
                 details: entry.map(details).unwrap_or_default(),
-                expires_at: rfc3339(worker.last_activity_unix),
+                // Its last activity plus a client's keep-alive (without one, the hive's
+                // idle timeout applies, which the hive does not report).
+                expires_at: rfc3339(
+                    (worker.last_activity_unix)
+                        .saturating_add(worker.keep_alive_secs.unwrap_or(0).min(1 << 40)),
+                ),
                 size_vram: 0,
             });
         }

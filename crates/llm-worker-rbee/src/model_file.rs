@@ -185,6 +185,7 @@ impl ModelFile {
         Ok(ModelInfo {
             path: self.path.display().to_string(),
             name: self.header().string("general.name"),
+            license: self.header().string("general.license"),
             architecture: self.header().architecture()?,
             layers: self.header().arch_usize("block_count")?,
             context_length: self.header().arch_usize("context_length")?,

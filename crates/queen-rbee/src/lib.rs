@@ -13,6 +13,7 @@
 //! - [`setup`]: adding a node (after an SSH test) and installing rbee on it.
 //! - [`clients`]: HTTP clients for hives and workers.
 //! - [`narration`]: telling the user what the queen does, as it does it.
+//! - [`downloads`]: following a hive's download of a model.
 //! - [`tasks`]: the inference flow; [`running`]: the tasks running now, to cancel them.
 //! - [`placement`]: choosing a node when a task names none.
 //! - [`metrics`]: what `GET /metrics` counts.
@@ -21,6 +22,7 @@
 
 pub mod args;
 pub mod clients;
+pub mod downloads;
 pub mod error;
 pub mod hives;
 pub mod lanes;

@@ -5,7 +5,7 @@
 //! stream's other events, and into the queen's own log.
 
 use rbee_api::Narration;
-use rbee_api::queen::{SetupEvent, TaskEvent};
+use rbee_api::queen::{PullEvent, SetupEvent, TaskEvent};
 use tokio::sync::mpsc;
 
 /// The actor of everything the queen narrates.
@@ -23,6 +23,7 @@ enum Sink {
     Log,
     Task(mpsc::Sender<TaskEvent>),
     Setup(mpsc::Sender<SetupEvent>),
+    Pull(mpsc::Sender<PullEvent>),
 }
 
 impl Narrator {
@@ -45,6 +46,13 @@ impl Narrator {
         }
     }
 
+    /// Narration into a model pull's stream.
+    pub fn pull(tx: mpsc::Sender<PullEvent>) -> Self {
+        Self {
+            sink: Sink::Pull(tx),
+        }
+    }
+
     /// Tells the user `human`; `action` names the step for machines (`hive_start`, …).
     pub async fn say(&self, action: &str, human: impl Into<String>) {
         let narration = Narration::new(ACTOR, action, human);
@@ -57,6 +65,9 @@ impl Narrator {
             }
             Sink::Setup(tx) => {
                 let _ = tx.send(SetupEvent::Narration(narration)).await;
+            }
+            Sink::Pull(tx) => {
+                let _ = tx.send(PullEvent::Narration(narration)).await;
             }
         }
     }

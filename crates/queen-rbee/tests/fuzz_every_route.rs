@@ -472,6 +472,10 @@ mod routes {
         Node,
         /// Queen `?node=&follow=`.
         NodeLogs,
+        /// Hive `?ref=`.
+        ModelRef,
+        /// Queen `?model=&node=`.
+        ModelShow,
     }
 
     pub struct Route {
@@ -568,6 +572,12 @@ mod routes {
             Route::get(hive::MODELS_DOWNLOAD_PROGRESS).query(QueryKind::Download),
             Route::get(hive::LOGS).query(QueryKind::HiveLogs),
             Route::get(hive::METRICS),
+            Route::get(hive::MODELS_INFO).query(QueryKind::ModelRef),
+            Route::post(hive::MODELS_DELETE, json!({"model_ref": MODEL})).guarded(&["model_ref"]),
+            Route::post(
+                hive::WORKERS_KEEP_ALIVE,
+                json!({"worker_id": WORKER_ID, "seconds": 60}),
+            ),
         ]
     }
 
@@ -600,6 +610,18 @@ mod routes {
             Route::post(queen::WORKERS_SHUTDOWN, json!({"worker_id": WORKER_ID})),
             Route::get(queen::LOGS).query(QueryKind::NodeLogs),
             Route::get(queen::METRICS),
+            Route::get(queen::MODELS_LIST).query(QueryKind::Node),
+            Route::get(queen::MODELS_SHOW).query(QueryKind::ModelShow),
+            Route::post(
+                queen::MODELS_PULL,
+                json!({"node": "localhost", "model": DOWNLOAD_REF}),
+            )
+            .guarded(&["node", "model"]),
+            Route::post(
+                queen::MODELS_REMOVE,
+                json!({"node": "localhost", "model": MODEL}),
+            )
+            .guarded(&["node", "model"]),
             Route::get(queen::OPENAI_MODELS),
             Route::get(queen::OPENAI_MODEL),
             Route::post(queen::CHAT_COMPLETIONS, chat).guarded(&["model", "messages"]),
@@ -1049,6 +1071,8 @@ mod generate {
                 QueryKind::HiveLogs => vec![("follow", BOOLS), ("source", SOURCES)],
                 QueryKind::Node => vec![("node", NODES)],
                 QueryKind::NodeLogs => vec![("node", NODES), ("follow", BOOLS)],
+                QueryKind::ModelRef => vec![("ref", DOWNLOAD_IDS)],
+                QueryKind::ModelShow => vec![("model", DOWNLOAD_IDS), ("node", NODES)],
             };
             let mut pairs = Vec::new();
             for (name, values) in fields {

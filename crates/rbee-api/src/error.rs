@@ -21,6 +21,8 @@ pub enum ErrorCode {
     InvalidModel,
     DownloadFailed,
     InsufficientRam,
+    /// The node's disk cannot hold a download.
+    InsufficientDisk,
     VramExhausted,
     BackendUnavailable,
     LoadingTimeout,
@@ -69,6 +71,7 @@ impl ErrorCode {
                 502
             }
             Self::AllSlotsBusy | Self::ModelNotReady => 503,
+            Self::InsufficientDisk => 507,
             Self::ConnectionTimeout | Self::LoadingTimeout => 504,
             Self::Internal => 500,
         }
@@ -87,6 +90,7 @@ impl ErrorCode {
             Self::InvalidModel => "INVALID_MODEL",
             Self::DownloadFailed => "DOWNLOAD_FAILED",
             Self::InsufficientRam => "INSUFFICIENT_RAM",
+            Self::InsufficientDisk => "INSUFFICIENT_DISK",
             Self::VramExhausted => "VRAM_EXHAUSTED",
             Self::BackendUnavailable => "BACKEND_UNAVAILABLE",
             Self::LoadingTimeout => "LOADING_TIMEOUT",
@@ -179,6 +183,7 @@ mod tests {
             InvalidModel,
             DownloadFailed,
             InsufficientRam,
+            InsufficientDisk,
             VramExhausted,
             BackendUnavailable,
             LoadingTimeout,

@@ -63,6 +63,13 @@ pub struct WorkerInfo {
     /// else the hive's idle timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive_secs: Option<u64>,
+    /// Its resident memory, read from the OS when the list is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// Seconds until the hive stops it for idleness, when every slot is free (a worker at
+    /// work has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unload_in_secs: Option<u64>,
 }
 
 /// `POST /v1/workers/keep_alive`: how long a worker stays once idle, from now on (an Ollama
@@ -137,6 +144,9 @@ pub struct ModelEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelsList {
     pub models: Vec<ModelEntry>,
+    /// Free space where the hive keeps downloads, when the OS reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
 }
 
 /// `GET /v1/models/info?ref=<model ref>`.

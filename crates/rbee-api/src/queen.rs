@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hive::{DownloadEvent, WorkerInfo, WorkerStopped};
+use crate::hive::{DownloadEvent, ModelDeleted, ModelEntry, WorkerInfo, WorkerStopped};
 use crate::sse::{EVENT_ERROR, EVENT_NARRATION};
 use crate::worker::{ChatMessage, EndEvent, InferenceEvent, LoadingEvent, TokenEvent, WorkerState};
 use crate::{Backend, ErrorEnvelope, JobId, ModelRef, Narration, NodeName, WorkerId};
@@ -229,11 +229,21 @@ pub struct TaskStarted {
     pub task_id: JobId,
 }
 
+/// The worker that answers a task, once the queen has one of its slots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskAssigned {
+    pub node: NodeName,
+    pub worker_id: WorkerId,
+    pub backend: Backend,
+    pub device: u32,
+}
+
 crate::sse_events! {
     /// The events of a task stream.
     #[derive(Debug, Clone, PartialEq)]
     pub enum TaskEvent {
         Started(TaskStarted) = TaskEvent::STARTED,
+        Assigned(TaskAssigned) = TaskEvent::ASSIGNED,
         Narration(Narration) = EVENT_NARRATION,
         Download(DownloadEvent) = TaskEvent::DOWNLOAD,
         Loading(LoadingEvent) = TaskEvent::LOADING,
@@ -246,6 +256,7 @@ crate::sse_events! {
 impl TaskEvent {
     pub const STARTED: &'static str = "started";
     pub const DOWNLOAD: &'static str = "download";
+    pub const ASSIGNED: &'static str = "assigned";
     pub const LOADING: &'static str = "loading";
 }
 
@@ -305,6 +316,88 @@ pub struct NodeHealth {
     pub workers: Vec<WorkerHealth>,
 }
 
+/// `GET /v2/models/list[?node=<name>]`: which node's catalog (all of them without).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelsQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeName>,
+}
+
+/// One node's catalog, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeModels {
+    pub node: NodeName,
+    pub models: Vec<ModelEntry>,
+    /// Free space in the node's models directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
+    /// The node's hive did not answer: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Answer to `GET /v2/models/list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeModelsList {
+    pub nodes: Vec<NodeModels>,
+}
+
+/// `POST /v2/models/pull` and `POST /v2/models/remove`: a model on a node (localhost when
+/// none is named).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeModelRequest {
+    #[serde(default = "NodeName::localhost")]
+    pub node: NodeName,
+    pub model: ModelRef,
+}
+
+/// `GET /v2/models/show?model=<ref>[&node=<name>]`: without a node, the first whose catalog
+/// has the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelShowQuery {
+    pub model: ModelRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeName>,
+}
+
+/// Answer to `GET /v2/models/show`: the catalog row and what the GGUF header says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeModelInfo {
+    pub node: NodeName,
+    pub entry: ModelEntry,
+    pub info: crate::worker::ModelInfo,
+}
+
+/// Answer to `POST /v2/models/remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeModelRemoved {
+    pub node: NodeName,
+    #[serde(flatten)]
+    pub removed: ModelDeleted,
+}
+
+/// The end of a pull: the model is in the node's catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeModelPulled {
+    pub node: NodeName,
+    pub model: ModelEntry,
+    /// It was there already: nothing was downloaded.
+    pub already_present: bool,
+}
+
+crate::sse_events! {
+    /// The events of `POST /v2/models/pull`: the queen's narration (starting the hive), the
+    /// hive's download progress, then `end` or `error`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum PullEvent {
+        Narration(Narration) = EVENT_NARRATION,
+        Download(DownloadEvent) = TaskEvent::DOWNLOAD,
+        Done(NodeModelPulled) = InferenceEvent::END,
+        Error(ErrorEnvelope) = EVENT_ERROR,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +453,12 @@ mod tests {
                 task_id: "t1".parse().unwrap(),
             }),
             TaskEvent::Download(DownloadEvent::Verifying),
+            TaskEvent::Assigned(TaskAssigned {
+                node: NodeName::localhost(),
+                worker_id: "worker-1a2b".parse().unwrap(),
+                backend: Backend::Cpu,
+                device: 0,
+            }),
             TaskEvent::Loading(LoadingEvent::Ready),
             TaskEvent::Token(TokenEvent::text("Hi", 0)),
         ];

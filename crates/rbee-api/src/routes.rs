@@ -52,6 +52,10 @@ pub mod queen {
     pub const WORKERS_HEALTH: &str = "/v2/workers/health";
     pub const WORKERS_SHUTDOWN: &str = "/v2/workers/shutdown";
     pub const LOGS: &str = "/v2/logs";
+    pub const MODELS_LIST: &str = "/v2/models/list";
+    pub const MODELS_PULL: &str = "/v2/models/pull";
+    pub const MODELS_REMOVE: &str = "/v2/models/remove";
+    pub const MODELS_SHOW: &str = "/v2/models/show";
     pub const METRICS: &str = "/metrics";
     /// The OpenAI-compatible API.
     pub const OPENAI_MODELS: &str = "/v1/models";

@@ -70,6 +70,9 @@ pub struct ReadyResponse {
 pub struct ModelInfo {
     pub path: String,
     pub name: Option<String>,
+    /// `general.license`, when the file states it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
     pub architecture: String,
     pub layers: usize,
     pub context_length: usize,

@@ -85,6 +85,20 @@ impl Downloads {
         }
     }
 
+    /// Free bytes on the disk that holds the models directory (or the nearest existing
+    /// ancestor, before the first download creates it).
+    pub fn disk_free_bytes(&self) -> Option<u64> {
+        let dir = self.models_dir.ancestors().find(|d| d.exists())?;
+        let stats = nix::sys::statvfs::statvfs(dir).ok()?;
+        // Both are u64 on 64-bit Linux, narrower types elsewhere.
+        #[allow(clippy::useless_conversion)]
+        let (blocks, size) = (
+            u64::from(stats.blocks_available()),
+            u64::from(stats.fragment_size()),
+        );
+        Some(blocks.saturating_mul(size))
+    }
+
     /// The catalog entry for `model_ref` if it is there and its file still is too.
     fn catalogued(&self, model_ref: &ModelRef) -> Result<Option<ModelEntry>, HiveError> {
         let Some(entry) = self.catalog.find(model_ref)? else {
@@ -268,13 +282,7 @@ impl Downloads {
             .map_err(|m| HiveError::ModelNotFound(format!("{model_ref}: {m}")))?;
         let dir = self.models_dir.join(repo);
         let target = dir.join(&file);
-        let partial = target.with_file_name(format!(
-            "{}.partial",
-            target
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        ));
+        let partial = partial_of(&target);
         tokio::fs::create_dir_all(target.parent().unwrap_or(&dir))
             .await
             .map_err(|e| HiveError::io(format!("cannot create {}", dir.display()), e))?;
@@ -329,6 +337,18 @@ impl Downloads {
         job: &Job,
         failed: &impl Fn(u32, String) -> HiveError,
     ) -> Result<(), HiveError> {
+        // What is left to write must fit on the disk (a resumed download has part of it).
+        let partial_len = std::fs::metadata(partial_of(target)).map_or(0, |m| m.len());
+        let needed = remote.size.saturating_sub(partial_len);
+        if let Some(free) = self.disk_free_bytes()
+            && needed > free
+        {
+            return Err(HiveError::InsufficientDisk {
+                model_ref: canonical.clone(),
+                required_mb: needed.div_ceil(1 << 20),
+                available_mb: free >> 20,
+            });
+        }
         let probe = target.with_extension("gguf.header");
         let mut len = HEADER_PROBE_BYTES.min(remote.size);
         let info = loop {
@@ -498,6 +518,12 @@ impl From<HubError> for Attempt {
 enum Retried {
     Fatal(HubError),
     Exhausted(HiveError),
+}
+
+/// Where the download of `target` is written until it is verified.
+fn partial_of(target: &Path) -> PathBuf {
+    let name = target.file_name().map(|n| n.to_string_lossy());
+    target.with_file_name(format!("{}.partial", name.unwrap_or_default()))
 }
 
 fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {

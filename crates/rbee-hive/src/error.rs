@@ -32,6 +32,14 @@ pub enum HiveError {
         required_mb: u64,
         available_mb: u64,
     },
+    #[error(
+        "not enough disk space for {model_ref}: the file needs {required_mb} MB, {available_mb} MB free in the models directory; free some space (`rbee models rm`) or choose a smaller quantization"
+    )]
+    InsufficientDisk {
+        model_ref: ModelRef,
+        required_mb: u64,
+        available_mb: u64,
+    },
     #[error("backend `{backend}` is not available on this node (found: {found})")]
     BackendUnavailable { backend: Backend, found: String },
     #[error(
@@ -92,6 +100,7 @@ impl HiveError {
             Self::InvalidModel(_) => ErrorCode::InvalidModel,
             Self::DownloadFailed { .. } => ErrorCode::DownloadFailed,
             Self::InsufficientRam { .. } => ErrorCode::InsufficientRam,
+            Self::InsufficientDisk { .. } => ErrorCode::InsufficientDisk,
             Self::BackendUnavailable { .. } => ErrorCode::BackendUnavailable,
             Self::VramExhausted { .. } => ErrorCode::VramExhausted,
             Self::DownloadNotFound(_) => ErrorCode::DownloadNotFound,
@@ -113,6 +122,11 @@ impl HiveError {
                 cause,
             } => json!({"model_ref": model_ref, "attempts": attempts, "cause": cause}),
             Self::InsufficientRam {
+                model_ref,
+                required_mb,
+                available_mb,
+            }
+            | Self::InsufficientDisk {
                 model_ref,
                 required_mb,
                 available_mb,

@@ -333,3 +333,39 @@ async fn a_model_that_cannot_fit_with_its_cache_is_refused_before_the_body() {
     assert!(hub.downloads().is_empty(), "{:?}", hub.downloads());
     assert!(hive.models().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_file_larger_than_the_free_disk_is_refused_naming_both_sizes() {
+    let hub = hub_with_model().await;
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
+    let (status, list) = rbee_testkit::call(hive.get("/v1/models")).await;
+    assert_eq!(status, 200);
+    let free = list["disk_free_bytes"]
+        .as_u64()
+        .expect("free disk space reported");
+    assert!(free > 0, "{list}");
+
+    // The Hub says the file is larger than the disk (a petabyte).
+    let claimed: u64 = 1 << 50;
+    hub.set_fault(Fault::ClaimSize { bytes: claimed });
+    let events = download(&hive, &format!("hf:{REPO}")).await;
+    let error = &events.last().unwrap()["error"]["error"];
+    assert_eq!(error["code"], "INSUFFICIENT_DISK", "{events:?}");
+    let details = &error["details"];
+    assert_eq!(details["required_mb"], claimed >> 20, "{error}");
+    let available = details["available_mb"].as_u64().unwrap();
+    assert!(available < claimed >> 20, "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{} MB", claimed >> 20))
+            && message.contains(&format!("{available} MB free")),
+        "{message}"
+    );
+    // Refused before any byte of the file was read.
+    assert!(hub.downloads().is_empty(), "{:?}", hub.downloads());
+    let reads =
+        (hub.requests().into_iter()).filter(|r| r.method == "GET" && r.path.ends_with(".gguf"));
+    assert_eq!(reads.count(), 0);
+    assert!(hive.models().await.is_empty());
+}

@@ -27,7 +27,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Stream a completion from a model on a node.
+    ///
+    /// Examples: `rbee infer --prompt "Why is the sky blue?"`;
+    /// `echo "Summarize: ..." | rbee infer --json --max-tokens 64`.
     Infer(InferArgs),
+    /// List, pull, remove and inspect the models of every node.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// The workers loaded on every node: model, backend, slots, memory, time until unloaded.
+    ///
+    /// Example: `rbee ps`, or `rbee ps --json` for scripts.
+    Ps(JsonFlag),
     /// Register, list, remove and install nodes.
     #[command(subcommand)]
     Setup(SetupCommand),
@@ -40,6 +50,67 @@ pub enum Command {
     Doctor,
     /// Copy the binaries into ~/.local/bin (or /usr/local/bin) and create the config.
     Install(InstallArgs),
+    /// Print a shell completion script.
+    ///
+    /// Example: `rbee completions bash > ~/.local/share/bash-completion/completions/rbee`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// The models in each node's catalog, with sizes and free disk space.
+    ///
+    /// Example: `rbee models list --node workstation`.
+    #[command(visible_alias = "ls")]
+    List {
+        /// Only this node (default: every node).
+        #[arg(long)]
+        node: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Download a model into a node's catalog, with a progress bar. A broken or interrupted
+    /// download resumes where it stopped when pulled again.
+    ///
+    /// Example: `rbee models pull hf:HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:Q8_0 --node workstation`.
+    Pull {
+        /// hf:<org>/<repo>[:<QUANT>] or file:<absolute path>.
+        model: String,
+        #[arg(long, default_value = rbee_api::NodeName::LOCALHOST)]
+        node: String,
+    },
+    /// Remove a model from a node's catalog, and its file if the hive downloaded it (a
+    /// `file:` model's file is yours and stays). Refused while a worker runs the model.
+    ///
+    /// Example: `rbee models rm hf:HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:Q8_0 --node workstation`.
+    #[command(visible_alias = "remove")]
+    Rm {
+        model: String,
+        #[arg(long, default_value = rbee_api::NodeName::LOCALHOST)]
+        node: String,
+    },
+    /// What a model's GGUF header says: architecture, parameters, context, quantization
+    /// mix, chat template, licence.
+    ///
+    /// Example: `rbee models show hf:HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:Q8_0`.
+    Show {
+        model: String,
+        /// The node whose copy to read (default: the first node that has it).
+        #[arg(long)]
+        node: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -54,9 +125,17 @@ pub struct InferArgs {
     /// scripts/fetch-model.sh).
     #[arg(long)]
     pub model: Option<String>,
-    /// The prompt. Sent as a user message, with the model's chat template.
+    /// The prompt, sent as a user message with the model's chat template. Without it, or
+    /// with `-`, the prompt is read from standard input.
     #[arg(long)]
-    pub prompt: String,
+    pub prompt: Option<String>,
+    /// A system message before the prompt.
+    #[arg(long, conflicts_with = "raw")]
+    pub system: Option<String>,
+    /// Print one JSON object when done (text, usage, timings, node, model) instead of
+    /// streaming the tokens.
+    #[arg(long)]
+    pub json: bool,
     /// Send the prompt as raw text, without the chat template.
     #[arg(long)]
     pub raw: bool,
@@ -87,7 +166,7 @@ pub enum SetupCommand {
     /// Register a node after testing the SSH connection to it.
     AddNode(AddNodeArgs),
     /// List registered nodes.
-    ListNodes,
+    ListNodes(JsonFlag),
     /// Forget a node.
     RemoveNode {
         #[arg(long)]
@@ -129,7 +208,7 @@ pub struct AddNodeArgs {
 #[derive(Debug, Subcommand)]
 pub enum WorkersCommand {
     /// Workers on every node.
-    List,
+    List(JsonFlag),
     /// A node's hive and its workers' health.
     Health {
         #[arg(long)]

@@ -25,6 +25,11 @@ pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Install(args) => return commands::install::run(args),
         Command::Doctor => return commands::doctor::run(&config, url).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "rbee", &mut std::io::stdout());
+            return Ok(());
+        }
         _ => {}
     }
     let task = match &cli.command {
@@ -37,7 +42,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         (Command::Setup(cmd), _) => commands::setup::run(&queen, &config, cmd).await,
         (Command::Workers(cmd), _) => commands::workers::run(&queen, cmd).await,
         (Command::Logs(args), _) => commands::logs::run(&queen, args).await,
-        (Command::Infer(_) | Command::Install(_) | Command::Doctor, _) => Ok(()),
+        (Command::Models(cmd), _) => commands::models::run(&queen, cmd).await,
+        (Command::Ps(flag), _) => commands::ps::run(&queen, flag).await,
+        (
+            Command::Infer(_) | Command::Install(_) | Command::Doctor | Command::Completions { .. },
+            _,
+        ) => Ok(()),
     };
     queen.close().await;
     result

@@ -13,6 +13,37 @@ pub fn narrate(n: &Narration) {
     let _ = writeln!(std::io::stderr(), "{n}");
 }
 
+/// Prints `value` as one line of JSON (a list command's `--json`).
+pub fn json<T: serde::Serialize>(value: &T) -> crate::error::Result<()> {
+    let line = serde_json::to_string(value)
+        .map_err(|e| crate::error::fail(format!("cannot write the answer as JSON: {e}")))?;
+    println!("{line}");
+    Ok(())
+}
+
+/// `93.0 MB`, `1.2 GB`: sizes in decimal units, as download tools show them.
+pub fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// `45 s`, `4 min 5 s`, `2 h 3 min`.
+pub fn duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 pub fn token(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());

@@ -7,4 +7,5 @@ mod support;
 mod ephemeral_and_persistent;
 mod failures_users_see;
 mod install_and_config;
+mod models_ps_and_scripting;
 mod workers_logs_and_doctor;

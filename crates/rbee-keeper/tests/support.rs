@@ -55,7 +55,25 @@ impl User {
 
     /// Runs `rbee` to its end: exit code, stdout, stderr.
     pub async fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let out = tokio::time::timeout(Duration::from_secs(120), self.rbee(args).output())
+        self.run_with_stdin(args, None).await
+    }
+
+    /// Runs `rbee` to its end with `input` on its standard input (else none).
+    pub async fn run_with_stdin(
+        &self,
+        args: &[&str],
+        input: Option<&str>,
+    ) -> (Option<i32>, String, String) {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = self.rbee(args);
+        if input.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin.write_all(input.as_bytes()).await.unwrap();
+        }
+        let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
             .await
             .expect("rbee finishes")
             .unwrap();
@@ -73,11 +91,17 @@ impl User {
 
     /// Starts a persistent queen with extra flags.
     pub async fn queen_with(&self, extra: &[&str]) -> Queen {
+        self.queen_env(extra, &[]).await
+    }
+
+    /// Starts a persistent queen with extra flags and environment (which its hives inherit).
+    pub async fn queen_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Queen {
         let port = self.queen_url.rsplit(':').next().unwrap().to_owned();
         let rbee_testkit::Started { child, .. } = rbee_testkit::start_daemon(
             Command::new(sibling("queen-rbee"))
                 .args(["daemon", "--port", &port])
                 .args(extra)
+                .envs(env.iter().copied())
                 .env("HOME", self.home.path()),
         )
         .await;

@@ -28,6 +28,8 @@ pub enum Fault {
     Corrupt,
     /// Send the file at about this many bytes per second.
     Slow { bytes_per_sec: u64 },
+    /// Report this size for every file (`x-linked-size`), as for a file larger than a disk.
+    ClaimSize { bytes: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -290,8 +292,12 @@ async fn resolve(
         }
     };
     let size = data.len() as u64;
+    let claimed = match *hub.fault.lock().unwrap() {
+        Fault::ClaimSize { bytes } => bytes,
+        _ => size,
+    };
     let meta = [
-        ("x-linked-size", size.to_string()),
+        ("x-linked-size", claimed.to_string()),
         ("x-linked-etag", format!("\"{}\"", sha256_hex(&data))),
         ("etag", format!("\"{}\"", sha256_hex(&data))),
     ];

@@ -2,6 +2,7 @@
 
 mod beehives;
 mod logs;
+mod models;
 mod ollama;
 mod openai;
 mod status;
@@ -29,6 +30,10 @@ pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
         .route(paths::WORKERS_HEALTH, get(workers::health))
         .route(paths::WORKERS_SHUTDOWN, post(workers::shutdown))
         .route(paths::LOGS, get(logs::stream))
+        .route(paths::MODELS_LIST, get(models::list))
+        .route(paths::MODELS_PULL, post(models::pull))
+        .route(paths::MODELS_REMOVE, post(models::remove))
+        .route(paths::MODELS_SHOW, get(models::show))
         .route(paths::METRICS, get(status::metrics))
         .route(paths::OPENAI_MODELS, get(openai::models))
         .route(paths::OPENAI_MODEL, get(openai::model))

@@ -22,7 +22,6 @@ use rbee_api::ollama::{
 };
 use rbee_api::openai::{ModelId, ModelIdError};
 use rbee_api::queen::{TaskEvent, TaskRequest};
-use rbee_api::sse::SseEvent;
 use rbee_api::worker::{ChatMessage, EndEvent, StopReason, Tool, ToolCall, ToolChoice};
 use rbee_api::{ErrorCode, ErrorEnvelope, NodeName};
 use tokio::sync::mpsc;
@@ -302,46 +301,39 @@ pub async fn pull(State(state): State<AppState>, body: Bytes) -> Result<Response
             let _ = tx.send(Ok(line("success"))).await;
             return;
         }
-        let progress = match hive.download_progress(&started.download_id).await {
-            Ok(p) => p,
+        let progress = crate::downloads::follow(&hive, &model, &started.download_id).await;
+        let mut progress = match progress {
+            Ok(p) => Box::pin(p),
             Err(e) => {
-                let _ = tx.send(Err(e.from_hive(&hive).envelope())).await;
+                let _ = tx.send(Err(e.envelope())).await;
                 return;
             }
         };
-        let mut frames = Box::pin(rbee_http::client::frames(progress));
         let digest = model.to_string();
-        while let Some(Ok(frame)) = frames.next().await {
-            let sent = match DownloadEvent::from_frame(&frame) {
-                Some(Ok(DownloadEvent::Downloading {
+        while let Some(event) = progress.next().await {
+            let sent = match event {
+                Ok(DownloadEvent::Downloading {
                     bytes_downloaded,
                     bytes_total,
                     ..
-                })) => Ok(PullProgress {
+                }) => Ok(PullProgress {
                     status: format!("pulling {model}"),
                     digest: Some(digest.clone()),
                     total: Some(bytes_total),
                     completed: Some(bytes_downloaded),
                 }),
-                Some(Ok(DownloadEvent::Verifying)) => Ok(line("verifying sha256 digest")),
-                Some(Ok(DownloadEvent::Complete { .. })) => {
+                Ok(DownloadEvent::Verifying) => Ok(line("verifying sha256 digest")),
+                Ok(DownloadEvent::Complete { .. }) => {
                     let _ = tx.send(Ok(line("writing manifest"))).await;
-                    let _ = tx.send(Ok(line("success"))).await;
-                    return;
+                    Ok(line("success"))
                 }
-                Some(Ok(DownloadEvent::Failed { error })) => Err(error),
-                _ => continue,
+                Ok(_) => continue,
+                Err(e) => Err(e.envelope()),
             };
-            let failed = sent.is_err();
-            if tx.send(sent).await.is_err() || failed {
+            if tx.send(sent).await.is_err() {
                 return;
             }
         }
-        let broken = ErrorEnvelope::new(
-            ErrorCode::DownloadFailed,
-            format!("the download of {model} ended without an outcome"),
-        );
-        let _ = tx.send(Err(broken)).await;
     });
     if req.stream == Some(false) {
         return whole_pull(rx).await;

@@ -4,7 +4,6 @@ use futures::StreamExt;
 use rbee_api::ModelRef;
 use rbee_api::hive::{DownloadEvent, DownloadState};
 use rbee_api::queen::TaskEvent;
-use rbee_api::sse::SseEvent;
 use tokio_util::sync::CancellationToken;
 
 use super::{Events, cancelled};
@@ -34,38 +33,23 @@ pub(super) async fn provision(
             format!("Downloading {model} on {}", hive.node),
         )
         .await;
-    let progress = hive
-        .download_progress(&started.download_id)
-        .await
-        .map_err(|e| e.from_hive(hive))?;
-    let mut stream = Box::pin(rbee_http::client::frames(progress));
+    let mut progress = Box::pin(crate::downloads::follow(hive, model, &started.download_id).await?);
     loop {
-        let frame = tokio::select! {
+        let event = tokio::select! {
             () = cancel.cancelled() => return Err(cancelled()),
-            frame = stream.next() => frame,
-        };
-        let broken = |reason: String| QueenError::StreamBroken {
-            what: format!("the download progress of {model} from {}", hive.node),
-            reason,
-        };
-        let frame = frame
-            .ok_or_else(|| broken("it ended without an outcome".into()))?
-            .map_err(|e| broken(e.to_string()))?;
-        let event = match DownloadEvent::from_frame(&frame) {
-            Some(Ok(event)) => event,
-            Some(Err(e)) => return Err(broken(format!("unreadable event: {e}"))),
-            None => continue,
+            event = progress.next() => event,
         };
         match event {
-            DownloadEvent::Failed { error } => return Err(QueenError::Remote(error)),
-            complete @ DownloadEvent::Complete { .. } => {
+            None => return Ok(()),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(complete @ DownloadEvent::Complete { .. })) => {
                 events.send(TaskEvent::Download(complete)).await;
                 events
                     .say("download_done", format!("{model} downloaded"))
                     .await;
                 return Ok(());
             }
-            progress => events.send(TaskEvent::Download(progress)).await,
+            Some(Ok(progress)) => events.send(TaskEvent::Download(progress)).await,
         }
     }
 }

@@ -19,7 +19,7 @@ mod worker;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rbee_api::queen::{TaskEvent, TaskRequest, TaskStarted};
+use rbee_api::queen::{TaskAssigned, TaskEvent, TaskRequest, TaskStarted};
 use rbee_api::{ErrorCode, ErrorEnvelope, JobId, TaskId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -163,6 +163,14 @@ async fn execute(
         .await;
     let hive = state.hives.ensure(&node, &events.narrator).await?;
     let worker = worker::acquire(state, &hive, req, events, cancel).await?;
+    events
+        .send(TaskEvent::Assigned(TaskAssigned {
+            node: node.clone(),
+            worker_id: worker.id.clone(),
+            backend: req.backend,
+            device: req.device,
+        }))
+        .await;
     let result = relay::tokens(&worker.client, &node, req, task_id, events, cancel).await;
     if let (Ok(()), Some(seconds)) = (&result, req.keep_alive) {
         let id = worker.id.clone();

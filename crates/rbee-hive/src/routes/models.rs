@@ -17,6 +17,7 @@ use crate::state::AppState;
 pub async fn list(State(state): State<AppState>) -> Result<Json<ModelsList>, HiveError> {
     Ok(Json(ModelsList {
         models: state.catalog.list()?,
+        disk_free_bytes: state.downloads.disk_free_bytes(),
     }))
 }
 

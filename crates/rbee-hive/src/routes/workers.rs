@@ -17,7 +17,7 @@ use crate::state::AppState;
 pub async fn list(State(state): State<AppState>) -> Json<WorkersList> {
     state.pool.refresh().await;
     Json(WorkersList {
-        workers: state.pool.list(),
+        workers: state.pool.describe(),
     })
 }
 

@@ -102,6 +102,22 @@ impl WorkerPool {
         self.registry.list()
     }
 
+    /// The workers with what is measured at the moment of asking: resident memory, and the
+    /// time left before an idle worker is stopped.
+    pub fn describe(&self) -> Vec<WorkerInfo> {
+        let now = now_unix();
+        let mut workers = self.registry.list();
+        for w in &mut workers {
+            w.rss_bytes = w.pid.and_then(resident_bytes);
+            let idle = w.state == WorkerState::Idle && w.slots_available == w.slots_total;
+            w.unload_in_secs = idle.then(|| {
+                let timeout = (w.keep_alive_secs).unwrap_or(self.config.idle_timeout.as_secs());
+                (w.last_activity_unix.saturating_add(timeout)).saturating_sub(now)
+            });
+        }
+        workers
+    }
+
     /// Asks every worker for its state now, so a list reflects it rather than the last
     /// health check (which may be 30 s old). A worker that does not answer keeps its entry;
     /// the monitor decides about its health.
@@ -262,6 +278,8 @@ impl WorkerPool {
             api_key: w.key.to_owned(),
             compute: None,
             keep_alive_secs: None,
+            rss_bytes: None,
+            unload_in_secs: None,
         };
         self.registry.insert(info, control.clone());
         control
@@ -409,7 +427,6 @@ impl WorkerPool {
             .await
     }
 
-    /// Asks a worker to stop, waits up to the grace period, then kills it; removes it.
     /// How long `id` may stay idle: its client's keep-alive, else the hive's idle timeout.
     fn idle_timeout(&self, id: &WorkerId) -> Duration {
         (self.registry.get(id))
@@ -434,6 +451,7 @@ impl WorkerPool {
         Some(false)
     }
 
+    /// Asks a worker to stop, waits up to the grace period, then kills it; removes it.
     pub async fn stop(&self, id: &WorkerId) -> bool {
         let Some((info, control)) = self.registry.get(id) else {
             return false;
@@ -518,4 +536,13 @@ async fn capture_lines<R: tokio::io::AsyncBufRead + Unpin>(
     while let Ok(Some(line)) = lines.next_line().await {
         logs.push(source, line);
     }
+}
+
+/// A process's resident memory (`VmRSS` of `/proc/<pid>/status`); `None` off Linux or once
+/// it is gone.
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -1,14 +1,16 @@
 //! `rbee infer`: one completion, streamed.
 
+use std::io::{IsTerminal, Read};
 use std::time::Duration;
 
 use futures::StreamExt;
-use rbee_api::queen::{TaskEvent, TaskRequest};
+use rbee_api::queen::{TaskAssigned, TaskEvent, TaskRequest};
 use rbee_api::routes::queen as paths;
 use rbee_api::sse::SseEvent;
 use rbee_api::worker::{ChatMessage, EndEvent, StopReason};
-use rbee_api::{ErrorBody, ErrorCode, JobId, ModelRef, NodeName, TaskId};
+use rbee_api::{Backend, ErrorBody, ErrorCode, JobId, ModelRef, NodeName, TaskId, WorkerId};
 use reqwest::Method;
+use serde::Serialize;
 
 use crate::cli::InferArgs;
 use crate::config::Config;
@@ -20,14 +22,101 @@ use crate::queen::Queen;
 const BUSY_RETRIES_S: [u64; 3] = [1, 2, 4];
 
 enum Outcome {
-    Done,
+    Done(Box<Answer>),
     Busy(String),
 }
 
-/// What to run on where, read from the flags (and the configuration's default model).
+/// What `--json` prints: the whole answer, once it is complete.
+#[derive(Debug, Serialize)]
+struct Answer {
+    text: String,
+    model: ModelRef,
+    node: Option<NodeName>,
+    worker_id: Option<WorkerId>,
+    backend: Option<Backend>,
+    stop_reason: StopReason,
+    usage: Usage,
+    timings: Timings,
+}
+
+#[derive(Debug, Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    /// Prompt tokens a slot's cache already held, so were not computed again.
+    prompt_tokens_reused: usize,
+    completion_tokens: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Timings {
+    /// From sending the request to its end, including placement, download and loading.
+    total_ms: u64,
+    prompt_ms: u64,
+    generation_ms: u64,
+    prompt_tokens_per_sec: f64,
+    decode_tokens_per_sec: f64,
+}
+
+impl Answer {
+    fn of(
+        text: String,
+        end: EndEvent,
+        target: &Target,
+        assigned: Option<TaskAssigned>,
+        total: Duration,
+    ) -> Self {
+        Self {
+            text,
+            model: target.model.clone(),
+            node: assigned.as_ref().map(|a| a.node.clone()),
+            worker_id: assigned.as_ref().map(|a| a.worker_id.clone()),
+            backend: assigned.as_ref().map(|a| a.backend),
+            stop_reason: end.stop_reason,
+            usage: Usage {
+                prompt_tokens: end.tokens_in,
+                prompt_tokens_reused: end.tokens_reused,
+                completion_tokens: end.tokens_out,
+            },
+            timings: Timings {
+                total_ms: total.as_millis() as u64,
+                prompt_ms: end.prompt_ms,
+                generation_ms: end.duration_ms.saturating_sub(end.prompt_ms),
+                prompt_tokens_per_sec: end.prompt_tokens_per_sec,
+                decode_tokens_per_sec: end.decode_tokens_per_sec,
+            },
+        }
+    }
+}
+
+/// What to run on where, read from the flags (and the configuration's default model), and
+/// the prompt (from the flag or standard input).
 pub struct Target {
     node: Option<NodeName>,
     model: ModelRef,
+    prompt: String,
+}
+
+/// The prompt from `--prompt`, or standard input when it is absent or `-`.
+fn prompt_of(args: &InferArgs) -> Result<String> {
+    match args.prompt.as_deref() {
+        Some(p) if p != "-" => return Ok(p.to_owned()),
+        _ => {}
+    }
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(fail(
+            "no prompt: give --prompt \"...\", or pipe one in (echo \"...\" | rbee infer)",
+        ));
+    }
+    let mut text = String::new();
+    stdin
+        .read_to_string(&mut text)
+        .map_err(|e| fail(format!("cannot read the prompt from standard input: {e}")))?;
+    let text = text.trim_end_matches(['\n', '\r']).to_owned();
+    if text.trim().is_empty() {
+        return Err(fail("the prompt read from standard input is empty"));
+    }
+    Ok(text)
 }
 
 impl Target {
@@ -42,6 +131,7 @@ impl Target {
         Ok(Self {
             node: node.map_err(|e: rbee_api::ids::InvalidId| fail(e.to_string()))?,
             model,
+            prompt: prompt_of(args)?,
         })
     }
 }
@@ -50,7 +140,12 @@ pub async fn run(queen: &Queen, args: &InferArgs, target: &Target) -> Result<()>
     let mut attempt = 0;
     loop {
         match once(queen, args, target).await? {
-            Outcome::Done => return Ok(()),
+            Outcome::Done(answer) => {
+                if args.json {
+                    output::json(&answer)?;
+                }
+                return Ok(());
+            }
             Outcome::Busy(message) => {
                 let Some(wait) = BUSY_RETRIES_S.get(attempt) else {
                     return Err(fail(format!(
@@ -72,12 +167,14 @@ pub async fn run(queen: &Queen, args: &InferArgs, target: &Target) -> Result<()>
 
 fn request(args: &InferArgs, target: &Target, task_id: &TaskId) -> TaskRequest {
     let (prompt, messages) = if args.raw {
-        (Some(args.prompt.clone()), None)
+        (Some(target.prompt.clone()), None)
     } else {
-        (
-            None,
-            Some(vec![ChatMessage::new("user", args.prompt.clone())]),
-        )
+        let system = args
+            .system
+            .iter()
+            .map(|s| ChatMessage::new("system", s.clone()));
+        let user = ChatMessage::new("user", target.prompt.clone());
+        (None, Some(system.chain([user]).collect()))
     };
     TaskRequest {
         task_id: Some(task_id.clone()),
@@ -107,6 +204,7 @@ fn request(args: &InferArgs, target: &Target, task_id: &TaskId) -> TaskRequest {
 
 async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcome> {
     let task_id = JobId::from_uuid(*uuid::Uuid::new_v4().as_bytes());
+    let sent = std::time::Instant::now();
     let resp = queen
         .send(
             queen
@@ -118,7 +216,8 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
     let mut bars = Bars::default();
     let mut text = String::new();
     let mut tokens = 0usize;
-    let mut ended = false;
+    let mut ended: Option<EndEvent> = None;
+    let mut assigned: Option<TaskAssigned> = None;
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
     loop {
@@ -127,7 +226,7 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
                 bars.clear();
                 let cancel = queen.request(Method::DELETE, &paths::task(&task_id)).timeout(Duration::from_secs(5));
                 let _ = cancel.send().await;
-                if tokens > 0 {
+                if tokens > 0 && !args.json {
                     println!();
                 }
                 eprintln!("Canceled.");
@@ -136,14 +235,17 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
             frame = frames.next() => frame,
         };
         let frame = match frame {
-            None if ended => return Ok(Outcome::Done),
             None => {
                 bars.clear();
-                return Err(crashed(
-                    &text,
-                    tokens,
-                    "queen-rbee's stream closed before the answer's end",
-                ));
+                let Some(end) = ended else {
+                    return Err(crashed(
+                        &text,
+                        tokens,
+                        "queen-rbee's stream closed before the answer's end",
+                    ));
+                };
+                let answer = Answer::of(text, end, target, assigned, sent.elapsed());
+                return Ok(Outcome::Done(Box::new(answer)));
             }
             Some(Ok(frame)) => frame,
             Some(Err(reason)) => {
@@ -160,6 +262,7 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
         };
         match event {
             TaskEvent::Started(_) => {}
+            TaskEvent::Assigned(a) => assigned = Some(a),
             TaskEvent::Narration(n) => output::narrate(&n),
             TaskEvent::Download(d) => bars.download(&d),
             TaskEvent::Loading(l) => bars.loading(&l),
@@ -167,7 +270,9 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
                 bars.clear();
                 tokens += 1;
                 text.push_str(&t.t);
-                output::token(&t.t);
+                if !args.json {
+                    output::token(&t.t);
+                }
             }
             TaskEvent::End(end) if end.stop_reason == StopReason::Cancelled => {
                 // This command did not cancel (Ctrl+C returns above): someone else did.
@@ -178,8 +283,10 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
                 ));
             }
             TaskEvent::End(end) => {
-                ended = true;
-                summary(&end, &text);
+                if !args.json {
+                    summary(&end, &text);
+                }
+                ended = Some(end);
             }
             TaskEvent::Error(e) => {
                 bars.clear();

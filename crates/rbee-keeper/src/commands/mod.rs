@@ -4,5 +4,7 @@ pub mod doctor;
 pub mod infer;
 pub mod install;
 pub mod logs;
+pub mod models;
+pub mod ps;
 pub mod setup;
 pub mod workers;

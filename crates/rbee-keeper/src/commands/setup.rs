@@ -16,7 +16,7 @@ use crate::queen::Queen;
 pub async fn run(queen: &Queen, config: &Config, command: &SetupCommand) -> Result<()> {
     match command {
         SetupCommand::AddNode(args) => add(queen, config, args).await,
-        SetupCommand::ListNodes => list(queen).await,
+        SetupCommand::ListNodes(flag) => list(queen, flag.json).await,
         SetupCommand::RemoveNode { name } => {
             let removed: NodeRemoved = queen
                 .json(
@@ -116,10 +116,13 @@ async fn follow(queen: &Queen, req: reqwest::RequestBuilder) -> Result<Beehive> 
     Err(fail("the stream from queen-rbee ended without a result"))
 }
 
-async fn list(queen: &Queen) -> Result<()> {
+async fn list(queen: &Queen, json: bool) -> Result<()> {
     let list: BeehiveList = queen
         .json(queen.request(Method::GET, paths::BEEHIVES_LIST))
         .await?;
+    if json {
+        return crate::output::json(&list);
+    }
     if list.beehives.is_empty() {
         println!("No nodes registered. Add one with `rbee setup add-node`.");
         return Ok(());

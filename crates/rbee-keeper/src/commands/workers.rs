@@ -11,10 +11,13 @@ use crate::queen::Queen;
 
 pub async fn run(queen: &Queen, command: &WorkersCommand) -> Result<()> {
     match command {
-        WorkersCommand::List => {
+        WorkersCommand::List(flag) => {
             let list: NodeWorkersList = queen
                 .json(queen.request(Method::GET, paths::WORKERS_LIST))
                 .await?;
+            if flag.json {
+                return crate::output::json(&list);
+            }
             if list.workers.is_empty() {
                 println!("No workers are running.");
                 return Ok(());

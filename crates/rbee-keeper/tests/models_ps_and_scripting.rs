@@ -1,0 +1,228 @@
+//! `rbee models …`, `rbee ps`, and what scripts use: a prompt on stdin, `--system`,
+//! `--json`, list commands' `--json`, shell completions.
+
+use std::sync::Arc;
+
+use rbee_testkit::fake_hub::FakeHub;
+use serde_json::Value;
+
+use crate::support::{User, model_path};
+
+const REPO: &str = "test/SmolLM2-135M-Instruct-GGUF";
+
+async fn hub_with_model() -> FakeHub {
+    let hub = FakeHub::start().await;
+    let bytes = std::fs::read(model_path()).unwrap();
+    hub.add_file(REPO, "SmolLM2-135M-Instruct.Q4_1.gguf", Arc::new(bytes));
+    hub
+}
+
+fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"))
+}
+
+#[tokio::test]
+async fn models_are_pulled_with_progress_listed_shown_and_removed_through_the_cli() {
+    let hub = hub_with_model().await;
+    let user = User::new();
+    let queen = user.queen_env(&[], &[("HF_ENDPOINT", &hub.url)]).await;
+    let model = format!("hf:{REPO}");
+
+    let (code, out, err) = user.run(&["models", "pull", &model]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&format!("Pulled {model} onto localhost")),
+        "{out}"
+    );
+    // Progress as plain lines (stderr is not a terminal here), up to the whole file.
+    assert!(err.contains("Downloading 100%"), "{err}");
+    let (code, out, _) = user.run(&["models", "pull", &model]).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("is already on localhost"), "{out}");
+
+    let (code, out, _) = user.run(&["models", "list"]).await;
+    assert_eq!(code, Some(0));
+    let row = out
+        .lines()
+        .find(|l| l.ends_with(&model))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.starts_with("localhost") && row.contains("Q4_1") && row.contains("MB"),
+        "{row}"
+    );
+    let (_, out, _) = user
+        .run(&["models", "list", "--node", "localhost", "--json"])
+        .await;
+    let list = json_of(&out);
+    let node = &list["nodes"][0];
+    assert_eq!(node["node"], "localhost");
+    assert!(node["disk_free_bytes"].as_u64().unwrap() > 0, "{node}");
+    let entry = &node["models"][0];
+    assert_eq!(entry["reference"], model.as_str());
+    let file = entry["local_path"].as_str().unwrap().to_owned();
+    assert!(std::path::Path::new(&file).is_file());
+    let (code, _, err) = user.run(&["models", "list", "--node", "nowhere"]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("nowhere"), "{err}");
+
+    let (code, out, err) = user.run(&["models", "show", &model]).await;
+    assert_eq!(code, Some(0), "{err}");
+    for expected in [
+        "architecture     llama",
+        "context          8192 tokens",
+        "Q4_1 ×",
+        "chat template    yes",
+        "licence",
+    ] {
+        assert!(out.contains(expected), "{expected:?} in {out}");
+    }
+    let (_, out, _) = user.run(&["models", "show", &model, "--json"]).await;
+    let shown = json_of(&out);
+    assert_eq!(shown["info"]["layers"], 30, "{shown}");
+
+    // A model a worker runs cannot be removed; once the worker stops it can.
+    let (code, _, err) = user
+        .run(&[
+            "infer",
+            "--model",
+            &model,
+            "--prompt",
+            "hi",
+            "--max-tokens",
+            "2",
+        ])
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = user.run(&["models", "rm", &model]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("in use by worker"), "{err}");
+    let workers = queen.workers().await;
+    let id = workers[0]["id"].as_str().unwrap();
+    let (code, _, _) = user.run(&["workers", "shutdown", "--id", id]).await;
+    assert_eq!(code, Some(0));
+    let (code, out, err) = user.run(&["models", "rm", &model]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("and deleted its file"), "{out}");
+    assert!(!std::path::Path::new(&file).exists(), "{file} is gone");
+    let (_, out, _) = user.run(&["models", "list", "--json"]).await;
+    assert!(
+        json_of(&out)["nodes"][0]["models"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{out}"
+    );
+    let (code, _, err) = user.run(&["models", "show", &model]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("rbee models pull"), "{err}");
+}
+
+#[tokio::test]
+async fn ps_shows_each_loaded_worker_with_slots_memory_and_time_until_unloaded() {
+    let user = User::new();
+    let _queen = user
+        .queen_with(&["--local-hive-args", "--idle-timeout 10m"])
+        .await;
+    let (code, out, _) = user.run(&["ps"]).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("No models are loaded"), "{out}");
+    let (code, _, err) = user
+        .run(&["infer", "--prompt", "hi", "--max-tokens", "2"])
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+
+    let (code, out, _) = user.run(&["ps", "--json"]).await;
+    assert_eq!(code, Some(0));
+    let list = json_of(&out);
+    let worker = &list["workers"][0];
+    assert_eq!(worker["node"], "localhost");
+    let rss = worker["rss_bytes"].as_u64().expect("resident memory");
+    assert!(rss > 50_000_000, "the 93 MB model is resident: {worker}");
+    let unload = worker["unload_in_secs"]
+        .as_u64()
+        .expect("idle: counting down");
+    assert!((500..=600).contains(&unload), "{worker}");
+
+    let (_, out, _) = user.run(&["ps"]).await;
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("localhost"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let slots = worker["slots_total"].as_u64().unwrap();
+    assert!(row.contains(&format!(" 0/{slots} ")), "{row}");
+    assert!(
+        row.contains(" MB ") && row.contains(" min ") && row.contains("cpu:0 rbee-cpu"),
+        "{row}"
+    );
+}
+
+#[tokio::test]
+async fn infer_reads_the_prompt_from_stdin_takes_a_system_message_and_prints_json() {
+    let user = User::new();
+    let _queen = user.queen().await;
+    let args = ["infer", "--json", "--max-tokens", "3", "--temperature", "0"];
+    let (code, out, err) = user.run_with_stdin(&args, Some("Name a colour.\n")).await;
+    assert_eq!(code, Some(0), "{err}");
+    let plain = json_of(&out);
+    assert_eq!(plain["node"], "localhost", "{plain}");
+    assert_eq!(plain["backend"], "cpu");
+    assert_eq!(plain["usage"]["completion_tokens"], 3);
+    assert_eq!(plain["stop_reason"], "max_tokens");
+    assert!(!plain["text"].as_str().unwrap().is_empty(), "{plain}");
+    assert!(plain["timings"]["total_ms"].as_u64().unwrap() > 0);
+    assert!(plain["worker_id"].as_str().unwrap().starts_with("worker-"));
+
+    // The same prompt through `--prompt -` and with a system message: it replaces the
+    // template's default one (SmolLM2's is ~20 tokens), so a long one adds prompt tokens.
+    let mut with_system = args.to_vec();
+    with_system.extend([
+        "--prompt",
+        "-",
+        "--system",
+        "You answer every question in one word, in French, and never explain. You are terse \
+         and precise, and you never greet the user or repeat the question back to them.",
+    ]);
+    let (code, out, err) = user
+        .run_with_stdin(&with_system, Some("Name a colour.\n"))
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+    let system = json_of(&out);
+    let tokens = |v: &Value| v["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(tokens(&system) > tokens(&plain) + 5, "{system} vs {plain}");
+
+    let (code, out, err) = user.run_with_stdin(&["infer"], Some("  \n")).await;
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert!(err.contains("standard input is empty"), "{err}");
+}
+
+#[tokio::test]
+async fn list_commands_print_json_and_completions_cover_every_shell() {
+    let user = User::new();
+    let _queen = user.queen().await;
+    for args in [
+        &["workers", "list", "--json"][..],
+        &["setup", "list-nodes", "--json"],
+    ] {
+        let (code, out, err) = user.run(args).await;
+        assert_eq!(code, Some(0), "{err}");
+        let value = json_of(&out);
+        assert!(
+            value["workers"].is_array() || value["beehives"].is_array(),
+            "{value}"
+        );
+    }
+    let (code, bash, _) = user.run(&["completions", "bash"]).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        bash.contains("_rbee()") && bash.contains("models") && bash.contains("--node"),
+        "{bash}"
+    );
+    let (_, fish, _) = user.run(&["completions", "fish"]).await;
+    assert!(fish.contains("complete -c rbee"), "{fish}");
+    let (_, zsh, _) = user.run(&["completions", "zsh"]).await;
+    assert!(zsh.starts_with("#compdef rbee"), "{zsh}");
+    let (code, _, err) = user.run(&["completions", "tcsh"]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("tcsh") && err.lines().count() == 1, "{err}");
+}

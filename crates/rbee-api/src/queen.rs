@@ -223,6 +223,37 @@ fn default_backend() -> Backend {
     Backend::Cpu
 }
 
+impl TaskRequest {
+    /// A task for `model` with every other field at its default (no prompt yet: set
+    /// `prompt` or `messages`).
+    pub fn for_model(model: ModelRef) -> Self {
+        Self {
+            task_id: None,
+            node: None,
+            model,
+            prompt: None,
+            messages: None,
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            seed: None,
+            stop: None,
+            frequency_penalty: None,
+            presence_penalty: None,
+            logit_bias: None,
+            logprobs: None,
+            format: None,
+            context_length: None,
+            tools: None,
+            tool_choice: None,
+            keep_alive: None,
+            backend: default_backend(),
+            device: 0,
+        }
+    }
+}
+
 /// The first event of a task: its id, for `DELETE /v2/tasks/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskStarted {

@@ -31,6 +31,12 @@ pub enum Command {
     /// Examples: `rbee infer --prompt "Why is the sky blue?"`;
     /// `echo "Summarize: ..." | rbee infer --json --max-tokens 64`.
     Infer(InferArgs),
+    /// Chat with a model in the terminal, turn after turn.
+    ///
+    /// The model stays loaded between turns. Ctrl+C stops an answer, Ctrl+D or /exit
+    /// leaves; /clear, /model <ref>, /system <text> and /help work between turns. Example:
+    /// `rbee chat --model hf:HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:Q8_0 --system "Be brief."`
+    Chat(ChatArgs),
     /// List, pull, remove and inspect the models of every node.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -113,10 +119,11 @@ pub enum ModelsCommand {
     },
 }
 
+/// Where a conversation runs: the model and, optionally, the node.
 #[derive(Debug, Args)]
-pub struct InferArgs {
-    /// Node to run on (`localhost` needs no registration). Without it the queen places
-    /// the request: a node with an idle worker for the model, else one whose catalog has the
+pub struct Placement {
+    /// Node to run on (`localhost` needs no registration). Without it the queen places the
+    /// request: a node with an idle worker for the model, else one whose catalog has the
     /// model and passes the preflight, else the one with the most free memory.
     #[arg(long)]
     pub node: Option<String>,
@@ -125,20 +132,14 @@ pub struct InferArgs {
     /// scripts/fetch-model.sh).
     #[arg(long)]
     pub model: Option<String>,
-    /// The prompt, sent as a user message with the model's chat template. Without it, or
-    /// with `-`, the prompt is read from standard input.
+    /// A system message before the conversation.
     #[arg(long)]
-    pub prompt: Option<String>,
-    /// A system message before the prompt.
-    #[arg(long, conflicts_with = "raw")]
     pub system: Option<String>,
-    /// Print one JSON object when done (text, usage, timings, node, model) instead of
-    /// streaming the tokens.
-    #[arg(long)]
-    pub json: bool,
-    /// Send the prompt as raw text, without the chat template.
-    #[arg(long)]
-    pub raw: bool,
+}
+
+/// How tokens are generated.
+#[derive(Debug, Args)]
+pub struct Generation {
     /// At most this many tokens (default: until the model stops or its context is full).
     #[arg(long)]
     pub max_tokens: Option<usize>,
@@ -159,6 +160,33 @@ pub struct InferArgs {
     pub backend: Backend,
     #[arg(long, default_value_t = 0)]
     pub device: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    #[command(flatten)]
+    pub placement: Placement,
+    /// The prompt, sent as a user message with the model's chat template. Without it, or
+    /// with `-`, the prompt is read from standard input.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Send the prompt as raw text, without the chat template.
+    #[arg(long, conflicts_with = "system")]
+    pub raw: bool,
+    /// Print one JSON object when done (text, usage, timings, node, model) instead of
+    /// streaming the tokens.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub generation: Generation,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub placement: Placement,
+    #[command(flatten)]
+    pub generation: Generation,
 }
 
 #[derive(Debug, Subcommand)]

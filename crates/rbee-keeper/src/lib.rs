@@ -32,21 +32,36 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         _ => {}
     }
-    let task = match &cli.command {
-        Command::Infer(args) => Some(commands::infer::Target::of(args, &config)?),
+    // What a conversation needs is checked (and a prompt on stdin read) before a queen starts.
+    let infer = match &cli.command {
+        Command::Infer(args) => Some((
+            commands::infer::Target::of(&args.placement, &config)?,
+            commands::infer::prompt_of(args)?,
+        )),
+        _ => None,
+    };
+    let chat = match &cli.command {
+        Command::Chat(args) => Some(commands::infer::Target::of(&args.placement, &config)?),
         _ => None,
     };
     let queen = Queen::connect(&config, url).await?;
-    let result = match (&cli.command, task) {
-        (Command::Infer(args), Some(target)) => commands::infer::run(&queen, args, &target).await,
-        (Command::Setup(cmd), _) => commands::setup::run(&queen, &config, cmd).await,
-        (Command::Workers(cmd), _) => commands::workers::run(&queen, cmd).await,
-        (Command::Logs(args), _) => commands::logs::run(&queen, args).await,
-        (Command::Models(cmd), _) => commands::models::run(&queen, cmd).await,
-        (Command::Ps(flag), _) => commands::ps::run(&queen, flag).await,
+    let result = match (&cli.command, infer, chat) {
+        (Command::Infer(args), Some((target, prompt)), _) => {
+            commands::infer::run(&queen, args, &target, prompt).await
+        }
+        (Command::Chat(args), _, Some(target)) => commands::chat::run(&queen, args, target).await,
+        (Command::Setup(cmd), ..) => commands::setup::run(&queen, &config, cmd).await,
+        (Command::Workers(cmd), ..) => commands::workers::run(&queen, cmd).await,
+        (Command::Logs(args), ..) => commands::logs::run(&queen, args).await,
+        (Command::Models(cmd), ..) => commands::models::run(&queen, cmd).await,
+        (Command::Ps(flag), ..) => commands::ps::run(&queen, flag).await,
         (
-            Command::Infer(_) | Command::Install(_) | Command::Doctor | Command::Completions { .. },
-            _,
+            Command::Infer(_)
+            | Command::Chat(_)
+            | Command::Install(_)
+            | Command::Doctor
+            | Command::Completions { .. },
+            ..,
         ) => Ok(()),
     };
     queen.close().await;

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod chat_in_a_terminal;
 mod ephemeral_and_persistent;
 mod failures_users_see;
 mod install_and_config;

@@ -37,16 +37,23 @@ impl User {
         }
     }
 
-    pub fn rbee(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(rbee_bin());
+    /// `rbee` with this user's environment, as a plain command (for a pseudo-terminal).
+    pub fn rbee_std(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(rbee_bin());
         cmd.args(args)
             .env("HOME", self.home.path())
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_STATE_HOME")
             .env_remove("RBEE_CONFIG")
             .env("RBEE_QUEEN_URL", &self.queen_url)
-            .env("RBEE_MODEL_CACHE", model_path().parent().unwrap())
-            .stdin(Stdio::null())
+            .env("RBEE_MODEL_CACHE", model_path().parent().unwrap());
+        cmd
+    }
+
+    pub fn rbee(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::from(self.rbee_std(args));
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);

@@ -377,11 +377,7 @@ fn task_for(
         tracing::info!("Ollama options rbee does not act on, ignored: {names:?}");
     }
     Ok(TaskRequest {
-        task_id: None,
         node: id.node,
-        model: id.model_ref,
-        prompt: None,
-        messages: None,
         max_tokens: o.num_predict.filter(|&n| n > 0).map(|n| n as usize),
         temperature: o.temperature,
         top_p: o.top_p,
@@ -390,15 +386,9 @@ fn task_for(
         stop: o.stop.filter(|s| !s.is_empty()),
         frequency_penalty: o.frequency_penalty,
         presence_penalty: o.presence_penalty,
-        logit_bias: None,
-        logprobs: None,
         format: output_format(format).map_err(invalid)?,
         context_length: o.num_ctx.filter(|&n| n > 0),
-        tools: None,
-        tool_choice: None,
-        keep_alive: None,
-        backend: rbee_api::Backend::Cpu,
-        device: 0,
+        ..TaskRequest::for_model(id.model_ref)
     })
 }
 

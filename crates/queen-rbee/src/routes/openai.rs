@@ -185,28 +185,16 @@ fn task_for(
         tracing::info!("OpenAI request for {model} from user `{user}`");
     }
     Ok(TaskRequest {
-        task_id: None,
         node: id.node,
-        model: id.model_ref,
-        prompt: None,
-        messages: None,
         max_tokens: max_tokens.or(sampling.max_tokens),
         temperature: sampling.temperature,
         top_p: sampling.top_p,
-        top_k: None,
         seed: sampling.seed,
         stop: sampling.stop.clone().map(rbee_api::openai::Stop::into_vec),
         frequency_penalty: sampling.frequency_penalty,
         presence_penalty: sampling.presence_penalty,
         logit_bias: sampling.logit_bias.clone().filter(|b| !b.is_empty()),
-        logprobs: None,
-        format: None,
-        context_length: None,
-        tools: None,
-        tool_choice: None,
-        keep_alive: None,
-        backend: rbee_api::Backend::Cpu,
-        device: 0,
+        ..TaskRequest::for_model(id.model_ref)
     })
 }
 

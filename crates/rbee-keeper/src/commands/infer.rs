@@ -1,18 +1,19 @@
-//! `rbee infer`: one completion, streamed.
+//! `rbee infer`: one completion, streamed. [`answer`] streams one answer of any
+//! conversation; `rbee chat` uses it for each turn.
 
 use std::io::{IsTerminal, Read};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rbee_api::queen::{TaskAssigned, TaskEvent, TaskRequest};
 use rbee_api::routes::queen as paths;
 use rbee_api::sse::SseEvent;
 use rbee_api::worker::{ChatMessage, EndEvent, StopReason};
-use rbee_api::{Backend, ErrorBody, ErrorCode, JobId, ModelRef, NodeName, TaskId, WorkerId};
+use rbee_api::{Backend, ErrorBody, ErrorCode, JobId, ModelRef, NodeName, WorkerId};
 use reqwest::Method;
 use serde::Serialize;
 
-use crate::cli::InferArgs;
+use crate::cli::{Generation, InferArgs, Placement};
 use crate::config::Config;
 use crate::error::{KeeperError, Result, fail};
 use crate::output::{self, Bars};
@@ -21,15 +22,24 @@ use crate::queen::Queen;
 /// Waits before retrying when the worker is busy.
 const BUSY_RETRIES_S: [u64; 3] = [1, 2, 4];
 
+/// How one answer ended.
+pub enum Ended {
+    Answered(Box<Answer>),
+    /// The user pressed Ctrl+C: the task was cancelled; what had arrived.
+    Interrupted {
+        text: String,
+    },
+}
+
 enum Outcome {
-    Done(Box<Answer>),
+    Ended(Ended),
     Busy(String),
 }
 
 /// What `--json` prints: the whole answer, once it is complete.
 #[derive(Debug, Serialize)]
-struct Answer {
-    text: String,
+pub struct Answer {
+    pub text: String,
     model: ModelRef,
     node: Option<NodeName>,
     worker_id: Option<WorkerId>,
@@ -61,13 +71,13 @@ impl Answer {
     fn of(
         text: String,
         end: EndEvent,
-        target: &Target,
+        req: &TaskRequest,
         assigned: Option<TaskAssigned>,
         total: Duration,
     ) -> Self {
         Self {
             text,
-            model: target.model.clone(),
+            model: req.model.clone(),
             node: assigned.as_ref().map(|a| a.node.clone()),
             worker_id: assigned.as_ref().map(|a| a.worker_id.clone()),
             backend: assigned.as_ref().map(|a| a.backend),
@@ -88,16 +98,34 @@ impl Answer {
     }
 }
 
-/// What to run on where, read from the flags (and the configuration's default model), and
-/// the prompt (from the flag or standard input).
+/// The model and node of a conversation, from the flags (and the configuration's default
+/// model).
 pub struct Target {
-    node: Option<NodeName>,
-    model: ModelRef,
-    prompt: String,
+    pub node: Option<NodeName>,
+    pub model: ModelRef,
+}
+
+impl Target {
+    pub fn of(placement: &Placement, config: &Config) -> Result<Self> {
+        let node = placement.node.as_deref().map(str::parse).transpose();
+        let model = match &placement.model {
+            Some(m) => parse_model(m)?,
+            None => config.default_model()?,
+        };
+        Ok(Self {
+            node: node.map_err(|e: rbee_api::ids::InvalidId| fail(e.to_string()))?,
+            model,
+        })
+    }
+}
+
+pub fn parse_model(text: &str) -> Result<ModelRef> {
+    text.parse()
+        .map_err(|e: rbee_api::model_ref::InvalidModelRef| fail(e.to_string()))
 }
 
 /// The prompt from `--prompt`, or standard input when it is absent or `-`.
-fn prompt_of(args: &InferArgs) -> Result<String> {
+pub fn prompt_of(args: &InferArgs) -> Result<String> {
     match args.prompt.as_deref() {
         Some(p) if p != "-" => return Ok(p.to_owned()),
         _ => {}
@@ -119,33 +147,51 @@ fn prompt_of(args: &InferArgs) -> Result<String> {
     Ok(text)
 }
 
-impl Target {
-    pub fn of(args: &InferArgs, config: &Config) -> Result<Self> {
-        let node = args.node.as_deref().map(str::parse).transpose();
-        let model = match &args.model {
-            Some(m) => m
-                .parse()
-                .map_err(|e: rbee_api::model_ref::InvalidModelRef| fail(e.to_string()))?,
-            None => config.default_model()?,
-        };
-        Ok(Self {
-            node: node.map_err(|e: rbee_api::ids::InvalidId| fail(e.to_string()))?,
-            model,
-            prompt: prompt_of(args)?,
-        })
+/// A task for `target` with `prompt` (raw text) or `messages`, generated as `g` says.
+pub fn task(
+    target: &Target,
+    prompt: Option<String>,
+    messages: Option<Vec<ChatMessage>>,
+    g: &Generation,
+) -> TaskRequest {
+    TaskRequest {
+        node: target.node.clone(),
+        prompt,
+        messages,
+        max_tokens: g.max_tokens,
+        temperature: Some(g.temperature),
+        top_p: g.top_p,
+        top_k: g.top_k,
+        seed: g.seed,
+        stop: (!g.stop.is_empty()).then(|| g.stop.clone()),
+        backend: g.backend,
+        device: g.device,
+        ..TaskRequest::for_model(target.model.clone())
     }
 }
 
-pub async fn run(queen: &Queen, args: &InferArgs, target: &Target) -> Result<()> {
+pub async fn run(queen: &Queen, args: &InferArgs, target: &Target, prompt: String) -> Result<()> {
+    let req = if args.raw {
+        task(target, Some(prompt), None, &args.generation)
+    } else {
+        let system = (args.placement.system.iter()).map(|s| ChatMessage::new("system", s.clone()));
+        let messages = system.chain([ChatMessage::new("user", prompt)]).collect();
+        task(target, None, Some(messages), &args.generation)
+    };
+    match answer(queen, &req, args.json).await? {
+        Ended::Answered(answer) if args.json => output::json(&answer),
+        Ended::Answered(_) => Ok(()),
+        Ended::Interrupted { .. } => Err(KeeperError::Interrupted),
+    }
+}
+
+/// Streams the answer to `req` (tokens to stdout unless `quiet`, then a summary line), sent
+/// again with a new task id while the worker is busy.
+pub async fn answer(queen: &Queen, req: &TaskRequest, quiet: bool) -> Result<Ended> {
     let mut attempt = 0;
     loop {
-        match once(queen, args, target).await? {
-            Outcome::Done(answer) => {
-                if args.json {
-                    output::json(&answer)?;
-                }
-                return Ok(());
-            }
+        match once(queen, req, quiet).await? {
+            Outcome::Ended(ended) => return Ok(ended),
             Outcome::Busy(message) => {
                 let Some(wait) = BUSY_RETRIES_S.get(attempt) else {
                     return Err(fail(format!(
@@ -165,52 +211,15 @@ pub async fn run(queen: &Queen, args: &InferArgs, target: &Target) -> Result<()>
     }
 }
 
-fn request(args: &InferArgs, target: &Target, task_id: &TaskId) -> TaskRequest {
-    let (prompt, messages) = if args.raw {
-        (Some(target.prompt.clone()), None)
-    } else {
-        let system = args
-            .system
-            .iter()
-            .map(|s| ChatMessage::new("system", s.clone()));
-        let user = ChatMessage::new("user", target.prompt.clone());
-        (None, Some(system.chain([user]).collect()))
-    };
-    TaskRequest {
-        task_id: Some(task_id.clone()),
-        node: target.node.clone(),
-        model: target.model.clone(),
-        prompt,
-        messages,
-        max_tokens: args.max_tokens,
-        temperature: Some(args.temperature),
-        top_p: args.top_p,
-        top_k: args.top_k,
-        seed: args.seed,
-        stop: (!args.stop.is_empty()).then(|| args.stop.clone()),
-        frequency_penalty: None,
-        presence_penalty: None,
-        logit_bias: None,
-        logprobs: None,
-        format: None,
-        context_length: None,
-        tools: None,
-        tool_choice: None,
-        keep_alive: None,
-        backend: args.backend,
-        device: args.device,
-    }
-}
-
-async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcome> {
+async fn once(queen: &Queen, req: &TaskRequest, quiet: bool) -> Result<Outcome> {
     let task_id = JobId::from_uuid(*uuid::Uuid::new_v4().as_bytes());
-    let sent = std::time::Instant::now();
+    let req = TaskRequest {
+        task_id: Some(task_id.clone()),
+        ..req.clone()
+    };
+    let sent = Instant::now();
     let resp = queen
-        .send(
-            queen
-                .request(Method::POST, paths::TASKS)
-                .json(&request(args, target, &task_id)),
-        )
+        .send(queen.request(Method::POST, paths::TASKS).json(&req))
         .await?;
     let mut frames = Box::pin(rbee_http::client::frames(resp));
     let mut bars = Bars::default();
@@ -226,11 +235,11 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
                 bars.clear();
                 let cancel = queen.request(Method::DELETE, &paths::task(&task_id)).timeout(Duration::from_secs(5));
                 let _ = cancel.send().await;
-                if tokens > 0 && !args.json {
+                if tokens > 0 && !quiet {
                     println!();
                 }
                 eprintln!("Canceled.");
-                return Err(KeeperError::Interrupted);
+                return Ok(Outcome::Ended(Ended::Interrupted { text }));
             }
             frame = frames.next() => frame,
         };
@@ -244,8 +253,8 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
                         "queen-rbee's stream closed before the answer's end",
                     ));
                 };
-                let answer = Answer::of(text, end, target, assigned, sent.elapsed());
-                return Ok(Outcome::Done(Box::new(answer)));
+                let answer = Answer::of(text, end, &req, assigned, sent.elapsed());
+                return Ok(Outcome::Ended(Ended::Answered(Box::new(answer))));
             }
             Some(Ok(frame)) => frame,
             Some(Err(reason)) => {
@@ -270,7 +279,7 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
                 bars.clear();
                 tokens += 1;
                 text.push_str(&t.t);
-                if !args.json {
+                if !quiet {
                     output::token(&t.t);
                 }
             }
@@ -283,7 +292,7 @@ async fn once(queen: &Queen, args: &InferArgs, target: &Target) -> Result<Outcom
                 ));
             }
             TaskEvent::End(end) => {
-                if !args.json {
+                if !quiet {
                     summary(&end, &text);
                 }
                 ended = Some(end);

@@ -1,5 +1,6 @@
 //! One module per `rbee` subcommand.
 
+pub mod chat;
 pub mod doctor;
 pub mod infer;
 pub mod install;

@@ -126,6 +126,9 @@ pub struct Rbee {
     pub queen_exit: Option<Option<i32>>,
     /// The last JSON answer of the queen's HTTP API.
     pub answer: Option<Value>,
+    /// A `rbee chat` in a pseudo-terminal, and the text of its last answer.
+    pub chat: Option<expectrl::session::OsSession>,
+    pub chat_answer: String,
 }
 
 impl std::fmt::Debug for Rbee {
@@ -165,6 +168,8 @@ impl Rbee {
             ended_at: None,
             queen_exit: None,
             answer: None,
+            chat: None,
+            chat_answer: String::new(),
         };
         world.write_config();
         world
@@ -191,21 +196,29 @@ impl Rbee {
         .unwrap();
     }
 
-    /// A `rbee …` (or other workspace binary) command line, run as the user.
-    pub fn command(&self, line: &str) -> Command {
+    /// A `rbee …` (or other workspace binary) command line as the user runs it, as a plain
+    /// command (for a pseudo-terminal).
+    pub fn std_command(&self, line: &str) -> std::process::Command {
         let words = rbee_acceptance::command_line(line);
         let (program, args) = words.split_first().expect("a command");
-        let mut cmd = Command::new(bin_dir().join(program));
+        let mut cmd = std::process::Command::new(bin_dir().join(program));
         cmd.args(args)
             .env("HOME", &self.home)
             .env("TMPDIR", self.home.join("tmp"))
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_STATE_HOME")
             .env_remove("RBEE_CONFIG")
             .env_remove("RBEE_QUEEN_URL")
             .env_remove("HF_ENDPOINT")
-            .env(processes::TAG, processes::tag_value())
-            .stdin(Stdio::null())
+            .env(processes::TAG, processes::tag_value());
+        cmd
+    }
+
+    /// A `rbee …` (or other workspace binary) command line, run as the user.
+    pub fn command(&self, line: &str) -> Command {
+        let mut cmd = Command::from(self.std_command(line));
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -375,6 +388,9 @@ impl Rbee {
         }
         for host in &self.cluster.hosts {
             host.set_link(true);
+        }
+        if let Some(mut chat) = self.chat.take() {
+            let _ = chat.get_process_mut().exit(true);
         }
         if let Some(mut running) = self.running.take() {
             let _ = running.child.kill().await;

@@ -1,5 +1,6 @@
 //! Step definitions, by what they touch.
 
+mod chat;
 pub mod commands;
 mod install;
 mod models;

@@ -94,3 +94,20 @@ async fn catalog_empty(world: &mut Rbee, node: String) {
     let refs = catalog(world, &node);
     assert!(refs.is_empty(), "catalog of {node}: {refs:?}");
 }
+
+#[then(regex = r#"^no model file is left on "(\w+)"$"#)]
+async fn no_model_file(world: &mut Rbee, node: String) {
+    fn gguf_files(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                gguf_files(&path, found);
+            } else if path.to_string_lossy().contains(".gguf") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    gguf_files(&world.cluster.host(&node).data_dir(), &mut found);
+    assert!(found.is_empty(), "left on {node}: {found:?}");
+}

@@ -55,6 +55,8 @@ pub enum Command {
     /// Check every prerequisite and print one line each.
     Doctor,
     /// Copy the binaries into ~/.local/bin (or /usr/local/bin) and create the config.
+    ///
+    /// Example: `rbee install --service` also runs the queen as a systemd user service.
     Install(InstallArgs),
     /// Print a shell completion script.
     ///
@@ -263,6 +265,10 @@ pub struct InstallArgs {
     /// Install into /usr/local/bin and /etc/rbee instead of your home directory.
     #[arg(long)]
     pub system: bool,
+    /// Also run `queen-rbee daemon` as a systemd service that starts at boot (a user unit;
+    /// with --system, a system unit), so hives and loaded models outlive every command.
+    #[arg(long)]
+    pub service: bool,
 }
 
 /// A number that is one: `NaN` and infinities are refused (JSON cannot carry them, so they

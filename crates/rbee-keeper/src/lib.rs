@@ -23,7 +23,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let config = config::load(cli.config.as_deref())?;
     let url = config.queen_url(cli.queen_url.as_deref());
     match &cli.command {
-        Command::Install(args) => return commands::install::run(args),
+        Command::Install(args) => return commands::install::run(args, &config, &url),
         Command::Doctor => return commands::doctor::run(&config, url).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

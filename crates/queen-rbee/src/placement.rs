@@ -12,17 +12,18 @@
 
 use rbee_api::hive::PreflightRequest;
 use rbee_api::worker::WorkerState;
-use rbee_api::{Backend, ErrorCode, ErrorEnvelope, ModelRef, NodeName};
+use rbee_api::{Backend, BackendChoice, ErrorCode, ErrorEnvelope, ModelRef, NodeName};
 
 use crate::clients::CallError;
 use crate::error::QueenError;
 use crate::hives::Hives;
 use crate::narration::Narrator;
 
-/// The chosen node and why.
+/// The chosen node, the backend it runs the task on, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placed {
     pub node: NodeName,
+    pub backend: Backend,
     pub reason: String,
     /// Which rule chose it: `idle_worker`, `catalog` or `free_memory`.
     pub rule: &'static str,
@@ -32,6 +33,8 @@ pub struct Placed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub node: NodeName,
+    /// The backend the task would use there (`auto` resolved by its detection).
+    pub backend: Backend,
     pub idle_worker: bool,
     /// In the catalog and passing the preflight.
     pub ready_model: bool,
@@ -40,10 +43,11 @@ pub struct Candidate {
 }
 
 /// The policy itself, over what the candidates reported (in registry order, localhost first).
-pub fn choose(candidates: &[Candidate], backend: Backend) -> Option<Placed> {
+pub fn choose(candidates: &[Candidate]) -> Option<Placed> {
     if let Some(c) = candidates.iter().find(|c| c.idle_worker) {
         return Some(Placed {
             node: c.node.clone(),
+            backend: c.backend,
             reason: "an idle worker has the model".into(),
             rule: "idle_worker",
         });
@@ -57,14 +61,17 @@ pub fn choose(candidates: &[Candidate], backend: Backend) -> Option<Placed> {
     if let Some(c) = most_free(&|c| c.ready_model) {
         return Some(Placed {
             node: c.node.clone(),
+            backend: c.backend,
             reason: "its catalog has the model and it passes the preflight".into(),
             rule: "catalog",
         });
     }
     most_free(&|_| true).map(|c| Placed {
         node: c.node.clone(),
+        backend: c.backend,
         reason: format!(
-            "most free memory for {backend} ({} MB)",
+            "most free memory for {} ({} MB)",
+            c.backend,
             c.free_mb.unwrap_or_default()
         ),
         rule: "free_memory",
@@ -85,11 +92,13 @@ async fn survey(
     hives: &Hives,
     node: &NodeName,
     model: &ModelRef,
-    backend: Backend,
+    choice: BackendChoice,
     device: u32,
     narrator: &Narrator,
 ) -> Result<Candidate, Unfit> {
     let hive = hives.ensure(node, narrator).await?;
+    let resources = hive.resources().await?;
+    let backend = choice.resolve(&resources.detected.backends);
     let workers = hive.workers().await?.workers;
     let idle_worker = workers.iter().any(|w| {
         &w.model_ref == model
@@ -107,7 +116,6 @@ async fn survey(
             })
             .await
             .is_ok();
-    let resources = hive.resources().await?;
     let free_mb = if !resources.detected.backends.contains(&backend) {
         None
     } else if backend.is_gpu() {
@@ -122,6 +130,7 @@ async fn survey(
     };
     Ok(Candidate {
         node: node.clone(),
+        backend,
         idle_worker,
         ready_model,
         free_mb,
@@ -134,7 +143,7 @@ pub async fn place(
     nodes: &[NodeName],
     hives: &Hives,
     model: &ModelRef,
-    backend: Backend,
+    backend: BackendChoice,
     device: u32,
     narrator: &Narrator,
 ) -> Result<Placed, QueenError> {
@@ -153,7 +162,7 @@ pub async fn place(
             }
         }
     }
-    choose(&candidates, backend).ok_or_else(|| {
+    choose(&candidates).ok_or_else(|| {
         QueenError::Remote(ErrorEnvelope::new(
             ErrorCode::BackendUnavailable,
             format!(
@@ -175,6 +184,7 @@ mod tests {
     fn node(name: &str, idle: bool, ready: bool, free: Option<u64>) -> Candidate {
         Candidate {
             node: name.parse().unwrap(),
+            backend: Backend::Cpu,
             idle_worker: idle,
             ready_model: ready,
             free_mb: free,
@@ -187,7 +197,7 @@ mod tests {
             node("localhost", false, true, Some(9000)),
             node("mac", true, true, Some(100)),
         ];
-        let placed = choose(&c, Backend::Cpu).unwrap();
+        let placed = choose(&c).unwrap();
         assert_eq!(placed.node, "mac");
         assert!(placed.reason.contains("idle worker"));
     }
@@ -199,7 +209,7 @@ mod tests {
             node("workstation", false, true, Some(200)),
             node("mac", false, true, Some(300)),
         ];
-        let placed = choose(&c, Backend::Cpu).unwrap();
+        let placed = choose(&c).unwrap();
         assert_eq!(placed.node, "mac");
         assert!(placed.reason.contains("catalog"));
     }
@@ -211,9 +221,9 @@ mod tests {
             node("workstation", false, false, None),
             node("mac", false, false, Some(800)),
         ];
-        let placed = choose(&c, Backend::Cpu).unwrap();
+        let placed = choose(&c).unwrap();
         assert_eq!(placed.node, "mac");
         assert_eq!(placed.reason, "most free memory for cpu (800 MB)");
-        assert!(choose(&[node("a", false, false, None)], Backend::Cuda).is_none());
+        assert!(choose(&[node("a", false, false, None)]).is_none());
     }
 }

@@ -114,7 +114,8 @@ pub async fn add(
 }
 
 /// The shell script that clones (or updates) the repository at its branch and builds the
-/// node's binaries in release mode.
+/// node's binaries in release mode, the worker with the GPU backend the node has a toolkit
+/// for: cuda when `nvcc` is on its PATH, metal on macOS.
 fn install_script(c: &NodeConfig, repo: &str) -> String {
     let (path, branch) = (quote(&c.install_path), quote(&c.git_branch));
     format!(
@@ -122,7 +123,11 @@ fn install_script(c: &NodeConfig, repo: &str) -> String {
          if [ -d {path}/.git ]; then cd {path}; git fetch --quiet origin {branch}; git checkout --quiet -B {branch} FETCH_HEAD; \
          else git clone --quiet --branch {branch} {repo} {path}; cd {path}; fi; \
          echo \"checked out $(git rev-parse --short HEAD) of {branch}\"; \
-         cargo build --release --locked -p rbee-hive -p llm-worker-rbee 2>&1; \
+         features=''; \
+         if command -v nvcc >/dev/null 2>&1; then features='--features llm-worker-rbee/cuda'; echo 'CUDA toolkit found (nvcc): building the worker with cuda'; \
+         elif [ \"$(uname -s)\" = Darwin ]; then features='--features llm-worker-rbee/metal'; echo 'macOS: building the worker with metal'; \
+         else echo 'no GPU toolkit found (nvcc): building the worker for the cpu'; fi; \
+         cargo build --release --locked -p rbee-hive -p llm-worker-rbee $features 2>&1; \
          echo 'build finished'",
         repo = quote(repo),
     )

@@ -3,6 +3,7 @@
 
 use rbee_api::hive::DownloadEvent;
 use rbee_api::queen::TaskEvent;
+use rbee_api::sse::SseEvent;
 use rbee_testkit::fake_hub::FakeHub;
 use rbee_testkit::model_bytes;
 
@@ -158,4 +159,50 @@ async fn tasks_for_a_busy_worker_queue_in_order_up_to_the_limit_and_a_leaver_fre
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn backend_auto_takes_the_nodes_gpu_and_says_so_and_cpu_can_still_be_named() {
+    use std::os::unix::fs::PermissionsExt;
+    // A stand-in `nvidia-smi` reporting one GPU with 20 GB free.
+    let gpus = tempfile::tempdir().unwrap();
+    let smi = gpus.path().join("nvidia-smi");
+    std::fs::write(&smi, "#!/bin/sh\necho '0, 20000'\n").unwrap();
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", gpus.path().display());
+    let queen = Queen::start_local(&[], &[("PATH", &path)]).await;
+
+    // The default is auto: the node's GPU. This worker is built without cuda, and says so.
+    let events = queen.task("localhost", 4).await;
+    let said = narration(&events);
+    assert!(said.contains("Backend auto: cuda"), "{said}");
+    assert!(said.contains("(cuda:0)"), "spawned for the GPU: {said}");
+    let failed = error(&events).unwrap_or_else(|| panic!("{events:?}"));
+    assert!(
+        failed.error.message.contains("--features cuda"),
+        "{failed:?}"
+    );
+
+    // Named explicitly, the CPU serves it; the stream says which backend answered.
+    let resp = queen
+        .post("/v2/tasks")
+        .json(&serde_json::json!({"node": "localhost",
+            "model": format!("file:{}", rbee_testkit::model_path().display()),
+            "prompt": "Hi", "max_tokens": 2, "backend": "cpu"}))
+        .send()
+        .await
+        .unwrap();
+    let events: Vec<TaskEvent> = rbee_testkit::read_sse(resp)
+        .await
+        .iter()
+        .filter_map(TaskEvent::from_frame)
+        .map(|e| e.unwrap())
+        .collect();
+    assert!(error(&events).is_none(), "{events:?}");
+    let assigned = events.iter().find_map(|e| match e {
+        TaskEvent::Assigned(a) => Some(a),
+        _ => None,
+    });
+    assert_eq!(assigned.unwrap().backend, rbee_api::Backend::Cpu);
+    assert!(!narration(&events).contains("Backend auto"));
 }

@@ -46,9 +46,97 @@ impl std::str::FromStr for Backend {
     }
 }
 
+/// The backend a request asks for: one by name, or `auto`, the node's best — cuda, then
+/// metal, then cpu — from what its hive detected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Exactly(Backend),
+}
+
+impl BackendChoice {
+    /// The backend to use on a node that has `detected`.
+    pub fn resolve(self, detected: &[Backend]) -> Backend {
+        match self {
+            Self::Exactly(backend) => backend,
+            Self::Auto => [Backend::Cuda, Backend::Metal]
+                .into_iter()
+                .find(|b| detected.contains(b))
+                .unwrap_or(Backend::Cpu),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Exactly(backend) => backend.fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        s.parse()
+            .map(Self::Exactly)
+            .map_err(|_| format!("unknown backend `{s}` (expected auto, cpu, cuda or metal)"))
+    }
+}
+
+impl TryFrom<String> for BackendChoice {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<BackendChoice> for String {
+    fn from(choice: BackendChoice) -> Self {
+        choice.to_string()
+    }
+}
+
+impl From<Backend> for BackendChoice {
+    fn from(backend: Backend) -> Self {
+        Self::Exactly(backend)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_prefers_cuda_then_metal_then_cpu() {
+        let auto = BackendChoice::Auto;
+        assert_eq!(auto.resolve(&[Backend::Cpu]), Backend::Cpu);
+        assert_eq!(
+            auto.resolve(&[Backend::Cpu, Backend::Metal]),
+            Backend::Metal
+        );
+        assert_eq!(
+            auto.resolve(&[Backend::Cpu, Backend::Metal, Backend::Cuda]),
+            Backend::Cuda
+        );
+        assert_eq!(
+            BackendChoice::Exactly(Backend::Cpu).resolve(&[Backend::Cuda]),
+            Backend::Cpu
+        );
+        let json = serde_json::to_string(&BackendChoice::Auto).unwrap();
+        assert_eq!(json, "\"auto\"");
+        let cuda: BackendChoice = serde_json::from_str("\"CUDA\"").unwrap();
+        assert_eq!(cuda, BackendChoice::Exactly(Backend::Cuda));
+        assert!(serde_json::from_str::<BackendChoice>("\"vulkan\"").is_err());
+    }
 
     #[test]
     fn parses_names_case_insensitively_and_rejects_others() {

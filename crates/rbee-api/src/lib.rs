@@ -38,7 +38,7 @@ pub mod routes;
 pub mod sse;
 pub mod worker;
 
-pub use backend::Backend;
+pub use backend::{Backend, BackendChoice};
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
 pub use ids::{JobId, NodeName, TaskId, WorkerId};
 pub use model_ref::ModelRef;

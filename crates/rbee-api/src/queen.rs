@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::hive::{DownloadEvent, ModelDeleted, ModelEntry, WorkerInfo, WorkerStopped};
 use crate::sse::{EVENT_ERROR, EVENT_NARRATION};
 use crate::worker::{ChatMessage, EndEvent, InferenceEvent, LoadingEvent, TokenEvent, WorkerState};
-use crate::{Backend, ErrorEnvelope, JobId, ModelRef, Narration, NodeName, WorkerId};
+use crate::{
+    Backend, BackendChoice, ErrorEnvelope, JobId, ModelRef, Narration, NodeName, WorkerId,
+};
 
 /// `GET /health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,14 +215,12 @@ pub struct TaskRequest {
     /// it is idle); without it, the hive's idle timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<u64>,
-    #[serde(default = "default_backend")]
-    pub backend: Backend,
+    /// `auto` (the default): the node's best backend from its hive's detection (cuda, then
+    /// metal, then cpu); the `assigned` event says which was used.
+    #[serde(default)]
+    pub backend: BackendChoice,
     #[serde(default)]
     pub device: u32,
-}
-
-fn default_backend() -> Backend {
-    Backend::Cpu
 }
 
 impl TaskRequest {
@@ -248,7 +248,7 @@ impl TaskRequest {
             tools: None,
             tool_choice: None,
             keep_alive: None,
-            backend: default_backend(),
+            backend: BackendChoice::Auto,
             device: 0,
         }
     }

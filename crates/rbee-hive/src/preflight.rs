@@ -51,8 +51,9 @@ impl Preflight {
         // The file first: what it needs follows from its header.
         let info = self.check_file(Path::new(&model.local_path), false).await?;
         let required_mb = Self::required_mb(model.size_bytes, &info);
-        let available_mb = self.available_mb();
-        if available_mb.is_none() {
+        // A GPU load is held to the device's free VRAM below, not to the RAM.
+        let available_mb = (!backend.is_gpu()).then(|| self.available_mb()).flatten();
+        if available_mb.is_none() && !backend.is_gpu() {
             tracing::warn!("cannot read the available memory; skipping the RAM check");
         }
         if let Some(available_mb) = available_mb

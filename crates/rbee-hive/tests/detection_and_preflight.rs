@@ -185,3 +185,29 @@ async fn a_missing_file_is_model_not_found() {
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "MODEL_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn a_gpu_load_is_held_to_free_vram_not_to_the_ram() {
+    let data = tempfile::tempdir().unwrap();
+    let gpus = tempfile::tempdir().unwrap();
+    let path = fake_gpus(gpus.path(), &[20_000]);
+    // 50 MB of RAM cannot hold the model; the GPU's 20 GB can.
+    let hive = Hive::start(
+        HiveOptions::new(data.path())
+            .env("PATH", &path)
+            .arg("--memory-limit-mb", "50"),
+    )
+    .await;
+    hive.start_download(&file_ref()).await;
+    let preflight = |backend: &str| {
+        call(
+            hive.post("/v1/preflight")
+                .json(&json!({"model_ref": file_ref(), "backend": backend, "device": 0})),
+        )
+    };
+    let (status, body) = preflight("cuda").await;
+    assert_eq!((status, &body["ok"]), (200, &json!(true)), "{body}");
+    let (status, body) = preflight("cpu").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "INSUFFICIENT_RAM");
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use rbee_api::Backend;
+use rbee_api::BackendChoice;
 
 /// rbee: run LLM inference on the machines of your home lab from one command.
 ///
@@ -158,8 +158,9 @@ pub struct Generation {
     /// Stop before this text (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
-    #[arg(long, default_value = "cpu")]
-    pub backend: Backend,
+    /// cpu, cuda, metal, or auto: the node's best (cuda, then metal, then cpu).
+    #[arg(long, default_value = "auto")]
+    pub backend: BackendChoice,
     #[arg(long, default_value_t = 0)]
     pub device: u32,
 }

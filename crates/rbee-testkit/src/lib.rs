@@ -392,14 +392,20 @@ pub fn stand_in_repo(root: &std::path::Path, branch: &str) {
     for (dir, name) in [("hive", "rbee-hive"), ("worker", "llm-worker-rbee")] {
         write(
             &format!("{dir}/Cargo.toml"),
-            &format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+            &format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ncuda = []\nmetal = []\n"
+            ),
         );
     }
     write(
         "hive/src/main.rs",
         "fn main() { println!(\"{{\\\"backends\\\":[\\\"cpu\\\"],\\\"devices\\\":{{\\\"cpu\\\":1}}}}\"); }\n",
     );
-    write("worker/src/main.rs", "fn main() {}\n");
+    // Says which GPU backend it was built with, as the real worker's errors do.
+    write(
+        "worker/src/main.rs",
+        "fn main() { if cfg!(feature = \"cuda\") { println!(\"cuda\"); } else { println!(\"cpu\"); } }\n",
+    );
     write(
         "Cargo.lock",
         "version = 4\n\n[[package]]\nname = \"llm-worker-rbee\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"rbee-hive\"\nversion = \"0.1.0\"\n",

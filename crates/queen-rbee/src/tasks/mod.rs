@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rbee_api::queen::{TaskAssigned, TaskEvent, TaskRequest, TaskStarted};
-use rbee_api::{ErrorCode, ErrorEnvelope, JobId, TaskId};
+use rbee_api::{BackendChoice, ErrorCode, ErrorEnvelope, JobId, TaskId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -135,8 +135,8 @@ async fn execute(
     cancel: &CancellationToken,
 ) -> Result<(), QueenError> {
     let model = &req.model;
-    let node = match &req.node {
-        Some(node) => node.clone(),
+    let (node, placed_backend) = match &req.node {
+        Some(node) => (node.clone(), None),
         None => {
             let nodes = state.node_names()?;
             let placed = crate::placement::place(
@@ -155,19 +155,31 @@ async fn execute(
                     format!("placing on {}: {}", placed.node, placed.reason),
                 )
                 .await;
-            placed.node
+            (placed.node, Some(placed.backend))
         }
     };
     events
         .say("task_start", format!("Task {task_id}: {model} on {node}"))
         .await;
     let hive = state.hives.ensure(&node, &events.narrator).await?;
-    let worker = worker::acquire(state, &hive, req, events, cancel).await?;
+    let backend = match (placed_backend, req.backend) {
+        (Some(backend), _) => backend,
+        (None, BackendChoice::Exactly(backend)) => backend,
+        (None, BackendChoice::Auto) => {
+            let detected = hive.resources().await.map_err(|e| e.from_hive(&hive))?;
+            BackendChoice::Auto.resolve(&detected.detected.backends)
+        }
+    };
+    if req.backend == BackendChoice::Auto {
+        let said = format!("Backend auto: {backend} (the best {node} has)");
+        events.say("backend", said).await;
+    }
+    let worker = worker::acquire(state, &hive, req, backend, events, cancel).await?;
     events
         .send(TaskEvent::Assigned(TaskAssigned {
             node: node.clone(),
             worker_id: worker.id.clone(),
-            backend: req.backend,
+            backend,
             device: req.device,
         }))
         .await;

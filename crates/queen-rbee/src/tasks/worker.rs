@@ -4,7 +4,7 @@
 use rbee_api::hive::{SpawnRequest, WorkerInfo};
 use rbee_api::queen::TaskRequest;
 use rbee_api::worker::WorkerState;
-use rbee_api::{ErrorCode, ErrorEnvelope, WorkerId};
+use rbee_api::{Backend, ErrorCode, ErrorEnvelope, WorkerId};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -35,13 +35,14 @@ pub(super) async fn acquire(
     state: &AppState,
     hive: &HiveClient,
     req: &TaskRequest,
+    backend: Backend,
     events: &Events,
     cancel: &CancellationToken,
 ) -> Result<Assigned, QueenError> {
     let lane = Lane {
         node: hive.node.clone(),
         model: req.model.clone(),
-        backend: req.backend,
+        backend,
         device: req.device,
     };
     let Found { id, client, slots } = {
@@ -49,7 +50,7 @@ pub(super) async fn acquire(
             gate = state.lanes.start_gate(&lane) => gate,
             () = cancel.cancelled() => return Err(cancelled()),
         };
-        let found = find_or_start(state, hive, req, events, cancel).await?;
+        let found = find_or_start(state, hive, req, backend, events, cancel).await?;
         drop(gate);
         found
     };
@@ -76,6 +77,7 @@ async fn find_or_start(
     state: &AppState,
     hive: &HiveClient,
     req: &TaskRequest,
+    backend: Backend,
     events: &Events,
     cancel: &CancellationToken,
 ) -> Result<Found, QueenError> {
@@ -85,7 +87,7 @@ async fn find_or_start(
     state.lanes.prune(&hive.node, &alive);
     let mine: Vec<&WorkerInfo> = workers
         .iter()
-        .filter(|w| &w.model_ref == model && w.backend == req.backend && w.device == req.device)
+        .filter(|w| &w.model_ref == model && w.backend == backend && w.device == req.device)
         .collect();
     let client = |w: &WorkerInfo| WorkerClient::new(&w.url, &w.api_key, state.hives.http());
     let serving = |s: WorkerState| mine.iter().find(|w| w.state == s);
@@ -123,7 +125,7 @@ async fn find_or_start(
             slots,
         });
     }
-    spawn(state, hive, req, events, cancel).await
+    spawn(state, hive, req, backend, events, cancel).await
 }
 
 /// The refusal when the queue for `worker`'s slots is full.
@@ -145,6 +147,7 @@ async fn spawn(
     state: &AppState,
     hive: &HiveClient,
     req: &TaskRequest,
+    backend: Backend,
     events: &Events,
     cancel: &CancellationToken,
 ) -> Result<Found, QueenError> {
@@ -155,14 +158,14 @@ async fn spawn(
             "spawn",
             format!(
                 "Spawning a worker for {model} on {} ({}:{})",
-                hive.node, req.backend, req.device
+                hive.node, backend, req.device
             ),
         )
         .await;
     let spawned = hive
         .spawn(&SpawnRequest {
             model_ref: model.clone(),
-            backend: req.backend,
+            backend,
             device: req.device,
             slots: state.worker_slots,
         })

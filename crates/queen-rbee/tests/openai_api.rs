@@ -261,3 +261,40 @@ async fn errors_from_routing_and_extractors_are_in_the_envelope_too() {
         );
     }
 }
+
+#[tokio::test]
+async fn keep_alive_on_the_openai_api_sets_how_long_the_worker_stays() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let ask = |keep_alive: Value| {
+        queen.post("/v1/chat/completions").json(&json!({
+            "model": model_id(),
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 2,
+            "keep_alive": keep_alive
+        }))
+    };
+    let (status, body) = call(ask(json!("soon"))).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "keep_alive", "{body}");
+
+    let (status, body) = call(ask(json!("10m"))).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, list) = call(queen.get("/v2/workers/list")).await;
+    assert_eq!(list["workers"][0]["keep_alive_secs"], 600, "{list}");
+
+    // 0: unloaded as soon as the answer is out.
+    let (status, body) = call(ask(json!(0))).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, list) = call(queen.get("/v2/workers/list")).await;
+        if list["workers"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still loaded: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

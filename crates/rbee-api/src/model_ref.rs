@@ -1,5 +1,5 @@
-//! Model references as users write them: `hf:<org>/<repo>[:<QUANT or file name>]` and
-//! `file:<absolute path>`. A reference is parsed once, where it enters, and travels as a
+//! Model references as users write them: `hf:<org>/<repo>[@<revision>][:<QUANT or file
+//! name>]` and `file:<absolute path>`. A reference is parsed once, where it enters, and travels as a
 //! [`ModelRef`]; on the wire it is its canonical text.
 
 use std::path::{Path, PathBuf};
@@ -26,6 +26,8 @@ impl std::error::Error for InvalidModelRef {}
 pub enum ModelRef {
     Hf {
         repo: String,
+        /// A branch, tag or commit of the repository; `main` when absent.
+        revision: Option<String>,
         /// A quantization (`Q8_0`) or a file name (`model.Q8_0.gguf`).
         selector: Option<String>,
     },
@@ -42,6 +44,21 @@ impl ModelRef {
                 Some((repo, _)) => (repo, None),
                 None => (rest, None),
             };
+            let (repo, revision) = match repo.split_once('@') {
+                Some((repo, rev)) => (repo, Some(rev)),
+                None => (repo, None),
+            };
+            if let Some(rev) = revision
+                && (rev.is_empty()
+                    || rev.starts_with('.')
+                    || !rev
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+            {
+                return fail(format!(
+                    "`@{rev}` in `{text}` is not a revision: name a branch, tag or commit (letters, digits, `-`, `_`, `.`)"
+                ));
+            }
             let parts: Vec<&str> = repo.split('/').collect();
             let valid = |p: &str| {
                 !p.is_empty()
@@ -52,7 +69,7 @@ impl ModelRef {
             };
             if parts.len() != 2 || !parts.iter().all(|p| valid(p)) {
                 return fail(format!(
-                    "`{text}` is not a Hugging Face reference: expected hf:<org>/<repo>[:<QUANT or file>]"
+                    "`{text}` is not a Hugging Face reference: expected hf:<org>/<repo>[@<revision>][:<QUANT or file>]"
                 ));
             }
             if let Some(sel) = &selector
@@ -64,6 +81,7 @@ impl ModelRef {
             }
             Ok(Self::Hf {
                 repo: repo.to_owned(),
+                revision: revision.map(str::to_owned),
                 selector,
             })
         } else if let Some(path) = text.strip_prefix("file:") {
@@ -99,12 +117,17 @@ impl ModelRef {
         match self {
             Self::Hf {
                 repo,
-                selector: Some(sel),
-            } => format!("hf:{repo}:{sel}"),
-            Self::Hf {
-                repo,
-                selector: None,
-            } => format!("hf:{repo}"),
+                revision,
+                selector,
+            } => {
+                let revision = revision.as_deref().map(|r| format!("@{r}"));
+                let selector = selector.as_deref().map(|s| format!(":{s}"));
+                format!(
+                    "hf:{repo}{}{}",
+                    revision.unwrap_or_default(),
+                    selector.unwrap_or_default()
+                )
+            }
             Self::File(path) => format!("file:{}", path.display()),
         }
     }
@@ -187,6 +210,7 @@ mod tests {
             r,
             ModelRef::Hf {
                 repo: "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF".into(),
+                revision: None,
                 selector: Some("Q8_0".into())
             }
         );
@@ -195,6 +219,20 @@ mod tests {
             "hf:HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:Q8_0"
         );
         assert_eq!(ModelRef::parse("hf:a/b").unwrap().canonical(), "hf:a/b");
+        let pinned = ModelRef::parse("hf:a/b@v1.2:Q4_K_M").unwrap();
+        assert_eq!(
+            pinned,
+            ModelRef::Hf {
+                repo: "a/b".into(),
+                revision: Some("v1.2".into()),
+                selector: Some("Q4_K_M".into())
+            }
+        );
+        assert_eq!(pinned.canonical(), "hf:a/b@v1.2:Q4_K_M");
+        assert_eq!(
+            ModelRef::parse("hf:a/b@3f2e1d0").unwrap().canonical(),
+            "hf:a/b@3f2e1d0"
+        );
         assert_eq!(
             ModelRef::parse(" file:/models/x.gguf ").unwrap(),
             ModelRef::File("/models/x.gguf".into())
@@ -222,6 +260,9 @@ mod tests {
             "file:relative.gguf",
             "llama3",
             "hf:a/b:../../etc",
+            "hf:a/b@",
+            "hf:a/b@..:Q8_0",
+            "hf:a/b@refs/pr/1",
         ] {
             assert!(ModelRef::parse(bad).is_err(), "{bad}");
         }

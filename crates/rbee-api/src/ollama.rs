@@ -335,6 +335,15 @@ pub fn keep_alive(value: &serde_json::Value) -> Result<Option<std::time::Duratio
     Ok((seconds >= 0.0).then(|| std::time::Duration::from_secs_f64(seconds)))
 }
 
+/// `keep_alive` as the seconds a task's worker stays once idle: absent or `null` is `None`
+/// (the hive's idle timeout); forever is a very long time.
+pub fn keep_alive_secs(value: Option<&serde_json::Value>) -> Result<Option<u64>, String> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => Ok(Some(keep_alive(v)?.map_or(u64::MAX / 2, |d| d.as_secs()))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,6 +260,10 @@ pub struct Sampling {
     /// Token ids (as strings) and the bias added to their logits, -100..=100.
     #[serde(default, deserialize_with = "token_keys")]
     pub logit_bias: Option<std::collections::BTreeMap<u32, f64>>,
+    /// An rbee extension, as in Ollama's API: how long the worker stays loaded once idle
+    /// after this request (`"10m"`, seconds, `0` to unload at once, negative for ever).
+    #[serde(default)]
+    pub keep_alive: Option<serde_json::Value>,
 }
 
 /// `logit_bias`: JSON object keys are strings, the token ids written out. (Serde reads them
@@ -293,6 +297,8 @@ impl Sampling {
             self.logit_bias.as_ref(),
         )
         .map_err(|e| InvalidField::new(e.message, Some(e.field)))?;
+        crate::ollama::keep_alive_secs(self.keep_alive.as_ref())
+            .map_err(|e| InvalidField::new(e, Some("keep_alive")))?;
         if self.stream_options.is_some() && self.stream != Some(true) {
             return Err(InvalidField::new(
                 "stream_options is only allowed with stream: true",
@@ -327,6 +333,7 @@ const SAMPLING_FIELDS: &[&str] = &[
     "frequency_penalty",
     "presence_penalty",
     "logit_bias",
+    "keep_alive",
 ];
 
 /// OpenAI fields rbee does not act on, with the values that change nothing (besides `null`,

@@ -259,9 +259,15 @@ impl Downloads {
     }
 
     async fn download(&self, model_ref: &ModelRef, job: &Job) -> Result<ModelEntry, HiveError> {
-        let ModelRef::Hf { repo, selector } = model_ref else {
+        let ModelRef::Hf {
+            repo,
+            revision,
+            selector,
+        } = model_ref
+        else {
             return Err(HiveError::Internal("not a Hugging Face reference".into()));
         };
+        let rev = revision.as_deref().unwrap_or(crate::hub::DEFAULT_REVISION);
         let failed = |attempts: u32, cause: String| HiveError::DownloadFailed {
             model_ref: model_ref.clone(),
             attempts,
@@ -272,7 +278,7 @@ impl Downloads {
             other => failed(1, other.to_string()),
         };
         let files = self
-            .retrying(job, &failed, || self.hub.list_files(repo))
+            .retrying(job, &failed, || self.hub.list_files(repo, rev))
             .await
             .map_err(|e| match e {
                 Retried::Fatal(e) => fatal(e),
@@ -280,7 +286,11 @@ impl Downloads {
             })?;
         let file = choose_file(&files, selector.as_deref())
             .map_err(|m| HiveError::ModelNotFound(format!("{model_ref}: {m}")))?;
-        let dir = self.models_dir.join(repo);
+        // Each revision in its own folder, so a pinned one never overwrites another.
+        let dir = match revision {
+            Some(r) => self.models_dir.join(format!("{repo}@{r}")),
+            None => self.models_dir.join(repo),
+        };
         let target = dir.join(&file);
         let partial = partial_of(&target);
         tokio::fs::create_dir_all(target.parent().unwrap_or(&dir))
@@ -288,7 +298,7 @@ impl Downloads {
             .map_err(|e| HiveError::io(format!("cannot create {}", dir.display()), e))?;
 
         let info = self
-            .retrying(job, &failed, || self.hub.file_info(repo, &file))
+            .retrying(job, &failed, || self.hub.file_info(repo, rev, &file))
             .await
             .map_err(|e| match e {
                 Retried::Fatal(e) => fatal(e),
@@ -300,7 +310,7 @@ impl Downloads {
         let mut attempt = 0;
         let (sha256, size) = loop {
             attempt += 1;
-            match self.attempt(repo, &file, &partial, &mut remote, job).await {
+            match (self.attempt(repo, rev, &file, &partial, &mut remote, job)).await {
                 Ok(done) => break done,
                 Err(Attempt::Fatal(e)) => return Err(fatal(e)),
                 Err(Attempt::Retry(cause)) if attempt >= MAX_ATTEMPTS => {
@@ -401,6 +411,7 @@ impl Downloads {
     async fn attempt(
         &self,
         repo: &str,
+        revision: &str,
         file: &str,
         partial: &Path,
         remote: &mut Option<RemoteFile>,
@@ -411,7 +422,7 @@ impl Downloads {
             None => {
                 let info = self
                     .hub
-                    .file_info(repo, file)
+                    .file_info(repo, revision, file)
                     .await
                     .map_err(Attempt::from)?;
                 *remote = Some(info.clone());

@@ -15,7 +15,8 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, ETAG, RANGE};
 use tokio::io::AsyncWriteExt;
 
-const REVISION: &str = "main";
+/// The revision of a reference that names none.
+pub const DEFAULT_REVISION: &str = "main";
 
 /// A file of a Hub repository, as the `HEAD` of its resolve URL describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,16 +96,19 @@ impl HubClient {
         }
     }
 
-    /// File names in `repo`.
-    pub async fn list_files(&self, repo: &str) -> Result<Vec<String>, HubError> {
-        let url = format!("{}/api/models/{repo}/revision/{REVISION}", self.endpoint);
+    /// File names in `repo` at `revision`.
+    pub async fn list_files(&self, repo: &str, revision: &str) -> Result<Vec<String>, HubError> {
+        let url = format!("{}/api/models/{repo}/revision/{revision}", self.endpoint);
         let resp = self
             .auth(self.http.get(&url))
             .send()
             .await
             .map_err(|e| HubError::Transient(format!("GET {url}: {e}")))?;
         if !resp.status().is_success() {
-            return Err(self.status_error(&format!("repository {repo}"), resp.status()));
+            return Err(self.status_error(
+                &format!("repository {repo} at revision {revision}"),
+                resp.status(),
+            ));
         }
         let info: RepoInfo = resp
             .json()
@@ -113,9 +117,14 @@ impl HubClient {
         Ok(info.siblings.into_iter().map(|s| s.rfilename).collect())
     }
 
-    /// Size and sha256 of `file` in `repo`.
-    pub async fn file_info(&self, repo: &str, file: &str) -> Result<RemoteFile, HubError> {
-        let url = format!("{}/{repo}/resolve/{REVISION}/{file}", self.endpoint);
+    /// Size and sha256 of `file` in `repo` at `revision`.
+    pub async fn file_info(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<RemoteFile, HubError> {
+        let url = format!("{}/{repo}/resolve/{revision}/{file}", self.endpoint);
         let resp = self
             .auth(self.no_redirect.head(&url))
             .send()

@@ -369,3 +369,50 @@ async fn a_file_larger_than_the_free_disk_is_refused_naming_both_sizes() {
     assert_eq!(reads.count(), 0);
     assert!(hive.models().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_pinned_revision_is_downloaded_beside_main_and_an_unknown_one_is_not_found() {
+    let hub = FakeHub::start().await;
+    let main = model_bytes();
+    // The tag holds another build of the file under the same name.
+    let mut tagged = (*main).clone();
+    tagged.extend_from_slice(&[0u8; 32]);
+    hub.add_file(REPO, FILE, main.clone());
+    hub.add_file_at(REPO, "v2", FILE, Arc::new(tagged.clone()));
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
+
+    let events = download(&hive, &format!("hf:{REPO}@v2")).await;
+    assert_eq!(events.last().unwrap()["stage"], "complete", "{events:?}");
+    let events = download(&hive, &format!("hf:{REPO}")).await;
+    assert_eq!(events.last().unwrap()["stage"], "complete", "{events:?}");
+    let models = hive.models().await;
+    let entry = |reference: &str| {
+        (models.iter())
+            .find(|m| m["reference"] == reference)
+            .unwrap_or_else(|| panic!("{reference} in {models:?}"))
+            .clone()
+    };
+    let pinned = entry(&format!("hf:{REPO}@v2"));
+    let latest = entry(&format!("hf:{REPO}"));
+    assert_eq!(pinned["size_bytes"], tagged.len() as u64);
+    assert_eq!(latest["size_bytes"], main.len() as u64);
+    assert_ne!(pinned["local_path"], latest["local_path"]);
+    assert!(
+        pinned["local_path"].as_str().unwrap().contains("@v2/"),
+        "{pinned}"
+    );
+    assert!(
+        (hub.downloads().iter()).any(|r| r.path.contains("/resolve/v2/")),
+        "{:?}",
+        hub.downloads()
+    );
+
+    let events = download(&hive, &format!("hf:{REPO}@nope")).await;
+    let error = &events.last().unwrap()["error"]["error"];
+    assert_eq!(error["code"], "MODEL_NOT_FOUND", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("revision nope"),
+        "{error}"
+    );
+}

@@ -92,7 +92,7 @@ pub enum ModelsCommand {
     ///
     /// Example: `rbee models pull hf:HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:Q8_0 --node workstation`.
     Pull {
-        /// hf:<org>/<repo>[:<QUANT>] or file:<absolute path>.
+        /// hf:<org>/<repo>[@<revision>][:<QUANT>] or file:<absolute path>.
         model: String,
         #[arg(long, default_value = rbee_api::NodeName::LOCALHOST)]
         node: String,
@@ -129,7 +129,7 @@ pub struct Placement {
     /// model and passes the preflight, else the one with the most free memory.
     #[arg(long)]
     pub node: Option<String>,
-    /// Model reference: hf:<org>/<repo>[:<QUANT>] or file:<absolute path>
+    /// Model reference: hf:<org>/<repo>[@<revision>][:<QUANT>] or file:<absolute path>
     /// (default: `default_model` from the configuration, else the model fetched by
     /// scripts/fetch-model.sh).
     #[arg(long)]
@@ -158,6 +158,13 @@ pub struct Generation {
     /// Stop before this text (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// Context size of the worker for this conversation, in tokens (default: the model's).
+    #[arg(long)]
+    pub context_length: Option<usize>,
+    /// How long the worker stays loaded once idle after the answer, e.g. `30m`, `0` to
+    /// unload at once (default: the hive's idle timeout).
+    #[arg(long, value_parser = rbee_api::duration::parse_duration)]
+    pub keep_alive: Option<std::time::Duration>,
     /// cpu, cuda, metal, or auto: the node's best (cuda, then metal, then cpu).
     #[arg(long, default_value = "auto")]
     pub backend: BackendChoice,

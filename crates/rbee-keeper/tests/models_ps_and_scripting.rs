@@ -128,7 +128,15 @@ async fn ps_shows_each_loaded_worker_with_slots_memory_and_time_until_unloaded()
     assert_eq!(code, Some(0));
     assert!(out.contains("No models are loaded"), "{out}");
     let (code, _, err) = user
-        .run(&["infer", "--prompt", "hi", "--max-tokens", "2"])
+        .run(&[
+            "infer",
+            "--prompt",
+            "hi",
+            "--max-tokens",
+            "2",
+            "--keep-alive",
+            "20m",
+        ])
         .await;
     assert_eq!(code, Some(0), "{err}");
 
@@ -142,7 +150,8 @@ async fn ps_shows_each_loaded_worker_with_slots_memory_and_time_until_unloaded()
     let unload = worker["unload_in_secs"]
         .as_u64()
         .expect("idle: counting down");
-    assert!((500..=600).contains(&unload), "{worker}");
+    // The request's keep-alive (20 min) rather than the hive's idle timeout (10 min).
+    assert!((1100..=1200).contains(&unload), "{worker}");
 
     let (_, out, _) = user.run(&["ps"]).await;
     let row = out

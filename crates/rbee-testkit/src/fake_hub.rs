@@ -40,8 +40,9 @@ pub struct Request {
     pub authorization: Option<String>,
 }
 
+/// A repository's files, by revision and name.
 struct Repo {
-    files: HashMap<String, Arc<Vec<u8>>>,
+    files: HashMap<(String, String), Arc<Vec<u8>>>,
 }
 
 #[derive(Clone)]
@@ -96,7 +97,13 @@ impl FakeHub {
         }
     }
 
+    /// Adds a file to the `main` revision of `repo`.
     pub fn add_file(&self, repo: &str, name: &str, data: Arc<Vec<u8>>) {
+        self.add_file_at(repo, "main", name, data);
+    }
+
+    /// Adds a file to one revision (branch, tag or commit) of `repo`.
+    pub fn add_file_at(&self, repo: &str, revision: &str, name: &str, data: Arc<Vec<u8>>) {
         let mut repos = self.hub.repos.lock().unwrap();
         repos
             .entry(repo.to_owned())
@@ -104,7 +111,7 @@ impl FakeHub {
                 files: HashMap::new(),
             })
             .files
-            .insert(name.to_owned(), data);
+            .insert((revision.to_owned(), name.to_owned()), data);
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -127,24 +134,28 @@ impl FakeHub {
 
 async fn repo_info(
     State(hub): State<Hub>,
-    Path((org, repo, _rev)): Path<(String, String, String)>,
+    Path((org, repo, rev)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
     hub.record("GET", &format!("/api/models/{org}/{repo}"), &headers);
     let repos = hub.repos.lock().unwrap();
-    match repos.get(&format!("{org}/{repo}")) {
-        Some(r) => {
-            let mut names: Vec<&String> = r.files.keys().collect();
-            names.sort();
-            let siblings: Vec<_> = names
-                .iter()
-                .map(|n| serde_json::json!({"rfilename": n}))
-                .collect();
-            axum::Json(serde_json::json!({"id": format!("{org}/{repo}"), "siblings": siblings}))
-                .into_response()
-        }
-        None => (StatusCode::NOT_FOUND, "Repository not found").into_response(),
+    let Some(r) = repos.get(&format!("{org}/{repo}")) else {
+        return (StatusCode::NOT_FOUND, "Repository not found").into_response();
+    };
+    let mut names: Vec<&String> = (r.files.keys())
+        .filter(|(r, _)| *r == rev)
+        .map(|(_, name)| name)
+        .collect();
+    if names.is_empty() {
+        return (StatusCode::NOT_FOUND, format!("Revision Not Found: {rev}")).into_response();
     }
+    names.sort();
+    let siblings: Vec<_> = names
+        .iter()
+        .map(|n| serde_json::json!({"rfilename": n}))
+        .collect();
+    axum::Json(serde_json::json!({"id": format!("{org}/{repo}"), "siblings": siblings}))
+        .into_response()
 }
 
 /// Whether a `Range` header names its last byte (`bytes=0-1023`, not `bytes=512-`).
@@ -276,16 +287,16 @@ fn transfer(data: &[u8], start: u64, fault: Fault) -> Response {
 async fn resolve(
     State(hub): State<Hub>,
     method: axum::http::Method,
-    Path((org, repo, _rev, file)): Path<(String, String, String, String)>,
+    Path((org, repo, rev, file)): Path<(String, String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let path = format!("/{org}/{repo}/resolve/main/{file}");
+    let path = format!("/{org}/{repo}/resolve/{rev}/{file}");
     hub.record(method.as_str(), &path, &headers);
     let data = {
         let repos = hub.repos.lock().unwrap();
         match repos
             .get(&format!("{org}/{repo}"))
-            .and_then(|r| r.files.get(&file))
+            .and_then(|r| r.files.get(&(rev.clone(), file.clone())))
         {
             Some(d) => d.clone(),
             None => return (StatusCode::NOT_FOUND, "Entry not found").into_response(),

@@ -525,13 +525,7 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
 
 /// `keep_alive` in whole seconds for the task; forever (negative) as the longest there is.
 fn keep_alive(value: Option<&serde_json::Value>) -> Result<Option<u64>, OllamaError> {
-    match value {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => match rbee_api::ollama::keep_alive(v).map_err(invalid)? {
-            Some(d) => Ok(Some(d.as_secs())),
-            None => Ok(Some(u64::MAX / 2)),
-        },
-    }
+    rbee_api::ollama::keep_alive_secs(value).map_err(invalid)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

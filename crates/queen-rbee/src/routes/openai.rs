@@ -194,6 +194,8 @@ fn task_for(
         frequency_penalty: sampling.frequency_penalty,
         presence_penalty: sampling.presence_penalty,
         logit_bias: sampling.logit_bias.clone().filter(|b| !b.is_empty()),
+        keep_alive: rbee_api::ollama::keep_alive_secs(sampling.keep_alive.as_ref())
+            .map_err(|e| OpenAiError::invalid(e, Some("keep_alive")))?,
         ..TaskRequest::for_model(id.model_ref)
     })
 }

@@ -164,6 +164,8 @@ pub fn task(
         top_k: g.top_k,
         seed: g.seed,
         stop: (!g.stop.is_empty()).then(|| g.stop.clone()),
+        context_length: g.context_length,
+        keep_alive: g.keep_alive.map(|d| d.as_secs()),
         backend: g.backend,
         device: g.device,
         ..TaskRequest::for_model(target.model.clone())

@@ -115,7 +115,9 @@ stop() {
 free_port() {
     local port
     while :; do
-        port=$((20000 + RANDOM % 40000))
+        # Below the kernel's ephemeral range (32768-60999), where outgoing connections take
+        # their local ports and could hold the one chosen.
+        port=$((20000 + RANDOM % 12000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return

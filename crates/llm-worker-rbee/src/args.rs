@@ -6,10 +6,24 @@ use std::path::PathBuf;
 use clap::Parser;
 use rbee_api::Backend;
 
+/// The version line names the backends this binary was built for (`rbee-hive` reads it, so
+/// `--backend auto` never picks one the worker cannot run).
+fn version() -> &'static str {
+    if cfg!(all(feature = "cuda", feature = "metal")) {
+        concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu, cuda, metal)")
+    } else if cfg!(feature = "cuda") {
+        concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu, cuda)")
+    } else if cfg!(feature = "metal") {
+        concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu, metal)")
+    } else {
+        concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu)")
+    }
+}
+
 /// rbee inference worker: serves one GGUF model over HTTP and streams tokens as
 /// Server-Sent Events. Normally started by `rbee-hive`; can be run by hand.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "llm-worker-rbee", version, about, long_about = None)]
+#[command(name = "llm-worker-rbee", version = version(), about, long_about = None)]
 pub struct Args {
     /// GGUF model file to load (llama-family architectures).
     #[arg(long, env = "RBEE_WORKER_MODEL")]

@@ -350,7 +350,7 @@ impl Hives {
             "data=\"${{XDG_DATA_HOME:-$HOME/.local/share}}/rbee\"; mkdir -p \"$data\" && cd \"$data\" || exit 1; \
              [ -x {bin} ] || {{ echo 'rbee-hive is not installed at {bin}; run rbee setup install --node {node}'; exit 1; }}; \
              rm -f {ready}; \
-             IFS= read -r key; RBEE_HIVE_API_KEY=\"$key\" nohup {bin} daemon --port {port} --public-host {host} > {ready} 2>> {log} < /dev/null & \
+             IFS= read -r key; RBEE_HIVE_API_KEY=\"$key\" nohup {bin} daemon --port {port} --public-host {host}{settings} > {ready} 2>> {log} < /dev/null & \
              pid=$!; i=0; while [ $i -lt 100 ]; do \
                [ -s {ready} ] && {{ echo $pid; head -n 1 {ready}; exit 0; }}; \
                kill -0 $pid 2>/dev/null || {{ tail -n 1 {log}; exit 1; }}; \
@@ -359,6 +359,9 @@ impl Hives {
             node = c.node_name,
             port = c.hive_port,
             host = quote(&c.ssh_host),
+            settings = (c.hive_settings.flags().iter())
+                .map(|(flag, value)| format!(" {flag} {}", quote(value)))
+                .collect::<String>(),
             log = quote(&log),
             ready = quote(&ready),
         );

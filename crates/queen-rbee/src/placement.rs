@@ -98,7 +98,7 @@ async fn survey(
 ) -> Result<Candidate, Unfit> {
     let hive = hives.ensure(node, narrator).await?;
     let resources = hive.resources().await?;
-    let backend = choice.resolve(&resources.detected.backends);
+    let backend = choice.resolve(&resources.usable_backends());
     let workers = hive.workers().await?.workers;
     let idle_worker = workers.iter().any(|w| {
         &w.model_ref == model
@@ -118,7 +118,7 @@ async fn survey(
             .is_ok();
     let free_mb = if !resources.detected.backends.contains(&backend) {
         None
-    } else if backend.is_gpu() {
+    } else if backend == Backend::Cuda {
         resources
             .detected
             .vram_free_mb

@@ -157,6 +157,7 @@ mod tests {
                 git_branch: "main".into(),
                 install_path: "/opt/rbee".into(),
                 hive_port: 9200,
+                hive_settings: Default::default(),
             };
             let args: Vec<_> = Ssh::default()
                 .command(&node, "true")

@@ -161,10 +161,29 @@ async fn tasks_for_a_busy_worker_queue_in_order_up_to_the_limit_and_a_leaver_fre
     }
 }
 
+/// Runs a task for the default model with `backend`; its events.
+async fn task_on(queen: &Queen, backend: &str) -> Vec<TaskEvent> {
+    let resp = queen
+        .post("/v2/tasks")
+        .json(&serde_json::json!({"node": "localhost",
+            "model": format!("file:{}", rbee_testkit::model_path().display()),
+            "prompt": "Hi", "max_tokens": 2, "backend": backend}))
+        .send()
+        .await
+        .unwrap();
+    rbee_testkit::read_sse(resp)
+        .await
+        .iter()
+        .filter_map(TaskEvent::from_frame)
+        .map(|e| e.unwrap())
+        .collect()
+}
+
 #[tokio::test]
-async fn backend_auto_takes_the_nodes_gpu_and_says_so_and_cpu_can_still_be_named() {
+async fn backend_auto_uses_a_gpu_only_with_a_worker_built_for_it_and_says_which() {
     use std::os::unix::fs::PermissionsExt;
-    // A stand-in `nvidia-smi` reporting one GPU with 20 GB free.
+    // A stand-in `nvidia-smi` reporting one GPU with 20 GB free; this worker binary is
+    // built without cuda (its --version says so).
     let gpus = tempfile::tempdir().unwrap();
     let smi = gpus.path().join("nvidia-smi");
     std::fs::write(&smi, "#!/bin/sh\necho '0, 20000'\n").unwrap();
@@ -172,37 +191,30 @@ async fn backend_auto_takes_the_nodes_gpu_and_says_so_and_cpu_can_still_be_named
     let path = format!("{}:/usr/bin:/bin", gpus.path().display());
     let queen = Queen::start_local(&[], &[("PATH", &path)]).await;
 
-    // The default is auto: the node's GPU. This worker is built without cuda, and says so.
-    let events = queen.task("localhost", 4).await;
-    let said = narration(&events);
-    assert!(said.contains("Backend auto: cuda"), "{said}");
-    assert!(said.contains("(cuda:0)"), "spawned for the GPU: {said}");
-    let failed = error(&events).unwrap_or_else(|| panic!("{events:?}"));
-    assert!(
-        failed.error.message.contains("--features cuda"),
-        "{failed:?}"
-    );
-
-    // Named explicitly, the CPU serves it; the stream says which backend answered.
-    let resp = queen
-        .post("/v2/tasks")
-        .json(&serde_json::json!({"node": "localhost",
-            "model": format!("file:{}", rbee_testkit::model_path().display()),
-            "prompt": "Hi", "max_tokens": 2, "backend": "cpu"}))
-        .send()
-        .await
-        .unwrap();
-    let events: Vec<TaskEvent> = rbee_testkit::read_sse(resp)
-        .await
-        .iter()
-        .filter_map(TaskEvent::from_frame)
-        .map(|e| e.unwrap())
-        .collect();
+    // auto: the GPU is there but the worker cannot use it, so the CPU, and it says why.
+    let events = task_on(&queen, "auto").await;
     assert!(error(&events).is_none(), "{events:?}");
+    let said = narration(&events);
+    assert!(
+        said.contains("Backend auto: cpu (the best localhost has); its cuda GPU needs a worker built with --features cuda"),
+        "{said}"
+    );
     let assigned = events.iter().find_map(|e| match e {
         TaskEvent::Assigned(a) => Some(a),
         _ => None,
     });
     assert_eq!(assigned.unwrap().backend, rbee_api::Backend::Cpu);
-    assert!(!narration(&events).contains("Backend auto"));
+
+    // Named explicitly, cuda is tried on the GPU, and the worker says what it lacks.
+    let events = task_on(&queen, "cuda").await;
+    let said = narration(&events);
+    assert!(
+        said.contains("(cuda:0)") && !said.contains("Backend auto"),
+        "{said}"
+    );
+    let failed = error(&events).unwrap_or_else(|| panic!("{events:?}"));
+    assert!(
+        failed.error.message.contains("--features cuda"),
+        "{failed:?}"
+    );
 }

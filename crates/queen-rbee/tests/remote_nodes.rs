@@ -154,3 +154,83 @@ fn pid_listening_on(port: u16) -> u32 {
         .and_then(|pid| pid.parse().ok())
         .unwrap_or_else(|| panic!("nothing listens on {port}: {text}"))
 }
+
+#[tokio::test]
+async fn a_nodes_hive_settings_are_passed_when_its_hive_starts() {
+    let (sshd, data) = node_with_data_dir().await;
+    let queen = Queen::start(&sshd).await;
+    let hive_port = free_port();
+    let models = data.path().join("elsewhere");
+    let (status, body, _) = queen
+        .setup(
+            "/v2/registry/beehives/add",
+            serde_json::json!({"node_name": "tuned", "ssh_host": "127.0.0.1",
+                "ssh_port": sshd.port, "ssh_user": crate::support::Sshd::user(),
+                "install_path": data.path(), "hive_port": hive_port,
+                "hive_settings": {"idle_timeout_secs": 1, "worker_slots": 2,
+                    "models_dir": models}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hive_settings"]["worker_slots"], 2, "{body}");
+
+    // A setting the hive would refuse is refused at once, naming it.
+    let (status, body) =
+        call(queen.post("/v2/registry/beehives/settings").json(
+            &serde_json::json!({"node_name": "tuned", "hive_settings": {"worker_slots": 0}}),
+        ))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("worker_slots")
+    );
+
+    let events = queen.task("tuned", 4).await;
+    assert!(error(&events).is_none(), "{events:?}");
+    let (_, workers) = call(queen.get("/v2/workers/list")).await;
+    assert_eq!(workers["workers"][0]["slots_total"], 2, "{workers}");
+    // The hive's command line, as the node's process table shows it.
+    let port_flag = format!("--port\0{hive_port}\0");
+    let hive_cmdline = (std::fs::read_dir("/proc").unwrap().flatten())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .find(|c| c.contains("rbee-hive\0daemon") && c.contains(&port_flag))
+        .expect("the node's hive runs");
+    for expected in [
+        "--idle-timeout\u{0}1s".to_owned(),
+        "--worker-slots\u{0}2".to_owned(),
+        format!("--models-dir\0{}", models.display()),
+    ] {
+        assert!(
+            hive_cmdline.contains(&expected),
+            "{expected:?} in {hive_cmdline:?}"
+        );
+    }
+    // Idle for a second, the worker is stopped by its hive.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, workers) = call(queen.get("/v2/workers/list")).await;
+        if workers["workers"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still running: {workers}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = call(
+        queen
+            .post("/v2/registry/beehives/settings")
+            .json(&serde_json::json!({"node_name": "tuned", "hive_settings": {}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.get("hive_settings").is_none(),
+        "defaults again: {body}"
+    );
+}

@@ -17,6 +17,18 @@ Feature: Setting up the nodes of the lab
     Then stdout contains "workstation"
     And stdout contains "10.99.0.2"
 
+  Scenario: A node's hive settings are saved with it and can be changed
+    When I run `rbee setup add-node --name workstation --ssh-host 10.99.0.2 --ssh-user root --install-path /opt/rbee --worker-slots 2`
+    Then it exits with code 0
+    When I run `rbee setup set-node --name workstation --idle-timeout 30m --worker-slots 3`
+    Then it exits with code 0
+    And stdout contains "workstation's hive will start with --idle-timeout 1800s --worker-slots 3"
+    When I run `rbee setup list-nodes --json`
+    Then stdout contains ""worker_slots":3"
+    When I run `rbee setup set-node --name workstation --worker-slots 0`
+    Then it exits with code 1
+    And stderr contains "--worker-slots"
+
   Scenario: A node whose SSH connection fails is not saved
     Given sshd on "mac" is stopped
     When I run `rbee setup add-node --name mac --ssh-host 10.99.0.3 --ssh-user root --install-path /opt/rbee`

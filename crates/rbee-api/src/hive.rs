@@ -320,6 +320,18 @@ pub struct Resources {
     pub ram_available_mb: Option<u64>,
     #[serde(flatten)]
     pub detected: Detected,
+    /// The backends the node's worker binary was built for (empty when it could not say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub worker_backends: Vec<Backend>,
+}
+
+impl Resources {
+    /// The backends a worker can use here: detected, and built into the worker binary.
+    pub fn usable_backends(&self) -> Vec<Backend> {
+        (self.detected.backends.iter().copied())
+            .filter(|b| self.worker_backends.is_empty() || self.worker_backends.contains(b))
+            .collect()
+    }
 }
 
 /// `POST /v1/preflight`: would a worker for this catalog model pass the preflight here?

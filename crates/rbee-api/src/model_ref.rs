@@ -81,7 +81,8 @@ impl ModelRef {
             }
             Ok(Self::Hf {
                 repo: repo.to_owned(),
-                revision: revision.map(str::to_owned),
+                // `@main` is what no revision means: one model, one catalog entry.
+                revision: revision.filter(|r| *r != "main").map(str::to_owned),
                 selector,
             })
         } else if let Some(path) = text.strip_prefix("file:") {
@@ -232,6 +233,10 @@ mod tests {
         assert_eq!(
             ModelRef::parse("hf:a/b@3f2e1d0").unwrap().canonical(),
             "hf:a/b@3f2e1d0"
+        );
+        assert_eq!(
+            ModelRef::parse("hf:a/b@main:Q8_0").unwrap().canonical(),
+            "hf:a/b:Q8_0"
         );
         assert_eq!(
             ModelRef::parse(" file:/models/x.gguf ").unwrap(),

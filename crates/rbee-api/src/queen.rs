@@ -76,6 +76,82 @@ pub struct NodeConfig {
     /// Port of the node's hive ([`DEFAULT_HIVE_PORT`] unless given).
     #[serde(default = "default_hive_port")]
     pub hive_port: u16,
+    /// How the queen starts the node's hive; each unset one is the hive's default.
+    #[serde(default, skip_serializing_if = "HiveSettings::is_default")]
+    pub hive_settings: HiveSettings,
+}
+
+/// A node's hive settings, passed as flags when the queen starts its hive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HiveSettings {
+    /// Seconds a worker may stay idle before it is stopped (`--idle-timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+    /// RAM (MB) the hive may give to models (`--memory-limit-mb`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mb: Option<u64>,
+    /// Slots of each worker it starts (`--worker-slots`, 1–64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_slots: Option<u16>,
+    /// Where it keeps downloaded models (`--models-dir`), a path on the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models_dir: Option<String>,
+    /// The first port of its workers (`--worker-port-start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_port_start: Option<u16>,
+}
+
+impl HiveSettings {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Refuses values the hive would refuse, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.worker_slots.is_some_and(|n| !(1..=64).contains(&n)) {
+            return Err("worker_slots must be 1 to 64".into());
+        }
+        if self.idle_timeout_secs == Some(0) {
+            return Err("idle_timeout_secs must be at least 1".into());
+        }
+        if let Some(dir) = &self.models_dir
+            && (dir.is_empty() || dir.starts_with('-'))
+        {
+            return Err(format!("models_dir {dir:?} must be a path"));
+        }
+        Ok(())
+    }
+
+    /// The hive flags these settings stand for (values unquoted).
+    pub fn flags(&self) -> Vec<(&'static str, String)> {
+        let mut flags = Vec::new();
+        if let Some(s) = self.idle_timeout_secs {
+            flags.push(("--idle-timeout", format!("{s}s")));
+        }
+        if let Some(mb) = self.memory_limit_mb {
+            flags.push(("--memory-limit-mb", mb.to_string()));
+        }
+        if let Some(n) = self.worker_slots {
+            flags.push(("--worker-slots", n.to_string()));
+        }
+        if let Some(dir) = &self.models_dir {
+            flags.push(("--models-dir", dir.clone()));
+        }
+        if let Some(port) = self.worker_port_start {
+            flags.push(("--worker-port-start", port.to_string()));
+        }
+        flags
+    }
+}
+
+/// `POST /v2/registry/beehives/settings`: replaces a node's hive settings; they apply when
+/// the queen next starts its hive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettingsRequest {
+    pub node_name: NodeName,
+    pub hive_settings: HiveSettings,
 }
 
 /// What the queen last saw of a node.

@@ -45,6 +45,7 @@ pub mod queen {
     pub const BEEHIVES_LIST: &str = "/v2/registry/beehives/list";
     pub const BEEHIVES_REMOVE: &str = "/v2/registry/beehives/remove";
     pub const BEEHIVES_INSTALL: &str = "/v2/registry/beehives/install";
+    pub const BEEHIVES_SETTINGS: &str = "/v2/registry/beehives/settings";
     pub const TASKS: &str = "/v2/tasks";
     /// `DELETE /v2/tasks/{id}`.
     pub const TASK: &str = "/v2/tasks/{id}";

@@ -391,7 +391,18 @@ impl Downloads {
             }
         };
         let required_mb = Preflight::required_mb(remote.size, &info);
-        if let Some(available_mb) = self.preflight.available_mb()
+        // Which backend will load it is not known yet: the RAM, or a larger GPU, may.
+        let largest_gpu_mb = (crate::detect::detect()
+            .vram_free_mb
+            .values()
+            .flatten()
+            .copied())
+        .max();
+        let room_mb = match (self.preflight.available_mb(), largest_gpu_mb) {
+            (Some(ram), Some(vram)) => Some(ram.max(vram)),
+            (ram, _) => ram,
+        };
+        if let Some(available_mb) = room_mb
             && required_mb > available_mb
         {
             return Err(HiveError::InsufficientRam {

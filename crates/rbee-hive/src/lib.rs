@@ -121,6 +121,7 @@ fn build_state(
     let preflight = Preflight {
         memory_limit_mb: args.memory_limit_mb,
         worker_bin,
+        worker_backends: Default::default(),
     };
     let downloads = Arc::new(Downloads::new(
         HubClient::new(&args.hf_endpoint, args.hf_token.clone())

@@ -18,6 +18,8 @@ pub struct Preflight {
     /// The most RAM the hive may give to a model (the `--memory-limit-mb` setting).
     pub memory_limit_mb: Option<u64>,
     pub worker_bin: PathBuf,
+    /// What the worker binary's version line says it was built for, read once.
+    pub worker_backends: Arc<std::sync::OnceLock<Vec<Backend>>>,
 }
 
 fn mb(bytes: u64) -> u64 {
@@ -34,6 +36,32 @@ pub fn available_ram_mb() -> Option<u64> {
 }
 
 impl Preflight {
+    /// The backends the worker binary was built for (`llm-worker-rbee --version` names
+    /// them); empty when it cannot be run or does not say.
+    pub fn worker_backends(&self) -> Vec<Backend> {
+        let read = || {
+            let out = std::process::Command::new(&self.worker_bin)
+                .arg("--version")
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let list = text
+                .split("(backends: ")
+                .nth(1)?
+                .split(')')
+                .next()?
+                .to_owned();
+            Some(
+                list.split(',')
+                    .filter_map(|b| b.trim().parse().ok())
+                    .collect(),
+            )
+        };
+        self.worker_backends
+            .get_or_init(|| read().unwrap_or_default())
+            .clone()
+    }
+
     /// RAM a model may use: what the OS reports available, capped by the memory limit.
     pub fn available_mb(&self) -> Option<u64> {
         match (available_ram_mb(), self.memory_limit_mb) {
@@ -51,9 +79,11 @@ impl Preflight {
         // The file first: what it needs follows from its header.
         let info = self.check_file(Path::new(&model.local_path), false).await?;
         let required_mb = Self::required_mb(model.size_bytes, &info);
-        // A GPU load is held to the device's free VRAM below, not to the RAM.
-        let available_mb = (!backend.is_gpu()).then(|| self.available_mb()).flatten();
-        if available_mb.is_none() && !backend.is_gpu() {
+        // A CUDA load is held to the device's free VRAM below, not to the RAM (Metal's memory
+        // is the RAM).
+        let in_ram = backend != Backend::Cuda;
+        let available_mb = in_ram.then(|| self.available_mb()).flatten();
+        if available_mb.is_none() && in_ram {
             tracing::warn!("cannot read the available memory; skipping the RAM check");
         }
         if let Some(available_mb) = available_mb

@@ -199,6 +199,10 @@ async fn a_gpu_load_is_held_to_free_vram_not_to_the_ram() {
     )
     .await;
     hive.start_download(&file_ref()).await;
+    let (_, resources) = call(hive.get("/v1/resources")).await;
+    assert_eq!(resources["backends"], json!(["cpu", "cuda"]), "{resources}");
+    // The worker binary under test is built for the CPU only, and says so.
+    assert_eq!(resources["worker_backends"], json!(["cpu"]), "{resources}");
     let preflight = |backend: &str| {
         call(
             hive.post("/v1/preflight")

@@ -215,6 +215,36 @@ pub enum SetupCommand {
         #[arg(long)]
         node: String,
     },
+    /// Change how the queen starts a node's hive (applies when its hive next starts).
+    ///
+    /// Example: `rbee setup set-node --name workstation --idle-timeout 30m --worker-slots 2`.
+    /// Settings not given are reset to the hive's defaults.
+    SetNode {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        hive: HiveSettingsArgs,
+    },
+}
+
+/// How the queen starts a node's hive; each one left out is the hive's default.
+#[derive(Debug, Args)]
+pub struct HiveSettingsArgs {
+    /// A worker idle this long is stopped, e.g. `30m` (hive default: 5m).
+    #[arg(long, value_parser = rbee_api::duration::parse_duration)]
+    pub idle_timeout: Option<std::time::Duration>,
+    /// RAM (MB) the hive may give to models.
+    #[arg(long)]
+    pub memory_limit_mb: Option<u64>,
+    /// Slots of each worker it starts, 1 to 64.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_slots: Option<u16>,
+    /// Where it keeps downloaded models, a path on the node.
+    #[arg(long)]
+    pub models_dir: Option<String>,
+    /// The first port of its workers (hive default: 8001).
+    #[arg(long)]
+    pub worker_port_start: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +271,8 @@ pub struct AddNodeArgs {
     /// Port of the node's hive.
     #[arg(long, default_value_t = rbee_api::queen::DEFAULT_HIVE_PORT)]
     pub hive_port: u16,
+    #[command(flatten)]
+    pub hive: HiveSettingsArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -64,7 +64,7 @@ impl Queen {
         }
         let port = reqwest::Url::parse(&url)
             .ok()
-            .filter(|u| matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "::1")))
+            .filter(|u| matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")))
             .and_then(|u| u.port_or_known_default())
             .ok_or_else(|| {
                 fail(format!(

@@ -71,6 +71,11 @@ mod tests {
                 git_branch: "main".into(),
                 install_path: "/opt/rbee".into(),
                 hive_port: rbee_api::queen::DEFAULT_HIVE_PORT,
+                hive_settings: rbee_api::queen::HiveSettings {
+                    idle_timeout_secs: Some(60),
+                    models_dir: Some("/data/models".into()),
+                    ..Default::default()
+                },
             },
             state: NodeState {
                 backends: vec![Backend::Cpu],

@@ -27,12 +27,16 @@ CREATE TABLE IF NOT EXISTS beehives (
     backends            TEXT NOT NULL DEFAULT '[]',
     devices             TEXT NOT NULL DEFAULT '{}',
     hive_port           INTEGER NOT NULL DEFAULT 9200,
-    hive_api_key        TEXT NOT NULL
+    hive_api_key        TEXT NOT NULL,
+    hive_settings       TEXT NOT NULL DEFAULT '{}'
 );";
+
+/// Columns added since the first schema, for registries made before them.
+const ADDED: &[(&str, &str)] = &[("hive_settings", "TEXT NOT NULL DEFAULT '{}'")];
 
 const COLUMNS: &str = "node_name, ssh_host, ssh_port, ssh_user, ssh_key_path, git_repo_url, \
      git_branch, install_path, last_connected_unix, last_error, status, backends, devices, \
-     hive_port, hive_api_key";
+     hive_port, hive_api_key, hive_settings";
 
 #[derive(Debug)]
 pub struct SqliteRegistry {
@@ -42,9 +46,25 @@ pub struct SqliteRegistry {
 impl SqliteRegistry {
     /// Opens (creating the file and its folders when missing) the registry at `path`.
     pub fn open(path: &Path) -> Result<Self, RegistryError> {
-        Ok(Self {
+        let registry = Self {
             file: SqliteFile::open(path, SCHEMA)?,
-        })
+        };
+        registry.with(|c| {
+            for (column, definition) in ADDED {
+                let present: bool = c.query_row(
+                    "SELECT COUNT(*) > 0 FROM pragma_table_info('beehives') WHERE name = ?1",
+                    params![column],
+                    |row| row.get(0),
+                )?;
+                if !present {
+                    c.execute_batch(&format!(
+                        "ALTER TABLE beehives ADD COLUMN {column} {definition}"
+                    ))?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(registry)
     }
 
     fn with<T>(
@@ -66,6 +86,7 @@ fn status_of(text: &str) -> NodeStatus {
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
     let backends: String = row.get(11)?;
     let devices: String = row.get(12)?;
+    let settings: String = row.get(15)?;
     let name: String = row.get(0)?;
     Ok(NodeRecord {
         config: NodeConfig {
@@ -78,6 +99,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
             git_branch: row.get(6)?,
             install_path: row.get(7)?,
             hive_port: row.get(13)?,
+            hive_settings: serde_json::from_str(&settings).map_err(|e| unreadable(15, e))?,
         },
         state: NodeState {
             last_connected_unix: row.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
@@ -106,11 +128,12 @@ impl BeehiveRegistry for SqliteRegistry {
         let (b, s) = (&r.config, &r.state);
         let backends = serde_json::to_string(&s.backends).unwrap_or_else(|_| "[]".into());
         let devices = serde_json::to_string(&s.devices).unwrap_or_else(|_| "{}".into());
+        let settings = serde_json::to_string(&b.hive_settings).unwrap_or_else(|_| "{}".into());
         self.with(|c| {
             c.execute(
                 &format!(
                     "INSERT OR REPLACE INTO beehives ({COLUMNS}) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
                 ),
                 params![
                     b.node_name.as_str(),
@@ -127,7 +150,8 @@ impl BeehiveRegistry for SqliteRegistry {
                     backends,
                     devices,
                     b.hive_port,
-                    r.hive_api_key
+                    r.hive_api_key,
+                    settings
                 ],
             )
             .map(|_| ())
@@ -160,6 +184,33 @@ mod tests {
     use rbee_api::queen::DEFAULT_HIVE_PORT;
 
     use super::*;
+
+    #[test]
+    fn a_registry_from_before_hive_settings_gains_the_column_and_keeps_its_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("beehives.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            let old = SCHEMA.replace(",\n    hive_settings       TEXT NOT NULL DEFAULT '{}'", "");
+            assert_ne!(old, SCHEMA);
+            c.execute_batch(&old).unwrap();
+            c.execute(
+                "INSERT INTO beehives (node_name, ssh_host, ssh_user, install_path, hive_api_key) \
+                 VALUES ('old', 'old.lan', 'me', '/opt/rbee', 'k')",
+                [],
+            )
+            .unwrap();
+        }
+        let registry = SqliteRegistry::open(&path).unwrap();
+        let old = registry.get(&"old".parse().unwrap()).unwrap().unwrap();
+        assert!(old.config.hive_settings.is_default());
+        let mut changed = old.clone();
+        changed.config.hive_settings.worker_slots = Some(2);
+        registry.upsert(&changed).unwrap();
+        let reopened = SqliteRegistry::open(&path).unwrap();
+        let back = reopened.get(&"old".parse().unwrap()).unwrap().unwrap();
+        assert_eq!(back.config.hive_settings.worker_slots, Some(2));
+    }
 
     #[test]
     fn the_schema_defaults_the_hive_port_to_the_api_default() {

@@ -4,7 +4,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
-use rbee_api::queen::{BeehiveList, NodeConfig, NodeRemoved, NodeRequest};
+use rbee_api::queen::{
+    Beehive, BeehiveList, NodeConfig, NodeRemoved, NodeRequest, NodeSettingsRequest,
+};
 use rbee_http::ApiJson;
 
 use crate::error::QueenError;
@@ -39,6 +41,23 @@ pub async fn remove(
         node_name: req.node_name,
         removed: true,
     }))
+}
+
+/// Replaces a node's hive settings; they apply when its hive next starts.
+pub async fn settings(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<NodeSettingsRequest>,
+) -> Result<Json<Beehive>, QueenError> {
+    req.hive_settings
+        .validate()
+        .map_err(QueenError::InvalidRequest)?;
+    let mut record = state
+        .registry
+        .get(&req.node_name)?
+        .ok_or_else(|| QueenError::NodeNotFound(req.node_name.clone()))?;
+    record.config.hive_settings = req.hive_settings;
+    state.registry.upsert(&record)?;
+    Ok(Json(record.beehive()))
 }
 
 pub async fn install(

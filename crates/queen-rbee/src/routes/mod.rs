@@ -24,6 +24,7 @@ pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
         .route(paths::BEEHIVES_LIST, get(beehives::list))
         .route(paths::BEEHIVES_REMOVE, post(beehives::remove))
         .route(paths::BEEHIVES_INSTALL, post(beehives::install))
+        .route(paths::BEEHIVES_SETTINGS, post(beehives::settings))
         .route(paths::TASKS, post(tasks::start))
         .route(paths::TASK, delete(tasks::cancel))
         .route(paths::WORKERS_LIST, get(workers::list))

@@ -33,34 +33,34 @@ fn nodes(state: &AppState, node: Option<NodeName>) -> Result<Vec<NodeName>, Quee
     }
 }
 
-/// One node's catalog; its hive is started if it does not run.
+/// One node's catalog; its hive is started if it does not run (the deadline is on the
+/// answer, never on a start, so a hive being started is always recorded).
 async fn catalog(state: &AppState, node: NodeName) -> NodeModels {
-    let read = async {
-        let hive = state.hives.ensure(&node, &Narrator::log_only()).await?;
-        hive.models().await.map_err(|e| e.from_hive(&hive))
+    let failed = |node: NodeName, error: String| NodeModels {
+        node,
+        models: Vec::new(),
+        disk_free_bytes: None,
+        error: Some(error),
     };
-    match tokio::time::timeout(CATALOG_DEADLINE, read).await {
+    let hive = match state.hives.ensure(&node, &Narrator::log_only()).await {
+        Ok(hive) => hive,
+        Err(e) => return failed(node, e.to_string()),
+    };
+    match tokio::time::timeout(CATALOG_DEADLINE, hive.models()).await {
         Ok(Ok(list)) => NodeModels {
             node,
             models: list.models,
             disk_free_bytes: list.disk_free_bytes,
             error: None,
         },
-        Ok(Err(e)) => NodeModels {
+        Ok(Err(e)) => failed(node, e.from_hive(&hive).to_string()),
+        Err(_) => failed(
             node,
-            models: Vec::new(),
-            disk_free_bytes: None,
-            error: Some(e.to_string()),
-        },
-        Err(_) => NodeModels {
-            node,
-            models: Vec::new(),
-            disk_free_bytes: None,
-            error: Some(format!(
+            format!(
                 "its hive did not list its models within {} s",
                 CATALOG_DEADLINE.as_secs()
-            )),
-        },
+            ),
+        ),
     }
 }
 
@@ -83,23 +83,35 @@ pub async fn show(
     Query(q): Query<ModelShowQuery>,
 ) -> Result<Json<NodeModelInfo>, QueenError> {
     let named = q.node.is_some();
-    for node in nodes(&state, q.node)? {
-        let hive = match state.hives.ensure(&node, &Narrator::log_only()).await {
-            Ok(hive) => hive,
-            Err(e) if named => return Err(e),
-            Err(_) => continue,
-        };
-        let Ok(list) = hive.models().await else {
+    let catalogs = futures::future::join_all(
+        nodes(&state, q.node)?
+            .into_iter()
+            .map(|n| catalog(&state, n)),
+    );
+    for found in catalogs.await {
+        if let Some(error) = found.error {
+            // A node named on purpose that cannot answer is an error, not "not found".
+            if named {
+                return Err(QueenError::Remote(rbee_api::ErrorEnvelope::new(
+                    rbee_api::ErrorCode::ConnectionTimeout,
+                    format!("{}: {error}", found.node),
+                )));
+            }
+            continue;
+        }
+        let Some(entry) = found.models.into_iter().find(|m| m.reference == q.model) else {
             continue;
         };
-        let Some(entry) = list.models.into_iter().find(|m| m.reference == q.model) else {
-            continue;
-        };
+        let hive = state.hives.client(&found.node).await?;
         let info = hive
             .model_info(&entry.reference)
             .await
             .map_err(|e| e.from_hive(&hive))?;
-        return Ok(Json(NodeModelInfo { node, entry, info }));
+        return Ok(Json(NodeModelInfo {
+            node: found.node,
+            entry,
+            info,
+        }));
     }
     Err(QueenError::Remote(rbee_api::ErrorEnvelope::new(
         rbee_api::ErrorCode::ModelNotFound,

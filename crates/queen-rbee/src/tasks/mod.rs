@@ -162,18 +162,27 @@ async fn execute(
         .say("task_start", format!("Task {task_id}: {model} on {node}"))
         .await;
     let hive = state.hives.ensure(&node, &events.narrator).await?;
-    let backend = match (placed_backend, req.backend) {
-        (Some(backend), _) => backend,
-        (None, BackendChoice::Exactly(backend)) => backend,
-        (None, BackendChoice::Auto) => {
-            let detected = hive.resources().await.map_err(|e| e.from_hive(&hive))?;
-            BackendChoice::Auto.resolve(&detected.detected.backends)
+    let backend = match req.backend {
+        BackendChoice::Exactly(backend) => backend,
+        BackendChoice::Auto => {
+            let found = hive.resources().await.map_err(|e| e.from_hive(&hive))?;
+            let usable = found.usable_backends();
+            let backend = placed_backend.unwrap_or_else(|| BackendChoice::Auto.resolve(&usable));
+            let unbuilt: Vec<String> = (found.detected.backends.iter())
+                .filter(|b| b.is_gpu() && !usable.contains(b))
+                .map(|b| b.to_string())
+                .collect();
+            let mut said = format!("Backend auto: {backend} (the best {node} has)");
+            if !unbuilt.is_empty() && !backend.is_gpu() {
+                said.push_str(&format!(
+                    "; its {gpu} GPU needs a worker built with --features {gpu} (rbee setup install builds one where the toolkit is installed)",
+                    gpu = unbuilt.join("/")
+                ));
+            }
+            events.say("backend", said).await;
+            backend
         }
     };
-    if req.backend == BackendChoice::Auto {
-        let said = format!("Backend auto: {backend} (the best {node} has)");
-        events.say("backend", said).await;
-    }
     let worker = worker::acquire(state, &hive, req, backend, events, cancel).await?;
     events
         .send(TaskEvent::Assigned(TaskAssigned {

@@ -49,7 +49,7 @@ pub async fn delete(
     let model = catalogued(&state, &req.model_ref)?;
     if let Some(w) = (state.pool.list().into_iter()).find(|w| w.model_ref == model.reference) {
         return Err(HiveError::InvalidRequest(format!(
-            "{} is in use by worker {}; stop it first (`rbee workers stop --node <node> --id {}`)",
+            "{} is in use by worker {}; stop it first (`rbee workers shutdown --id {}`)",
             model.reference, w.id, w.id
         )));
     }
@@ -83,6 +83,7 @@ pub async fn resources(State(state): State<AppState>) -> Json<Resources> {
     Json(Resources {
         ram_available_mb: state.preflight.available_mb(),
         detected: crate::detect::detect(),
+        worker_backends: state.preflight.worker_backends(),
     })
 }
 

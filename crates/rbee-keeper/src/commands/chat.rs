@@ -101,7 +101,10 @@ pub async fn run(queen: &Queen, args: &ChatArgs, mut target: Target) -> Result<(
             Line::Say("") => {}
             Line::Say(text) => {
                 conversation.turns.push(ChatMessage::new("user", text));
-                turn(queen, args, &target, &mut conversation).await?;
+                if let Err(e) = turn(queen, args, &target, &mut conversation).await {
+                    save(&mut editor, history.as_deref());
+                    return Err(e);
+                }
             }
             Line::Clear => {
                 conversation.turns.clear();
@@ -131,13 +134,18 @@ pub async fn run(queen: &Queen, args: &ChatArgs, mut target: Target) -> Result<(
             Line::Unknown(name) => eprintln!("Unknown command /{name}; /help lists them."),
         }
     }
-    if let Some(path) = &history {
+    save(&mut editor, history.as_deref());
+    Ok(())
+}
+
+/// Keeps the lines typed for the next chat (best effort: a chat is not failed for it).
+fn save(editor: &mut DefaultEditor, path: Option<&std::path::Path>) {
+    if let Some(path) = path {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
         let _ = editor.save_history(path);
     }
-    Ok(())
 }
 
 /// One answer to the conversation's last message. A failed turn is reported and taken

@@ -92,7 +92,7 @@ pub fn run(args: &InstallArgs, settings: &Config, queen_url: &str) -> Result<()>
 fn port_of(queen_url: &str) -> Result<u16> {
     reqwest::Url::parse(queen_url)
         .ok()
-        .filter(|u| matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "::1" | "0.0.0.0")))
+        .filter(|u| matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]" | "0.0.0.0")))
         .and_then(|u| u.port_or_known_default())
         .ok_or_else(|| {
             fail(format!(
@@ -133,6 +133,7 @@ impl Unit<'_> {
              Wants=network-online.target\n\
              \n\
              [Service]\n\
+             {system}\
              EnvironmentFile=-{env}\n\
              ExecStart={bin} daemon --port {port}\n\
              Restart=on-failure\n\
@@ -141,6 +142,16 @@ impl Unit<'_> {
              [Install]\n\
              WantedBy={target}\n",
             env = environment.display(),
+            // A system service runs as the user who installed it (its ssh keys are theirs),
+            // with the system's data directory.
+            system = if self.system {
+                let user = std::env::var("SUDO_USER")
+                    .or_else(|_| std::env::var("USER"))
+                    .unwrap_or_else(|_| "root".into());
+                format!("User={user}\nEnvironment=RBEE_QUEEN_DATA_DIR=/var/lib/rbee\n")
+            } else {
+                String::new()
+            },
             bin = self.bin_dir.join("queen-rbee").display(),
             port = self.port,
             target = if self.system {

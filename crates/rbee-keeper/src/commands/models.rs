@@ -25,10 +25,22 @@ pub async fn run(queen: &Queen, command: &ModelsCommand) -> Result<()> {
                 .json(queen.request(Method::GET, paths::MODELS_LIST).query(&query))
                 .await?;
             if json.json {
-                return output::json(&list);
+                output::json(&list)?;
+            } else {
+                print_list(&list);
             }
-            print_list(&list);
-            Ok(())
+            let unreachable: Vec<String> = (list.nodes.iter())
+                .filter(|n| n.error.is_some())
+                .map(|n| n.node.to_string())
+                .collect();
+            if unreachable.is_empty() {
+                Ok(())
+            } else {
+                Err(fail(format!(
+                    "the catalog of {} could not be read; `rbee workers health --node <node>` says why",
+                    unreachable.join(", ")
+                )))
+            }
         }
         ModelsCommand::Pull { model, node } => {
             let req = NodeModelRequest {

@@ -9,6 +9,9 @@ use crate::error::Result;
 use crate::output;
 use crate::queen::Queen;
 
+/// Keep-alives this long (a century) mean "for ever".
+const FOREVER_SECS: u64 = 100 * 365 * 24 * 3600;
+
 pub async fn run(queen: &Queen, flag: &JsonFlag) -> Result<()> {
     let list: NodeWorkersList = queen
         .json(queen.request(Method::GET, paths::WORKERS_LIST))
@@ -38,9 +41,13 @@ pub async fn run(queen: &Queen, flag: &JsonFlag) -> Result<()> {
             compute,
             format!("{busy}/{}", info.slots_total),
             info.rss_bytes.map_or_else(|| "-".into(), output::size),
-            // A worker at work is not counting down.
-            info.unload_in_secs
-                .map_or_else(|| "-".into(), output::duration),
+            match (info.unload_in_secs, info.keep_alive_secs) {
+                // A keep-alive of "for ever" (a negative one) is stored as ages.
+                (_, Some(k)) if k >= FOREVER_SECS => "never".into(),
+                (Some(s), _) => output::duration(s),
+                // A worker at work is not counting down.
+                (None, _) => "-".into(),
+            },
             info.model_ref
         );
     }

@@ -3,12 +3,15 @@
 use futures::StreamExt;
 use rbee_api::NodeName;
 use rbee_api::ids::InvalidId;
-use rbee_api::queen::{Beehive, BeehiveList, NodeConfig, NodeRemoved, NodeRequest, SetupEvent};
+use rbee_api::queen::{
+    Beehive, BeehiveList, HiveSettings, NodeConfig, NodeRemoved, NodeRequest, NodeSettingsRequest,
+    SetupEvent,
+};
 use rbee_api::routes::queen as paths;
 use rbee_api::sse::SseEvent;
 use reqwest::Method;
 
-use crate::cli::{AddNodeArgs, SetupCommand};
+use crate::cli::{AddNodeArgs, HiveSettingsArgs, SetupCommand};
 use crate::config::Config;
 use crate::error::{Result, fail};
 use crate::queen::Queen;
@@ -30,6 +33,33 @@ pub async fn run(queen: &Queen, config: &Config, command: &SetupCommand) -> Resu
             println!("Removed node {}.", removed.node_name);
             Ok(())
         }
+        SetupCommand::SetNode { name, hive } => {
+            let req = NodeSettingsRequest {
+                node_name: node_name(name)?,
+                hive_settings: settings(hive),
+            };
+            let node: Beehive = queen
+                .json(
+                    queen
+                        .request(Method::POST, paths::BEEHIVES_SETTINGS)
+                        .json(&req),
+                )
+                .await?;
+            let flags: Vec<String> = (node.config.hive_settings.flags().into_iter())
+                .map(|(flag, value)| format!("{flag} {value}"))
+                .collect();
+            println!(
+                "{}'s hive will start with {} (when it next starts; `rbee workers health --node {}` shows it).",
+                node.config.node_name,
+                if flags.is_empty() {
+                    "its defaults".to_owned()
+                } else {
+                    flags.join(" ")
+                },
+                node.config.node_name
+            );
+            Ok(())
+        }
         SetupCommand::Install { node } => {
             let req = NodeRequest {
                 node_name: node_name(node)?,
@@ -44,6 +74,16 @@ pub async fn run(queen: &Queen, config: &Config, command: &SetupCommand) -> Resu
             println!("Installed rbee on {node}.");
             Ok(())
         }
+    }
+}
+
+fn settings(args: &HiveSettingsArgs) -> HiveSettings {
+    HiveSettings {
+        idle_timeout_secs: args.idle_timeout.map(|d| d.as_secs().max(1)),
+        memory_limit_mb: args.memory_limit_mb,
+        worker_slots: args.worker_slots,
+        models_dir: args.models_dir.clone(),
+        worker_port_start: args.worker_port_start,
     }
 }
 
@@ -72,6 +112,7 @@ async fn add(queen: &Queen, config: &Config, args: &AddNodeArgs) -> Result<()> {
         git_branch: args.git_branch.clone(),
         install_path,
         hive_port: args.hive_port,
+        hive_settings: settings(&args.hive),
     };
     let saved = follow(
         queen,

@@ -31,6 +31,14 @@ pub enum ModelFileError {
         needed: u64,
         size: u64,
     },
+    #[error(
+        "model file {path} is missing: it is shard {number} of the {count} files this model is split into (download every shard into the same folder)"
+    )]
+    MissingShard {
+        path: PathBuf,
+        number: u32,
+        count: u32,
+    },
     #[error("model file {path}: {reason}")]
     Unsupported { path: PathBuf, reason: String },
 }

@@ -98,7 +98,8 @@ pub fn check_model(
 
 fn fatal_of(e: model_file::ModelFileError) -> Fatal {
     let code = match e {
-        model_file::ModelFileError::NotFound { .. } => ErrorCode::ModelNotFound,
+        model_file::ModelFileError::NotFound { .. }
+        | model_file::ModelFileError::MissingShard { .. } => ErrorCode::ModelNotFound,
         _ => ErrorCode::InvalidModel,
     };
     Fatal::new(code, e.to_string())

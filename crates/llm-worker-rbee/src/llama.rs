@@ -15,7 +15,7 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::arch::{Activation, ModelConfig, Rope, RopeStyle};
-use crate::model_file::{ModelFile, candle_message};
+use crate::model_file::{ModelFile, OpenTensor, TensorReader, candle_message};
 
 pub type Result<T> = candle_core::Result<T>;
 
@@ -31,25 +31,32 @@ pub struct LoadStep {
 struct Loader<'a> {
     file: &'a ModelFile,
     device: &'a Device,
-    reader: std::io::BufReader<std::fs::File>,
+    data: TensorReader<'a>,
     bytes_loaded: u64,
 }
 
 impl<'a> Loader<'a> {
     fn open(file: &'a ModelFile, device: &'a Device) -> std::result::Result<Self, LoadError> {
-        let reader =
-            std::fs::File::open(&file.path).map_err(|e| LoadError::Io(file.path.clone(), e))?;
         Ok(Self {
             file,
             device,
-            reader: std::io::BufReader::new(reader),
+            data: TensorReader::new(file),
             bytes_loaded: 0,
         })
     }
 
     fn tensor(&mut self, name: &str) -> std::result::Result<QTensor, LoadError> {
-        let t = (self.file.content)
-            .tensor(&mut self.reader, name, self.device)
+        let Some(OpenTensor {
+            info,
+            reader,
+            data_offset,
+        }) = self.data.open(name)?
+        else {
+            return Err(LoadError::File(
+                self.file.unsupported(format!("tensor `{name}` is missing")),
+            ));
+        };
+        let t = (info.read(reader, data_offset, self.device))
             .map_err(|e| LoadError::Tensor(name.to_owned(), e))?;
         self.bytes_loaded += t.storage_size_in_bytes() as u64;
         Ok(t)

@@ -1,5 +1,6 @@
 //! Writing a GGUF model in another weight format: every 2-D weight is dequantized and
-//! quantized again with Candle; norms stay F32 and all metadata is kept.
+//! quantized again with Candle; norms stay F32 and all metadata is kept. A split model is
+//! written as one file.
 //!
 //! K-quants pack 256 values per block, so a tensor whose rows are not a multiple of 256
 //! (SmolLM2 is 576 wide) cannot use them. Such tensors fall back to a 32-value format of at
@@ -19,7 +20,7 @@ use candle_core::Device;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 
-use crate::model_file::{ModelFile, dtype_name};
+use crate::model_file::{ModelFile, OpenTensor, TensorReader, dtype_name};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequantizeError {
@@ -82,20 +83,28 @@ pub fn requantize(
     dst: &Path,
     target: GgmlDType,
 ) -> Result<RequantizeReport, RequantizeError> {
-    ModelFile::open(src)?;
+    let file = ModelFile::open(src)?;
     // The whole header again: an opened `ModelFile` keeps the vocabulary in its tokenizer,
-    // and the new file must carry it.
+    // and the new file must carry it. A split model's tensors come from all its shards.
     let mut reader =
         File::open(src).map_err(|e| RequantizeError::Io(src.display().to_string(), e))?;
     let content = gguf_file::Content::read(&mut reader)
         .map_err(|e| RequantizeError::Tensor("<header>".into(), e))?;
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort_by_key(|n| content.tensor_infos[*n].offset);
+    let mut names: Vec<&String> = file.content.tensor_infos.keys().collect();
+    names.sort_by_key(|n| file.locate(n).map(|(info, shard)| (shard, info.offset)));
+    let mut data = TensorReader::new(&file);
     let mut report = RequantizeReport::default();
     let mut tensors = Vec::with_capacity(names.len());
     for name in names {
-        let q = content
-            .tensor(&mut reader, name, &Device::Cpu)
+        let Some(OpenTensor {
+            info,
+            reader,
+            data_offset,
+        }) = data.open(name)?
+        else {
+            continue;
+        };
+        let q = (info.read(reader, data_offset, &Device::Cpu))
             .map_err(|e| RequantizeError::Tensor(name.clone(), e))?;
         let dims = q.shape().dims().to_vec();
         let out = if dims.len() < 2 {
@@ -124,7 +133,7 @@ pub fn requantize(
     let mut metadata: Vec<(&str, Value)> = content
         .metadata
         .iter()
-        .filter(|(k, _)| k.as_str() != "general.file_type")
+        .filter(|(k, _)| k.as_str() != "general.file_type" && !k.starts_with("split."))
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
     if let Some(ft) = file_type(target) {

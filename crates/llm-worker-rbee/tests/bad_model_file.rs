@@ -153,3 +153,40 @@ async fn kernels_the_cpu_cannot_run_are_refused_with_the_ones_it_can() {
     assert_eq!(code, Some(1));
     assert_one_clear_line(&lines, &["`neon`", "not available on this CPU", "portable"]);
 }
+
+#[tokio::test]
+async fn a_split_model_with_a_missing_shard_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = rbee_testkit::gguf_split::split_gguf(&model_path(), dir.path(), 3);
+    std::fs::remove_file(&shards[1]).unwrap();
+    let (code, lines) = run_to_exit(&shards[0], &[]).await;
+    assert_eq!(code, Some(1));
+    let missing = shards[1].file_name().unwrap().to_str().unwrap();
+    assert_one_clear_line(&lines, &[missing, "shard 2 of the 3 files", "is missing"]);
+}
+
+#[tokio::test]
+async fn shards_out_of_order_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = rbee_testkit::gguf_split::split_gguf(&model_path(), dir.path(), 3);
+    let swap = dir.path().join("swap");
+    std::fs::rename(&shards[1], &swap).unwrap();
+    std::fs::rename(&shards[2], &shards[1]).unwrap();
+    std::fs::rename(&swap, &shards[2]).unwrap();
+    let (code, lines) = run_to_exit(&shards[0], &[]).await;
+    assert_eq!(code, Some(1));
+    assert_one_clear_line(
+        &lines,
+        &["expected shard 2 of 3", "found `split.no` Some(2)"],
+    );
+}
+
+#[tokio::test]
+async fn a_later_shard_given_as_the_model_is_refused_with_the_first_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = rbee_testkit::gguf_split::split_gguf(&model_path(), dir.path(), 2);
+    let (code, lines) = run_to_exit(&shards[1], &[]).await;
+    assert_eq!(code, Some(1));
+    let first = shards[0].file_name().unwrap().to_str().unwrap();
+    assert_one_clear_line(&lines, &["this is shard 2", &format!("give {first}")]);
+}

@@ -353,3 +353,34 @@ fn synthetic_llama3_qwen2_qwen3_and_phi3_files_match_llama_cpp() {
         );
     }
 }
+
+/// A model split into shards (llama.cpp's `gguf-split` layout) is read from all of them on
+/// both compute paths, and llama.cpp, given the same first shard, agrees.
+#[test]
+fn a_split_model_on_both_paths_matches_llama_cpp_reading_the_same_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = rbee_testkit::gguf_split::split_gguf(&model_path(), dir.path(), 3);
+    let first = &shards[0];
+    let file = ModelFile::open(first).unwrap();
+    assert_eq!(file.shards().len(), 3);
+    let whole = std::fs::metadata(model_path()).unwrap().len();
+    assert!(
+        file.size_bytes > whole,
+        "the shards' sizes ({}) are summed, each with its own header (whole file {whole})",
+        file.size_bytes
+    );
+    compare(
+        first,
+        CHATML,
+        &mut cpu(first),
+        "SmolLM2 in 3 shards (rbee-cpu)",
+    );
+    let m = CandleModel::load(&file, &candle_core::Device::Cpu, |_| {}).unwrap();
+    let cache = m.new_cache();
+    compare(
+        first,
+        CHATML,
+        &mut Candle(m, cache),
+        "SmolLM2 in 3 shards (candle)",
+    );
+}

@@ -19,6 +19,7 @@
 //! - [`queen`]: the `queen-rbee` API (node registry, tasks, workers across nodes).
 //! - [`ready`]: the line a daemon prints on stdout once it listens.
 //! - [`worker`]: the `llm-worker-rbee` API (inference, loading progress, readiness, callbacks).
+//! - [`split`]: models split over several GGUF files (`-00001-of-00003.gguf`).
 //! - [`routes`]: every route path, so clients and servers never disagree on a URL.
 //! - [`sse`]: the event streams' wire form, declared once per stream, and their decoder.
 
@@ -35,6 +36,7 @@ pub mod openai;
 pub mod queen;
 pub mod ready;
 pub mod routes;
+pub mod split;
 pub mod sse;
 pub mod worker;
 

@@ -164,7 +164,10 @@ impl From<ModelRef> for String {
 
 /// The quantization named in a GGUF file name (`SmolLM2-135M.Q4_K_M.gguf` → `Q4_K_M`).
 pub fn quant_of_file(name: &str) -> Option<String> {
-    let stem = name.strip_suffix(".gguf").unwrap_or(name);
+    let stem = match crate::split::ShardName::parse(name) {
+        Some(shard) => shard.prefix,
+        None => name.strip_suffix(".gguf").unwrap_or(name),
+    };
     stem.rsplit(['.', '-', '_'])
         .scan(String::new(), |acc, part| {
             *acc = if acc.is_empty() {
@@ -285,5 +288,9 @@ mod tests {
         );
         assert_eq!(quant_of_file("model-Q4_1.gguf").as_deref(), Some("Q4_1"));
         assert_eq!(quant_of_file("model.gguf"), None);
+        assert_eq!(
+            quant_of_file("Q8_0/m-Q8_0-00002-of-00003.gguf").as_deref(),
+            Some("Q8_0")
+        );
     }
 }

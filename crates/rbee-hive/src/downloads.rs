@@ -23,7 +23,7 @@ use crate::error::HiveError;
 use crate::hub::{HubClient, HubError, RemoteFile};
 use crate::logs::LogHub;
 use crate::metrics::HiveMetrics;
-use crate::model_ref::{ModelRef, choose_file, quant_of_file};
+use crate::model_ref::{ModelRef, choose_file, files_of_model, quant_of_file};
 use crate::preflight::Preflight;
 
 pub const MAX_ATTEMPTS: u32 = 6;
@@ -104,7 +104,7 @@ impl Downloads {
         let Some(entry) = self.catalog.find(model_ref)? else {
             return Ok(None);
         };
-        let on_disk = std::fs::metadata(&entry.local_path).map(|m| m.len()).ok();
+        let on_disk = rbee_api::split::model_size_on_disk(Path::new(&entry.local_path));
         if on_disk == Some(entry.size_bytes) {
             return Ok(Some(entry));
         }
@@ -236,6 +236,7 @@ impl Downloads {
             )));
         }
         self.preflight.check_file(path, false).await?;
+        let size_bytes = rbee_api::split::model_size_on_disk(path).unwrap_or(meta.len());
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -245,7 +246,7 @@ impl Downloads {
             provider: Provider::File,
             reference: model_ref.clone(),
             local_path: path.display().to_string(),
-            size_bytes: meta.len(),
+            size_bytes,
             sha256: None,
             quantization: quant_of_file(&name),
             downloaded_at_unix: now_unix(),
@@ -286,50 +287,74 @@ impl Downloads {
             })?;
         let file = choose_file(&files, selector.as_deref())
             .map_err(|m| HiveError::ModelNotFound(format!("{model_ref}: {m}")))?;
+        let model_files = files_of_model(&files, &file)
+            .map_err(|m| HiveError::ModelNotFound(format!("{model_ref}: {m}")))?;
         // Each revision in its own folder, so a pinned one never overwrites another.
         let dir = match revision {
             Some(r) => self.models_dir.join(format!("{repo}@{r}")),
             None => self.models_dir.join(repo),
         };
         let target = dir.join(&file);
-        let partial = partial_of(&target);
         tokio::fs::create_dir_all(target.parent().unwrap_or(&dir))
             .await
             .map_err(|e| HiveError::io(format!("cannot create {}", dir.display()), e))?;
 
-        let info = self
-            .retrying(job, &failed, || self.hub.file_info(repo, rev, &file))
-            .await
-            .map_err(|e| match e {
-                Retried::Fatal(e) => fatal(e),
-                Retried::Exhausted(e) => e,
-            })?;
-        self.check_before_download(model_ref, &info, &target, job, &failed)
+        let mut remotes = Vec::with_capacity(model_files.len());
+        for name in &model_files {
+            let info = self
+                .retrying(job, &failed, || self.hub.file_info(repo, rev, name))
+                .await
+                .map_err(|e| match e {
+                    Retried::Fatal(e) => fatal(e),
+                    Retried::Exhausted(e) => e,
+                })?;
+            remotes.push(info);
+        }
+        let targets: Vec<PathBuf> = model_files.iter().map(|f| dir.join(f)).collect();
+        self.check_before_download(model_ref, &remotes, &targets, job, &failed)
             .await?;
-        let mut remote = Some(info);
-        let mut attempt = 0;
-        let (sha256, size) = loop {
-            attempt += 1;
-            match (self.attempt(repo, rev, &file, &partial, &mut remote, job)).await {
-                Ok(done) => break done,
-                Err(Attempt::Fatal(e)) => return Err(fatal(e)),
-                Err(Attempt::Retry(cause)) if attempt >= MAX_ATTEMPTS => {
-                    let _ = tokio::fs::remove_file(&partial).await;
-                    return Err(failed(attempt, cause));
-                }
-                Err(Attempt::Retry(cause)) => self.back_off(job, attempt, cause).await,
+        // A split model's shards one after the other, its progress counted over all of them.
+        let total: u64 = remotes.iter().map(|r| r.size).sum();
+        let mut done = 0;
+        let mut first_sha256 = None;
+        for ((name, target), info) in model_files.iter().zip(&targets).zip(remotes) {
+            let partial = partial_of(target);
+            // A shard kept from an earlier try is only hashed again.
+            if !partial.exists() && target.exists() {
+                let _ = tokio::fs::rename(target, &partial).await;
             }
-        };
-        tokio::fs::rename(&partial, &target)
-            .await
-            .map_err(|e| HiveError::io("cannot move the download into place", e))?;
+            let progress = Progress {
+                before: done,
+                total,
+            };
+            let mut remote = Some(info);
+            let mut attempt = 0;
+            let (sha256, size) = loop {
+                attempt += 1;
+                match (self.attempt((repo, rev, name), &partial, &mut remote, progress, job)).await
+                {
+                    Ok(done) => break done,
+                    Err(Attempt::Fatal(e)) => return Err(fatal(e)),
+                    Err(Attempt::Retry(cause)) if attempt >= MAX_ATTEMPTS => {
+                        let _ = tokio::fs::remove_file(&partial).await;
+                        return Err(failed(attempt, cause));
+                    }
+                    Err(Attempt::Retry(cause)) => self.back_off(job, attempt, cause).await,
+                }
+            };
+            tokio::fs::rename(&partial, target)
+                .await
+                .map_err(|e| HiveError::io("cannot move the download into place", e))?;
+            done += size;
+            first_sha256.get_or_insert(sha256);
+        }
         Ok(ModelEntry {
             id: uuid::Uuid::new_v4().to_string(),
             provider: Provider::Hf,
             reference: model_ref.clone(),
             local_path: target.display().to_string(),
-            size_bytes: size,
-            sha256: Some(sha256),
+            size_bytes: done,
+            sha256: first_sha256,
             quantization: quant_of_file(&file),
             downloaded_at_unix: now_unix(),
         })
@@ -342,14 +367,23 @@ impl Downloads {
     async fn check_before_download(
         &self,
         canonical: &ModelRef,
-        remote: &RemoteFile,
-        target: &Path,
+        remotes: &[RemoteFile],
+        targets: &[PathBuf],
         job: &Job,
         failed: &impl Fn(u32, String) -> HiveError,
     ) -> Result<(), HiveError> {
-        // What is left to write must fit on the disk (a resumed download has part of it).
-        let partial_len = std::fs::metadata(partial_of(target)).map_or(0, |m| m.len());
-        let needed = remote.size.saturating_sub(partial_len);
+        let (Some(remote), Some(target)) = (remotes.first(), targets.first()) else {
+            return Err(HiveError::Internal("a model of no files".into()));
+        };
+        // What is left to write must fit on the disk (a resumed download has part of it, a
+        // split one may have whole shards).
+        let on_disk = |target: &PathBuf| {
+            (std::fs::metadata(target).or_else(|_| std::fs::metadata(partial_of(target))))
+                .map_or(0, |m| m.len())
+        };
+        let needed: u64 = (remotes.iter().zip(targets))
+            .map(|(remote, target)| remote.size.saturating_sub(on_disk(target)))
+            .sum();
         if let Some(free) = self.disk_free_bytes()
             && needed > free
         {
@@ -390,7 +424,8 @@ impl Downloads {
                 Err(e) => return Err(e),
             }
         };
-        let required_mb = Preflight::required_mb(remote.size, &info);
+        let size: u64 = remotes.iter().map(|r| r.size).sum();
+        let required_mb = Preflight::required_mb(size, &info);
         // Which backend will load it is not known yet: the RAM, or a larger GPU, may.
         let largest_gpu_mb = (crate::detect::detect()
             .vram_free_mb
@@ -421,11 +456,10 @@ impl Downloads {
     /// One attempt: resume `partial` to the full size, then check its sha256.
     async fn attempt(
         &self,
-        repo: &str,
-        revision: &str,
-        file: &str,
+        (repo, revision, file): (&str, &str, &str),
         partial: &Path,
         remote: &mut Option<RemoteFile>,
+        progress: Progress,
         job: &Job,
     ) -> Result<(String, u64), Attempt> {
         let info = match remote {
@@ -457,6 +491,10 @@ impl Downloads {
             let started = Instant::now();
             let mut last = Instant::now() - PROGRESS_EVERY;
             let total = info.size;
+            let Progress {
+                before,
+                total: model_total,
+            } = progress;
             let mut counted = offset;
             let result = self
                 .hub
@@ -469,8 +507,8 @@ impl Downloads {
                         last = Instant::now();
                         let secs = started.elapsed().as_secs_f64().max(1e-3);
                         job.emit(DownloadEvent::Downloading {
-                            bytes_downloaded: written,
-                            bytes_total: total,
+                            bytes_downloaded: before + written,
+                            bytes_total: model_total,
                             speed_mbps: (written - offset) as f64 / secs / 1e6,
                         });
                     }
@@ -521,6 +559,14 @@ impl Downloads {
             }
         }
     }
+}
+
+/// Where one file's bytes fall in the whole model's: the bytes of the shards before it, and
+/// of all.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    before: u64,
+    total: u64,
 }
 
 enum Attempt {

@@ -1,6 +1,7 @@
 //! Choosing the GGUF file of a Hugging Face repository for a reference.
 
 pub use rbee_api::model_ref::{DEFAULT_QUANT, ModelRef, quant_of_file};
+use rbee_api::split::ShardName;
 
 /// Why no file of a repository was chosen; the message lists the choices.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -9,9 +10,25 @@ pub struct NoFileChosen(String);
 
 /// Picks the GGUF file for `selector` among `files`: a file named exactly, else the file of
 /// that quantization, else (no selector) the `Q4_K_M` file, else the only GGUF file;
-/// otherwise an error listing the choices.
+/// otherwise an error listing the choices. A model split into shards counts as its first
+/// shard (naming any shard chooses it).
 pub fn choose_file(files: &[String], selector: Option<&str>) -> Result<String, NoFileChosen> {
-    let ggufs: Vec<&String> = files.iter().filter(|f| f.ends_with(".gguf")).collect();
+    let first_shard = |f: &String| ShardName::parse(f).is_none_or(|s| s.number == 1);
+    let ggufs: Vec<&String> = (files.iter())
+        .filter(|f| f.ends_with(".gguf") && first_shard(f))
+        .collect();
+    let named_shard = selector
+        .and_then(|sel| {
+            files
+                .iter()
+                .find(|f| f.as_str() == sel || f.rsplit('/').next() == Some(sel))
+        })
+        .and_then(|f| ShardName::parse(f))
+        .map(|s| s.sibling(1));
+    let selector = match &named_shard {
+        Some(first) => Some(first.as_str()),
+        None => selector,
+    };
     if ggufs.is_empty() {
         return Err(NoFileChosen("the repository holds no GGUF file".to_owned()));
     }
@@ -70,6 +87,22 @@ pub fn choose_file(files: &[String], selector: Option<&str>) -> Result<String, N
     }
 }
 
+/// Every file of the model whose first (or only) file in the repository is `file`; an error
+/// naming a shard the repository lacks.
+pub fn files_of_model(files: &[String], file: &str) -> Result<Vec<String>, NoFileChosen> {
+    let Some(shard) = ShardName::parse(file) else {
+        return Ok(vec![file.to_owned()]);
+    };
+    let all = shard.all();
+    match all.iter().find(|f| !files.contains(f)) {
+        Some(missing) => Err(NoFileChosen(format!(
+            "{file} is the first of {} shards, but the repository has no {missing}",
+            shard.count
+        ))),
+        None => Ok(all),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +131,37 @@ mod tests {
             "{err}"
         );
         assert!(choose_file(&["a.bin".to_owned()], None).is_err());
+    }
+
+    #[test]
+    fn a_split_model_is_chosen_as_its_first_shard_with_all_its_files() {
+        let files: Vec<String> = [
+            "Q4_K_M/m-Q4_K_M-00001-of-00002.gguf",
+            "Q4_K_M/m-Q4_K_M-00002-of-00002.gguf",
+            "m.Q8_0.gguf",
+        ]
+        .map(String::from)
+        .to_vec();
+        let first = "Q4_K_M/m-Q4_K_M-00001-of-00002.gguf";
+        assert_eq!(choose_file(&files, None).unwrap(), first);
+        assert_eq!(choose_file(&files, Some("Q4_K_M")).unwrap(), first);
+        assert_eq!(
+            choose_file(&files, Some("m-Q4_K_M-00002-of-00002.gguf")).unwrap(),
+            first
+        );
+        assert_eq!(
+            files_of_model(&files, first).unwrap(),
+            &files[..2],
+            "both shards, in order"
+        );
+        assert_eq!(
+            files_of_model(&files, "m.Q8_0.gguf").unwrap(),
+            ["m.Q8_0.gguf"]
+        );
+        let err = files_of_model(&files[..1], first).unwrap_err().to_string();
+        assert!(
+            err.contains("no Q4_K_M/m-Q4_K_M-00002-of-00002.gguf"),
+            "{err}"
+        );
     }
 }

@@ -416,3 +416,98 @@ async fn a_pinned_revision_is_downloaded_beside_main_and_an_unknown_one_is_not_f
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_split_model_is_downloaded_shard_by_shard_verified_and_served_as_one() {
+    let shards_dir = tempfile::tempdir().unwrap();
+    let shards =
+        rbee_testkit::gguf_split::split_gguf(&crate::support::model_path(), shards_dir.path(), 3);
+    let hub = FakeHub::start().await;
+    let mut total = 0;
+    for shard in &shards {
+        let bytes = std::fs::read(shard).unwrap();
+        total += bytes.len() as u64;
+        let name = shard.file_name().unwrap().to_str().unwrap();
+        hub.add_file("test/split", &format!("Q4_1/{name}"), Arc::new(bytes));
+    }
+    // The first shard's transfer breaks once: only it is resumed.
+    let first_len = std::fs::metadata(&shards[0]).unwrap().len();
+    hub.set_fault(Fault::ResetAt {
+        byte: first_len / 2,
+        times: 1,
+    });
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).hub(&hub.url)).await;
+    let events = download(&hive, "hf:test/split:Q4_1").await;
+    assert_eq!(events.last().unwrap()["stage"], "complete", "{events:?}");
+    let progress: Vec<u64> = (events.iter())
+        .filter(|e| e["stage"] == "downloading")
+        .inspect(|e| assert_eq!(e["bytes_total"], total, "{e}"))
+        .map(|e| e["bytes_downloaded"].as_u64().unwrap())
+        .collect();
+    assert_eq!(progress.last(), Some(&total), "{progress:?}");
+    assert!(
+        progress.iter().any(|&b| b > 0 && b < first_len) && progress.iter().any(|&b| b > first_len),
+        "progress counts over all shards: {progress:?}"
+    );
+    let gets = hub.downloads();
+    let shard_gets = |n: usize| {
+        (gets.iter())
+            .filter(|r| r.path.contains(&format!("-0000{n}-of-")))
+            .count()
+    };
+    assert_eq!(
+        (shard_gets(1), shard_gets(2), shard_gets(3)),
+        (2, 1, 1),
+        "{gets:?}"
+    );
+
+    let models = hive.models().await;
+    assert_eq!(models.len(), 1, "{models:?}");
+    let entry = &models[0];
+    assert_eq!(entry["size_bytes"], total);
+    assert_eq!(entry["quantization"], "Q4_1");
+    let local = entry["local_path"].as_str().unwrap().to_owned();
+    assert!(
+        local.ends_with("Q4_1/SmolLM2-135M-Instruct.Q4_1-00001-of-00003.gguf"),
+        "{local}"
+    );
+    for shard in &shards {
+        let name = shard.file_name().unwrap();
+        let got = std::path::Path::new(&local).with_file_name(name);
+        assert_eq!(
+            std::fs::read(&got).unwrap(),
+            std::fs::read(shard).unwrap(),
+            "{name:?}"
+        );
+    }
+
+    let worker = hive.spawn_file_ref("hf:test/split:Q4_1").await;
+    let id = worker["worker_id"].as_str().unwrap().to_owned();
+    let worker = hive.wait_idle(&id).await;
+    let text = crate::support::infer(&worker, 8).await;
+    assert!(!text.trim().is_empty(), "the split model answers");
+    let (_, info) = rbee_testkit::call(hive.get("/v1/models/info?ref=hf:test/split:Q4_1")).await;
+    assert_eq!(info["size_bytes"], total, "{info}");
+    assert_eq!(
+        info["parameters"].as_u64().map(|p| p > 100_000_000),
+        Some(true),
+        "{info}"
+    );
+    hive.wait_idle(&id).await;
+    let (_, stopped) = rbee_testkit::call(
+        (hive.post("/v1/workers/keep_alive")).json(&json!({"worker_id": id, "seconds": 0})),
+    )
+    .await;
+    assert_eq!(stopped["stopped"], true, "{stopped}");
+    let (_, deleted) = rbee_testkit::call(
+        (hive.post("/v1/models/delete")).json(&json!({"model_ref": "hf:test/split:Q4_1"})),
+    )
+    .await;
+    assert_eq!(deleted["file_removed"], true, "{deleted}");
+    let left: Vec<_> = walk(data.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("-of-00003"))
+        .collect();
+    assert!(left.is_empty(), "every shard is deleted: {left:?}");
+}

@@ -81,7 +81,7 @@ impl FakeHub {
         let app = axum::Router::new()
             .route("/api/models/{org}/{repo}/revision/{rev}", get(repo_info))
             .route(
-                "/{org}/{repo}/resolve/{rev}/{file}",
+                "/{org}/{repo}/resolve/{rev}/{*file}",
                 get(resolve).head(resolve),
             )
             .with_state(hub.clone());

@@ -5,6 +5,7 @@
 //! - [`call`], [`read_sse`]: a JSON answer with its status; an event stream read to `[DONE]`.
 //! - [`alive`], [`wait_gone`], [`signal`], [`descendants`]: processes by PID.
 //! - [`free_port`]: a loopback port for a daemon under test.
+//! - [`gguf_split`]: a model split into shards as llama.cpp's `gguf-split` writes them.
 //! - [`fake_hub`]: a local server speaking the Hugging Face Hub's URL protocol, with faults.
 //! - [`Sshd`]: a real OpenSSH server on loopback with throwaway keys ([`throwaway_keys`]).
 //! - [`stand_in_repo`]: a git repository shaped like rbee's, to install from over SSH.
@@ -13,6 +14,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod fake_hub;
+pub mod gguf_split;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

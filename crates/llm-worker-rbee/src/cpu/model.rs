@@ -10,7 +10,6 @@
 //! same order of normalisation and rotation), and both are checked against llama.cpp in the
 //! tests.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use candle_core::quantized::GgmlDType;
@@ -26,7 +25,7 @@ use super::kv::{Head, KvCache};
 use super::matmul::{QMatrix, matmul};
 use crate::arch::{Activation, ModelConfig, Rope, RopeStyle};
 use crate::llama::{LoadError, LoadStep};
-use crate::model_file::ModelFile;
+use crate::model_file::{ModelFile, TensorReader};
 
 struct Block {
     attn_norm: Vec<f32>,
@@ -553,14 +552,13 @@ fn exp(x: f32) -> f32 {
 /// Reads tensors of a GGUF file by name, as stored; matrices go into one [`Arena`].
 struct Tensors<'a> {
     file: &'a ModelFile,
-    reader: std::io::BufReader<std::fs::File>,
+    data: TensorReader<'a>,
     arena: Arc<Arena>,
 }
 
 impl<'a> Tensors<'a> {
     fn open(file: &'a ModelFile) -> Result<Self, LoadError> {
         let io = |e| LoadError::Io(file.path.clone(), e);
-        let reader = std::fs::File::open(&file.path).map_err(io)?;
         // Room for every tensor of the file, each aligned and padded to whole tiles; what no
         // matrix uses is never backed.
         let bytes = (file.content.tensor_infos.values())
@@ -572,7 +570,7 @@ impl<'a> Tensors<'a> {
             .sum();
         Ok(Self {
             file,
-            reader: std::io::BufReader::new(reader),
+            data: TensorReader::new(file),
             arena: Arena::new(bytes).map_err(io)?,
         })
     }
@@ -594,12 +592,9 @@ impl<'a> Tensors<'a> {
             .ok_or_else(|| self.unsupported(name, "missing".into()))
     }
 
-    /// Fills `out` with the stored bytes of `info`.
-    fn read(&mut self, info: &TensorInfo, out: &mut [u8]) -> Result<(), LoadError> {
-        let at = self.file.content.tensor_data_offset + info.offset;
-        let io = |e| LoadError::Io(self.file.path.clone(), e);
-        self.reader.seek(SeekFrom::Start(at)).map_err(io)?;
-        self.reader.read_exact(out).map_err(io)
+    /// Fills `out` with the stored bytes of tensor `name`.
+    fn read(&mut self, name: &str, out: &mut [u8]) -> Result<(), LoadError> {
+        Ok(self.data.read(name, out)?)
     }
 
     /// A `rows x cols` weight matrix in a format the kernels cover.
@@ -620,7 +615,7 @@ impl<'a> Tensors<'a> {
             }
         };
         let arena = Arc::clone(&self.arena);
-        QMatrix::read(&arena, format, rows, cols, |out| self.read(info, out))
+        QMatrix::read(&arena, format, rows, cols, |out| self.read(name, out))
             .expect("the arena holds every tensor of the file")
     }
 
@@ -647,7 +642,7 @@ impl<'a> Tensors<'a> {
             return Err(self.unsupported(name, format!("{dtype:?} {dims:?}, expected F32 [{len}]")));
         }
         let mut data = vec![0u8; 4 * len];
-        self.read(info, &mut data)?;
+        self.read(name, &mut data)?;
         Ok(data
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))

@@ -37,7 +37,7 @@ pub async fn info(
 ) -> Result<Json<ModelInfo>, HiveError> {
     let model = catalogued(&state, &q.model_ref)?;
     let path = std::path::Path::new(&model.local_path);
-    Ok(Json(state.preflight.check_file(path, true).await?))
+    Ok(Json(state.preflight.check_file(path, false).await?))
 }
 
 /// Takes a model out of the catalog, deleting its file when the hive downloaded it. A
@@ -55,14 +55,16 @@ pub async fn delete(
     }
     let file_removed = model.provider != Provider::File;
     if file_removed {
-        match std::fs::remove_file(&model.local_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(HiveError::io(
-                    format!("cannot delete {}", model.local_path),
-                    e,
-                ));
+        for file in rbee_api::split::model_files(std::path::Path::new(&model.local_path)) {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(HiveError::io(
+                        format!("cannot delete {}", file.display()),
+                        e,
+                    ));
+                }
             }
         }
     }

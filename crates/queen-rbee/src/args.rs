@@ -1,4 +1,5 @@
-//! Command line of `queen-rbee` (every flag also reads an `RBEE_QUEEN_*` variable).
+//! Command line of `queen-rbee` (every flag also reads an `RBEE_QUEEN_*` variable and a key of the
+//! configuration file's `[queen]` table: `rbee_http::config_file`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -24,6 +25,12 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct DaemonArgs {
+    /// Configuration file whose `[queen]` table sets any of these flags, each a key spelled
+    /// as the flag (default: ~/.config/rbee/config.toml, else /etc/rbee/config.toml). A
+    /// flag, then its environment variable, wins over the file.
+    #[arg(long, env = "RBEE_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// TCP port to listen on (0 picks a free one; the address is logged).
     #[arg(long, env = "RBEE_QUEEN_PORT", default_value_t = 8080)]
     pub port: u16,

@@ -35,6 +35,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct HiveSettings {
     pub hive_bin: PathBuf,
     pub local_hive_args: Vec<String>,
+    /// The configuration file the queen was given, whose `[hive]` table the local hive reads.
+    pub config_file: Option<PathBuf>,
     /// Where rbee's binaries are on every node, instead of `<install_path>/target/release`.
     pub remote_binary_path: Option<String>,
 }
@@ -239,6 +241,7 @@ impl Hives {
             ])
             .args(&self.settings.local_hive_args)
             .env("RBEE_HIVE_API_KEY", &self.local_key)
+            .envs(self.settings.config_file.iter().map(|f| ("RBEE_CONFIG", f)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

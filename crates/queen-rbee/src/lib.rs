@@ -96,6 +96,7 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
                 .split_whitespace()
                 .map(str::to_owned)
                 .collect(),
+            config_file: args.config.clone(),
             remote_binary_path: args.remote_binary_path.clone(),
         },
         Ssh {

@@ -1,12 +1,18 @@
 use std::io::Write;
 
-use clap::Parser;
 use queen_rbee::args::Cli;
 
 #[tokio::main]
 async fn main() {
     rbee_http::logging::init();
-    let code = match queen_rbee::run(Cli::parse().command).await {
+    let cli = match rbee_http::config_file::parse::<Cli>("queen") {
+        Ok(cli) => cli,
+        Err(message) => {
+            let _ = writeln!(std::io::stderr(), "queen-rbee: error: {message}");
+            std::process::exit(1);
+        }
+    };
+    let code = match queen_rbee::run(cli.command).await {
         Ok(()) => 0,
         Err(fatal) => {
             let _ = writeln!(std::io::stderr(), "queen-rbee: error: {fatal}");

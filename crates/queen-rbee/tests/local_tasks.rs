@@ -9,7 +9,7 @@ use rbee_testkit::model_bytes;
 
 use std::time::Duration;
 
-use rbee_testkit::{descendants, signal, wait_gone};
+use rbee_testkit::{call, descendants, signal, wait_gone};
 
 use crate::support::{Queen, error, narration, text};
 
@@ -217,4 +217,33 @@ async fn backend_auto_uses_a_gpu_only_with_a_worker_built_for_it_and_says_which(
         failed.error.message.contains("--features cuda"),
         "{failed:?}"
     );
+}
+
+/// One configuration file sets the queen's flags (`[queen]`) and its local hive's (`[hive]`).
+#[tokio::test]
+async fn the_config_file_sets_the_queens_flags_and_its_local_hives() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[queen]\nworker-slots = 2\n\n[hive]\nidle_timeout = \"2h\"\n",
+    )
+    .unwrap();
+    let queen = Queen::start_local(&["--config", config.to_str().unwrap()], &[]).await;
+    let model = format!("file:{}", rbee_testkit::model_path().display());
+    let events = queen.task_for("localhost", &model, 2).await;
+    assert!(!text(&events).is_empty(), "{events:?}");
+    let deadline = tokio::time::Instant::now() + rbee_testkit::WAIT;
+    let worker = loop {
+        let (_, list) = call(queen.get("/v2/workers/list")).await;
+        let worker = list["workers"][0].clone();
+        if worker["unload_in_secs"].is_u64() {
+            break worker;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(worker["slots_total"], 2, "{worker}");
+    let unload = worker["unload_in_secs"].as_u64().unwrap();
+    assert!(unload > 3600, "the hive's idle timeout is 2h: {worker}");
 }

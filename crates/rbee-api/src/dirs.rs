@@ -22,6 +22,15 @@ pub fn config_dir() -> Option<PathBuf> {
     xdg("XDG_CONFIG_HOME", ".config")
 }
 
+/// Where rbee's configuration file is looked for when none is named, in order:
+/// `<config dir>/config.toml`, then `/etc/rbee/config.toml`.
+pub fn config_files() -> Vec<PathBuf> {
+    let user = config_dir().map(|dir| dir.join("config.toml"));
+    user.into_iter()
+        .chain([PathBuf::from("/etc/rbee/config.toml")])
+        .collect()
+}
+
 /// Fetched test and benchmark models: `$XDG_CACHE_HOME/rbee` or `~/.cache/rbee`.
 pub fn cache_dir() -> Option<PathBuf> {
     xdg("XDG_CACHE_HOME", ".cache")

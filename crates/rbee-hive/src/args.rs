@@ -1,4 +1,5 @@
-//! Command line of `rbee-hive` (every daemon flag also reads an `RBEE_HIVE_*` variable).
+//! Command line of `rbee-hive` (every daemon flag also reads an `RBEE_HIVE_*` variable and a key of
+//! the configuration file's `[hive]` table: `rbee_http::config_file`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -26,6 +27,12 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct DaemonArgs {
+    /// Configuration file whose `[hive]` table sets any of these flags, each a key spelled
+    /// as the flag (default: ~/.config/rbee/config.toml, else /etc/rbee/config.toml). A
+    /// flag, then its environment variable, wins over the file.
+    #[arg(long, env = "RBEE_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// TCP port to listen on (0 picks a free one; the address is logged).
     #[arg(long, env = "RBEE_HIVE_PORT", default_value_t = rbee_api::queen::DEFAULT_HIVE_PORT)]
     pub port: u16,

@@ -7,6 +7,7 @@ mod support;
 
 mod auth_and_validation;
 mod catalog_and_restart;
+mod config_file;
 mod detection_and_preflight;
 mod downloads;
 mod lifecycle;

@@ -5,6 +5,7 @@
 //! - [`error`]: turning an [`rbee_api::ErrorEnvelope`] into an HTTP response.
 //! - [`json`]: a JSON body extractor whose rejections use the envelope (`INVALID_REQUEST`).
 //! - [`client`]: reading another rbee process's event stream and error envelopes.
+//! - [`config_file`]: the daemons' settings from rbee's configuration file.
 //! - [`daemon`]: serving until stopped, the data directory, sibling binaries.
 //! - [`auth`]: the bearer-key middleware guarding every route but health.
 //! - [`sse`]: typed Server-Sent Event streams ending with `data: [DONE]`.
@@ -14,6 +15,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod config_file;
 pub mod daemon;
 pub mod error;
 pub mod json;

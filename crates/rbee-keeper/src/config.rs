@@ -11,7 +11,16 @@
 //! binary_path = "/opt/rbee/target/release"  # rbee's binaries on the nodes
 //! git_repo_dir = "/opt/rbee"                # default install path on the nodes
 //! git_repo = "https://example.org/rbee.git" # default repository for add-node
+//!
+//! [queen]                  # queen-rbee's flags (see `queen-rbee daemon --help`)
+//! queue-limit = 128
+//!
+//! [hive]                   # rbee-hive's flags on this machine (`rbee-hive daemon --help`)
+//! idle-timeout = "30m"
 //! ```
+//!
+//! The `[queen]` and `[hive]` tables are read by those daemons (`rbee_http::config_file`),
+//! not by `rbee`.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +39,12 @@ pub struct Config {
     pub ssh_config: Option<PathBuf>,
     #[serde(default)]
     pub remote: Remote,
+    /// queen-rbee's settings, read by queen-rbee itself.
+    #[serde(default)]
+    pub queen: toml::Table,
+    /// rbee-hive's settings, read by rbee-hive itself.
+    #[serde(default)]
+    pub hive: toml::Table,
     /// The file this was read from.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -46,18 +61,7 @@ pub struct Remote {
 /// The file to read: the flag or `$RBEE_CONFIG` (must exist), else the first of the user
 /// and system files that exists.
 pub fn locate(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
-    if let Some(p) = explicit {
-        if !p.is_file() {
-            return Err(fail(format!(
-                "configuration file {} does not exist",
-                p.display()
-            )));
-        }
-        return Ok(Some(p.to_owned()));
-    }
-    let user = rbee_api::dirs::config_dir().map(|dir| dir.join("config.toml"));
-    let system = PathBuf::from("/etc/rbee/config.toml");
-    Ok(user.into_iter().chain([system]).find(|p| p.is_file()))
+    rbee_http::config_file::locate(explicit.map(Path::to_path_buf).as_ref()).map_err(fail)
 }
 
 pub fn load(explicit: Option<&Path>) -> Result<Config> {

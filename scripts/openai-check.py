@@ -4,7 +4,7 @@
     openai-check.py --base-url http://127.0.0.1:8080/v1 --model <model id> [--api-key KEY]
 
 Checks a streaming chat completion (with usage), a non-streaming one, one with the
-default-valued fields SDKs send, penalties and a logit bias, seeded sampling,
+default-valued fields SDKs send, a chat template with the request, penalties and a logit bias, seeded sampling,
 log-probabilities (chat streamed and not, and a completion), structured output (a pydantic
 model through `beta.chat.completions.parse`, JSON mode, a schema that cannot be enforced),
 a tool-call round trip (a required call, streamed and not, a named function, the tool's
@@ -104,6 +104,19 @@ def main():
         metadata={"app": "openai-check"}, service_tier="auto", modalities=["text"],
     )
     assert defaults.choices[0].message.content == streamed, defaults.choices[0].message.content
+
+    # A chat template with the request (rbee's extension, vLLM's name) replaces the model's:
+    # one that writes the messages as they are makes the prompt their bare text.
+    verbatim = client.chat.completions.create(
+        model=args.model, messages=messages, max_tokens=1, temperature=0,
+        extra_body={"chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"},
+    )
+    bare = client.completions.create(
+        model=args.model, prompt="".join(m["content"] for m in messages), max_tokens=1,
+        temperature=0,
+    )
+    assert verbatim.usage.prompt_tokens == bare.usage.prompt_tokens, (verbatim.usage, bare.usage)
+    assert verbatim.usage.prompt_tokens < usage.prompt_tokens, (verbatim.usage, usage)
 
     # Penalties and a logit bias reach the sampler: same request, another greedy answer.
     penalised = client.chat.completions.create(

@@ -29,6 +29,11 @@ pub struct Args {
     #[arg(long, env = "RBEE_WORKER_MODEL")]
     pub model: PathBuf,
 
+    /// A Jinja chat template file used for chat messages instead of the model's own
+    /// (`tokenizer.chat_template`); a request's `chat_template` still wins.
+    #[arg(long, env = "RBEE_WORKER_CHAT_TEMPLATE")]
+    pub chat_template: Option<PathBuf>,
+
     /// Compute backend: cpu, cuda or metal. cuda and metal need a binary built with the
     /// Cargo feature of the same name.
     #[arg(long, env = "RBEE_WORKER_BACKEND", default_value = "cpu")]

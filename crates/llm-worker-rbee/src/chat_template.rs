@@ -85,6 +85,7 @@ impl UsualTemplate {
     }
 }
 
+#[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos: String,

@@ -26,10 +26,16 @@ pub struct Engine {
     model: Model,
     tokenizer: Arc<Tokenizer>,
     template: Result<ChatTemplate, ChatTemplateError>,
+    /// The texts of the BOS and EOS tokens, for templates given with a request.
+    bos_eos: (String, String),
     grammars: Grammars,
     /// Why chat messages are rendered with a template the file does not carry, if they are.
     template_note: Option<String>,
 }
+
+/// The template a request's messages are rendered with: its own, or the model's (which may
+/// be missing).
+type TemplateChoice<'a> = Result<std::borrow::Cow<'a, ChatTemplate>, &'a ChatTemplateError>;
 
 /// A request that passed validation: tokens and settings, ready to generate.
 #[derive(Debug, Clone)]
@@ -51,11 +57,12 @@ pub struct Job {
 
 impl Engine {
     /// Loads `file` onto `device`, reporting each loaded layer to `progress`; on the CPU the
-    /// matrix products run as `cpu` says.
+    /// matrix products run as `cpu` says. `chat_template` replaces the file's template.
     pub fn load(
         file: &ModelFile,
         device: &Device,
         cpu: cpu::CpuConfig,
+        chat_template: Option<&str>,
         progress: impl FnMut(LoadStep),
     ) -> Result<Self, LoadError> {
         let info = file.info()?;
@@ -65,6 +72,10 @@ impl Engine {
                 .unwrap_or_default()
                 .to_owned()
         };
+        let mut info = info;
+        if let Some(source) = chat_template {
+            info.chat_template = Some(source.to_owned());
+        }
         let (usual, template_note) = match &info.chat_template {
             Some(_) => (None, None),
             None => {
@@ -79,13 +90,16 @@ impl Engine {
                 (Some(usual.source()), Some(note))
             }
         };
+        let bos_eos = (
+            text_of(tokenizer.bos_token_id()),
+            text_of(tokenizer.eos_token_id()),
+        );
         let template = ChatTemplate::new(
             info.chat_template.as_deref().or(usual),
-            &text_of(tokenizer.bos_token_id()),
-            &text_of(tokenizer.eos_token_id()),
+            &bos_eos.0,
+            &bos_eos.1,
         );
         let model = Model::load(file, device, cpu, progress)?;
-        let mut info = info;
         info.compute = Some(model.compute_path());
         Ok(Self {
             info,
@@ -93,6 +107,7 @@ impl Engine {
             grammars: Grammars::new(Arc::clone(&tokenizer)),
             tokenizer,
             template,
+            bos_eos,
             template_note,
         })
     }
@@ -105,11 +120,12 @@ impl Engine {
     pub fn prepare(&self, req: &InferenceRequest) -> Result<Job, WorkerError> {
         let invalid = |msg: String| WorkerError::InvalidRequest(msg, serde_json::Value::Null);
         req.check().map_err(invalid)?;
-        let tools = self.tool_use(req)?;
+        let template = self.template_for(req)?;
+        let tools = self.tool_use(req, &template)?;
         let text = match (&req.prompt, &req.messages) {
             (Some(p), _) => p.clone(),
             (None, Some(m)) => {
-                let template = self.template.as_ref().map_err(|e| invalid(e.to_string()))?;
+                let template = template.as_ref().map_err(|e| invalid(e.to_string()))?;
                 let rendered = match &tools {
                     Some(t) => template.render_values(t.template_messages(m), t.template_tools()),
                     None => template.render(m),
@@ -173,15 +189,35 @@ impl Engine {
             logprobs: req.logprobs,
             constraint: self.constraint(req, tools.as_ref())?,
             tools,
-            note: req
-                .messages
-                .as_ref()
+            note: (req.messages.as_ref())
+                .filter(|_| req.chat_template.is_none())
                 .and_then(|_| self.template_note.clone()),
         })
     }
 
+    /// The template for `req`'s messages: its own `chat_template`, compiled (a template that
+    /// does not compile is the request's error), else the model's.
+    fn template_for(&self, req: &InferenceRequest) -> Result<TemplateChoice<'_>, WorkerError> {
+        let Some(source) = &req.chat_template else {
+            return Ok(self.template.as_ref().map(std::borrow::Cow::Borrowed));
+        };
+        let (bos, eos) = &self.bos_eos;
+        ChatTemplate::new(Some(source), bos, eos)
+            .map(|t| Ok(std::borrow::Cow::Owned(t)))
+            .map_err(|e| {
+                WorkerError::InvalidRequest(
+                    format!("`chat_template`: {e}"),
+                    json!({"field": "chat_template"}),
+                )
+            })
+    }
+
     /// The request's tools, checked; `None` without tools or with `tool_choice: none`.
-    fn tool_use(&self, req: &InferenceRequest) -> Result<Option<ToolUse>, WorkerError> {
+    fn tool_use(
+        &self,
+        req: &InferenceRequest,
+        template: &TemplateChoice<'_>,
+    ) -> Result<Option<ToolUse>, WorkerError> {
         let invalid =
             |message: String| WorkerError::InvalidRequest(message, json!({"field": "tools"}));
         let tools = req.tools.as_deref().unwrap_or_default();
@@ -205,7 +241,7 @@ impl Engine {
         if req.format.is_some() {
             return Err(invalid("`tools` and `format` cannot be combined".into()));
         }
-        let template = self.template.as_ref().map_err(|e| invalid(e.to_string()))?;
+        let template = template.as_ref().map_err(|e| invalid(e.to_string()))?;
         ToolUse::new(template.tool_style(), tools, choice)
             .map(Some)
             .map_err(invalid)

@@ -169,6 +169,11 @@ async fn serve_until_stopped(args: &Args, key: &str) -> Result<(), Fatal> {
             .map_err(|e| Fatal::new(ErrorCode::BackendUnavailable, e.to_string()))?,
     };
     let file = open_model(&args.model)?;
+    let chat_template = args
+        .chat_template
+        .as_deref()
+        .map(read_template)
+        .transpose()?;
     let listener = listen(args.host, args.port, args.port_tries).await?;
     let bound = listener
         .local_addr()
@@ -217,7 +222,7 @@ async fn serve_until_stopped(args: &Args, key: &str) -> Result<(), Fatal> {
         usize::from,
     );
     let cpu = CpuConfig { threads, kernels };
-    let loaded = load(state.clone(), file, device, cpu).await;
+    let loaded = load(state.clone(), file, device, cpu, chat_template).await;
     if loaded.is_err() {
         state.shutdown.cancel();
     }
@@ -249,16 +254,30 @@ fn default_slots(file: &ModelFile) -> usize {
 }
 
 /// Loads the weights on a blocking thread, logging each layer to the loading log.
+/// The chat template file of `--chat-template`, read and compiled.
+fn read_template(path: &std::path::Path) -> Result<String, Fatal> {
+    let invalid = |why: String| {
+        Fatal::new(
+            ErrorCode::InvalidRequest,
+            format!("chat template {}: {why}", path.display()),
+        )
+    };
+    let source = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+    chat_template::ChatTemplate::new(Some(&source), "", "").map_err(|e| invalid(e.to_string()))?;
+    Ok(source)
+}
+
 async fn load(
     state: AppState,
     file: ModelFile,
     device: candle_core::Device,
     cpu: CpuConfig,
+    chat_template: Option<String>,
 ) -> Result<(), Fatal> {
     let path = file.path.clone();
     let progress_state = state.clone();
     let task = tokio::task::spawn_blocking(move || {
-        Engine::load(&file, &device, cpu, |step| {
+        Engine::load(&file, &device, cpu, chat_template.as_deref(), |step| {
             progress_state.loading.push(LoadingEvent::LoadingToVram {
                 layers_loaded: step.layers_loaded,
                 layers_total: step.layers_total,

@@ -190,3 +190,17 @@ async fn a_later_shard_given_as_the_model_is_refused_with_the_first_named() {
     let first = shards[0].file_name().unwrap().to_str().unwrap();
     assert_one_clear_line(&lines, &["this is shard 2", &format!("give {first}")]);
 }
+
+#[tokio::test]
+async fn a_chat_template_file_that_does_not_compile_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("broken.jinja");
+    std::fs::write(&template, "{% if messages %}unclosed").unwrap();
+    let (code, lines) = run_to_exit(
+        &model_path(),
+        &["--chat-template", template.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_one_clear_line(&lines, &["chat template", "broken.jinja"]);
+}

@@ -391,3 +391,39 @@ async fn a_smaller_context_length_bounds_prompt_and_answer() {
     let message = answer["error"]["message"].as_str().unwrap();
     assert!(message.contains("`context_length`"), "{message}");
 }
+
+/// A chat template given with a request, or to the worker with `--chat-template`, replaces
+/// the model's: a template that writes the message as it is makes the chat the raw prompt.
+#[tokio::test]
+async fn a_chat_template_from_the_request_or_the_worker_replaces_the_models() {
+    const VERBATIM: &str = "{% for m in messages %}{{ m.content }}{% endfor %}";
+    let prompt = "The capital of France is";
+    let greedy = |extra: serde_json::Value| {
+        let mut body = json!({"max_tokens": 8, "temperature": 0});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let chat = json!({"messages": [{"role": "user", "content": prompt}]});
+    let w = Worker::ready(&[]).await;
+    let raw = w.infer(greedy(json!({"prompt": prompt}))).await;
+    let mut overridden = chat.clone();
+    overridden["chat_template"] = json!(VERBATIM);
+    let templated = w.infer(greedy(overridden)).await;
+    let own = w.infer(greedy(chat.clone())).await;
+    assert_eq!(templated.end().tokens_in, raw.end().tokens_in);
+    assert_eq!(templated.text(), raw.text());
+    assert!(
+        own.end().tokens_in > raw.end().tokens_in,
+        "the model's own template adds its turn markers"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("verbatim.jinja");
+    std::fs::write(&file, VERBATIM).unwrap();
+    let w = Worker::ready(&["--chat-template", file.to_str().unwrap()]).await;
+    let from_flag = w.infer(greedy(chat)).await;
+    assert_eq!(from_flag.end().tokens_in, raw.end().tokens_in);
+    assert_eq!(from_flag.text(), raw.text());
+}

@@ -135,6 +135,18 @@ async fn each_bad_inference_request_is_400_invalid_request() {
                 .json(&json!({"prompt": "hi", "top_p": 0})),
         ),
         (
+            "chat template that does not compile",
+            w.post("/v1/inference").json(&json!({
+                "messages": [{"role": "user", "content": "b"}],
+                "chat_template": "{% for m in messages %}{{ m.content }}",
+            })),
+        ),
+        (
+            "chat template with a raw prompt",
+            w.post("/v1/inference")
+                .json(&json!({"prompt": "a", "chat_template": "{{ messages[0].content }}"})),
+        ),
+        (
             "stream false",
             w.post("/v1/inference")
                 .json(&json!({"prompt": "hi", "stream": false})),

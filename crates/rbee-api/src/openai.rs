@@ -458,6 +458,10 @@ pub struct ChatCompletionRequest {
     /// Accepted either way; an answer holds at most one call.
     #[serde(default)]
     pub parallel_tool_calls: Option<bool>,
+    /// An rbee extension (vLLM's name for it): a Jinja chat template used instead of the
+    /// model's own for this request.
+    #[serde(default)]
+    pub chat_template: Option<String>,
     #[serde(flatten)]
     pub sampling: Sampling,
 }
@@ -511,6 +515,7 @@ impl OpenAiRequest for ChatCompletionRequest {
         "tools",
         "tool_choice",
         "parallel_tool_calls",
+        "chat_template",
     ];
 }
 

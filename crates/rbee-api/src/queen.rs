@@ -291,6 +291,9 @@ pub struct TaskRequest {
     /// it is idle); without it, the hive's idle timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<u64>,
+    /// A Jinja chat template for `messages` instead of the model's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
     /// `auto` (the default): the node's best backend from its hive's detection (cuda, then
     /// metal, then cpu); the `assigned` event says which was used.
     #[serde(default)]
@@ -324,6 +327,7 @@ impl TaskRequest {
             tools: None,
             tool_choice: None,
             keep_alive: None,
+            chat_template: None,
             backend: BackendChoice::Auto,
             device: 0,
         }

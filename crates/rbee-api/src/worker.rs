@@ -291,6 +291,11 @@ pub struct InferenceRequest {
     pub tools: Option<Vec<Tool>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<ToolChoice>,
+    /// A Jinja chat template used for `messages` instead of the model's own (the same
+    /// language as `tokenizer.chat_template`: `messages`, `add_generation_prompt`,
+    /// `bos_token`, `eos_token`, `tools`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
     /// Only streaming is supported; `false` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
@@ -319,6 +324,9 @@ impl InferenceRequest {
         }
         if self.max_tokens == Some(0) {
             return Err("`max_tokens` must be at least 1".into());
+        }
+        if self.chat_template.is_some() && self.messages.is_none() {
+            return Err("`chat_template` renders `messages`; a raw `prompt` has none".into());
         }
         if self.context_length == Some(0) {
             return Err("`context_length` must be at least 1".into());

@@ -165,6 +165,10 @@ pub struct Generation {
     /// unload at once (default: the hive's idle timeout).
     #[arg(long, value_parser = rbee_api::duration::parse_duration)]
     pub keep_alive: Option<std::time::Duration>,
+    /// A Jinja chat template file to render the conversation with instead of the model's
+    /// own (the language of GGUF's `tokenizer.chat_template`).
+    #[arg(long, value_name = "FILE", value_parser = template_file)]
+    pub chat_template: Option<String>,
     /// cpu, cuda, metal, or auto: the node's best (cuda, then metal, then cpu).
     #[arg(long, default_value = "auto")]
     pub backend: BackendChoice,
@@ -313,6 +317,11 @@ pub struct InstallArgs {
 
 /// A number that is one: `NaN` and infinities are refused (JSON cannot carry them, so they
 /// would silently become the default).
+/// The text of a chat template file.
+fn template_file(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
+}
+
 fn finite(text: &str) -> Result<f64, String> {
     let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
     if value.is_finite() {

@@ -203,6 +203,41 @@ async fn infer_reads_the_prompt_from_stdin_takes_a_system_message_and_prints_jso
     let (code, out, err) = user.run_with_stdin(&["infer"], Some("  \n")).await;
     assert_eq!((code, out.as_str()), (Some(1), ""));
     assert!(err.contains("standard input is empty"), "{err}");
+
+    // A template of our own writes the message alone: the prompt is the raw text's.
+    let template = user.home.path().join("verbatim.jinja");
+    std::fs::write(
+        &template,
+        "{% for m in messages %}{{ m.content }}{% endfor %}",
+    )
+    .unwrap();
+    let mut templated = args.to_vec();
+    templated.extend(["--chat-template", template.to_str().unwrap()]);
+    let (code, out, err) = user
+        .run_with_stdin(&templated, Some("Name a colour.\n"))
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+    let mut raw = args.to_vec();
+    raw.push("--raw");
+    let (code, raw_out, err) = user.run_with_stdin(&raw, Some("Name a colour.\n")).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        tokens(&json_of(&out)),
+        tokens(&json_of(&raw_out)),
+        "{out} vs {raw_out}"
+    );
+    assert!(tokens(&json_of(&out)) < tokens(&plain), "{out} vs {plain}");
+    let (code, _, err) = user
+        .run(&[
+            "infer",
+            "--prompt",
+            "hi",
+            "--chat-template",
+            "/nonexistent.jinja",
+        ])
+        .await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot read /nonexistent.jinja"), "{err}");
 }
 
 #[tokio::test]

@@ -205,6 +205,7 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
     let mut task = task_for(&req.model, &req.sampling, req.max_completion_tokens)?;
     task.logprobs = req.logprobs()?;
     task.format = (req.response_format.as_ref()).and_then(|f| f.output_format());
+    task.chat_template = req.chat_template.clone();
     if let Some((tools, choice)) = req.tools()? {
         task.tools = Some(tools);
         task.tool_choice = Some(choice);

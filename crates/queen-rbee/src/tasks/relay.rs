@@ -149,6 +149,7 @@ pub(super) fn inference_request(req: &TaskRequest, task_id: &TaskId) -> Inferenc
         context_length: req.context_length,
         tools: req.tools.clone(),
         tool_choice: req.tool_choice.clone(),
+        chat_template: req.chat_template.clone(),
         stream: Some(true),
     }
 }

@@ -166,6 +166,7 @@ pub fn task(
         stop: (!g.stop.is_empty()).then(|| g.stop.clone()),
         context_length: g.context_length,
         keep_alive: g.keep_alive.map(|d| d.as_secs()),
+        chat_template: g.chat_template.clone(),
         backend: g.backend,
         device: g.device,
         ..TaskRequest::for_model(target.model.clone())

@@ -34,6 +34,16 @@ pub struct Args {
     #[arg(long, env = "RBEE_WORKER_CHAT_TEMPLATE")]
     pub chat_template: Option<PathBuf>,
 
+    /// The chat template's text itself, instead of --chat-template's file (how a hive passes
+    /// a model's template set with `rbee models template`).
+    #[arg(
+        long,
+        env = "RBEE_WORKER_CHAT_TEMPLATE_SOURCE",
+        hide = true,
+        conflicts_with = "chat_template"
+    )]
+    pub chat_template_source: Option<String>,
+
     /// Compute backend: cpu, cuda or metal. cuda and metal need a binary built with the
     /// Cargo feature of the same name.
     #[arg(long, env = "RBEE_WORKER_BACKEND", default_value = "cpu")]

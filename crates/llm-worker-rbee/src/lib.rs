@@ -80,20 +80,22 @@ impl Fatal {
     }
 }
 
-/// Checks `path` the way a worker would before serving it; the model's metadata on success.
-/// With `header_only`, `path` may hold just the start of the file (tensor data is not
-/// looked for).
-pub fn check_model(
-    path: &std::path::Path,
-    header_only: bool,
-) -> Result<rbee_api::worker::ModelInfo, Fatal> {
-    let file = if header_only {
-        ModelFile::open_header(path).map_err(fatal_of)?
+/// Checks `--model` the way a worker would before serving it; the model's metadata on
+/// success. With `--header-only`, the file may hold just the start of the model (tensor
+/// data is not looked for). A chat template given is compiled too, and reported as the
+/// model's.
+pub fn check_model(args: &Args) -> Result<rbee_api::worker::ModelInfo, Fatal> {
+    let file = if args.header_only {
+        ModelFile::open_header(&args.model).map_err(fatal_of)?
     } else {
-        open_model(path)?
+        open_model(&args.model)?
     };
-    file.info()
-        .map_err(|e| Fatal::new(ErrorCode::InvalidModel, e.to_string()))
+    let template = chat_template_of(args)?;
+    let mut info = (file.info()).map_err(|e| Fatal::new(ErrorCode::InvalidModel, e.to_string()))?;
+    if template.is_some() {
+        info.chat_template = template;
+    }
+    Ok(info)
 }
 
 fn fatal_of(e: model_file::ModelFileError) -> Fatal {
@@ -169,11 +171,7 @@ async fn serve_until_stopped(args: &Args, key: &str) -> Result<(), Fatal> {
             .map_err(|e| Fatal::new(ErrorCode::BackendUnavailable, e.to_string()))?,
     };
     let file = open_model(&args.model)?;
-    let chat_template = args
-        .chat_template
-        .as_deref()
-        .map(read_template)
-        .transpose()?;
+    let chat_template = chat_template_of(args)?;
     let listener = listen(args.host, args.port, args.port_tries).await?;
     let bound = listener
         .local_addr()
@@ -253,20 +251,25 @@ fn default_slots(file: &ModelFile) -> usize {
     slots
 }
 
-/// Loads the weights on a blocking thread, logging each layer to the loading log.
-/// The chat template file of `--chat-template`, read and compiled.
-fn read_template(path: &std::path::Path) -> Result<String, Fatal> {
-    let invalid = |why: String| {
-        Fatal::new(
-            ErrorCode::InvalidRequest,
-            format!("chat template {}: {why}", path.display()),
-        )
+/// The chat template that replaces the model's, if one is given (`--chat-template`'s file
+/// or the text itself), read and compiled.
+pub fn chat_template_of(args: &Args) -> Result<Option<String>, Fatal> {
+    let (source, origin) = match (&args.chat_template_source, &args.chat_template) {
+        (Some(text), _) => (text.clone(), "chat template".to_owned()),
+        (None, Some(path)) => {
+            let origin = format!("chat template {}", path.display());
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Fatal::new(ErrorCode::InvalidRequest, format!("{origin}: {e}")))?;
+            (text, origin)
+        }
+        (None, None) => return Ok(None),
     };
-    let source = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
-    chat_template::ChatTemplate::new(Some(&source), "", "").map_err(|e| invalid(e.to_string()))?;
-    Ok(source)
+    chat_template::ChatTemplate::new(Some(&source), "", "")
+        .map_err(|e| Fatal::new(ErrorCode::InvalidRequest, format!("{origin}: {e}")))?;
+    Ok(Some(source))
 }
 
+/// Loads the weights on a blocking thread, logging each layer to the loading log.
 async fn load(
     state: AppState,
     file: ModelFile,

@@ -6,7 +6,7 @@ use llm_worker_rbee::args::Args;
 fn main() {
     let args = Args::parse();
     if args.check {
-        match llm_worker_rbee::check_model(&args.model, args.header_only) {
+        match llm_worker_rbee::check_model(&args) {
             Ok(info) => {
                 println!("{}", serde_json::to_string(&info).unwrap_or_default());
                 std::process::exit(0);

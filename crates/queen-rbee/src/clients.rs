@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use rbee_api::hive::{
-    DeleteModelRequest, DownloadRequest, DownloadStarted, KeepAliveRequest, KeptAlive,
-    ModelDeleted, ModelsList, PreflightPassed, PreflightRequest, Resources, ShutdownWorkerRequest,
-    SpawnRequest, SpawnResponse, WorkerStopped, WorkersList,
+    ChatTemplateRequest, DeleteModelRequest, DownloadRequest, DownloadStarted, KeepAliveRequest,
+    KeptAlive, ModelDeleted, ModelEntry, ModelsList, PreflightPassed, PreflightRequest, Resources,
+    ShutdownWorkerRequest, SpawnRequest, SpawnResponse, WorkerStopped, WorkersList,
 };
 use rbee_api::routes::{hive as hive_routes, worker as worker_routes};
 use rbee_api::worker::{
@@ -190,6 +190,15 @@ impl HiveClient {
         };
         let (req, what) = self.post(hive_routes::MODELS_DELETE, &body);
         fetch(req.timeout(QUICK), what).await
+    }
+
+    /// Sets or clears a catalogued model's chat template (the hive checks it compiles).
+    pub async fn set_chat_template(
+        &self,
+        body: &ChatTemplateRequest,
+    ) -> Result<ModelEntry, CallError> {
+        let (req, what) = self.post(hive_routes::MODELS_CHAT_TEMPLATE, body);
+        fetch(req.timeout(SLOW), what).await
     }
 
     /// The download progress stream.

@@ -575,6 +575,11 @@ mod routes {
             Route::get(hive::MODELS_INFO).query(QueryKind::ModelRef),
             Route::post(hive::MODELS_DELETE, json!({"model_ref": MODEL})).guarded(&["model_ref"]),
             Route::post(
+                hive::MODELS_CHAT_TEMPLATE,
+                json!({"model_ref": MODEL, "chat_template": null}),
+            )
+            .guarded(&["model_ref", "chat_template"]),
+            Route::post(
                 hive::WORKERS_KEEP_ALIVE,
                 json!({"worker_id": WORKER_ID, "seconds": 60}),
             ),
@@ -622,6 +627,11 @@ mod routes {
                 json!({"node": "localhost", "model": MODEL}),
             )
             .guarded(&["node", "model"]),
+            Route::post(
+                queen::MODELS_CHAT_TEMPLATE,
+                json!({"node": "localhost", "model": MODEL, "chat_template": null}),
+            )
+            .guarded(&["model", "chat_template"]),
             Route::get(queen::OPENAI_MODELS),
             Route::get(queen::OPENAI_MODEL),
             Route::post(queen::CHAT_COMPLETIONS, chat).guarded(&["model", "messages"]),

@@ -138,6 +138,9 @@ pub struct ModelEntry {
     pub sha256: Option<String>,
     pub quantization: Option<String>,
     pub downloaded_at_unix: u64,
+    /// The chat template its workers use instead of the file's (`rbee models template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
 }
 
 /// `GET /v1/models`.
@@ -162,6 +165,16 @@ pub struct ModelInfoQuery {
 #[serde(deny_unknown_fields)]
 pub struct DeleteModelRequest {
     pub model_ref: ModelRef,
+}
+
+/// `POST /v1/models/chat_template`: the Jinja chat template the model's workers use from now
+/// on instead of its file's (`None`: the file's again). Refused while a worker runs the
+/// model; answered with the catalog entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatTemplateRequest {
+    pub model_ref: ModelRef,
+    pub chat_template: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

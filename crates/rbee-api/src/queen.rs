@@ -480,6 +480,23 @@ pub struct NodeModelInfo {
     pub info: crate::worker::ModelInfo,
 }
 
+/// `POST /v2/models/chat_template`: a model's chat template on a node (`None` clears it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeChatTemplateRequest {
+    #[serde(default = "NodeName::localhost")]
+    pub node: NodeName,
+    pub model: ModelRef,
+    pub chat_template: Option<String>,
+}
+
+/// Answer to `POST /v2/models/chat_template`: the node's catalog entry now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeModelEntry {
+    pub node: NodeName,
+    pub model: ModelEntry,
+}
+
 /// Answer to `POST /v2/models/remove`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeModelRemoved {

@@ -138,10 +138,32 @@ impl Preflight {
     /// starts; the hive itself links no model code. With `header_only`, `path` holds only
     /// the start of the file.
     pub async fn check_file(&self, path: &Path, header_only: bool) -> Result<ModelInfo, HiveError> {
+        self.run_check(path, header_only, None).await
+    }
+
+    /// [`Self::check_file`] of the whole model at `path` with `chat_template` in place of
+    /// its own: the template must compile, and is reported as the model's.
+    pub async fn check_with_template(
+        &self,
+        path: &Path,
+        chat_template: &str,
+    ) -> Result<ModelInfo, HiveError> {
+        self.run_check(path, false, Some(chat_template)).await
+    }
+
+    async fn run_check(
+        &self,
+        path: &Path,
+        header_only: bool,
+        chat_template: Option<&str>,
+    ) -> Result<ModelInfo, HiveError> {
         let mut cmd = Command::new(&self.worker_bin);
         cmd.arg("--check");
         if header_only {
             cmd.arg("--header-only");
+        }
+        if let Some(source) = chat_template {
+            cmd.env("RBEE_WORKER_CHAT_TEMPLATE_SOURCE", source);
         }
         let out = cmd
             .arg("--model")

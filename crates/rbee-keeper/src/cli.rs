@@ -107,6 +107,22 @@ pub enum ModelsCommand {
         #[arg(long, default_value = rbee_api::NodeName::LOCALHOST)]
         node: String,
     },
+    /// Set the Jinja chat template a model's workers on a node use instead of the one in its
+    /// file (checked to compile first), or go back to the file's with --clear. Refused while
+    /// a worker runs the model.
+    ///
+    /// Example: `rbee models template hf:TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF --file zephyr.jinja --node workstation`.
+    Template {
+        model: String,
+        /// The template file (the language of GGUF's `tokenizer.chat_template`).
+        #[arg(long, value_name = "FILE", value_parser = template_file, required_unless_present = "clear", conflicts_with = "clear")]
+        file: Option<String>,
+        /// Use the template in the model's file again.
+        #[arg(long)]
+        clear: bool,
+        #[arg(long, default_value = rbee_api::NodeName::LOCALHOST)]
+        node: String,
+    },
     /// What a model's GGUF header says: architecture, parameters, context, quantization
     /// mix, chat template, licence.
     ///
@@ -318,7 +334,7 @@ pub struct InstallArgs {
 /// A number that is one: `NaN` and infinities are refused (JSON cannot carry them, so they
 /// would silently become the default).
 /// The text of a chat template file.
-fn template_file(path: &str) -> Result<String, String> {
+pub(crate) fn template_file(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
 }
 

@@ -270,3 +270,73 @@ async fn list_commands_print_json_and_completions_cover_every_shell() {
     assert_eq!(code, Some(1));
     assert!(err.contains("tcsh") && err.lines().count() == 1, "{err}");
 }
+
+#[tokio::test]
+async fn a_models_chat_template_is_checked_set_used_by_its_workers_and_cleared() {
+    let user = User::new();
+    let queen = user.queen().await;
+    let model = format!("file:{}", model_path().display());
+    let (code, _, err) = user.run(&["models", "pull", &model]).await;
+    assert_eq!(code, Some(0), "{err}");
+
+    let broken = user.home.path().join("broken.jinja");
+    std::fs::write(&broken, "{% for m in messages %}").unwrap();
+    let (code, _, err) = user
+        .run(&[
+            "models",
+            "template",
+            &model,
+            "--file",
+            broken.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("chat template"), "{err}");
+
+    let verbatim = user.home.path().join("verbatim.jinja");
+    std::fs::write(
+        &verbatim,
+        "{% for m in messages %}{{ m.content }}{% endfor %}",
+    )
+    .unwrap();
+    let (code, out, err) = user
+        .run(&[
+            "models",
+            "template",
+            &model,
+            "--file",
+            verbatim.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("now uses your chat template"), "{out}");
+    let (_, out, _) = user.run(&["models", "show", &model]).await;
+    assert!(out.contains("yours (`rbee models template`)"), "{out}");
+
+    // The model's next worker renders chats with it: the prompt is the message's bare text.
+    let infer = ["infer", "--json", "--max-tokens", "2", "--temperature", "0"];
+    let tokens = |out: &str| json_of(out)["usage"]["prompt_tokens"].as_u64().unwrap();
+    let mut chat = infer.to_vec();
+    chat.extend(["--model", &model, "--prompt", "Name a colour."]);
+    let (code, out, err) = user.run(&chat).await;
+    assert_eq!(code, Some(0), "{err}");
+    chat.push("--raw");
+    let (code, raw, err) = user.run(&chat).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(tokens(&out), tokens(&raw), "{out} vs {raw}");
+
+    // A running worker keeps the template it loaded with: clearing waits for it to stop.
+    let (code, _, err) = user.run(&["models", "template", &model, "--clear"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("in use by worker"), "{err}");
+    let workers = queen.workers().await;
+    let id = workers[0]["id"].as_str().unwrap();
+    let (code, _, err) = user.run(&["workers", "shutdown", "--id", id]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = user.run(&["models", "template", &model, "--clear"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("uses the chat template of its file again"),
+        "{out}"
+    );
+}

@@ -70,6 +70,30 @@ impl SqliteFile {
         })
     }
 
+    /// Adds each of `columns` (name, SQL definition) that `table` lacks: a file written by an
+    /// older rbee gains the columns added since, keeping its rows.
+    pub fn add_missing_columns(
+        &self,
+        table: &str,
+        columns: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            for (column, definition) in columns {
+                let present: bool = c.query_row(
+                    "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                    rusqlite::params![table, column],
+                    |row| row.get(0),
+                )?;
+                if !present {
+                    c.execute_batch(&format!(
+                        "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+                    ))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Runs `f` on the connection, alone.
     pub fn with<T>(
         &self,

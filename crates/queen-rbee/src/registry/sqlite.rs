@@ -46,25 +46,9 @@ pub struct SqliteRegistry {
 impl SqliteRegistry {
     /// Opens (creating the file and its folders when missing) the registry at `path`.
     pub fn open(path: &Path) -> Result<Self, RegistryError> {
-        let registry = Self {
-            file: SqliteFile::open(path, SCHEMA)?,
-        };
-        registry.with(|c| {
-            for (column, definition) in ADDED {
-                let present: bool = c.query_row(
-                    "SELECT COUNT(*) > 0 FROM pragma_table_info('beehives') WHERE name = ?1",
-                    params![column],
-                    |row| row.get(0),
-                )?;
-                if !present {
-                    c.execute_batch(&format!(
-                        "ALTER TABLE beehives ADD COLUMN {column} {definition}"
-                    ))?;
-                }
-            }
-            Ok(())
-        })?;
-        Ok(registry)
+        let file = SqliteFile::open(path, SCHEMA)?;
+        file.add_missing_columns("beehives", ADDED)?;
+        Ok(Self { file })
     }
 
     fn with<T>(

@@ -8,10 +8,10 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use futures::StreamExt;
 use rbee_api::NodeName;
-use rbee_api::hive::{DownloadEvent, DownloadState};
+use rbee_api::hive::{ChatTemplateRequest, DownloadEvent, DownloadState};
 use rbee_api::queen::{
-    ModelShowQuery, ModelsQuery, NodeModelInfo, NodeModelPulled, NodeModelRemoved,
-    NodeModelRequest, NodeModels, NodeModelsList, PullEvent,
+    ModelShowQuery, ModelsQuery, NodeChatTemplateRequest, NodeModelEntry, NodeModelInfo,
+    NodeModelPulled, NodeModelRemoved, NodeModelRequest, NodeModels, NodeModelsList, PullEvent,
 };
 use rbee_http::ApiJson;
 use tokio::sync::mpsc;
@@ -136,6 +136,25 @@ pub async fn remove(
     Ok(Json(NodeModelRemoved {
         node: req.node,
         removed,
+    }))
+}
+
+/// `POST /v2/models/chat_template`: the hive checks the template compiles, and refuses
+/// while a worker runs the model.
+pub async fn chat_template(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<NodeChatTemplateRequest>,
+) -> Result<Json<NodeModelEntry>, QueenError> {
+    nodes(&state, Some(req.node.clone()))?;
+    let hive = state.hives.ensure(&req.node, &Narrator::log_only()).await?;
+    let body = ChatTemplateRequest {
+        model_ref: req.model,
+        chat_template: req.chat_template,
+    };
+    let model = (hive.set_chat_template(&body).await).map_err(|e| e.from_hive(&hive))?;
+    Ok(Json(NodeModelEntry {
+        node: req.node,
+        model,
     }))
 }
 

@@ -47,6 +47,7 @@ mod tests {
             sha256: Some("ab".repeat(32)),
             quantization: Some("Q4_K_M".into()),
             downloaded_at_unix: 1_700_000_000,
+            chat_template: None,
         }
     }
 
@@ -74,6 +75,10 @@ mod tests {
 
         catalog.upsert(&entry("hf:a/b", 7)).unwrap();
         assert_eq!(catalog.find(&r("hf:a/b")).unwrap().unwrap().size_bytes, 7);
+        let mut templated = entry("hf:a/b", 7);
+        templated.chat_template = Some("{{ messages[0].content }}".into());
+        catalog.upsert(&templated).unwrap();
+        assert_eq!(catalog.find(&r("hf:a/b")).unwrap(), Some(templated));
         assert_eq!(catalog.list().unwrap().len(), 2);
 
         let mut file = entry("file:/m/x.gguf", 3);
@@ -101,6 +106,24 @@ mod tests {
     fn sqlite_catalog_passes_the_shared_suite() {
         let dir = tempfile::tempdir().unwrap();
         suite(&SqliteCatalog::open(&dir.path().join("models.db")).unwrap());
+    }
+
+    #[test]
+    fn a_catalog_from_before_chat_templates_gains_the_column_and_keeps_its_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.db");
+        let old = rbee_store::rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE models (id TEXT PRIMARY KEY, provider TEXT NOT NULL, \
+             reference TEXT NOT NULL UNIQUE, local_path TEXT NOT NULL, size_bytes INTEGER NOT NULL, \
+             sha256 TEXT, quantization TEXT, downloaded_at_unix INTEGER NOT NULL);
+             INSERT INTO models VALUES ('id-hf:a/b', 'hf', 'hf:a/b', '/models/1.gguf', 1, NULL, NULL, 5);",
+        )
+        .unwrap();
+        drop(old);
+        let catalog = SqliteCatalog::open(&path).unwrap();
+        let found = catalog.find(&r("hf:a/b")).unwrap().unwrap();
+        assert_eq!((found.size_bytes, found.chat_template), (1, None));
     }
 
     #[test]

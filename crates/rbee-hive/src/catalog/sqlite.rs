@@ -18,8 +18,12 @@ CREATE TABLE IF NOT EXISTS models (
     size_bytes         INTEGER NOT NULL,
     sha256             TEXT,
     quantization       TEXT,
-    downloaded_at_unix INTEGER NOT NULL
+    downloaded_at_unix INTEGER NOT NULL,
+    chat_template      TEXT
 );";
+
+/// Columns added after the first release, for catalogs written before them.
+const ADDED: &[(&str, &str)] = &[("chat_template", "TEXT")];
 
 #[derive(Debug)]
 pub struct SqliteCatalog {
@@ -29,9 +33,9 @@ pub struct SqliteCatalog {
 impl SqliteCatalog {
     /// Opens (creating the file and its folders when missing) the catalog at `path`.
     pub fn open(path: &Path) -> Result<Self, CatalogError> {
-        Ok(Self {
-            file: SqliteFile::open(path, SCHEMA)?,
-        })
+        let file = SqliteFile::open(path, SCHEMA)?;
+        file.add_missing_columns("models", ADDED)?;
+        Ok(Self { file })
     }
 
     fn with<T>(
@@ -54,11 +58,12 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<ModelEntry> {
         sha256: row.get(5)?,
         quantization: row.get(6)?,
         downloaded_at_unix: row.get::<_, i64>(7)?.max(0) as u64,
+        chat_template: row.get(8)?,
     })
 }
 
-const COLUMNS: &str =
-    "id, provider, reference, local_path, size_bytes, sha256, quantization, downloaded_at_unix";
+const COLUMNS: &str = "id, provider, reference, local_path, size_bytes, sha256, quantization, \
+     downloaded_at_unix, chat_template";
 
 impl ModelCatalog for SqliteCatalog {
     fn find(&self, reference: &ModelRef) -> Result<Option<ModelEntry>, CatalogError> {
@@ -76,12 +81,13 @@ impl ModelCatalog for SqliteCatalog {
         self.with(|c| {
             c.execute(
                 &format!(
-                    "INSERT INTO models ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                    "INSERT INTO models ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT(reference) DO UPDATE SET
                        id = excluded.id, provider = excluded.provider,
                        local_path = excluded.local_path, size_bytes = excluded.size_bytes,
                        sha256 = excluded.sha256, quantization = excluded.quantization,
-                       downloaded_at_unix = excluded.downloaded_at_unix"
+                       downloaded_at_unix = excluded.downloaded_at_unix,
+                       chat_template = excluded.chat_template"
                 ),
                 params![
                     e.id,
@@ -91,7 +97,8 @@ impl ModelCatalog for SqliteCatalog {
                     e.size_bytes as i64,
                     e.sha256,
                     e.quantization,
-                    e.downloaded_at_unix as i64
+                    e.downloaded_at_unix as i64,
+                    e.chat_template
                 ],
             )
             .map(|_| ())

@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use rbee_api::hive::{
-    DeleteModelRequest, DownloadEvent, DownloadRequest, DownloadStarted, ModelDeleted,
-    ModelInfoQuery, ModelsList, PreflightPassed, PreflightRequest, Provider, Resources,
+    ChatTemplateRequest, DeleteModelRequest, DownloadEvent, DownloadRequest, DownloadStarted,
+    ModelDeleted, ModelEntry, ModelInfoQuery, ModelsList, PreflightPassed, PreflightRequest,
+    Provider, Resources,
 };
 use rbee_api::worker::ModelInfo;
 use rbee_http::ApiJson;
@@ -37,7 +38,51 @@ pub async fn info(
 ) -> Result<Json<ModelInfo>, HiveError> {
     let model = catalogued(&state, &q.model_ref)?;
     let path = std::path::Path::new(&model.local_path);
-    Ok(Json(state.preflight.check_file(path, false).await?))
+    let info = match &model.chat_template {
+        Some(template) => state.preflight.check_with_template(path, template).await?,
+        None => state.preflight.check_file(path, false).await?,
+    };
+    Ok(Json(info))
+}
+
+/// Sets or clears the chat template a catalogued model's workers use; refused while a worker
+/// runs the model (it keeps the template it loaded with).
+pub async fn chat_template(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ChatTemplateRequest>,
+) -> Result<Json<ModelEntry>, HiveError> {
+    let mut model = catalogued(&state, &req.model_ref)?;
+    refuse_in_use(&state, &model)?;
+    if let Some(source) = &req.chat_template {
+        let path = std::path::Path::new(&model.local_path);
+        (state.preflight.check_with_template(path, source).await).map_err(|e| match e {
+            HiveError::InvalidModel(reason) => HiveError::InvalidRequest(reason),
+            other => other,
+        })?;
+    }
+    model.chat_template = req.chat_template;
+    state.catalog.upsert(&model)?;
+    state.logs.hive(format!(
+        "{}: chat template {}",
+        model.reference,
+        if model.chat_template.is_some() {
+            "set"
+        } else {
+            "cleared: the file's again"
+        }
+    ));
+    Ok(Json(model))
+}
+
+/// Refuses to change `model` while a worker runs it.
+fn refuse_in_use(state: &AppState, model: &ModelEntry) -> Result<(), HiveError> {
+    match (state.pool.list().into_iter()).find(|w| w.model_ref == model.reference) {
+        Some(w) => Err(HiveError::InvalidRequest(format!(
+            "{} is in use by worker {}; stop it first (`rbee workers shutdown --id {}`)",
+            model.reference, w.id, w.id
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Takes a model out of the catalog, deleting its file when the hive downloaded it. A
@@ -47,12 +92,7 @@ pub async fn delete(
     ApiJson(req): ApiJson<DeleteModelRequest>,
 ) -> Result<Json<ModelDeleted>, HiveError> {
     let model = catalogued(&state, &req.model_ref)?;
-    if let Some(w) = (state.pool.list().into_iter()).find(|w| w.model_ref == model.reference) {
-        return Err(HiveError::InvalidRequest(format!(
-            "{} is in use by worker {}; stop it first (`rbee workers shutdown --id {}`)",
-            model.reference, w.id, w.id
-        )));
-    }
+    refuse_in_use(&state, &model)?;
     let file_removed = model.provider != Provider::File;
     if file_removed {
         for file in rbee_api::split::model_files(std::path::Path::new(&model.local_path)) {

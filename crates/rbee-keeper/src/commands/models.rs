@@ -1,9 +1,9 @@
-//! `rbee models list | pull | rm | show`: the models of every node.
+//! `rbee models list | pull | rm | template | show`: the models of every node.
 
 use futures::StreamExt;
 use rbee_api::queen::{
-    ModelShowQuery, ModelsQuery, NodeModelInfo, NodeModelPulled, NodeModelRemoved,
-    NodeModelRequest, NodeModelsList, PullEvent,
+    ModelShowQuery, ModelsQuery, NodeChatTemplateRequest, NodeModelEntry, NodeModelInfo,
+    NodeModelPulled, NodeModelRemoved, NodeModelRequest, NodeModelsList, PullEvent,
 };
 use rbee_api::routes::queen as paths;
 use rbee_api::sse::SseEvent;
@@ -84,6 +84,36 @@ pub async fn run(queen: &Queen, command: &ModelsCommand) -> Result<()> {
                     " (its file is yours and was left in place)"
                 }
             );
+            Ok(())
+        }
+        ModelsCommand::Template {
+            model,
+            file,
+            clear: _,
+            node,
+        } => {
+            let req = NodeChatTemplateRequest {
+                node: node_name(node)?,
+                model: model_ref(model)?,
+                chat_template: file.clone(),
+            };
+            let set: NodeModelEntry = queen
+                .json(
+                    queen
+                        .request(Method::POST, paths::MODELS_CHAT_TEMPLATE)
+                        .json(&req),
+                )
+                .await?;
+            match set.model.chat_template {
+                Some(_) => println!(
+                    "{} on {} now uses your chat template; workers started from now on render chats with it.",
+                    set.model.reference, set.node
+                ),
+                None => println!(
+                    "{} on {} uses the chat template of its file again.",
+                    set.model.reference, set.node
+                ),
+            }
             Ok(())
         }
         ModelsCommand::Show { model, node, json } => {
@@ -184,10 +214,10 @@ fn print_info(shown: &NodeModelInfo) {
     }
     row(
         "chat template",
-        if i.chat_template.is_some() {
-            "yes"
-        } else {
-            "no (the family's usual one is used)"
+        match (&shown.entry.chat_template, &i.chat_template) {
+            (Some(_), _) => "yours (`rbee models template`)",
+            (None, Some(_)) => "yes",
+            (None, None) => "no (the family's usual one is used)",
         }
         .into(),
     );

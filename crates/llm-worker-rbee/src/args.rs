@@ -23,7 +23,13 @@ fn version() -> &'static str {
 /// rbee inference worker: serves one GGUF model over HTTP and streams tokens as
 /// Server-Sent Events. Normally started by `rbee-hive`; can be run by hand.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "llm-worker-rbee", version = version(), about, long_about = None)]
+#[command(
+    name = "llm-worker-rbee",
+    version = version(),
+    about,
+    long_about = None,
+    after_help = "Example: `llm-worker-rbee --model SmolLM2-135M-Instruct.Q4_1.gguf --port 8001 --api-key <key>`, then POST /v1/inference; or `llm-worker-rbee --check --model <file>` to check a file."
+)]
 pub struct Args {
     /// GGUF model file to load (llama-family architectures).
     #[arg(long, env = "RBEE_WORKER_MODEL")]
@@ -124,4 +130,15 @@ pub struct Args {
     /// 127.0.0.1 for an unspecified one).
     #[arg(long, env = "RBEE_WORKER_PUBLIC_HOST")]
     pub public_host: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_has_help_with_an_example() {
+        let missing = rbee_testkit::commands_without_an_example(super::Args::command());
+        assert!(missing.is_empty(), "no example in the help of: {missing:?}");
+    }
 }

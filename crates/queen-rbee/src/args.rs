@@ -11,7 +11,13 @@ use rbee_api::duration::parse_duration;
 /// queen-rbee: the orchestrator. Keeps the registry of nodes, starts their hives (over SSH,
 /// or as a child process for `localhost`) and runs inference tasks through them.
 #[derive(Debug, Parser)]
-#[command(name = "queen-rbee", version, about, long_about = None)]
+#[command(
+    name = "queen-rbee",
+    version,
+    about,
+    long_about = None,
+    after_help = "Example: `queen-rbee daemon --port 8080 --api-key <key> --host 0.0.0.0` (usually started by `rbee`, or by `rbee install --service`)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -20,6 +26,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the queen until SIGTERM or SIGINT; then every hive it started is stopped.
+    ///
+    /// Example: `queen-rbee daemon --port 8080 --queue-limit 64`; every flag can also be a
+    /// key of the `[queen]` table of ~/.config/rbee/config.toml (`queue-limit = 64`).
     Daemon(Box<DaemonArgs>),
 }
 
@@ -94,4 +103,15 @@ pub struct DaemonArgs {
     /// How long a worker may take to load its model.
     #[arg(long, env = "RBEE_QUEEN_LOADING_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub loading_timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_has_help_with_an_example() {
+        let missing = rbee_testkit::commands_without_an_example(super::Cli::command());
+        assert!(missing.is_empty(), "no example in the help of: {missing:?}");
+    }
 }

@@ -11,7 +11,13 @@ use rbee_api::duration::parse_duration;
 /// rbee-hive: the pool manager of one node. Keeps the node's model catalog, downloads
 /// models, and starts, watches and stops the node's inference workers.
 #[derive(Debug, Parser)]
-#[command(name = "rbee-hive", version, about, long_about = None)]
+#[command(
+    name = "rbee-hive",
+    version,
+    about,
+    long_about = None,
+    after_help = "Example: `rbee-hive daemon --api-key <key> --idle-timeout 30m` (usually started by queen-rbee), or `rbee-hive detect`."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -20,8 +26,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hive daemon until SIGTERM, SIGINT or POST /v1/admin/shutdown.
+    ///
+    /// Example: `rbee-hive daemon --api-key <key> --memory-limit-mb 8192`; every flag can
+    /// also be a key of the `[hive]` table of ~/.config/rbee/config.toml.
     Daemon(Box<DaemonArgs>),
     /// Print the compute backends and devices of this machine as JSON.
+    ///
+    /// Example: `rbee-hive detect`.
     Detect,
 }
 
@@ -110,4 +121,15 @@ pub struct DaemonArgs {
     /// Delay before the first download retry; it doubles on each further one.
     #[arg(long, env = "RBEE_HIVE_DOWNLOAD_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
     pub download_backoff: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_has_help_with_an_example() {
+        let missing = rbee_testkit::commands_without_an_example(super::Cli::command());
+        assert!(missing.is_empty(), "no example in the help of: {missing:?}");
+    }
 }

@@ -9,6 +9,9 @@ use rbee_api::BackendChoice;
 ///
 /// `rbee infer --prompt "..."` works on a fresh machine: without a running queen-rbee, rbee
 /// starts one for the command and stops it (and everything it started) afterwards.
+///
+/// Examples: `rbee infer --prompt "Why is the sky blue?"`; `rbee chat`;
+/// `rbee setup add-node --name workstation --ssh-host 192.168.1.20 --ssh-user me`.
 #[derive(Debug, Parser)]
 #[command(name = "rbee", version, about, long_about)]
 pub struct Cli {
@@ -38,6 +41,8 @@ pub enum Command {
     /// `rbee chat --model hf:HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:Q8_0 --system "Be brief."`
     Chat(ChatArgs),
     /// List, pull, remove and inspect the models of every node.
+    ///
+    /// Example: `rbee models list`, then `rbee models pull hf:<org>/<repo>:Q4_K_M --node workstation`.
     #[command(subcommand)]
     Models(ModelsCommand),
     /// The workers loaded on every node: model, backend, slots, memory, time until unloaded.
@@ -45,14 +50,23 @@ pub enum Command {
     /// Example: `rbee ps`, or `rbee ps --json` for scripts.
     Ps(JsonFlag),
     /// Register, list, remove and install nodes.
+    ///
+    /// Example: `rbee setup add-node --name workstation --ssh-host 192.168.1.20 --ssh-user me`,
+    /// then `rbee setup install --node workstation`.
     #[command(subcommand)]
     Setup(SetupCommand),
     /// Workers across all nodes.
+    ///
+    /// Example: `rbee workers list`, `rbee workers shutdown --id worker-1a2b3c4d5e6f`.
     #[command(subcommand)]
     Workers(WorkersCommand),
     /// Logs of a node's hive and workers.
+    ///
+    /// Example: `rbee logs --node workstation --follow`.
     Logs(LogsArgs),
     /// Check every prerequisite and print one line each.
+    ///
+    /// Example: `rbee doctor` (exits 1 when something is missing, saying how to fix it).
     Doctor,
     /// Copy the binaries into ~/.local/bin (or /usr/local/bin) and create the config.
     ///
@@ -222,15 +236,25 @@ pub struct ChatArgs {
 #[derive(Debug, Subcommand)]
 pub enum SetupCommand {
     /// Register a node after testing the SSH connection to it.
+    ///
+    /// Example: `rbee setup add-node --name workstation --ssh-host 192.168.1.20 --ssh-user me
+    /// --git-repo https://example.org/rbee.git --install-path /home/me/rbee --idle-timeout 30m`.
     AddNode(AddNodeArgs),
     /// List registered nodes.
+    ///
+    /// Example: `rbee setup list-nodes`, or `--json` for scripts.
     ListNodes(JsonFlag),
     /// Forget a node.
+    ///
+    /// Example: `rbee setup remove-node --name workstation`.
     RemoveNode {
         #[arg(long)]
         name: String,
     },
-    /// Clone rbee on a node and build its binaries there, over SSH.
+    /// Clone rbee on a node and build its binaries there, over SSH (with CUDA when the
+    /// node has `nvcc`).
+    ///
+    /// Example: `rbee setup install --node workstation`.
     Install {
         #[arg(long)]
         node: String,
@@ -298,13 +322,19 @@ pub struct AddNodeArgs {
 #[derive(Debug, Subcommand)]
 pub enum WorkersCommand {
     /// Workers on every node.
+    ///
+    /// Example: `rbee workers list --json`.
     List(JsonFlag),
     /// A node's hive and its workers' health.
+    ///
+    /// Example: `rbee workers health --node workstation`.
     Health {
         #[arg(long)]
         node: String,
     },
-    /// Stop one worker.
+    /// Stop one worker (its id is in `rbee ps` or `rbee workers list`).
+    ///
+    /// Example: `rbee workers shutdown --id worker-1a2b3c4d5e6f`.
     Shutdown {
         #[arg(long)]
         id: String,
@@ -344,5 +374,16 @@ fn finite(text: &str) -> Result<f64, String> {
         Ok(value)
     } else {
         Err(format!("{text} is not a finite number"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_has_help_with_an_example() {
+        let missing = rbee_testkit::commands_without_an_example(super::Cli::command());
+        assert!(missing.is_empty(), "no example in the help of: {missing:?}");
     }
 }

@@ -9,6 +9,7 @@
 //! - [`fake_hub`]: a local server speaking the Hugging Face Hub's URL protocol, with faults.
 //! - [`Sshd`]: a real OpenSSH server on loopback with throwaway keys ([`throwaway_keys`]).
 //! - [`stand_in_repo`]: a git repository shaped like rbee's, to install from over SSH.
+//! - [`commands_without_an_example`]: what `--help` lacks an example for.
 //! - [`partial_answer`]: what `rbee` says when an answer broke off.
 
 #![allow(clippy::unwrap_used)]
@@ -573,4 +574,23 @@ pub fn gguf_blob(len: usize, fill: u8) -> Vec<u8> {
     assert!(out.len() < len, "a blob holds at least its header");
     out.resize(len, fill);
     out
+}
+
+/// The commands of `command`'s tree (itself included) whose long help shows no example;
+/// each is named by its path (`rbee models pull`).
+pub fn commands_without_an_example(command: clap::Command) -> Vec<String> {
+    fn walk(mut command: clap::Command, path: &str, missing: &mut Vec<String>) {
+        let path = format!("{path} {}", command.get_name()).trim().to_owned();
+        if !command.render_long_help().to_string().contains("Example") {
+            missing.push(path.clone());
+        }
+        for sub in command.get_subcommands().cloned().collect::<Vec<_>>() {
+            if sub.get_name() != "help" {
+                walk(sub, &path, missing);
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    walk(command, "", &mut missing);
+    missing
 }

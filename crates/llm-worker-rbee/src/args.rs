@@ -40,8 +40,13 @@ pub struct Args {
     #[arg(long, env = "RBEE_WORKER_CHAT_TEMPLATE")]
     pub chat_template: Option<PathBuf>,
 
+    /// Hold at most this many tokens of context per request (default and upper bound: the
+    /// model's): each slot's cache is that much smaller, so more slots fit in memory.
+    #[arg(long, env = "RBEE_WORKER_CONTEXT_LENGTH", value_parser = clap::value_parser!(u32).range(1..))]
+    pub context_length: Option<u32>,
+
     /// The chat template's text itself, instead of --chat-template's file (how a hive passes
-    /// a model's template set with `rbee models template`).
+    /// a model's template set with `rbee models set`).
     #[arg(
         long,
         env = "RBEE_WORKER_CHAT_TEMPLATE_SOURCE",

@@ -33,6 +33,27 @@ pub struct Engine {
     template_note: Option<String>,
 }
 
+/// What a worker is told to do differently from its model file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// A Jinja chat template instead of the file's.
+    pub chat_template: Option<String>,
+    /// At most this much context per request.
+    pub context_length: Option<usize>,
+}
+
+impl Overrides {
+    /// `info` as the worker serves the model.
+    pub fn apply(&self, info: &mut ModelInfo) {
+        if let Some(source) = &self.chat_template {
+            info.chat_template = Some(source.clone());
+        }
+        if let Some(n) = self.context_length {
+            info.context_length = info.context_length.min(n);
+        }
+    }
+}
+
 /// The template a request's messages are rendered with: its own, or the model's (which may
 /// be missing).
 type TemplateChoice<'a> = Result<std::borrow::Cow<'a, ChatTemplate>, &'a ChatTemplateError>;
@@ -57,12 +78,12 @@ pub struct Job {
 
 impl Engine {
     /// Loads `file` onto `device`, reporting each loaded layer to `progress`; on the CPU the
-    /// matrix products run as `cpu` says. `chat_template` replaces the file's template.
+    /// matrix products run as `cpu` says, and `overrides` replace what the file says.
     pub fn load(
         file: &ModelFile,
         device: &Device,
         cpu: cpu::CpuConfig,
-        chat_template: Option<&str>,
+        overrides: &Overrides,
         progress: impl FnMut(LoadStep),
     ) -> Result<Self, LoadError> {
         let info = file.info()?;
@@ -73,9 +94,7 @@ impl Engine {
                 .to_owned()
         };
         let mut info = info;
-        if let Some(source) = chat_template {
-            info.chat_template = Some(source.to_owned());
-        }
+        overrides.apply(&mut info);
         let (usual, template_note) = match &info.chat_template {
             Some(_) => (None, None),
             None => {

@@ -55,7 +55,7 @@ use tokio::net::TcpListener;
 use crate::args::Args;
 use crate::cpu::CpuConfig;
 use crate::cpu::kernels::Kernels;
-use crate::engine::Engine;
+use crate::engine::{Engine, Overrides};
 use crate::hive_client::HiveClient;
 use crate::model_file::ModelFile;
 use crate::state::{AppState, Identity, WorkerState};
@@ -90,11 +90,9 @@ pub fn check_model(args: &Args) -> Result<rbee_api::worker::ModelInfo, Fatal> {
     } else {
         open_model(&args.model)?
     };
-    let template = chat_template_of(args)?;
+    let overrides = overrides_of(args)?;
     let mut info = (file.info()).map_err(|e| Fatal::new(ErrorCode::InvalidModel, e.to_string()))?;
-    if template.is_some() {
-        info.chat_template = template;
-    }
+    overrides.apply(&mut info);
     Ok(info)
 }
 
@@ -171,7 +169,7 @@ async fn serve_until_stopped(args: &Args, key: &str) -> Result<(), Fatal> {
             .map_err(|e| Fatal::new(ErrorCode::BackendUnavailable, e.to_string()))?,
     };
     let file = open_model(&args.model)?;
-    let chat_template = chat_template_of(args)?;
+    let overrides = overrides_of(args)?;
     let listener = listen(args.host, args.port, args.port_tries).await?;
     let bound = listener
         .local_addr()
@@ -198,7 +196,7 @@ async fn serve_until_stopped(args: &Args, key: &str) -> Result<(), Fatal> {
         device: args.device,
         public_url,
     };
-    let slots = args.slots.map_or_else(|| default_slots(&file), usize::from);
+    let slots = (args.slots).map_or_else(|| default_slots(&file, &overrides), usize::from);
     let state = WorkerState::new(identity, slots);
     let app = routes::router(state.clone(), ApiKey::new(key));
     tracing::info!(url = %state.identity.public_url, "Listening on http://{bound}");
@@ -220,7 +218,7 @@ async fn serve_until_stopped(args: &Args, key: &str) -> Result<(), Fatal> {
         usize::from,
     );
     let cpu = CpuConfig { threads, kernels };
-    let loaded = load(state.clone(), file, device, cpu, chat_template).await;
+    let loaded = load(state.clone(), file, device, cpu, overrides).await;
     if loaded.is_err() {
         state.shutdown.cancel();
     }
@@ -229,12 +227,14 @@ async fn serve_until_stopped(args: &Args, key: &str) -> Result<(), Fatal> {
     loaded
 }
 
-/// The slots for `file` when none were asked for: as many caches at its full context as half
-/// the available memory holds, up to [`scheduler::DEFAULT_SLOTS`].
-fn default_slots(file: &ModelFile) -> usize {
+/// The slots for `file` when none were asked for: as many caches at its full context (or the
+/// one `overrides` cap it to) as half the available memory holds, up to
+/// [`scheduler::DEFAULT_SLOTS`].
+fn default_slots(file: &ModelFile, overrides: &Overrides) -> usize {
     let c = file.config();
     let per_position = cpu::kv::KvCache::bytes_per_position(c.n_layer, c.n_kv_head, c.head_dim);
-    let cache_bytes = (per_position * c.context_length) as u64;
+    let context = (overrides.context_length).map_or(c.context_length, |n| n.min(c.context_length));
+    let cache_bytes = (per_position * context) as u64;
     let system = sysinfo::System::new_with_specifics(
         sysinfo::RefreshKind::nothing()
             .with_memory(sysinfo::MemoryRefreshKind::nothing().with_ram()),
@@ -251,9 +251,17 @@ fn default_slots(file: &ModelFile) -> usize {
     slots
 }
 
+/// What the flags change from the model file: its chat template and context.
+fn overrides_of(args: &Args) -> Result<Overrides, Fatal> {
+    Ok(Overrides {
+        chat_template: chat_template_of(args)?,
+        context_length: args.context_length.map(|n| n as usize),
+    })
+}
+
 /// The chat template that replaces the model's, if one is given (`--chat-template`'s file
 /// or the text itself), read and compiled.
-pub fn chat_template_of(args: &Args) -> Result<Option<String>, Fatal> {
+fn chat_template_of(args: &Args) -> Result<Option<String>, Fatal> {
     let (source, origin) = match (&args.chat_template_source, &args.chat_template) {
         (Some(text), _) => (text.clone(), "chat template".to_owned()),
         (None, Some(path)) => {
@@ -275,12 +283,12 @@ async fn load(
     file: ModelFile,
     device: candle_core::Device,
     cpu: CpuConfig,
-    chat_template: Option<String>,
+    overrides: Overrides,
 ) -> Result<(), Fatal> {
     let path = file.path.clone();
     let progress_state = state.clone();
     let task = tokio::task::spawn_blocking(move || {
-        Engine::load(&file, &device, cpu, chat_template.as_deref(), |step| {
+        Engine::load(&file, &device, cpu, &overrides, |step| {
             progress_state.loading.push(LoadingEvent::LoadingToVram {
                 layers_loaded: step.layers_loaded,
                 layers_total: step.layers_total,

@@ -427,3 +427,29 @@ async fn a_chat_template_from_the_request_or_the_worker_replaces_the_models() {
     assert_eq!(from_flag.end().tokens_in, raw.end().tokens_in);
     assert_eq!(from_flag.text(), raw.text());
 }
+
+/// `--context-length` caps every request's context below the model's, and says so.
+#[tokio::test]
+async fn a_worker_given_a_smaller_context_holds_requests_to_it() {
+    let w = Worker::ready(&["--context-length", "64"]).await;
+    assert_eq!(w.ready_state().await["model"]["context_length"], 64);
+    let fits = w
+        .infer(json!({"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}))
+        .await;
+    assert_eq!(fits.end().tokens_out, 8);
+    let resp = w
+        .post("/v1/inference")
+        .json(&json!({"prompt": "The capital of France is", "max_tokens": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("64 tokens"),
+        "{body}"
+    );
+}

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use rbee_api::hive::{
-    ChatTemplateRequest, DeleteModelRequest, DownloadRequest, DownloadStarted, KeepAliveRequest,
-    KeptAlive, ModelDeleted, ModelEntry, ModelsList, PreflightPassed, PreflightRequest, Resources,
-    ShutdownWorkerRequest, SpawnRequest, SpawnResponse, WorkerStopped, WorkersList,
+    DeleteModelRequest, DownloadRequest, DownloadStarted, KeepAliveRequest, KeptAlive,
+    ModelDeleted, ModelEntry, ModelSettingsRequest, ModelsList, PreflightPassed, PreflightRequest,
+    Resources, ShutdownWorkerRequest, SpawnRequest, SpawnResponse, WorkerStopped, WorkersList,
 };
 use rbee_api::routes::{hive as hive_routes, worker as worker_routes};
 use rbee_api::worker::{
@@ -192,12 +192,12 @@ impl HiveClient {
         fetch(req.timeout(QUICK), what).await
     }
 
-    /// Sets or clears a catalogued model's chat template (the hive checks it compiles).
-    pub async fn set_chat_template(
+    /// Sets how a catalogued model's workers run it (the hive checks a template compiles).
+    pub async fn set_model_settings(
         &self,
-        body: &ChatTemplateRequest,
+        body: &ModelSettingsRequest,
     ) -> Result<ModelEntry, CallError> {
-        let (req, what) = self.post(hive_routes::MODELS_CHAT_TEMPLATE, body);
+        let (req, what) = self.post(hive_routes::MODELS_SETTINGS, body);
         fetch(req.timeout(SLOW), what).await
     }
 

@@ -575,10 +575,10 @@ mod routes {
             Route::get(hive::MODELS_INFO).query(QueryKind::ModelRef),
             Route::post(hive::MODELS_DELETE, json!({"model_ref": MODEL})).guarded(&["model_ref"]),
             Route::post(
-                hive::MODELS_CHAT_TEMPLATE,
-                json!({"model_ref": MODEL, "chat_template": null}),
+                hive::MODELS_SETTINGS,
+                json!({"model_ref": MODEL, "settings": {"context_length": 512}}),
             )
-            .guarded(&["model_ref", "chat_template"]),
+            .guarded(&["model_ref", "settings"]),
             Route::post(
                 hive::WORKERS_KEEP_ALIVE,
                 json!({"worker_id": WORKER_ID, "seconds": 60}),
@@ -628,10 +628,10 @@ mod routes {
             )
             .guarded(&["node", "model"]),
             Route::post(
-                queen::MODELS_CHAT_TEMPLATE,
-                json!({"node": "localhost", "model": MODEL, "chat_template": null}),
+                queen::MODELS_SETTINGS,
+                json!({"node": "localhost", "model": MODEL, "settings": {"context_length": 512}}),
             )
-            .guarded(&["model", "chat_template"]),
+            .guarded(&["model", "settings"]),
             Route::get(queen::OPENAI_MODELS),
             Route::get(queen::OPENAI_MODEL),
             Route::post(queen::CHAT_COMPLETIONS, chat).guarded(&["model", "messages"]),

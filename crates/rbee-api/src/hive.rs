@@ -138,9 +138,29 @@ pub struct ModelEntry {
     pub sha256: Option<String>,
     pub quantization: Option<String>,
     pub downloaded_at_unix: u64,
-    /// The chat template its workers use instead of the file's (`rbee models template`).
+    /// How its workers run it, where that differs from the file (`rbee models set`).
+    #[serde(default, skip_serializing_if = "ModelSettings::is_default")]
+    pub settings: ModelSettings,
+}
+
+/// How a node's workers run a model, where that differs from its file; each setting left out
+/// is the file's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// A Jinja chat template used instead of the file's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
+    /// The context its workers hold, in tokens, when smaller than the model's: less memory
+    /// per slot, so more slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<usize>,
+}
+
+impl ModelSettings {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// `GET /v1/models`.
@@ -167,14 +187,15 @@ pub struct DeleteModelRequest {
     pub model_ref: ModelRef,
 }
 
-/// `POST /v1/models/chat_template`: the Jinja chat template the model's workers use from now
-/// on instead of its file's (`None`: the file's again). Refused while a worker runs the
+/// `POST /v1/models/settings`: how the model's workers run it from now on (replacing the
+/// settings before; the template is checked to compile). Refused while a worker runs the
 /// model; answered with the catalog entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ChatTemplateRequest {
+pub struct ModelSettingsRequest {
     pub model_ref: ModelRef,
-    pub chat_template: Option<String>,
+    #[serde(default)]
+    pub settings: ModelSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

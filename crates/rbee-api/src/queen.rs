@@ -480,17 +480,19 @@ pub struct NodeModelInfo {
     pub info: crate::worker::ModelInfo,
 }
 
-/// `POST /v2/models/chat_template`: a model's chat template on a node (`None` clears it).
+/// `POST /v2/models/settings`: how a node's workers run a model (each setting left out: the
+/// file's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NodeChatTemplateRequest {
+pub struct NodeModelSettingsRequest {
     #[serde(default = "NodeName::localhost")]
     pub node: NodeName,
     pub model: ModelRef,
-    pub chat_template: Option<String>,
+    #[serde(default)]
+    pub settings: crate::hive::ModelSettings,
 }
 
-/// Answer to `POST /v2/models/chat_template`: the node's catalog entry now.
+/// Answer to `POST /v2/models/settings`: the node's catalog entry now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeModelEntry {
     pub node: NodeName,

@@ -33,8 +33,8 @@ pub mod hive {
     /// `GET ?ref=<model ref>`: what the GGUF header of a catalogued model says.
     pub const MODELS_INFO: &str = "/v1/models/info";
     pub const MODELS_DELETE: &str = "/v1/models/delete";
-    /// `POST`: set or clear a catalogued model's chat template.
-    pub const MODELS_CHAT_TEMPLATE: &str = "/v1/models/chat_template";
+    /// `POST`: how a catalogued model's workers run it (chat template, context).
+    pub const MODELS_SETTINGS: &str = "/v1/models/settings";
     pub const LOGS: &str = "/v1/logs";
     pub const ADMIN_SHUTDOWN: &str = "/v1/admin/shutdown";
     pub const METRICS: &str = "/metrics";
@@ -59,7 +59,7 @@ pub mod queen {
     pub const MODELS_PULL: &str = "/v2/models/pull";
     pub const MODELS_REMOVE: &str = "/v2/models/remove";
     pub const MODELS_SHOW: &str = "/v2/models/show";
-    pub const MODELS_CHAT_TEMPLATE: &str = "/v2/models/chat_template";
+    pub const MODELS_SETTINGS: &str = "/v2/models/settings";
     pub const METRICS: &str = "/metrics";
     /// The OpenAI-compatible API.
     pub const OPENAI_MODELS: &str = "/v1/models";

@@ -250,7 +250,7 @@ impl Downloads {
             sha256: None,
             quantization: quant_of_file(&name),
             downloaded_at_unix: now_unix(),
-            chat_template: None,
+            settings: Default::default(),
         };
         self.catalog.upsert(&entry)?;
         self.logs.hive(format!(
@@ -358,7 +358,7 @@ impl Downloads {
             sha256: first_sha256,
             quantization: quant_of_file(&file),
             downloaded_at_unix: now_unix(),
-            chat_template: None,
+            settings: Default::default(),
         })
     }
 

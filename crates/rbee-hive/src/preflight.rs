@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rbee_api::Backend;
-use rbee_api::hive::ModelEntry;
+use rbee_api::hive::{ModelEntry, ModelSettings};
 use rbee_api::worker::ModelInfo;
 use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 use tokio::process::Command;
@@ -141,29 +141,29 @@ impl Preflight {
         self.run_check(path, header_only, None).await
     }
 
-    /// [`Self::check_file`] of the whole model at `path` with `chat_template` in place of
-    /// its own: the template must compile, and is reported as the model's.
-    pub async fn check_with_template(
+    /// [`Self::check_file`] of the whole model at `path` run as `settings` say: a template
+    /// must compile, and what is set is reported as the model's.
+    pub async fn check_with_settings(
         &self,
         path: &Path,
-        chat_template: &str,
+        settings: &ModelSettings,
     ) -> Result<ModelInfo, HiveError> {
-        self.run_check(path, false, Some(chat_template)).await
+        self.run_check(path, false, Some(settings)).await
     }
 
     async fn run_check(
         &self,
         path: &Path,
         header_only: bool,
-        chat_template: Option<&str>,
+        settings: Option<&ModelSettings>,
     ) -> Result<ModelInfo, HiveError> {
         let mut cmd = Command::new(&self.worker_bin);
         cmd.arg("--check");
         if header_only {
             cmd.arg("--header-only");
         }
-        if let Some(source) = chat_template {
-            cmd.env("RBEE_WORKER_CHAT_TEMPLATE_SOURCE", source);
+        if let Some(settings) = settings {
+            settings_to_worker(&mut cmd, settings);
         }
         let out = cmd
             .arg("--model")
@@ -188,5 +188,15 @@ impl Preflight {
             .unwrap_or("the worker rejected the file")
             .trim_start_matches("llm-worker-rbee: error: ");
         Err(HiveError::InvalidModel(reason.to_owned()))
+    }
+}
+
+/// Gives a worker command (or its check) a model's settings.
+pub fn settings_to_worker(cmd: &mut Command, settings: &ModelSettings) {
+    if let Some(source) = &settings.chat_template {
+        cmd.env("RBEE_WORKER_CHAT_TEMPLATE_SOURCE", source);
+    }
+    if let Some(n) = settings.context_length {
+        cmd.arg(format!("--context-length={n}"));
     }
 }

@@ -121,19 +121,19 @@ pub enum ModelsCommand {
         #[arg(long, default_value = rbee_api::NodeName::LOCALHOST)]
         node: String,
     },
-    /// Set the Jinja chat template a model's workers on a node use instead of the one in its
-    /// file (checked to compile first), or go back to the file's with --clear. Refused while
-    /// a worker runs the model.
+    /// Set how a model's workers on a node run it: a chat template instead of the one in its
+    /// file (checked to compile first) and a smaller context (less memory per slot, so more
+    /// slots). Settings left out go back to the file's. Refused while a worker runs the model.
     ///
-    /// Example: `rbee models template hf:TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF --file zephyr.jinja --node workstation`.
-    Template {
+    /// Example: `rbee models set hf:TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF --chat-template zephyr.jinja --context-length 4096 --node workstation`.
+    Set {
         model: String,
-        /// The template file (the language of GGUF's `tokenizer.chat_template`).
-        #[arg(long, value_name = "FILE", value_parser = template_file, required_unless_present = "clear", conflicts_with = "clear")]
-        file: Option<String>,
-        /// Use the template in the model's file again.
-        #[arg(long)]
-        clear: bool,
+        /// A Jinja chat template file (the language of GGUF's `tokenizer.chat_template`).
+        #[arg(long, value_name = "FILE", value_parser = template_file)]
+        chat_template: Option<String>,
+        /// The context its workers hold, in tokens (at most the model's).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        context_length: Option<u32>,
         #[arg(long, default_value = rbee_api::NodeName::LOCALHOST)]
         node: String,
     },

@@ -272,7 +272,7 @@ async fn list_commands_print_json_and_completions_cover_every_shell() {
 }
 
 #[tokio::test]
-async fn a_models_chat_template_is_checked_set_used_by_its_workers_and_cleared() {
+async fn a_models_settings_are_checked_set_used_by_its_workers_and_reset() {
     let user = User::new();
     let queen = user.queen().await;
     let model = format!("file:{}", model_path().display());
@@ -284,9 +284,9 @@ async fn a_models_chat_template_is_checked_set_used_by_its_workers_and_cleared()
     let (code, _, err) = user
         .run(&[
             "models",
-            "template",
+            "set",
             &model,
-            "--file",
+            "--chat-template",
             broken.to_str().unwrap(),
         ])
         .await;
@@ -299,21 +299,27 @@ async fn a_models_chat_template_is_checked_set_used_by_its_workers_and_cleared()
         "{% for m in messages %}{{ m.content }}{% endfor %}",
     )
     .unwrap();
-    let (code, out, err) = user
-        .run(&[
-            "models",
-            "template",
-            &model,
-            "--file",
-            verbatim.to_str().unwrap(),
-        ])
-        .await;
+    let set = [
+        "models",
+        "set",
+        &model,
+        "--chat-template",
+        verbatim.to_str().unwrap(),
+        "--context-length",
+        "256",
+    ];
+    let (code, out, err) = user.run(&set).await;
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("now uses your chat template"), "{out}");
+    assert!(
+        out.contains("your chat template, a 256-token context"),
+        "{out}"
+    );
     let (_, out, _) = user.run(&["models", "show", &model]).await;
-    assert!(out.contains("yours (`rbee models template`)"), "{out}");
+    assert!(out.contains("yours (`rbee models set`)"), "{out}");
+    assert!(out.contains("256 tokens (yours"), "{out}");
 
-    // The model's next worker renders chats with it: the prompt is the message's bare text.
+    // The model's next worker runs so: the prompt is the message's bare text, and an answer
+    // longer than its context is refused.
     let infer = ["infer", "--json", "--max-tokens", "2", "--temperature", "0"];
     let tokens = |out: &str| json_of(out)["usage"]["prompt_tokens"].as_u64().unwrap();
     let mut chat = infer.to_vec();
@@ -324,19 +330,32 @@ async fn a_models_chat_template_is_checked_set_used_by_its_workers_and_cleared()
     let (code, raw, err) = user.run(&chat).await;
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(tokens(&out), tokens(&raw), "{out} vs {raw}");
+    let (code, _, err) = user
+        .run(&[
+            "infer",
+            "--model",
+            &model,
+            "--prompt",
+            "Hi",
+            "--max-tokens",
+            "300",
+        ])
+        .await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("256 tokens"), "{err}");
 
-    // A running worker keeps the template it loaded with: clearing waits for it to stop.
-    let (code, _, err) = user.run(&["models", "template", &model, "--clear"]).await;
+    // A running worker keeps what it loaded with: the settings change once it has stopped.
+    let (code, _, err) = user.run(&["models", "set", &model]).await;
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("in use by worker"), "{err}");
     let workers = queen.workers().await;
     let id = workers[0]["id"].as_str().unwrap();
     let (code, _, err) = user.run(&["workers", "shutdown", "--id", id]).await;
     assert_eq!(code, Some(0), "{err}");
-    let (code, out, err) = user.run(&["models", "template", &model, "--clear"]).await;
+    let (code, out, err) = user.run(&["models", "set", &model]).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        out.contains("uses the chat template of its file again"),
+        out.contains("the file's chat template, the file's context"),
         "{out}"
     );
 }

@@ -34,7 +34,7 @@ pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
         .route(paths::MODELS_LIST, get(models::list))
         .route(paths::MODELS_PULL, post(models::pull))
         .route(paths::MODELS_REMOVE, post(models::remove))
-        .route(paths::MODELS_CHAT_TEMPLATE, post(models::chat_template))
+        .route(paths::MODELS_SETTINGS, post(models::settings))
         .route(paths::MODELS_SHOW, get(models::show))
         .route(paths::METRICS, get(status::metrics))
         .route(paths::OPENAI_MODELS, get(openai::models))

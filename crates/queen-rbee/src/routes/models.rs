@@ -8,10 +8,10 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use futures::StreamExt;
 use rbee_api::NodeName;
-use rbee_api::hive::{ChatTemplateRequest, DownloadEvent, DownloadState};
+use rbee_api::hive::{DownloadEvent, DownloadState, ModelSettingsRequest};
 use rbee_api::queen::{
-    ModelShowQuery, ModelsQuery, NodeChatTemplateRequest, NodeModelEntry, NodeModelInfo,
-    NodeModelPulled, NodeModelRemoved, NodeModelRequest, NodeModels, NodeModelsList, PullEvent,
+    ModelShowQuery, ModelsQuery, NodeModelEntry, NodeModelInfo, NodeModelPulled, NodeModelRemoved,
+    NodeModelRequest, NodeModelSettingsRequest, NodeModels, NodeModelsList, PullEvent,
 };
 use rbee_http::ApiJson;
 use tokio::sync::mpsc;
@@ -139,19 +139,19 @@ pub async fn remove(
     }))
 }
 
-/// `POST /v2/models/chat_template`: the hive checks the template compiles, and refuses
-/// while a worker runs the model.
-pub async fn chat_template(
+/// `POST /v2/models/settings`: the hive checks a chat template compiles, and refuses while
+/// a worker runs the model.
+pub async fn settings(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<NodeChatTemplateRequest>,
+    ApiJson(req): ApiJson<NodeModelSettingsRequest>,
 ) -> Result<Json<NodeModelEntry>, QueenError> {
     nodes(&state, Some(req.node.clone()))?;
     let hive = state.hives.ensure(&req.node, &Narrator::log_only()).await?;
-    let body = ChatTemplateRequest {
+    let body = ModelSettingsRequest {
         model_ref: req.model,
-        chat_template: req.chat_template,
+        settings: req.settings,
     };
-    let model = (hive.set_chat_template(&body).await).map_err(|e| e.from_hive(&hive))?;
+    let model = (hive.set_model_settings(&body).await).map_err(|e| e.from_hive(&hive))?;
     Ok(Json(NodeModelEntry {
         node: req.node,
         model,

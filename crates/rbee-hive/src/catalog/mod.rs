@@ -47,7 +47,7 @@ mod tests {
             sha256: Some("ab".repeat(32)),
             quantization: Some("Q4_K_M".into()),
             downloaded_at_unix: 1_700_000_000,
-            chat_template: None,
+            settings: Default::default(),
         }
     }
 
@@ -76,7 +76,8 @@ mod tests {
         catalog.upsert(&entry("hf:a/b", 7)).unwrap();
         assert_eq!(catalog.find(&r("hf:a/b")).unwrap().unwrap().size_bytes, 7);
         let mut templated = entry("hf:a/b", 7);
-        templated.chat_template = Some("{{ messages[0].content }}".into());
+        templated.settings.chat_template = Some("{{ messages[0].content }}".into());
+        templated.settings.context_length = Some(512);
         catalog.upsert(&templated).unwrap();
         assert_eq!(catalog.find(&r("hf:a/b")).unwrap(), Some(templated));
         assert_eq!(catalog.list().unwrap().len(), 2);
@@ -109,7 +110,7 @@ mod tests {
     }
 
     #[test]
-    fn a_catalog_from_before_chat_templates_gains_the_column_and_keeps_its_models() {
+    fn a_catalog_from_before_model_settings_gains_the_columns_and_keeps_its_models() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("models.db");
         let old = rbee_store::rusqlite::Connection::open(&path).unwrap();
@@ -123,7 +124,7 @@ mod tests {
         drop(old);
         let catalog = SqliteCatalog::open(&path).unwrap();
         let found = catalog.find(&r("hf:a/b")).unwrap().unwrap();
-        assert_eq!((found.size_bytes, found.chat_template), (1, None));
+        assert_eq!((found.size_bytes, found.settings), (1, Default::default()));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use rbee_api::ModelRef;
-use rbee_api::hive::ModelEntry;
+use rbee_api::hive::{ModelEntry, ModelSettings};
 use rbee_store::rusqlite::{self, Connection, OptionalExtension, params};
 use rbee_store::{SqliteFile, unreadable};
 
@@ -19,11 +19,12 @@ CREATE TABLE IF NOT EXISTS models (
     sha256             TEXT,
     quantization       TEXT,
     downloaded_at_unix INTEGER NOT NULL,
-    chat_template      TEXT
+    chat_template      TEXT,
+    context_length     INTEGER
 );";
 
 /// Columns added after the first release, for catalogs written before them.
-const ADDED: &[(&str, &str)] = &[("chat_template", "TEXT")];
+const ADDED: &[(&str, &str)] = &[("chat_template", "TEXT"), ("context_length", "INTEGER")];
 
 #[derive(Debug)]
 pub struct SqliteCatalog {
@@ -58,12 +59,15 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<ModelEntry> {
         sha256: row.get(5)?,
         quantization: row.get(6)?,
         downloaded_at_unix: row.get::<_, i64>(7)?.max(0) as u64,
-        chat_template: row.get(8)?,
+        settings: ModelSettings {
+            chat_template: row.get(8)?,
+            context_length: (row.get::<_, Option<i64>>(9)?).map(|n| n.max(1) as usize),
+        },
     })
 }
 
 const COLUMNS: &str = "id, provider, reference, local_path, size_bytes, sha256, quantization, \
-     downloaded_at_unix, chat_template";
+     downloaded_at_unix, chat_template, context_length";
 
 impl ModelCatalog for SqliteCatalog {
     fn find(&self, reference: &ModelRef) -> Result<Option<ModelEntry>, CatalogError> {
@@ -81,13 +85,14 @@ impl ModelCatalog for SqliteCatalog {
         self.with(|c| {
             c.execute(
                 &format!(
-                    "INSERT INTO models ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                    "INSERT INTO models ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                      ON CONFLICT(reference) DO UPDATE SET
                        id = excluded.id, provider = excluded.provider,
                        local_path = excluded.local_path, size_bytes = excluded.size_bytes,
                        sha256 = excluded.sha256, quantization = excluded.quantization,
                        downloaded_at_unix = excluded.downloaded_at_unix,
-                       chat_template = excluded.chat_template"
+                       chat_template = excluded.chat_template,
+                       context_length = excluded.context_length"
                 ),
                 params![
                     e.id,
@@ -98,7 +103,8 @@ impl ModelCatalog for SqliteCatalog {
                     e.sha256,
                     e.quantization,
                     e.downloaded_at_unix as i64,
-                    e.chat_template
+                    e.settings.chat_template,
+                    e.settings.context_length.map(|n| n as i64)
                 ],
             )
             .map(|_| ())

@@ -29,7 +29,7 @@ pub fn router(state: AppState, key: ApiKey) -> Router {
         .route(paths::MODELS_DOWNLOAD_PROGRESS, get(models::progress))
         .route(paths::MODELS_INFO, get(models::info))
         .route(paths::MODELS_DELETE, post(models::delete))
-        .route(paths::MODELS_CHAT_TEMPLATE, post(models::chat_template))
+        .route(paths::MODELS_SETTINGS, post(models::settings))
         .route(paths::LOGS, get(logs::stream))
         .route(paths::ADMIN_SHUTDOWN, post(admin::shutdown))
         .route(paths::METRICS, get(workers::metrics))

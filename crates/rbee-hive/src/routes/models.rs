@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use rbee_api::hive::{
-    ChatTemplateRequest, DeleteModelRequest, DownloadEvent, DownloadRequest, DownloadStarted,
-    ModelDeleted, ModelEntry, ModelInfoQuery, ModelsList, PreflightPassed, PreflightRequest,
-    Provider, Resources,
+    DeleteModelRequest, DownloadEvent, DownloadRequest, DownloadStarted, ModelDeleted, ModelEntry,
+    ModelInfoQuery, ModelSettingsRequest, ModelsList, PreflightPassed, PreflightRequest, Provider,
+    Resources,
 };
 use rbee_api::worker::ModelInfo;
 use rbee_http::ApiJson;
@@ -38,38 +38,48 @@ pub async fn info(
 ) -> Result<Json<ModelInfo>, HiveError> {
     let model = catalogued(&state, &q.model_ref)?;
     let path = std::path::Path::new(&model.local_path);
-    let info = match &model.chat_template {
-        Some(template) => state.preflight.check_with_template(path, template).await?,
-        None => state.preflight.check_file(path, false).await?,
-    };
+    let info = state
+        .preflight
+        .check_with_settings(path, &model.settings)
+        .await?;
     Ok(Json(info))
 }
 
-/// Sets or clears the chat template a catalogued model's workers use; refused while a worker
-/// runs the model (it keeps the template it loaded with).
-pub async fn chat_template(
+/// Sets how a catalogued model's workers run it; refused while a worker runs the model (it
+/// keeps what it loaded with).
+pub async fn settings(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<ChatTemplateRequest>,
+    ApiJson(req): ApiJson<ModelSettingsRequest>,
 ) -> Result<Json<ModelEntry>, HiveError> {
     let mut model = catalogued(&state, &req.model_ref)?;
     refuse_in_use(&state, &model)?;
-    if let Some(source) = &req.chat_template {
-        let path = std::path::Path::new(&model.local_path);
-        (state.preflight.check_with_template(path, source).await).map_err(|e| match e {
+    if req.settings.context_length == Some(0) {
+        return Err(HiveError::InvalidRequest(
+            "`context_length` must be at least 1".into(),
+        ));
+    }
+    let path = std::path::Path::new(&model.local_path);
+    (state
+        .preflight
+        .check_with_settings(path, &req.settings)
+        .await)
+        .map_err(|e| match e {
             HiveError::InvalidModel(reason) => HiveError::InvalidRequest(reason),
             other => other,
         })?;
-    }
-    model.chat_template = req.chat_template;
+    model.settings = req.settings;
     state.catalog.upsert(&model)?;
+    let s = &model.settings;
     state.logs.hive(format!(
-        "{}: chat template {}",
+        "{}: its workers now use {} chat template and {} context",
         model.reference,
-        if model.chat_template.is_some() {
-            "set"
+        if s.chat_template.is_some() {
+            "a given"
         } else {
-            "cleared: the file's again"
-        }
+            "the file's"
+        },
+        s.context_length
+            .map_or("the file's".to_owned(), |n| format!("a {n}-token")),
     ));
     Ok(Json(model))
 }

@@ -148,12 +148,12 @@ impl WorkerPool {
             .args(w.slots.map(|n| format!("--slots={n}")))
             .arg("--watch-stdin")
             .env("RBEE_WORKER_API_KEY", w.key)
-            .envs((w.model.chat_template.iter()).map(|t| ("RBEE_WORKER_CHAT_TEMPLATE_SOURCE", t)))
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        crate::preflight::settings_to_worker(&mut cmd, &w.model.settings);
         cmd
     }
 

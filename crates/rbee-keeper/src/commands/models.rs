@@ -1,9 +1,10 @@
-//! `rbee models list | pull | rm | template | show`: the models of every node.
+//! `rbee models list | pull | rm | set | show`: the models of every node.
 
 use futures::StreamExt;
+use rbee_api::hive::ModelSettings;
 use rbee_api::queen::{
-    ModelShowQuery, ModelsQuery, NodeChatTemplateRequest, NodeModelEntry, NodeModelInfo,
-    NodeModelPulled, NodeModelRemoved, NodeModelRequest, NodeModelsList, PullEvent,
+    ModelShowQuery, ModelsQuery, NodeModelEntry, NodeModelInfo, NodeModelPulled, NodeModelRemoved,
+    NodeModelRequest, NodeModelSettingsRequest, NodeModelsList, PullEvent,
 };
 use rbee_api::routes::queen as paths;
 use rbee_api::sse::SseEvent;
@@ -86,34 +87,40 @@ pub async fn run(queen: &Queen, command: &ModelsCommand) -> Result<()> {
             );
             Ok(())
         }
-        ModelsCommand::Template {
+        ModelsCommand::Set {
             model,
-            file,
-            clear: _,
+            chat_template,
+            context_length,
             node,
         } => {
-            let req = NodeChatTemplateRequest {
+            let req = NodeModelSettingsRequest {
                 node: node_name(node)?,
                 model: model_ref(model)?,
-                chat_template: file.clone(),
+                settings: ModelSettings {
+                    chat_template: chat_template.clone(),
+                    context_length: context_length.map(|n| n as usize),
+                },
             };
             let set: NodeModelEntry = queen
                 .json(
                     queen
-                        .request(Method::POST, paths::MODELS_CHAT_TEMPLATE)
+                        .request(Method::POST, paths::MODELS_SETTINGS)
                         .json(&req),
                 )
                 .await?;
-            match set.model.chat_template {
-                Some(_) => println!(
-                    "{} on {} now uses your chat template; workers started from now on render chats with it.",
-                    set.model.reference, set.node
-                ),
-                None => println!(
-                    "{} on {} uses the chat template of its file again.",
-                    set.model.reference, set.node
-                ),
-            }
+            let s = &set.model.settings;
+            println!(
+                "{} on {}: {} chat template, {} context; workers started from now on run it so.",
+                set.model.reference,
+                set.node,
+                if s.chat_template.is_some() {
+                    "your"
+                } else {
+                    "the file's"
+                },
+                s.context_length
+                    .map_or("the file's".to_owned(), |n| format!("a {n}-token")),
+            );
             Ok(())
         }
         ModelsCommand::Show { model, node, json } => {
@@ -198,7 +205,13 @@ fn print_info(shown: &NodeModelInfo) {
             i.parameters
         ),
     );
-    row("context", format!("{} tokens", i.context_length));
+    row(
+        "context",
+        match shown.entry.settings.context_length {
+            Some(_) => format!("{} tokens (yours, `rbee models set`)", i.context_length),
+            None => format!("{} tokens", i.context_length),
+        },
+    );
     row("layers", i.layers.to_string());
     row("embedding", i.embedding_length.to_string());
     row(
@@ -214,8 +227,8 @@ fn print_info(shown: &NodeModelInfo) {
     }
     row(
         "chat template",
-        match (&shown.entry.chat_template, &i.chat_template) {
-            (Some(_), _) => "yours (`rbee models template`)",
+        match (&shown.entry.settings.chat_template, &i.chat_template) {
+            (Some(_), _) => "yours (`rbee models set`)",
             (None, Some(_)) => "yes",
             (None, None) => "no (the family's usual one is used)",
         }

@@ -137,9 +137,11 @@ impl ModelFile {
             };
             let said = header.integer("split.no");
             if said != Some(u64::from(number - 1)) {
+                let found = said.map_or("a file with no `split.no`".to_owned(), |n| {
+                    format!("shard {}", n + 1)
+                });
                 return Err(header.unsupported(format!(
-                    "expected shard {number} of {count} (`split.no` {}), found `split.no` {said:?}",
-                    number - 1
+                    "expected shard {number} of {count}, found {found}; the shards are misnamed or from different models (download them again)"
                 )));
             }
             let index = self.shards.len();

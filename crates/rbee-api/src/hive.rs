@@ -154,12 +154,26 @@ pub struct ModelSettings {
     /// The context its workers hold, in tokens, when smaller than the model's: less memory
     /// per slot, so more slots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context_length: Option<usize>,
+    pub context_length: Option<u32>,
 }
 
 impl ModelSettings {
     pub fn is_default(&self) -> bool {
         *self == Self::default()
+    }
+}
+
+/// `your chat template, a 4096-token context`, or the file's of either.
+impl std::fmt::Display for ModelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let template = match self.chat_template {
+            Some(_) => "your",
+            None => "the file's",
+        };
+        match self.context_length {
+            Some(n) => write!(f, "{template} chat template, a {n}-token context"),
+            None => write!(f, "{template} chat template, the file's context"),
+        }
     }
 }
 

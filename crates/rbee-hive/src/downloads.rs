@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rbee_api::hive::{DownloadEvent, DownloadStarted, DownloadState, ModelEntry, Provider};
+use rbee_api::hive::{
+    DownloadEvent, DownloadStarted, DownloadState, ModelEntry, ModelSettings, Provider,
+};
 use rbee_api::now_unix;
 use rbee_http::sse::EventLog;
 use sha2::{Digest, Sha256};
@@ -61,6 +63,9 @@ pub struct Downloads {
     logs: Arc<LogHub>,
     metrics: Arc<HiveMetrics>,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
+    /// The settings of models whose file went missing or changed, until they are catalogued
+    /// again (`rbee models set` is not undone by a download).
+    kept_settings: Mutex<HashMap<String, ModelSettings>>,
 }
 
 impl Downloads {
@@ -82,6 +87,7 @@ impl Downloads {
             logs,
             metrics,
             jobs: Mutex::new(HashMap::new()),
+            kept_settings: Mutex::new(HashMap::new()),
         }
     }
 
@@ -104,7 +110,10 @@ impl Downloads {
         let Some(entry) = self.catalog.find(model_ref)? else {
             return Ok(None);
         };
-        let on_disk = rbee_api::split::model_size_on_disk(Path::new(&entry.local_path));
+        // A file merely named like a shard is a whole model: its own size counts then.
+        let path = Path::new(&entry.local_path);
+        let on_disk = rbee_api::split::model_size_on_disk(path)
+            .or_else(|| std::fs::metadata(path).map(|m| m.len()).ok());
         if on_disk == Some(entry.size_bytes) {
             return Ok(Some(entry));
         }
@@ -112,8 +121,25 @@ impl Downloads {
             "catalog entry {} points to a missing or changed file {}; fetching it again",
             entry.reference, entry.local_path
         ));
+        if !entry.settings.is_default() {
+            self.kept_settings()
+                .insert(entry.reference.canonical(), entry.settings.clone());
+        }
         self.catalog.remove(&entry.reference)?;
         Ok(None)
+    }
+
+    fn kept_settings(&self) -> std::sync::MutexGuard<'_, HashMap<String, ModelSettings>> {
+        (self.kept_settings.lock()).unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Catalogs `entry` with the settings its model had before its file was fetched again.
+    fn catalog_entry(&self, mut entry: ModelEntry) -> Result<ModelEntry, HiveError> {
+        if let Some(settings) = self.kept_settings().remove(&entry.reference.canonical()) {
+            entry.settings = settings;
+        }
+        self.catalog.upsert(&entry)?;
+        Ok(entry)
     }
 
     /// Starts getting `model_ref` if needed and returns at once.
@@ -190,10 +216,7 @@ impl Downloads {
         tokio::spawn(async move {
             this.logs.hive(format!("downloading {id}"));
             let outcome = this.download(&model_ref, &task_job).await;
-            let outcome = outcome.and_then(|entry| {
-                this.catalog.upsert(&entry)?;
-                Ok(entry)
-            });
+            let outcome = outcome.and_then(|entry| this.catalog_entry(entry));
             let result = if outcome.is_ok() {
                 "completed"
             } else {
@@ -252,7 +275,7 @@ impl Downloads {
             downloaded_at_unix: now_unix(),
             settings: Default::default(),
         };
-        self.catalog.upsert(&entry)?;
+        let entry = self.catalog_entry(entry)?;
         self.logs.hive(format!(
             "registered {} ({} bytes)",
             entry.reference, entry.size_bytes
@@ -314,16 +337,13 @@ impl Downloads {
         let targets: Vec<PathBuf> = model_files.iter().map(|f| dir.join(f)).collect();
         self.check_before_download(model_ref, &remotes, &targets, job, &failed)
             .await?;
-        // A split model's shards one after the other, its progress counted over all of them.
+        // A split model's shards one after the other, its progress counted over all of them;
+        // each stays a `.partial` file until every one is verified.
         let total: u64 = remotes.iter().map(|r| r.size).sum();
+        let partials: Vec<PathBuf> = targets.iter().map(|t| partial_of(t)).collect();
         let mut done = 0;
-        let mut first_sha256 = None;
-        for ((name, target), info) in model_files.iter().zip(&targets).zip(remotes) {
-            let partial = partial_of(target);
-            // A shard kept from an earlier try is only hashed again.
-            if !partial.exists() && target.exists() {
-                let _ = tokio::fs::rename(target, &partial).await;
-            }
+        let mut digests = Vec::new();
+        for ((name, partial), info) in model_files.iter().zip(&partials).zip(remotes) {
             let progress = Progress {
                 before: done,
                 total,
@@ -332,22 +352,25 @@ impl Downloads {
             let mut attempt = 0;
             let (sha256, size) = loop {
                 attempt += 1;
-                match (self.attempt((repo, rev, name), &partial, &mut remote, progress, job)).await
-                {
+                match (self.attempt((repo, rev, name), partial, &mut remote, progress, job)).await {
                     Ok(done) => break done,
                     Err(Attempt::Fatal(e)) => return Err(fatal(e)),
                     Err(Attempt::Retry(cause)) if attempt >= MAX_ATTEMPTS => {
-                        let _ = tokio::fs::remove_file(&partial).await;
+                        for partial in &partials {
+                            let _ = tokio::fs::remove_file(partial).await;
+                        }
                         return Err(failed(attempt, cause));
                     }
                     Err(Attempt::Retry(cause)) => self.back_off(job, attempt, cause).await,
                 }
             };
-            tokio::fs::rename(&partial, target)
+            done += size;
+            digests.push(sha256);
+        }
+        for (partial, target) in partials.iter().zip(&targets) {
+            tokio::fs::rename(partial, target)
                 .await
                 .map_err(|e| HiveError::io("cannot move the download into place", e))?;
-            done += size;
-            first_sha256.get_or_insert(sha256);
         }
         Ok(ModelEntry {
             id: uuid::Uuid::new_v4().to_string(),
@@ -355,7 +378,11 @@ impl Downloads {
             reference: model_ref.clone(),
             local_path: target.display().to_string(),
             size_bytes: done,
-            sha256: first_sha256,
+            // One file's digest; a split model has several (each checked against the Hub's).
+            sha256: match digests.as_slice() {
+                [one] => Some(one.clone()),
+                _ => None,
+            },
             quantization: quant_of_file(&file),
             downloaded_at_unix: now_unix(),
             settings: Default::default(),

@@ -25,7 +25,7 @@ pub enum HiveError {
         cause: String,
     },
     #[error(
-        "not enough RAM for {model_ref}: needs {required_mb} MB (weights plus the attention cache at the model's full context), {available_mb} MB available; try a smaller quantization"
+        "not enough RAM for {model_ref}: needs {required_mb} MB (weights plus the attention cache at its context), {available_mb} MB available; try a smaller quantization, or a smaller context with `rbee models set {model_ref} --context-length <tokens>`"
     )]
     InsufficientRam {
         model_ref: ModelRef,

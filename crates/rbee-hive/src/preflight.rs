@@ -76,8 +76,10 @@ impl Preflight {
         backend: Backend,
         device: u32,
     ) -> Result<ModelInfo, HiveError> {
-        // The file first: what it needs follows from its header.
-        let info = self.check_file(Path::new(&model.local_path), false).await?;
+        // The file first, run as its settings say: what it needs follows from its header (and
+        // a smaller context set for it needs less).
+        let path = Path::new(&model.local_path);
+        let info = self.run_check(path, false, Some(&model.settings)).await?;
         let required_mb = Self::required_mb(model.size_bytes, &info);
         // A CUDA load is held to the device's free VRAM below, not to the RAM (Metal's memory
         // is the RAM).

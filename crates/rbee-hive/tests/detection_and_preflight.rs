@@ -84,6 +84,55 @@ async fn insufficient_ram_names_required_and_available_megabytes() {
     assert!(hive.workers().await.is_empty());
 }
 
+/// A smaller context set for a model (`rbee models set --context-length`) shrinks what the
+/// preflight asks of the RAM, so a model refused at its full context starts.
+#[tokio::test]
+async fn a_smaller_context_set_for_a_model_lets_it_fit_the_ram() {
+    let data = tempfile::tempdir().unwrap();
+    let hive = Hive::start(HiveOptions::new(data.path()).arg("--memory-limit-mb", "150")).await;
+    let (status, body) = hive.spawn(json!({"model_ref": file_ref()})).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (422, &json!("INSUFFICIENT_RAM")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--context-length"),
+        "{body}"
+    );
+    let settings = |n: u32| {
+        call(
+            hive.post("/v1/models/settings")
+                .json(&json!({"model_ref": file_ref(), "settings": {"context_length": n}})),
+        )
+    };
+    let (status, body) = settings(9000).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("can only lower it"),
+        "{body}"
+    );
+    let (status, body) = settings(1024).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["settings"]["context_length"], 1024, "{body}");
+    let worker = hive.spawn_file_ref(&file_ref()).await;
+    let id = worker["worker_id"].as_str().unwrap().to_owned();
+    let worker = hive.wait_idle(&id).await;
+    let (_, ready) = call(
+        reqwest::Client::new()
+            .get(format!("{}/v1/ready", worker["url"].as_str().unwrap()))
+            .bearer_auth(worker["api_key"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(ready["model"]["context_length"], 1024, "{ready}");
+}
+
 #[tokio::test]
 async fn missing_backend_is_backend_unavailable() {
     let data = tempfile::tempdir().unwrap();

@@ -361,13 +361,13 @@ pub struct InstallArgs {
     pub service: bool,
 }
 
-/// A number that is one: `NaN` and infinities are refused (JSON cannot carry them, so they
-/// would silently become the default).
 /// The text of a chat template file.
 pub(crate) fn template_file(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
 }
 
+/// A number that is one: `NaN` and infinities are refused (JSON cannot carry them, so they
+/// would silently become the default).
 fn finite(text: &str) -> Result<f64, String> {
     let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
     if value.is_finite() {

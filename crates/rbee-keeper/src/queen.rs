@@ -90,6 +90,10 @@ impl Queen {
         if let Some(key) = &config.api_key {
             cmd.env("RBEE_QUEEN_API_KEY", key);
         }
+        // The queen (and its local hive) read their tables of the same file.
+        if let Some(file) = &config.path {
+            cmd.env("RBEE_CONFIG", file);
+        }
         let mut child = cmd.spawn().map_err(|e| {
             fail(format!(
                 "cannot start {}: {e}; build it (cargo build --release) or run `rbee install`",

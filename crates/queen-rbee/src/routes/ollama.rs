@@ -485,6 +485,11 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
             req.context.as_ref().is_some_and(|c| !c.is_empty()),
         ),
     ] {
+        if given && field == "template" {
+            return Err(invalid(
+                "`template` (a Go template) is not supported by rbee; a Jinja chat template can be given with the OpenAI API's `chat_template`, or set for the model with `rbee models set <model> --chat-template <file>`",
+            ));
+        }
         if given {
             return Err(invalid(format!("`{field}` is not supported by rbee")));
         }

@@ -61,7 +61,8 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<ModelEntry> {
         downloaded_at_unix: row.get::<_, i64>(7)?.max(0) as u64,
         settings: ModelSettings {
             chat_template: row.get(8)?,
-            context_length: (row.get::<_, Option<i64>>(9)?).map(|n| n.max(1) as usize),
+            context_length: (row.get::<_, Option<i64>>(9)?)
+                .map(|n| u32::try_from(n.max(1)).unwrap_or(u32::MAX)),
         },
     })
 }
@@ -104,7 +105,7 @@ impl ModelCatalog for SqliteCatalog {
                     e.quantization,
                     e.downloaded_at_unix as i64,
                     e.settings.chat_template,
-                    e.settings.context_length.map(|n| n as i64)
+                    e.settings.context_length.map(i64::from)
                 ],
             )
             .map(|_| ())

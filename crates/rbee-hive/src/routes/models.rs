@@ -59,7 +59,7 @@ pub async fn settings(
         ));
     }
     let path = std::path::Path::new(&model.local_path);
-    (state
+    let info = (state
         .preflight
         .check_with_settings(path, &req.settings)
         .await)
@@ -67,19 +67,19 @@ pub async fn settings(
             HiveError::InvalidModel(reason) => HiveError::InvalidRequest(reason),
             other => other,
         })?;
+    if let Some(n) = req.settings.context_length
+        && n as usize > info.context_length
+    {
+        return Err(HiveError::InvalidRequest(format!(
+            "`context_length` {n} is larger than the model's context of {} tokens; it can only lower it",
+            info.context_length
+        )));
+    }
     model.settings = req.settings;
     state.catalog.upsert(&model)?;
-    let s = &model.settings;
     state.logs.hive(format!(
-        "{}: its workers now use {} chat template and {} context",
-        model.reference,
-        if s.chat_template.is_some() {
-            "a given"
-        } else {
-            "the file's"
-        },
-        s.context_length
-            .map_or("the file's".to_owned(), |n| format!("a {n}-token")),
+        "{}: its workers now use {}",
+        model.reference, model.settings
     ));
     Ok(Json(model))
 }

@@ -98,7 +98,7 @@ pub async fn run(queen: &Queen, command: &ModelsCommand) -> Result<()> {
                 model: model_ref(model)?,
                 settings: ModelSettings {
                     chat_template: chat_template.clone(),
-                    context_length: context_length.map(|n| n as usize),
+                    context_length: *context_length,
                 },
             };
             let set: NodeModelEntry = queen
@@ -108,18 +108,9 @@ pub async fn run(queen: &Queen, command: &ModelsCommand) -> Result<()> {
                         .json(&req),
                 )
                 .await?;
-            let s = &set.model.settings;
             println!(
-                "{} on {}: {} chat template, {} context; workers started from now on run it so.",
-                set.model.reference,
-                set.node,
-                if s.chat_template.is_some() {
-                    "your"
-                } else {
-                    "the file's"
-                },
-                s.context_length
-                    .map_or("the file's".to_owned(), |n| format!("a {n}-token")),
+                "{} on {}: {}; workers started from now on run it so.",
+                set.model.reference, set.node, set.model.settings
             );
             Ok(())
         }

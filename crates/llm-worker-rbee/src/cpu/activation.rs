@@ -5,10 +5,9 @@
 //! and 256 per block for the K-quants (scale plus the sum of each 16 values). Rounding
 //! follows Candle's quantizers, so both paths see the same integers.
 
-use half::f16;
-use rayon::prelude::*;
-
 use super::format::{Operand, QK, QK_K};
+use super::team::Team;
+use half::f16;
 
 /// Tokens quantized by one task when several threads share a prompt (fewer stay on the
 /// calling thread: a decoding step has one).
@@ -59,10 +58,10 @@ pub struct Q8KRow<'a> {
 }
 
 impl Quantized {
-    /// Quantizes `x` (`tokens` rows of `cols`) for weights that take the given operands:
+    /// Quantizes `x` (`tokens` rows of `cols`) on `team` for weights that take the given operands:
     /// always in 32-value blocks, also in 256-value blocks for K-quants, and kept as floats
     /// for float weights.
-    pub fn new(x: &[f32], cols: usize, operands: &[Operand]) -> Self {
+    pub fn new(team: &Team, x: &[f32], cols: usize, operands: &[Operand]) -> Self {
         assert!(cols.is_multiple_of(QK) && x.len().is_multiple_of(cols));
         let tokens = x.len() / cols;
         let blocks = x.len() / QK;
@@ -73,14 +72,13 @@ impl Quantized {
             sums: vec![0; blocks],
             qs: vec![0; x.len()],
         };
-        let rows = (
-            x.par_chunks(cols),
-            q8.qs.par_chunks_mut(cols),
-            q8.d.par_chunks_mut(nb),
-            q8.s.par_chunks_mut(nb),
-            q8.sums.par_chunks_mut(nb),
-        );
-        (rows.into_par_iter().with_min_len(TOKENS_PER_TASK)).for_each(|(x, qs, d, s, sums)| {
+        // Whole tokens per task; blocks never straddle tokens, so a task's blocks are its own.
+        let (values, per_task) = (TOKENS_PER_TASK * cols, TOKENS_PER_TASK * nb);
+        let tasks: Vec<_> = (x.chunks(values).zip(q8.qs.chunks_mut(values)))
+            .zip(q8.d.chunks_mut(per_task).zip(q8.s.chunks_mut(per_task)))
+            .zip(q8.sums.chunks_mut(per_task))
+            .collect();
+        team.for_each(tasks, |(((x, qs), (d, s)), sums)| {
             let blocks = x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK));
             for (b, (xs, qs)) in blocks.enumerate() {
                 let amax = max_abs(xs);

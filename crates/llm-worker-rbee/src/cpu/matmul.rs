@@ -1,4 +1,4 @@
-//! Quantized matrices times batches of activations, spread over a thread pool.
+//! Quantized matrices times batches of activations, spread over a team of threads.
 //!
 //! Matrices that read the same input (Q, K and V; gate and up) are multiplied as one group so
 //! each layer needs few fork-joins. Work is split into runs of eight rows — a tile of the
@@ -7,12 +7,11 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use super::activation::Quantized;
 use super::arena::{Arena, Region};
 use super::format::{Format, TILE_ROWS};
 use super::kernels::Kernels;
+use super::team::Team;
 
 /// A weight matrix in its file format: `rows` rows of `cols` weights, stored in runs of
 /// [`TILE_ROWS`] rows (the last run padded with zero rows).
@@ -104,7 +103,7 @@ const RUNS_PER_TASK: usize = 4;
 
 /// `out[t][r] = group[r] · x[t]`, where the group's rows are numbered consecutively and
 /// `out` holds `x.tokens` rows of the group's total row count.
-pub fn matmul(kernels: Kernels, group: &[&QMatrix], x: &Quantized, out: &mut [f32]) {
+pub fn matmul(team: &Team, kernels: Kernels, group: &[&QMatrix], x: &Quantized, out: &mut [f32]) {
     let rows: usize = group.iter().map(|m| m.rows).sum();
     assert!(group.iter().all(|m| m.cols == x.cols) && out.len() == rows * x.tokens);
     // Tokens in fours; two or three left over go through the four-token kernel too
@@ -133,7 +132,7 @@ pub fn matmul(kernels: Kernels, group: &[&QMatrix], x: &Quantized, out: &mut [f3
             tasks.push((*m, first, outs));
         }
     }
-    tasks.into_par_iter().for_each(|(m, first, mut outs)| {
+    team.for_each(tasks, |(m, first, mut outs)| {
         let runs = first..(first + RUNS_PER_TASK).min(m.runs());
         for (i, g) in runs.enumerate() {
             let run = m.run(g);

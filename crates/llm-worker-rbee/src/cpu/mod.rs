@@ -10,6 +10,7 @@ pub mod kernels;
 pub mod kv;
 pub mod matmul;
 pub mod model;
+pub mod team;
 
 /// How the CPU path computes: on how many threads, with which kernels.
 #[derive(Debug, Clone, Copy)]

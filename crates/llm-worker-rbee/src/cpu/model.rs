@@ -1,20 +1,17 @@
 //! The transformer on the CPU, computed on plain buffers with this crate's quantized kernels,
 //! configured per architecture by [`ModelConfig`].
 //!
-//! One forward pass makes five fork-joins per layer (QKV, attention, output projection,
-//! gate+up, down); attention runs one task per token and head. Between them, norms, biases,
-//! rotary embedding, the FFN activation and quantizing activations run per token, on the pool
-//! in tasks of four tokens for a prompt and inline for a decoding step; the cache append and
+//! One forward pass runs on one team of threads ([`super::team`]) in five parallel stages per
+//! layer (QKV, attention, output projection, gate+up, down); attention runs one task per token
+//! and head. Between them, norms, biases, rotary embedding, the FFN activation and quantizing
+//! activations run per token, on the team in tasks of four tokens for a prompt and inline for
+//! a decoding step; the cache append and
 //! residuals are short serial loops. The buffers between the matrices are allocated once per
 //! pass ([`Scratch`]). Keys and values are cached in 8 bits ([`super::kv`]). The arithmetic mirrors [`crate::llama::Llama`] (same activation rounding,
 //! same order of normalisation and rotation), and both are checked against llama.cpp in the
 //! tests.
 
 use std::sync::Arc;
-
-use candle_core::quantized::GgmlDType;
-use candle_core::quantized::gguf_file::TensorInfo;
-use rayon::prelude::*;
 
 use super::CpuConfig;
 use super::activation::{Quantized, TOKENS_PER_TASK};
@@ -23,9 +20,12 @@ use super::format::{Format, Operand};
 use super::kernels::Kernels;
 use super::kv::{Head, KvCache};
 use super::matmul::{QMatrix, matmul};
+use super::team::Team;
 use crate::arch::{Activation, ModelConfig, Rope, RopeStyle};
 use crate::llama::{LoadError, LoadStep};
 use crate::model_file::{ModelFile, TensorReader};
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::gguf_file::TensorInfo;
 
 struct Block {
     attn_norm: Vec<f32>,
@@ -127,7 +127,7 @@ struct RopeTable {
 pub struct Transformer {
     pub config: ModelConfig,
     kernels: Kernels,
-    pool: rayon::ThreadPool,
+    team: Team,
     embedding: QMatrix,
     blocks: Vec<Block>,
     norm: Vec<f32>,
@@ -191,15 +191,11 @@ impl Transformer {
         let norm = t.vector("output_norm.weight", hidden)?;
         let rope = t.rope_table(&c.rope)?;
         let rope_local = t.rope_table(&c.rope_local)?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(cpu.threads.max(1))
-            .thread_name(|i| format!("rbee-cpu-{i}"))
-            .build()
-            .map_err(|e| LoadError::Io(file.path.clone(), std::io::Error::other(e)))?;
+        let team = Team::new(cpu.threads).map_err(|e| LoadError::Io(file.path.clone(), e))?;
         Ok(Self {
             config,
             kernels: cpu.kernels,
-            pool,
+            team,
             embedding,
             blocks,
             norm,
@@ -246,7 +242,7 @@ impl Transformer {
                 candle_core::bail!("token id {bad} is outside the vocabulary");
             }
         }
-        Ok(self.pool.install(|| self.run(steps)))
+        Ok(self.run(steps))
     }
 
     fn run(&self, steps: &mut [Step]) -> Vec<Option<Vec<f32>>> {
@@ -272,7 +268,7 @@ impl Transformer {
                 Some(local) if c.is_sliding(l) => local,
                 _ => &angles,
             };
-            rms_norm(&x, &block.attn_norm, eps, &mut s.h);
+            rms_norm(&self.team, &x, &block.attn_norm, eps, &mut s.h);
             self.attention(l, block, angles, steps, &rows, &mut s);
             self.project(&[&block.wo], &s.attn, &mut s.o);
             if let Some(w) = &block.post_attn_norm {
@@ -280,16 +276,20 @@ impl Transformer {
             }
             add(&mut x, &s.o);
 
-            rms_norm(&x, &block.ffn_norm, eps, &mut s.h);
+            rms_norm(&self.team, &x, &block.ffn_norm, eps, &mut s.h);
             let ff = block.down.cols;
             let (gu, m) = (&mut s.gu[..seq * 2 * ff], &mut s.m[..seq * ff]);
             let group: Vec<&QMatrix> = block.gate_up.iter().collect();
             self.project(&group, &s.h, gu);
             let activation = c.activation;
-            let rows = m.par_chunks_exact_mut(ff).zip(gu.par_chunks_exact(2 * ff));
-            rows.with_min_len(TOKENS_PER_TASK).for_each(|(m, gu)| {
-                let (g, u) = gu.split_at(ff);
-                gated(activation, g, u, m);
+            let tasks = (m.chunks_mut(TOKENS_PER_TASK * ff))
+                .zip(gu.chunks(TOKENS_PER_TASK * 2 * ff))
+                .collect();
+            self.team.for_each(tasks, |(m, gu)| {
+                for (m, gu) in m.chunks_exact_mut(ff).zip(gu.chunks_exact(2 * ff)) {
+                    let (g, u) = gu.split_at(ff);
+                    gated(activation, g, u, m);
+                }
             });
             self.project(&[&block.down], m, &mut s.o);
             if let Some(w) = &block.post_ffn_norm {
@@ -305,7 +305,13 @@ impl Transformer {
         let mut last = vec![0f32; wanted.len() * hidden];
         for (out, &i) in last.chunks_exact_mut(hidden).zip(&wanted) {
             let row = rows.first[i] + steps[i].tokens.len() - 1;
-            rms_norm(&x[row * hidden..(row + 1) * hidden], &self.norm, eps, out);
+            rms_norm(
+                &self.team,
+                &x[row * hidden..(row + 1) * hidden],
+                &self.norm,
+                eps,
+                out,
+            );
         }
         let head = self.output.as_ref().unwrap_or(&self.embedding);
         let mut logits = vec![0f32; wanted.len() * head.rows];
@@ -323,8 +329,8 @@ impl Transformer {
     fn project(&self, group: &[&QMatrix], x: &[f32], out: &mut [f32]) {
         let cols = group[0].cols;
         let operands: Vec<Operand> = group.iter().map(|m| m.format.operand()).collect();
-        let q = Quantized::new(x, cols, &operands);
-        matmul(self.kernels, group, &q, out);
+        let q = Quantized::new(&self.team, x, cols, &operands);
+        matmul(&self.team, self.kernels, group, &q, out);
     }
 
     /// Self-attention of block `l` for the tokens in `s.h`: projects Q, K, V into `s.qkv`
@@ -347,19 +353,26 @@ impl Transformer {
         let eps = c.rms_eps as f32;
         let group: Vec<&QMatrix> = block.qkv.iter().collect();
         self.project(&group, &s.h, &mut s.qkv);
-        let qkv_rows = s.qkv.par_chunks_exact_mut(width).enumerate();
-        qkv_rows.with_min_len(TOKENS_PER_TASK).for_each(|(t, row)| {
-            if let Some(bias) = &block.qkv_bias {
-                add(row, bias);
-            }
-            let (q, kv) = row.split_at_mut(q_dim);
-            let k = &mut kv[..kv_dim];
-            if let (Some(qn), Some(kn)) = (&block.q_norm, &block.k_norm) {
-                rms_norm_in_place(q, qn, eps);
-                rms_norm_in_place(k, kn, eps);
-            }
-            for head in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
-                angles.rotate(c.rope_style, t, head);
+        let tasks = s
+            .qkv
+            .chunks_mut(TOKENS_PER_TASK * width)
+            .enumerate()
+            .collect();
+        self.team.for_each(tasks, |(i, rows)| {
+            for (j, row) in rows.chunks_exact_mut(width).enumerate() {
+                if let Some(bias) = &block.qkv_bias {
+                    add(row, bias);
+                }
+                let (q, kv) = row.split_at_mut(q_dim);
+                let k = &mut kv[..kv_dim];
+                if let (Some(qn), Some(kn)) = (&block.q_norm, &block.k_norm) {
+                    rms_norm_in_place(q, qn, eps);
+                    rms_norm_in_place(k, kn, eps);
+                }
+                let t = i * TOKENS_PER_TASK + j;
+                for head in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
+                    angles.rotate(c.rope_style, t, head);
+                }
             }
         });
         let qkv = &s.qkv;
@@ -376,23 +389,19 @@ impl Transformer {
         let group = c.n_head / c.n_kv_head;
         let scale = c.attention_scale;
         let window = c.sliding_window.filter(|_| c.is_sliding(l));
-        let longest = rows.pos.iter().max().map_or(0, |p| p + 1);
         let kernels = self.kernels;
         // One task per token and KV head, for the query heads that share it (each key and
         // value is read once for all of them); a group is split while there are fewer tasks
         // than twice the threads, so one token's heads still spread over the threads.
         let tasks = rows.seq.len() * c.n_kv_head;
-        let split = (2 * rayon::current_num_threads())
-            .div_ceil(tasks)
-            .clamp(1, group);
+        let split = (2 * self.team.threads()).div_ceil(tasks).clamp(1, group);
         let per_task = group.div_ceil(split);
-        let groups = s.attn.par_chunks_exact_mut(group * hd).enumerate();
+        let groups = s.attn.chunks_exact_mut(group * hd).enumerate();
         let heads = groups.flat_map(|(i, out)| {
-            (out.par_chunks_mut(per_task * hd).enumerate()).map(move |(j, out)| (i, j, out))
+            (out.chunks_mut(per_task * hd).enumerate()).map(move |(j, out)| (i, j, out))
         });
-        heads.for_each_init(
-            || Vec::with_capacity(per_task * longest),
-            |scores: &mut Vec<f32>, (i, j, out)| {
+        self.team.for_each(heads.collect(), |(i, j, out)| {
+            SCORES.with_borrow_mut(|scores| {
                 let (t, kv) = (i / c.n_kv_head, i % c.n_kv_head);
                 let (cache, pos) = (caches[rows.seq[t]], rows.pos[t]);
                 let head = kv * group + j * per_task;
@@ -409,9 +418,14 @@ impl Transformer {
                 scores.chunks_exact_mut(len).for_each(softmax);
                 out.fill(0.0);
                 cache.add_values(kernels, at, first, scores, out);
-            },
-        );
+            });
+        });
     }
+}
+
+thread_local! {
+    /// Each thread's attention scores, kept from task to task.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One sequence's part of a forward pass.
@@ -651,14 +665,18 @@ impl<'a> Tensors<'a> {
 }
 
 /// Root-mean-square normalisation of each row of `x` (rows as long as `weight`).
-fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+fn rms_norm(team: &Team, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let n = weight.len();
-    let rows = x.par_chunks_exact(n).zip(out.par_chunks_exact_mut(n));
-    rows.with_min_len(TOKENS_PER_TASK).for_each(|(x, out)| {
-        let mean = x.iter().map(|v| v * v).sum::<f32>() / n as f32;
-        let norm = (mean + eps).sqrt();
-        for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
-            *o = v / norm * w;
+    let tasks = (x.chunks(TOKENS_PER_TASK * n))
+        .zip(out.chunks_mut(TOKENS_PER_TASK * n))
+        .collect();
+    team.for_each(tasks, |(x, out)| {
+        for (x, out) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+            let mean = x.iter().map(|v| v * v).sum::<f32>() / n as f32;
+            let norm = (mean + eps).sqrt();
+            for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+                *o = v / norm * w;
+            }
         }
     });
 }

@@ -3,6 +3,7 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::cpu::format::{Operand, TILE_ROWS};
+use crate::cpu::team::Team;
 
 const FORMATS: [Format; 11] = [
     Format::Q4_0,
@@ -149,7 +150,7 @@ fn check(kernels: Kernels) {
                 continue;
             }
             let x = random_activations(&mut rng, 4 * cols);
-            let q = Quantized::new(&x, cols, &[format.operand()]);
+            let q = Quantized::new(&Team::new(1).unwrap(), &x, cols, &[format.operand()]);
             for _ in 0..5 {
                 let (_, run) = random_run(&mut rng, format, cols);
                 let tokens = [2, 0, 3, 1];
@@ -209,7 +210,7 @@ fn activation_blocks_round_like_candle() {
     use candle_core::{Device, Tensor};
     let mut rng = StdRng::seed_from_u64(3);
     let x = random_activations(&mut rng, 512);
-    let ours = Quantized::new(&x, 512, &[Operand::Q8K]);
+    let ours = Quantized::new(&Team::new(1).unwrap(), &x, 512, &[Operand::Q8K]);
     let candle = |dtype| -> Vec<f32> {
         let t = Tensor::from_vec(x.clone(), (1, 512), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&t, dtype).unwrap();

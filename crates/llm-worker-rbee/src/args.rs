@@ -49,7 +49,7 @@ pub struct Args {
     /// a model's template set with `rbee models set`).
     #[arg(
         long,
-        env = "RBEE_WORKER_CHAT_TEMPLATE_SOURCE",
+        env = rbee_api::worker::CHAT_TEMPLATE_SOURCE_ENV,
         hide = true,
         conflicts_with = "chat_template"
     )]

@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The environment variable through which a hive hands a worker the chat template set for
+/// its model (`rbee models set --chat-template`): the template's text.
+pub const CHAT_TEMPLATE_SOURCE_ENV: &str = "RBEE_WORKER_CHAT_TEMPLATE_SOURCE";
+
 use crate::sse::{EVENT_ERROR, EVENT_NARRATION, sse_stages};
 use crate::{ErrorEnvelope, JobId, Narration, WorkerId};
 

@@ -196,7 +196,7 @@ impl Preflight {
 /// Gives a worker command (or its check) a model's settings.
 pub fn settings_to_worker(cmd: &mut Command, settings: &ModelSettings) {
     if let Some(source) = &settings.chat_template {
-        cmd.env("RBEE_WORKER_CHAT_TEMPLATE_SOURCE", source);
+        cmd.env(rbee_api::worker::CHAT_TEMPLATE_SOURCE_ENV, source);
     }
     if let Some(n) = settings.context_length {
         cmd.arg(format!("--context-length={n}"));

@@ -23,10 +23,41 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 /// The flag (on the daemon's subcommand) naming the file.
 const CONFIG_FLAG: &str = "config";
 
+/// Why the daemon's settings could not be read; each is one line naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("configuration file {} does not exist", .0.display())]
+    Missing(PathBuf),
+    #[error("cannot read {}: {source}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {}", .path.display(), .source.message())]
+    NotToml {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{}: `{table}` must be a table", .path.display())]
+    NotATable { path: PathBuf, table: String },
+    /// A key of the table that is no flag, or a value the flag refuses.
+    #[error("{}: [{table}] {problem}", .path.display())]
+    Setting {
+        path: PathBuf,
+        table: String,
+        problem: String,
+    },
+    /// The flags parsed but do not make a command (clap's first line).
+    #[error("{0}")]
+    Command(String),
+}
+
 /// Parses this process's command line as `C`, with the `table` of the configuration file
 /// filling every flag neither the command line nor the environment sets. `--help` and
 /// `--version` print and exit as usual; a bad file or value is the error (one line).
-pub fn parse<C: CommandFactory + FromArgMatches>(table: &str) -> Result<C, String> {
+pub fn parse<C: CommandFactory + FromArgMatches>(table: &str) -> Result<C, ConfigFileError> {
     parse_from(std::env::args_os().collect(), table)
 }
 
@@ -34,7 +65,7 @@ pub fn parse<C: CommandFactory + FromArgMatches>(table: &str) -> Result<C, Strin
 pub fn parse_from<C: CommandFactory + FromArgMatches>(
     mut args: Vec<OsString>,
     table: &str,
-) -> Result<C, String> {
+) -> Result<C, ConfigFileError> {
     let command = C::command();
     // `--help`, `--version` and a bad flag end here, as clap has them; a required flag may
     // still come from the file.
@@ -63,15 +94,14 @@ pub fn parse_from<C: CommandFactory + FromArgMatches>(
         Err(e) if e.kind() == ErrorKind::MissingRequiredArgument => e.exit(),
         // The command line alone parsed: a value refused now came from the file.
         Err(e) => {
-            let file = path.as_deref().map(|p| p.display().to_string());
-            return Err(format!(
-                "{}: [{table}] {}",
-                file.unwrap_or_default(),
-                first_line(&e.to_string())
-            ));
+            return Err(ConfigFileError::Setting {
+                path: path.unwrap_or_default(),
+                table: table.to_owned(),
+                problem: first_line(&e.to_string()),
+            });
         }
     };
-    C::from_arg_matches(&matches).map_err(|e| first_line(&e.to_string()))
+    C::from_arg_matches(&matches).map_err(|e| ConfigFileError::Command(first_line(&e.to_string())))
 }
 
 /// The subcommand that was run (the one whose flags the file sets) and its matches.
@@ -91,13 +121,10 @@ fn deepest<'a>(
 
 /// The file named (which must exist), else the first usual one that exists; `rbee` looks
 /// for its own settings the same way.
-pub fn locate(explicit: Option<&PathBuf>) -> Result<Option<PathBuf>, String> {
+pub fn locate(explicit: Option<&PathBuf>) -> Result<Option<PathBuf>, ConfigFileError> {
     if let Some(path) = explicit {
         if !path.is_file() {
-            return Err(format!(
-                "configuration file {} does not exist",
-                path.display()
-            ));
+            return Err(ConfigFileError::Missing(path.to_owned()));
         }
         return Ok(Some(path.to_owned()));
     }
@@ -112,18 +139,29 @@ fn settings(
     table: &str,
     command: &clap::Command,
     matches: &ArgMatches,
-) -> Result<Vec<OsString>, String> {
-    let at = |what: String| format!("{}: [{table}] {what}", path.display());
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let doc: toml::Table =
-        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+) -> Result<Vec<OsString>, ConfigFileError> {
+    let at = |problem: String| ConfigFileError::Setting {
+        path: path.to_owned(),
+        table: table.to_owned(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    let doc: toml::Table = toml::from_str(&text).map_err(|source| ConfigFileError::NotToml {
+        path: path.to_owned(),
+        source,
+    })?;
     let Some(section) = doc.get(table) else {
         return Ok(Vec::new());
     };
     let section = section
         .as_table()
-        .ok_or_else(|| format!("{}: `{table}` must be a table", path.display()))?;
+        .ok_or_else(|| ConfigFileError::NotATable {
+            path: path.to_owned(),
+            table: table.to_owned(),
+        })?;
     let mut flags = Vec::new();
     for (key, value) in section {
         let long = key.replace('_', "-");

@@ -61,7 +61,8 @@ pub struct Remote {
 /// The file to read: the flag or `$RBEE_CONFIG` (must exist), else the first of the user
 /// and system files that exists.
 pub fn locate(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
-    rbee_http::config_file::locate(explicit.map(Path::to_path_buf).as_ref()).map_err(fail)
+    rbee_http::config_file::locate(explicit.map(Path::to_path_buf).as_ref())
+        .map_err(|e| fail(e.to_string()))
 }
 
 pub fn load(explicit: Option<&Path>) -> Result<Config> {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rbee_api::hive::Detected;
-use rbee_api::queen::{NodeConfig, NodeStatus};
+use rbee_api::queen::{HiveStopped, NodeConfig, NodeStatus};
 use rbee_api::ready::ReadyLine;
 use rbee_api::{NodeName, now_unix};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -434,6 +434,32 @@ impl Hives {
             attempts: RETRY_DELAYS_MS.len() as u32,
             reason: last,
         })
+    }
+
+    /// Stops `node`'s hive, and with it its workers: the hive this queen started, else the one
+    /// answering on the node's hive port. It starts again with the node's next task.
+    pub async fn stop_one(&self, node: &NodeName) -> Result<HiveStopped, QueenError> {
+        let started = self.started.lock().await.remove(node);
+        let stopped = |workers_stopped| HiveStopped {
+            node_name: node.clone(),
+            workers_stopped,
+        };
+        match started {
+            Some((client, how)) => {
+                let workers = client.workers().await.map_or(0, |l| l.workers.len());
+                self.stop(node.clone(), client, how).await;
+                Ok(stopped(workers))
+            }
+            None => {
+                let client = self.client(node).await?;
+                let workers = (client.workers().await)
+                    .map_err(|e| e.from_hive(&client))?
+                    .workers
+                    .len();
+                client.shutdown().await.map_err(|e| e.from_hive(&client))?;
+                Ok(stopped(workers))
+            }
+        }
     }
 
     /// Stops every hive this queen started: over HTTP, then by signal or SSH if that fails.

@@ -607,6 +607,11 @@ mod routes {
             Route::post(queen::BEEHIVES_REMOVE, json!({"node_name": "fuzz-node"})),
             Route::post(queen::BEEHIVES_INSTALL, json!({"node_name": "fuzz-node"}))
                 .guarded(&["node_name"]),
+            Route::post(queen::BEEHIVES_STOP, json!({"node_name": "localhost"}))
+                .guarded(&["node_name"]),
+            Route::get(queen::DASHBOARD),
+            Route::get(queen::DASHBOARD_ASSET),
+            Route::get(queen::LAB_EVENTS),
             Route::post(queen::TASKS, task)
                 .guarded(&["model", "node", "prompt", "messages", "task_id"]),
             Route::delete(queen::TASK),

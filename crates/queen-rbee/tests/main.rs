@@ -4,6 +4,8 @@
 
 mod support;
 
+mod browser;
+mod dashboard;
 mod fuzz_every_route;
 mod install_over_ssh;
 mod local_tasks;

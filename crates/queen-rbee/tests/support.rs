@@ -28,6 +28,9 @@ pub struct Queen {
     pub child: Child,
     pub url: String,
     pub http: reqwest::Client,
+    /// Sent by [`Queen::setup`] (and so [`Queen::add_node`]) when set; other calls say
+    /// their key themselves.
+    pub key: Option<String>,
     _data: tempfile::TempDir,
 }
 
@@ -52,6 +55,11 @@ impl Queen {
     /// A queen for `localhost` only, with extra flags and environment.
     pub async fn start_local(args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::launch(None, None, args, env).await
+    }
+
+    /// [`Queen::start`] with extra flags and environment.
+    pub async fn start_with(sshd: &Sshd, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(Some(sshd), Some(bin_dir()), args, env).await
     }
 
     async fn launch(
@@ -83,6 +91,7 @@ impl Queen {
             child,
             url,
             http: reqwest::Client::new(),
+            key: None,
             _data: data,
         }
     }
@@ -127,7 +136,11 @@ impl Queen {
     /// Runs a setup stream (add, install) to its end: the HTTP status the outcome stands
     /// for (200, or the error code's), the node (or the error envelope), and the narration.
     pub async fn setup(&self, path: &str, body: Value) -> (u16, Value, Vec<String>) {
-        let resp = self.post(path).json(&body).send().await.unwrap();
+        let mut req = self.post(path).json(&body);
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         if status != 200 {
             return (status, resp.json().await.unwrap_or(Value::Null), Vec::new());

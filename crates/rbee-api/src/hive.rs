@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sse::{SseEvent, sse_stages};
+use crate::sse::sse_stages;
 use crate::worker::WorkerState;
 use crate::{Backend, ErrorEnvelope, ModelRef, WorkerId};
 
@@ -333,19 +333,7 @@ pub struct LogLine {
     pub unix_ms: u64,
 }
 
-impl SseEvent for LogLine {
-    fn event(&self) -> &'static str {
-        Self::EVENT
-    }
-
-    fn data(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    fn parse(event: &str, data: &str) -> Option<Result<Self, serde_json::Error>> {
-        (event == Self::EVENT).then(|| serde_json::from_str(data))
-    }
-}
+crate::sse::sse_single!(LogLine);
 
 impl LogLine {
     pub const EVENT: &'static str = "log";
@@ -404,6 +392,7 @@ pub struct PreflightPassed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sse::SseEvent;
 
     #[test]
     fn download_events_are_named_by_their_serde_stage() {

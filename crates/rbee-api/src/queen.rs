@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hive::{DownloadEvent, ModelDeleted, ModelEntry, WorkerInfo, WorkerStopped};
+use crate::hive::{DownloadEvent, ModelDeleted, ModelEntry, Resources, WorkerInfo, WorkerStopped};
 use crate::sse::{EVENT_ERROR, EVENT_NARRATION};
 use crate::worker::{ChatMessage, EndEvent, InferenceEvent, LoadingEvent, TokenEvent, WorkerState};
 use crate::{
@@ -386,10 +386,75 @@ pub struct NodeWorker {
     pub worker: WorkerInfo,
 }
 
+impl NodeWorker {
+    /// `worker` on `node` as the queen shows it: clients reach workers through the queen,
+    /// so their keys stay with it.
+    pub fn shown(node: NodeName, worker: WorkerInfo) -> Self {
+        Self {
+            node,
+            worker: WorkerInfo {
+                api_key: String::new(),
+                ..worker
+            },
+        }
+    }
+}
+
 /// `GET /v2/workers/list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeWorkersList {
     pub workers: Vec<NodeWorker>,
+}
+
+/// Answer to `POST /v2/registry/beehives/stop` (body [`NodeRequest`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HiveStopped {
+    pub node_name: NodeName,
+    /// The workers it stopped with it.
+    pub workers_stopped: usize,
+}
+
+/// `GET /v2/lab/events`: the whole lab, sent as one `lab` event at once and then every
+/// [`LabSnapshot::EVERY_MS`] until the client leaves (the web dashboard's live view).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabSnapshot {
+    pub unix_ms: u64,
+    /// The queen's own machine first, then every registered node.
+    pub nodes: Vec<LabNode>,
+    pub workers: Vec<LabWorker>,
+    /// Tokens relayed to clients since the queen started.
+    pub tokens_total: u64,
+    /// Tasks ended since the queen started, whatever their outcome.
+    pub tasks_total: u64,
+    pub queued_tasks: usize,
+    pub busy_slots: usize,
+}
+
+impl LabSnapshot {
+    pub const EVENT: &'static str = "lab";
+    pub const EVERY_MS: u64 = 2000;
+}
+
+crate::sse::sse_single!(LabSnapshot);
+
+/// One node of a [`LabSnapshot`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabNode {
+    pub node_name: NodeName,
+    /// What the registry holds of it (none for the queen's own machine).
+    pub registered: Option<NodeState>,
+    /// Whether its hive answered for this snapshot.
+    pub hive_running: bool,
+    /// What its hive reported: free RAM, backends and devices (free VRAM per GPU).
+    pub resources: Option<Resources>,
+}
+
+/// One loaded worker of a [`LabSnapshot`], with the tokens the queen relayed from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabWorker {
+    #[serde(flatten)]
+    pub worker: NodeWorker,
+    pub tokens_total: u64,
 }
 
 /// `POST /v2/workers/shutdown`.

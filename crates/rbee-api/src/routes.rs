@@ -48,6 +48,14 @@ pub mod queen {
     pub const BEEHIVES_REMOVE: &str = "/v2/registry/beehives/remove";
     pub const BEEHIVES_INSTALL: &str = "/v2/registry/beehives/install";
     pub const BEEHIVES_SETTINGS: &str = "/v2/registry/beehives/settings";
+    /// Stops a node's hive and its workers (they start again with the next task).
+    pub const BEEHIVES_STOP: &str = "/v2/registry/beehives/stop";
+    /// The web dashboard's page, and its scripts and styles; served without the key, which
+    /// the page asks for and sends with every call it makes.
+    pub const DASHBOARD: &str = "/";
+    pub const DASHBOARD_ASSET: &str = "/ui/{file}";
+    /// The lab's state, pushed as server-sent events.
+    pub const LAB_EVENTS: &str = "/v2/lab/events";
     pub const TASKS: &str = "/v2/tasks";
     /// `DELETE /v2/tasks/{id}`.
     pub const TASK: &str = "/v2/tasks/{id}";

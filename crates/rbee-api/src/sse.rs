@@ -109,6 +109,27 @@ macro_rules! sse_stages {
 }
 pub(crate) use sse_stages;
 
+/// Implements [`SseEvent`] for a type that is a stream's only kind of message, sent under
+/// its `EVENT` name ([`crate::hive::LogLine`], [`crate::queen::LabSnapshot`]).
+macro_rules! sse_single {
+    ($name:ty) => {
+        impl $crate::sse::SseEvent for $name {
+            fn event(&self) -> &'static str {
+                Self::EVENT
+            }
+
+            fn data(&self) -> String {
+                serde_json::to_string(self).unwrap_or_default()
+            }
+
+            fn parse(event: &str, data: &str) -> Option<Result<Self, serde_json::Error>> {
+                (event == Self::EVENT).then(|| serde_json::from_str(data))
+            }
+        }
+    };
+}
+pub(crate) use sse_single;
+
 /// One message read from an event stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseFrame {

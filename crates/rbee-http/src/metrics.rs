@@ -80,12 +80,28 @@ impl LabeledCounter {
             .add(by);
     }
 
-    fn values(&self) -> Vec<(String, u64)> {
+    /// Each label value's count.
+    pub fn values(&self) -> Vec<(String, u64)> {
         let counts = self
             .counts
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         counts.iter().map(|(k, c)| (k.clone(), c.get())).collect()
+    }
+}
+
+impl LabeledCounter {
+    /// The count over every label value.
+    pub fn total(&self) -> u64 {
+        self.values().iter().map(|(_, n)| n).sum()
+    }
+
+    /// The count of one label value.
+    pub fn get(&self, value: &str) -> u64 {
+        (self.counts.read())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(value)
+            .map_or(0, Counter::get)
     }
 }
 

@@ -1,11 +1,11 @@
-//! The node registry: add (after an SSH test), list, remove, install (over SSH). Adding and
-//! installing stream what the queen does ([`crate::setup`]).
+//! The node registry: add (after an SSH test), list, remove, install (over SSH), and stopping
+//! a node's hive. Adding and installing stream what the queen does ([`crate::setup`]).
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
 use rbee_api::queen::{
-    Beehive, BeehiveList, NodeConfig, NodeRemoved, NodeRequest, NodeSettingsRequest,
+    Beehive, BeehiveList, HiveStopped, NodeConfig, NodeRemoved, NodeRequest, NodeSettingsRequest,
 };
 use rbee_http::ApiJson;
 
@@ -41,6 +41,18 @@ pub async fn remove(
         node_name: req.node_name,
         removed: true,
     }))
+}
+
+/// Stops a node's hive (the queen's own machine too) and its workers.
+pub async fn stop(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<NodeRequest>,
+) -> Result<Json<HiveStopped>, QueenError> {
+    let node = &req.node_name;
+    if !node.is_localhost() && state.registry.get(node)?.is_none() {
+        return Err(QueenError::NodeNotFound(req.node_name));
+    }
+    Ok(Json(state.hives.stop_one(node).await?))
 }
 
 /// Replaces a node's hive settings; they apply when its hive next starts.

@@ -1,6 +1,8 @@
 //! The queen's HTTP API (`docs/api.md`), one module per resource.
 
 mod beehives;
+mod dashboard;
+mod lab;
 mod logs;
 mod models;
 mod ollama;
@@ -17,7 +19,7 @@ use rbee_http::auth::{ApiKey, require_bearer};
 
 use crate::state::AppState;
 
-/// Every route; with a key configured, all but health require it.
+/// Every route; with a key configured, all but health and the dashboard's files require it.
 pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
     let mut api = Router::new()
         .route(paths::BEEHIVES_ADD, post(beehives::add))
@@ -25,6 +27,8 @@ pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
         .route(paths::BEEHIVES_REMOVE, post(beehives::remove))
         .route(paths::BEEHIVES_INSTALL, post(beehives::install))
         .route(paths::BEEHIVES_SETTINGS, post(beehives::settings))
+        .route(paths::BEEHIVES_STOP, post(beehives::stop))
+        .route(paths::LAB_EVENTS, get(lab::events))
         .route(paths::TASKS, post(tasks::start))
         .route(paths::TASK, delete(tasks::cancel))
         .route(paths::WORKERS_LIST, get(workers::list))
@@ -54,6 +58,8 @@ pub fn router(state: AppState, key: Option<ApiKey>) -> Router {
     }
     Router::new()
         .route(paths::HEALTH, get(status::health))
+        .route(paths::DASHBOARD, get(dashboard::page))
+        .route(paths::DASHBOARD_ASSET, get(dashboard::asset))
         .merge(api)
         .fallback(rbee_http::error::unknown_endpoint)
         .layer(axum::middleware::from_fn(

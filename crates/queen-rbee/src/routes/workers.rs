@@ -5,7 +5,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Query, State};
 use rbee_api::NodeName;
-use rbee_api::hive::WorkerInfo;
 use rbee_api::queen::{
     NodeHealth, NodeWorker, NodeWorkerStopped, NodeWorkersList, WorkerHealth, WorkerShutdownRequest,
 };
@@ -34,14 +33,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<NodeWorkersList>
             Ok(Ok(list)) => list
                 .workers
                 .into_iter()
-                .map(|worker| NodeWorker {
-                    node: h.node.clone(),
-                    // Clients reach workers through the queen; their keys stay with it.
-                    worker: WorkerInfo {
-                        api_key: String::new(),
-                        ..worker
-                    },
-                })
+                .map(|worker| NodeWorker::shown(h.node.clone(), worker))
                 .collect(),
             _ => Vec::new(),
         }

@@ -192,7 +192,16 @@ async fn execute(
             device: req.device,
         }))
         .await;
-    let result = relay::tokens(&worker.client, &node, req, task_id, events, cancel).await;
+    let result = relay::tokens(
+        &worker.client,
+        &worker.id,
+        &node,
+        req,
+        task_id,
+        events,
+        cancel,
+    )
+    .await;
     if let (Ok(()), Some(seconds)) = (&result, req.keep_alive) {
         let id = worker.id.clone();
         // The task's slot is free before the worker is told how long to stay.

@@ -7,7 +7,7 @@ use futures::{Stream, StreamExt};
 use rbee_api::queen::{TaskEvent, TaskRequest};
 use rbee_api::sse::{SseEvent, SseFrame};
 use rbee_api::worker::{EndEvent, InferenceEvent, InferenceRequest};
-use rbee_api::{ErrorCode, ErrorEnvelope, NodeName, TaskId};
+use rbee_api::{ErrorCode, ErrorEnvelope, NodeName, TaskId, WorkerId};
 use rbee_http::client::{StreamBreak, frames_until_silent};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,7 @@ const CANCEL_ATTEMPTS: u32 = 60;
 /// Streams `req`'s answer from `worker` as the task's events, until its end.
 pub(super) async fn tokens(
     worker: &WorkerClient,
+    worker_id: &WorkerId,
     node: &NodeName,
     req: &TaskRequest,
     task_id: &TaskId,
@@ -50,7 +51,7 @@ pub(super) async fn tokens(
             )
         })?;
     let mut stream = Box::pin(frames_until_silent(resp, Some(WORKER_SILENCE)));
-    let mut clock = TokenClock::new(events);
+    let mut clock = TokenClock::new(events, worker_id);
     let mut ended = false;
     loop {
         let frame = tokio::select! {
@@ -190,14 +191,16 @@ fn free_slot_when_back(worker: &WorkerClient, task_id: &TaskId) {
 /// Times the tokens relayed: the first from the task's start, each next from the last.
 struct TokenClock<'a> {
     events: &'a Events,
+    worker: &'a WorkerId,
     last: Option<Instant>,
     tokens: usize,
 }
 
 impl<'a> TokenClock<'a> {
-    fn new(events: &'a Events) -> Self {
+    fn new(events: &'a Events, worker: &'a WorkerId) -> Self {
         Self {
             events,
+            worker,
             last: None,
             tokens: 0,
         }
@@ -215,6 +218,7 @@ impl<'a> TokenClock<'a> {
                 .observe(now.duration_since(last).as_secs_f64()),
         }
         metrics.tokens.inc();
+        metrics.worker_tokens.inc(self.worker.as_str());
         self.tokens += 1;
     }
 }

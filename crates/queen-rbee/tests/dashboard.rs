@@ -1,0 +1,134 @@
+//! The web dashboard's routes: its files, the lab's live events and stopping a node's hive.
+//! The page itself is driven in a real browser by `browser.rs`.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rbee_api::queen::LabSnapshot;
+use rbee_api::sse::{SseDecoder, SseEvent};
+
+use crate::support::{Queen, call};
+
+const KEY: &str = "dashboard-key";
+
+/// The first snapshot of the lab's event stream.
+async fn lab(queen: &Queen) -> LabSnapshot {
+    let resp = queen
+        .get("/v2/lab/events")
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut decoder = SseDecoder::new();
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            for frame in decoder.feed(&chunk.unwrap()) {
+                if let Some(snapshot) = LabSnapshot::from_frame(&frame) {
+                    return snapshot.unwrap();
+                }
+            }
+        }
+        panic!("the lab stream ended without a snapshot");
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("a snapshot within 10 s")
+}
+
+async fn stop_hive(queen: &Queen, node: &str) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({ "node_name": node });
+    call(queen.post("/v2/registry/beehives/stop").json(&body)).await
+}
+
+#[tokio::test]
+async fn the_page_and_its_files_are_served_without_the_key_and_the_lab_is_not() {
+    let queen = Queen::start_local(&["--api-key", KEY], &[]).await;
+    let page = queen.get("/").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let kind = page.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(kind.starts_with("text/html"), "{kind}");
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script src="/ui/app.js""#), "{html}");
+    for (file, kind) in [("app.js", "text/javascript"), ("app.css", "text/css")] {
+        let resp = queen.get(&format!("/ui/{file}")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{file}");
+        let got = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(got.starts_with(kind), "{file}: {got}");
+        assert!(!resp.text().await.unwrap().is_empty(), "{file}");
+    }
+    let (status, body) = call(queen.get("/ui/missing.js")).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "UNKNOWN_ENDPOINT");
+    let (status, body) = call(queen.get("/v2/lab/events")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "INVALID_API_KEY");
+}
+
+#[tokio::test]
+async fn the_lab_shows_the_hive_and_after_a_request_its_worker_with_the_tokens_relayed() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let before = lab(&queen).await;
+    assert_eq!(before.nodes.len(), 1, "{before:?}");
+    assert_eq!(before.nodes[0].node_name.as_str(), "localhost");
+    assert!(
+        !before.nodes[0].hive_running,
+        "no hive before the first task"
+    );
+    assert!(before.workers.is_empty() && before.tokens_total == 0);
+
+    let (status, answer) = call(queen.post("/v1/chat/completions").bearer_auth(KEY).json(
+        &serde_json::json!({
+            "model": format!("file:{}", rbee_testkit::model_path().display()),
+            "messages": [{"role": "user", "content": "Say hello."}],
+            "max_tokens": 8,
+            "temperature": 0
+        }),
+    ))
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let generated = answer["usage"]["completion_tokens"].as_u64().unwrap();
+
+    let after = lab(&queen).await;
+    let node = &after.nodes[0];
+    assert!(node.hive_running, "{after:?}");
+    let resources = node.resources.as_ref().unwrap();
+    assert!(resources.ram_available_mb.unwrap() > 0, "{resources:?}");
+    assert_eq!(after.workers.len(), 1, "{after:?}");
+    let worker = &after.workers[0];
+    assert_eq!(worker.worker.node.as_str(), "localhost");
+    assert!(
+        worker.worker.worker.api_key.is_empty(),
+        "a worker's key stays with the queen"
+    );
+    assert_eq!(worker.tokens_total, generated, "{after:?}");
+    assert_eq!(after.tokens_total, generated);
+    assert_eq!(after.tasks_total, 1);
+}
+
+#[tokio::test]
+async fn stopping_a_nodes_hive_stops_its_workers_until_the_next_task() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let (status, body) = stop_hive(&queen, "nowhere").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "NODE_NOT_FOUND");
+
+    assert!(queen.task("localhost", 2).await.len() > 1);
+    let (status, body) = stop_hive(&queen, "localhost").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["node_name"], "localhost");
+    assert_eq!(body["workers_stopped"], 1);
+    let stopped = lab(&queen).await;
+    assert!(!stopped.nodes[0].hive_running, "{stopped:?}");
+    assert!(stopped.workers.is_empty(), "{stopped:?}");
+
+    let events = queen.task("localhost", 2).await;
+    assert!(crate::support::error(&events).is_none(), "{events:?}");
+    assert!(lab(&queen).await.nodes[0].hive_running);
+}

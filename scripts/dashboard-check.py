@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Drives the queen's web dashboard in headless Chromium (Debian's `chromium` and
+`chromium-driver`) over WebDriver, as a user would with a keyboard and a mouse.
+
+    dashboard-check.py --url http://127.0.0.1:8080 --key KEY --pull hf:org/repo
+                       --node NAME --screenshots DIR [--chromium /usr/bin/chromium]
+                       [--chromedriver /usr/bin/chromedriver]
+
+Checks, in order: every form control has a label and the views are buttons; a wrong key is
+refused with a readable message naming the refusal; the right key shows the lab with the
+queen's own machine and the registered node NAME (its hive not started); pulling a model to
+the queen's machine shows progress and the model appears in its list; a chat message, pinned
+to that node, streams a reply into the page with its tokens/s; the lab then lists the worker
+that answered and its live chart fills; the Logs view follows that node's logs; the worker
+is stopped from the lab and the model removed from the Models view. Saves `lab.png` and
+`chat.png` into DIR. Exits 0 and prints "dashboard check passed" when everything holds.
+"""
+
+import argparse
+import os
+import sys
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+
+def browser(args):
+    options = webdriver.ChromeOptions()
+    options.binary_location = args.chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,960", "--lang=en-US"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(args.chromedriver), options=options)
+
+
+def text_of(driver, element_id):
+    return driver.find_element(By.ID, element_id).text
+
+
+def click(wait, selector):
+    """Clicks what `selector` finds once it can; the live views redraw their tables, so an
+    element found may be replaced before the click lands."""
+    def clicked(driver):
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        if not found or not found[0].is_enabled():
+            return False
+        found[0].click()
+        return True
+    wait.until(clicked)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--url", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--pull", required=True, help="a model reference the queen can download")
+    p.add_argument("--node", required=True, help="a registered node whose hive is not running")
+    p.add_argument("--screenshots", required=True)
+    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+    args = p.parse_args()
+    for path in (args.chromium, args.chromedriver):
+        if not os.access(path, os.X_OK):
+            sys.exit(f"{path} is missing: apt-get install chromium chromium-driver")
+    os.makedirs(args.screenshots, exist_ok=True)
+
+    driver = browser(args)
+    wait = WebDriverWait(driver, 60, ignored_exceptions=(StaleElementReferenceException,))
+    try:
+        driver.get(args.url + "/")
+
+        # Basic accessibility: labelled controls, views reachable by keyboard.
+        for control in driver.find_elements(By.CSS_SELECTOR, "input, select, textarea"):
+            control_id = control.get_attribute("id")
+            labels = driver.find_elements(By.CSS_SELECTOR, f'label[for="{control_id}"]')
+            assert labels, f"the control #{control_id} has no label"
+        tabs = driver.find_elements(By.CSS_SELECTOR, "nav button")
+        assert [t.text for t in tabs] == ["Lab", "Models", "Logs", "Chat"], [t.text for t in tabs]
+
+        # The queen has a key: the page asks for it, and a wrong one is refused readably.
+        wait.until(seen.visibility_of_element_located((By.ID, "key-gate")))
+        key = driver.find_element(By.ID, "key-input")
+        key.send_keys("not-the-key", Keys.ENTER)
+        wait.until(lambda d: "refused" in text_of(d, "key-message"))
+        message = text_of(driver, "key-message")
+        assert "INVALID_API_KEY" in message, message
+        assert driver.find_element(By.ID, "key-gate").is_displayed()
+        assert "not-the-key" not in driver.current_url
+
+        driver.find_element(By.ID, "key-input").send_keys(args.key, Keys.ENTER)
+        wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, '#nodes tr[data-node="localhost"]')))
+        assert not driver.find_element(By.ID, "key-gate").is_displayed()
+        assert args.key not in driver.current_url
+        node = driver.find_element(By.CSS_SELECTOR, f'#nodes tr[data-node="{args.node}"]')
+        assert "running" not in node.text.split(), node.text
+        assert not node.find_element(By.TAG_NAME, "button").is_enabled(), "no hive to stop"
+
+        # Models: pull one to the queen's machine, with progress, and see it listed.
+        driver.find_element(By.ID, "tab-models").click()
+        wait.until(lambda d: [o.text for o in Select(d.find_element(By.ID, "pull-node")).options])
+        Select(driver.find_element(By.ID, "pull-node")).select_by_value("localhost")
+        driver.find_element(By.ID, "pull-model").send_keys(args.pull, Keys.ENTER)
+        wait.until(lambda d: d.find_element(By.ID, "pull-progress").is_displayed())
+        wait.until(lambda d: text_of(d, "pull-text").startswith(("Pulled", "Pull failed")))
+        assert text_of(driver, "pull-text") == f"Pulled {args.pull} to localhost.", text_of(driver, "pull-text")
+        progress = driver.find_element(By.ID, "pull-progress")
+        assert progress.get_attribute("value") == progress.get_attribute("max"), "progress ends full"
+        wait.until(seen.presence_of_element_located(
+            (By.CSS_SELECTOR, f'[data-catalog="localhost"] tr[data-model="{args.pull}"]')))
+
+        # Chat with it: the reply streams into the page.
+        driver.find_element(By.ID, "tab-chat").click()
+        wait.until(lambda d: any(args.pull in o.get_attribute("value")
+                                 for o in Select(d.find_element(By.ID, "chat-model")).options))
+        choice = next(o.get_attribute("value") for o in Select(driver.find_element(By.ID, "chat-model")).options
+                      if args.pull in o.get_attribute("value"))
+        Select(driver.find_element(By.ID, "chat-model")).select_by_value(choice)
+        Select(driver.find_element(By.ID, "chat-node")).select_by_value("localhost")
+        driver.find_element(By.ID, "chat-system").send_keys("You are a friendly assistant.")
+        driver.find_element(By.ID, "chat-temperature").clear()
+        driver.find_element(By.ID, "chat-temperature").send_keys("0")
+        driver.find_element(By.ID, "chat-max-tokens").send_keys("48")
+        driver.find_element(By.ID, "chat-input").send_keys("Write a short poem about bees.", Keys.ENTER)
+        wait.until(lambda d: d.find_element(By.ID, "chat-stop").is_enabled()
+                   or d.find_elements(By.CSS_SELECTOR, "#messages li.assistant[data-done]"))
+        reply = wait.until(seen.presence_of_element_located(
+            (By.CSS_SELECTOR, "#messages li.assistant[data-done]")))
+        text = reply.find_element(By.CSS_SELECTOR, ".text").text
+        meta = reply.find_element(By.CSS_SELECTOR, ".meta").text
+        assert len(text.split()) >= 5, f"the reply is too short: {text!r}"
+        assert "tokens/s" in meta and "first token after" in meta, meta
+        assert not text_of(driver, "chat-error"), text_of(driver, "chat-error")
+        assert not driver.find_element(By.ID, "chat-stop").is_enabled()
+        driver.save_screenshot(os.path.join(args.screenshots, "chat.png"))
+
+        # The lab lists the worker that answered, and the chart has points.
+        driver.find_element(By.ID, "tab-lab").click()
+        row = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#workers tbody tr")))
+        assert args.pull in row.text and "localhost" in row.text, row.text
+        wait.until(lambda d: int(d.find_element(By.ID, "chart").get_attribute("data-points") or 0) >= 3)
+        assert "tokens/s" in text_of(driver, "rate-now"), text_of(driver, "rate-now")
+        driver.save_screenshot(os.path.join(args.screenshots, "lab.png"))
+
+        # Logs: the node's hive and worker, followed.
+        driver.find_element(By.ID, "tab-logs").click()
+        Select(driver.find_element(By.ID, "logs-node")).select_by_value("localhost")
+        driver.find_element(By.ID, "logs-follow").click()
+        wait.until(lambda d: "[hive]" in text_of(d, "log-lines") and "[worker" in text_of(d, "log-lines"))
+        driver.find_element(By.ID, "logs-stop").click()
+        wait.until(lambda d: not d.find_element(By.ID, "logs-stop").is_enabled())
+
+        # Actions: stop the worker from the lab, then remove the model.
+        driver.find_element(By.ID, "tab-lab").click()
+        click(wait, "#workers tbody tr button")
+        wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#workers tbody tr"))
+        assert driver.find_element(By.ID, "no-workers").is_displayed()
+        driver.find_element(By.ID, "tab-models").click()
+        click(wait, f'[data-catalog="localhost"] tr[data-model="{args.pull}"] button')
+        wait.until(lambda d: text_of(d, "pull-text") == f"Removed {args.pull} from localhost.")
+        wait.until(lambda d: not d.find_elements(
+            By.CSS_SELECTOR, f'[data-catalog="localhost"] tr[data-model="{args.pull}"]'))
+    finally:
+        driver.quit()
+    print("dashboard check passed")
+
+
+if __name__ == "__main__":
+    main()

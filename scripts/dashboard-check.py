@@ -6,12 +6,14 @@
                        --node NAME --screenshots DIR [--chromium /usr/bin/chromium]
                        [--chromedriver /usr/bin/chromedriver]
 
-Checks, in order: every form control has a label and the views are buttons; a wrong key is
-refused with a readable message naming the refusal; the right key shows the lab with the
-queen's own machine and the registered node NAME (its hive not started); pulling a model to
-the queen's machine shows progress and the model appears in its list; a chat message, pinned
-to that node, streams a reply into the page with its tokens/s; the lab then lists the worker
-that answered and its live chart fills; the Logs view follows that node's logs; the worker
+Checks, in order: every form control has a label and the views are buttons (reached with
+Tab; every form here is sent with Enter); a wrong key is refused with a readable message
+naming the refusal; the right key shows the lab with the queen's own machine and the
+registered node NAME (its hive not started); pulling a model to the queen's machine shows
+progress part way (the Hub look-alike should send it slowly) and the model appears in its
+list; a chat message, pinned to the queen's machine, streams a reply into the page with its tokens/s, and a long one is stopped
+mid-answer by the stop button; the lab then lists the worker
+that answered with no slot busy, and its live chart draws; the Logs view follows that node's logs; the worker
 is stopped from the lab and the model removed from the Models view. Saves `lab.png` and
 `chat.png` into DIR. Exits 0 and prints "dashboard check passed" when everything holds.
 """
@@ -81,12 +83,16 @@ def main():
             assert labels, f"the control #{control_id} has no label"
         tabs = driver.find_elements(By.CSS_SELECTOR, "nav button")
         assert [t.text for t in tabs] == ["Lab", "Models", "Logs", "Chat"], [t.text for t in tabs]
+        tabs[0].send_keys(Keys.TAB)
+        assert driver.switch_to.active_element.text == "Models", "Tab moves between the views"
+
 
         # The queen has a key: the page asks for it, and a wrong one is refused readably.
         wait.until(seen.visibility_of_element_located((By.ID, "key-gate")))
         key = driver.find_element(By.ID, "key-input")
         key.send_keys("not-the-key", Keys.ENTER)
-        wait.until(lambda d: "refused" in text_of(d, "key-message"))
+        # Before, the page said the queen refused to answer without a key; now, this key.
+        wait.until(lambda d: "refused this key" in text_of(d, "key-message"))
         message = text_of(driver, "key-message")
         assert "INVALID_API_KEY" in message, message
         assert driver.find_element(By.ID, "key-gate").is_displayed()
@@ -96,16 +102,20 @@ def main():
         wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, '#nodes tr[data-node="localhost"]')))
         assert not driver.find_element(By.ID, "key-gate").is_displayed()
         assert args.key not in driver.current_url
-        node = driver.find_element(By.CSS_SELECTOR, f'#nodes tr[data-node="{args.node}"]')
-        assert "running" not in node.text.split(), node.text
-        assert not node.find_element(By.TAG_NAME, "button").is_enabled(), "no hive to stop"
+        node = f'#nodes tr[data-node="{args.node}"]'
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, node).text.split()[1] != "running"
+                   and not d.find_element(By.CSS_SELECTOR, node + " button").is_enabled())
 
         # Models: pull one to the queen's machine, with progress, and see it listed.
         driver.find_element(By.ID, "tab-models").click()
         wait.until(lambda d: [o.text for o in Select(d.find_element(By.ID, "pull-node")).options])
         Select(driver.find_element(By.ID, "pull-node")).select_by_value("localhost")
         driver.find_element(By.ID, "pull-model").send_keys(args.pull, Keys.ENTER)
-        wait.until(lambda d: d.find_element(By.ID, "pull-progress").is_displayed())
+        def part_way(d):
+            bar = d.find_element(By.ID, "pull-progress")
+            value, top = float(bar.get_attribute("value") or 0), float(bar.get_attribute("max") or 1)
+            return 0 < value < top and " of " in text_of(d, "pull-text")
+        WebDriverWait(driver, 60, poll_frequency=0.1).until(part_way)
         wait.until(lambda d: text_of(d, "pull-text").startswith(("Pulled", "Pull failed")))
         assert text_of(driver, "pull-text") == f"Pulled {args.pull} to localhost.", text_of(driver, "pull-text")
         progress = driver.find_element(By.ID, "pull-progress")
@@ -126,8 +136,6 @@ def main():
         driver.find_element(By.ID, "chat-temperature").send_keys("0")
         driver.find_element(By.ID, "chat-max-tokens").send_keys("48")
         driver.find_element(By.ID, "chat-input").send_keys("Write a short poem about bees.", Keys.ENTER)
-        wait.until(lambda d: d.find_element(By.ID, "chat-stop").is_enabled()
-                   or d.find_elements(By.CSS_SELECTOR, "#messages li.assistant[data-done]"))
         reply = wait.until(seen.presence_of_element_located(
             (By.CSS_SELECTOR, "#messages li.assistant[data-done]")))
         text = reply.find_element(By.CSS_SELECTOR, ".text").text
@@ -138,12 +146,30 @@ def main():
         assert not driver.find_element(By.ID, "chat-stop").is_enabled()
         driver.save_screenshot(os.path.join(args.screenshots, "chat.png"))
 
+        # A long answer is stopped mid-stream by the stop button; the chat goes on.
+        driver.find_element(By.ID, "chat-max-tokens").clear()
+        driver.find_element(By.ID, "chat-input").send_keys("Now write a very long story about a dragon.", Keys.ENTER)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#messages li.assistant")) == 2
+                   and "tokens/s" in d.find_elements(By.CSS_SELECTOR, "#messages li.assistant .meta")[1].text)
+        driver.find_element(By.ID, "chat-stop").click()
+        stopped = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#messages li.assistant[data-done]")[1:])[0]
+        meta = stopped.find_element(By.CSS_SELECTOR, ".meta").text
+        assert meta.endswith("stopped"), meta
+        assert driver.find_element(By.ID, "chat-send").is_enabled()
+
         # The lab lists the worker that answered, and the chart has points.
         driver.find_element(By.ID, "tab-lab").click()
         row = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#workers tbody tr")))
         assert args.pull in row.text and "localhost" in row.text, row.text
         wait.until(lambda d: int(d.find_element(By.ID, "chart").get_attribute("data-points") or 0) >= 3)
-        assert "tokens/s" in text_of(driver, "rate-now"), text_of(driver, "rate-now")
+        # The stopped answer freed its slot on the worker.
+        wait.until(lambda d: "0 busy slots" in text_of(d, "rate-now"))
+        drawn = driver.execute_script(
+            "const c = document.getElementById('chart');"
+            "const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i]) n++; return n;")
+        assert drawn > 100, f"the chart is blank ({drawn} pixels drawn)"
+
         driver.save_screenshot(os.path.join(args.screenshots, "lab.png"))
 
         # Logs: the node's hive and worker, followed.

@@ -19,6 +19,8 @@ pub enum QueenError {
     SshFailed { node: NodeName, reason: String },
     #[error("rbee-hive on {node} did not start: {reason}")]
     HiveStart { node: NodeName, reason: String },
+    #[error("rbee-hive on {node} may still run: {reason}")]
+    HiveStop { node: NodeName, reason: String },
     #[error(
         "rbee-hive on {node} did not answer at {url} after {attempts} attempts ({reason}); check that rbee-hive runs there (`rbee workers health --node {node}`)"
     )]
@@ -99,7 +101,9 @@ impl QueenError {
             Self::WorkerNotFound(_) => (ErrorCode::WorkerNotFound, Value::Null),
             Self::TaskNotFound(_) => (ErrorCode::JobNotFound, Value::Null),
             Self::Remote(envelope) => return envelope.clone(),
-            Self::HiveStart { node, .. } => (ErrorCode::Internal, json!({"node": node})),
+            Self::HiveStart { node, .. } | Self::HiveStop { node, .. } => {
+                (ErrorCode::Internal, json!({"node": node}))
+            }
             Self::StreamBroken { .. } | Self::Registry(_) | Self::Internal(_) => {
                 (ErrorCode::Internal, Value::Null)
             }

@@ -110,13 +110,7 @@ impl Hives {
         node: &NodeName,
         narrator: &Narrator,
     ) -> Result<HiveClient, QueenError> {
-        let lock = {
-            let mut starting = self
-                .starting
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            starting.entry(node.clone()).or_default().clone()
-        };
+        let lock = self.node_lock(node);
         let _one_at_a_time = lock.lock().await;
         if node.is_localhost() {
             return self.ensure_local(narrator).await;
@@ -128,6 +122,15 @@ impl Hives {
         let result = self.ensure_remote(&record, narrator).await;
         self.record_contact(&record, &result);
         result
+    }
+
+    /// Held while a node's hive is started or stopped: one at a time per node.
+    fn node_lock(&self, node: &NodeName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut starting = self
+            .starting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        starting.entry(node.clone()).or_default().clone()
     }
 
     fn record_contact(&self, record: &NodeRecord, result: &Result<HiveClient, QueenError>) {
@@ -439,6 +442,8 @@ impl Hives {
     /// Stops `node`'s hive, and with it its workers: the hive this queen started, else the one
     /// answering on the node's hive port. It starts again with the node's next task.
     pub async fn stop_one(&self, node: &NodeName) -> Result<HiveStopped, QueenError> {
+        let lock = self.node_lock(node);
+        let _not_while_starting = lock.lock().await;
         let started = self.started.lock().await.remove(node);
         let stopped = |workers_stopped| HiveStopped {
             node_name: node.clone(),
@@ -447,7 +452,12 @@ impl Hives {
         match started {
             Some((client, how)) => {
                 let workers = client.workers().await.map_or(0, |l| l.workers.len());
-                self.stop(node.clone(), client, how).await;
+                (self.stop(node.clone(), client, how).await).map_err(|reason| {
+                    QueenError::HiveStop {
+                        node: node.clone(),
+                        reason,
+                    }
+                })?;
                 Ok(stopped(workers))
             }
             None => {
@@ -469,10 +479,12 @@ impl Hives {
         let stops = started
             .into_iter()
             .map(|(node, (client, how))| self.stop(node, client, how));
-        futures::future::join_all(stops).await;
+        // Each outcome is logged by `stop`; the queen is on its way out.
+        let _ = futures::future::join_all(stops).await;
     }
 
-    async fn stop(&self, node: NodeName, client: HiveClient, how: Started) {
+    /// Stops a hive this queen started; why it may still run, if so.
+    async fn stop(&self, node: NodeName, client: HiveClient, how: Started) -> Result<(), String> {
         let asked = client.shutdown().await.is_ok();
         match how {
             Started::Local { mut child, .. } => {
@@ -483,10 +495,14 @@ impl Hives {
                     Ok(_) => tracing::info!("rbee-hive on {node} stopped"),
                     Err(_) => {
                         let _ = child.start_kill();
-                        let _ = child.wait().await;
+                        child
+                            .wait()
+                            .await
+                            .map_err(|e| format!("cannot kill it: {e}"))?;
                         tracing::warn!("rbee-hive on {node} had to be killed");
                     }
                 }
+                Ok(())
             }
             Started::Remote { node: config, pid } => {
                 if !asked {
@@ -497,8 +513,14 @@ impl Hives {
                      kill -0 {pid} 2>/dev/null && kill -9 {pid}; true"
                 );
                 match self.ssh.run(&config, &gone).await {
-                    Ok(_) => tracing::info!("rbee-hive on {node} stopped"),
-                    Err(e) => tracing::warn!("cannot confirm rbee-hive on {node} stopped: {e}"),
+                    Ok(_) => {
+                        tracing::info!("rbee-hive on {node} stopped");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot confirm rbee-hive on {node} stopped: {e}");
+                        Err(format!("cannot confirm it stopped over SSH: {e}"))
+                    }
                 }
             }
         }

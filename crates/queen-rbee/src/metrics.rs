@@ -9,7 +9,8 @@ pub struct QueenMetrics {
     /// Tasks by [`Outcome`].
     pub tasks: LabeledCounter,
     pub tokens: Counter,
-    /// Tokens relayed, by the worker that generated them.
+    /// Tokens relayed, by the worker that generated them (for the lab's tokens/s per worker;
+    /// not exported: worker ids are new with every spawn).
     pub worker_tokens: LabeledCounter,
     pub time_to_first_token: Histogram,
     pub token_latency: Histogram,
@@ -56,12 +57,6 @@ impl QueenMetrics {
             &self.tasks,
         )
         .counter("rbee_queen_tokens_total", "Tokens relayed to clients.", &self.tokens)
-        .labeled_counter(
-            "rbee_queen_worker_tokens_total",
-            "Tokens relayed to clients, by the worker that generated them.",
-            "worker",
-            &self.worker_tokens,
-        )
         .histogram(
             "rbee_queen_time_to_first_token_seconds",
             "From a task's start to its first token, cold starts included.",

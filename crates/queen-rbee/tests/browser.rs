@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use rbee_testkit::fake_hub::FakeHub;
+use rbee_testkit::fake_hub::{FakeHub, Fault};
 
 use crate::support::{Queen, Sshd, free_port, run_client_check};
 
@@ -16,6 +16,10 @@ async fn the_dashboard_pulls_a_model_chats_with_it_and_shows_its_worker_in_chrom
     let hub = FakeHub::start().await;
     let bytes = std::fs::read(rbee_testkit::model_path()).unwrap();
     hub.add_file(REPO, "SmolLM2-135M-Instruct.Q4_1.gguf", Arc::new(bytes));
+    // About three seconds for the model, so the page shows its progress part way.
+    hub.set_fault(Fault::Slow {
+        bytes_per_sec: 32_000_000,
+    });
     let key = "browser-key";
     let data = tempfile::tempdir().unwrap();
     let sshd = Sshd::start(&[("XDG_DATA_HOME", data.path().to_str().unwrap())]).await;

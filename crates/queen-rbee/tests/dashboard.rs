@@ -120,6 +120,7 @@ async fn stopping_a_nodes_hive_stops_its_workers_until_the_next_task() {
     assert_eq!(body["error"]["code"], "NODE_NOT_FOUND");
 
     assert!(queen.task("localhost", 2).await.len() > 1);
+    let worker = lab(&queen).await.workers[0].worker.worker.url.clone();
     let (status, body) = stop_hive(&queen, "localhost").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["node_name"], "localhost");
@@ -127,6 +128,16 @@ async fn stopping_a_nodes_hive_stops_its_workers_until_the_next_task() {
     let stopped = lab(&queen).await;
     assert!(!stopped.nodes[0].hive_running, "{stopped:?}");
     assert!(stopped.workers.is_empty(), "{stopped:?}");
+    // The worker itself is gone, not only out of the queen's view.
+    let health = format!("{worker}/v1/health");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while reqwest::get(&health).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{worker} still answers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let events = queen.task("localhost", 2).await;
     assert!(crate::support::error(&events).is_none(), "{events:?}");

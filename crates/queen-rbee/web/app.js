@@ -62,25 +62,34 @@ async function events(path, options, onEvent) {
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const frame = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let name = "message";
-      const data = [];
-      for (const line of frame.split("\n")) {
-        if (line.startsWith("event:")) name = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      // Lines may end in \r\n or \r too; a \r at a chunk's end waits for what follows it.
+      buffer += decoder.decode(value, { stream: true });
+      const held = buffer.endsWith("\r") ? "\r" : "";
+      buffer = buffer.slice(0, buffer.length - held.length).replace(/\r\n?/g, "\n");
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const frame = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        let name = "message";
+        const data = [];
+        for (const line of frame.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+        }
+        if (!data.length) continue;
+        const text = data.join("\n");
+        if (text === "[DONE]") return;
+        onEvent(name, text);
       }
-      if (!data.length) continue;
-      const text = data.join("\n");
-      if (text === "[DONE]") return;
-      onEvent(name, text);
+      buffer += held;
     }
+  } finally {
+    // Ended, failed or abandoned: the connection goes back either way.
+    reader.cancel().catch(() => {});
   }
 }
 
@@ -111,7 +120,8 @@ function show(view) {
   currentView = view;
   for (const tab of document.querySelectorAll("nav button")) {
     const selected = tab.dataset.view === view;
-    tab.setAttribute("aria-selected", String(selected));
+    if (selected) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
     $(tab.dataset.view).hidden = !selected;
   }
   if (view === "models") loadCatalogs();
@@ -137,13 +147,12 @@ function renderLab(lab) {
   const perWorker = new Map((previous ? previous.workers : []).map((w) => [w.id, w.tokens_total]));
   if (seconds > 0) {
     history.push({
-      tokens: (lab.tokens_total - previous.tokens_total) / seconds,
-      requests: ((lab.tasks_total - previous.tasks_total) / seconds) * 60,
+      tokens: Math.max(0, (lab.tokens_total - previous.tokens_total) / seconds),
+      requests: Math.max(0, ((lab.tasks_total - previous.tasks_total) / seconds) * 60),
     });
     while (history.length > HISTORY_POINTS) history.shift();
   }
-  const nodes = $("nodes").tBodies[0];
-  nodes.replaceChildren(...lab.nodes.map((node) => {
+  syncRows($("nodes").tBodies[0], lab.nodes.map((node) => {
     const r = node.resources;
     const devices = r ? r.backends.map((b) => `${b}${r.devices[b] > 1 ? ` ×${r.devices[b]}` : ""}`).join(", ") : "–";
     const vram = r && r.vram_free_mb ? Object.entries(r.vram_free_mb).map(([b, l]) => `${b}: ${l.map(megabytes).join(", ")}`).join("; ") : "–";
@@ -151,7 +160,7 @@ function renderLab(lab) {
     const stop = el("button", { type: "button", onclick: () => stopHive(node.node_name) }, "Stop hive");
     stop.disabled = !node.hive_running;
     stop.setAttribute("aria-label", `Stop the hive on ${node.node_name}`);
-    return el("tr", { "data-node": node.node_name },
+    return el("tr", { "data-key": node.node_name, "data-node": node.node_name },
       el("th", { scope: "row" }, node.node_name),
       el("td", { class: node.hive_running ? "good" : "" }, node.hive_running ? "running" : node.registered ? node.registered.status : "not started"),
       el("td", {}, devices),
@@ -160,14 +169,13 @@ function renderLab(lab) {
       el("td", { class: error ? "bad" : "" }, error || ""),
       el("td", {}, stop));
   }));
-  const workers = $("workers").tBodies[0];
-  workers.replaceChildren(...lab.workers.map((w) => {
+  syncRows($("workers").tBodies[0], lab.workers.map((w) => {
     const before = perWorker.get(w.id);
-    const rate = seconds > 0 && before != null ? (w.tokens_total - before) / seconds : 0;
+    const rate = seconds > 0 && before != null ? Math.max(0, (w.tokens_total - before) / seconds) : 0;
     const stop = el("button", { type: "button", onclick: () => stopWorker(w.id) }, "Stop");
     stop.setAttribute("aria-label", `Stop the worker of ${w.model_ref} on ${w.node}`);
     const compute = w.compute ? ` (${w.compute.engine}${w.compute.kernels ? ` ${w.compute.kernels}` : ""})` : "";
-    return el("tr", { "data-worker": w.id },
+    return el("tr", { "data-key": w.id, "data-worker": w.id },
       el("td", {}, w.node),
       el("th", { scope: "row" }, w.model_ref),
       el("td", {}, `${w.backend}:${w.device}${compute}`),
@@ -184,6 +192,30 @@ function renderLab(lab) {
   $("chart").dataset.points = String(history.length);
   fillNodeSelects(lab.nodes.map((n) => n.node_name));
   previous = lab;
+}
+
+/// Puts `rows` (each with a `data-key`) into `body`, updating a row already there in place
+/// rather than replacing it, so a button that has the keyboard focus keeps it.
+function syncRows(body, rows) {
+  const old = new Map([...body.rows].map((r) => [r.dataset.key, r]));
+  rows.forEach((row, i) => {
+    const kept = old.get(row.dataset.key);
+    old.delete(row.dataset.key);
+    if (kept) {
+      [...row.cells].forEach((cell, c) => {
+        const target = kept.cells[c];
+        const button = cell.querySelector("button");
+        if (button) target.querySelector("button").disabled = button.disabled;
+        else if (target.textContent !== cell.textContent || target.className !== cell.className) {
+          target.textContent = cell.textContent;
+          target.className = cell.className;
+        }
+      });
+      row = kept;
+    }
+    if (body.rows[i] !== row) body.insertBefore(row, body.rows[i] || null);
+  });
+  for (const gone of old.values()) gone.remove();
 }
 
 function drawChart() {
@@ -225,10 +257,13 @@ async function followLab() {
   labRunning = true;
   try {
     for (;;) {
+      // Rates are differences between consecutive snapshots of one stream.
+      previous = null;
       try {
         await events("/v2/lab/events", {}, (name, data) => {
           if (name !== "lab") return;
           $("live").textContent = `live · ${new Date().toLocaleTimeString()}`;
+          $("live").dataset.state = "live";
           renderLab(JSON.parse(data));
         });
       } catch (e) {
@@ -245,18 +280,18 @@ async function followLab() {
 async function stopHive(node) {
   try {
     const stopped = await json("/v2/registry/beehives/stop", { method: "POST", body: { node_name: node } });
-    $("live").textContent = `stopped the hive on ${node} (${stopped.workers_stopped} workers)`;
+    $("notice").textContent = `Stopped the hive on ${node} (${stopped.workers_stopped} workers).`;
   } catch (e) {
-    if (!(e instanceof KeyRefused)) $("live").textContent = `cannot stop the hive on ${node}: ${e.message}`;
+    if (!(e instanceof KeyRefused)) $("notice").textContent = `Cannot stop the hive on ${node}: ${e.message}`;
   }
 }
 
 async function stopWorker(id) {
   try {
     await json("/v2/workers/shutdown", { method: "POST", body: { worker_id: id } });
-    $("live").textContent = `stopped worker ${id}`;
+    $("notice").textContent = `Stopped worker ${id}.`;
   } catch (e) {
-    if (!(e instanceof KeyRefused)) $("live").textContent = `cannot stop worker ${id}: ${e.message}`;
+    if (!(e instanceof KeyRefused)) $("notice").textContent = `Cannot stop worker ${id}: ${e.message}`;
   }
 }
 
@@ -315,6 +350,7 @@ $("pull-form").addEventListener("submit", async (e) => {
   const text = $("pull-text");
   progress.hidden = false;
   progress.removeAttribute("value");
+  $("pull-status").setAttribute("aria-busy", "true");
   text.textContent = `Pulling ${model} to ${node}…`;
   try {
     await events("/v2/models/pull", { method: "POST", body: { node, model } }, (name, data) => {
@@ -335,6 +371,7 @@ $("pull-form").addEventListener("submit", async (e) => {
   } catch (err) {
     if (!(err instanceof KeyRefused)) text.textContent = `Pull failed: ${err.message}`;
   }
+  $("pull-status").removeAttribute("aria-busy");
   loadCatalogs();
 });
 
@@ -374,6 +411,8 @@ $("logs-stop").addEventListener("click", () => {
 
 const conversation = [];
 let answering = null;
+/// Counts the chats begun ("New chat"), so an answer that ends after one is not added to it.
+let chatNumber = 0;
 
 /// The models the queen can place, each with the nodes whose catalogs have it.
 const chatModels = new Map();
@@ -384,7 +423,8 @@ async function loadChatModels() {
     const list = await json("/v1/models");
     chatModels.clear();
     for (const m of list.data) {
-      const nodes = m.owned_by === "rbee" ? [] : m.owned_by.split(",");
+      // `rbee` owns the queen's default model; the others are node names.
+      const nodes = m.owned_by.split(",").filter((n) => n !== "rbee");
       // Each model is listed bare (placed) and as `<node>/<ref>` (pinned): keep the bare one.
       if (!nodes.some((n) => m.id.startsWith(`${n}/`))) chatModels.set(m.id, nodes);
     }
@@ -410,8 +450,8 @@ function fillChatNodes() {
 $("chat-model").addEventListener("change", fillChatNodes);
 
 function addMessage(role, content) {
-  const item = el("li", { class: role }, el("span", { class: "text" }, content));
-  item.setAttribute("aria-label", role === "user" ? "You" : "Assistant");
+  const who = el("span", { class: "sr-only" }, role === "user" ? "You: " : "Assistant: ");
+  const item = el("li", { class: role }, who, el("span", { class: "text" }, content));
   $("messages").append(item);
   return item;
 }
@@ -422,8 +462,10 @@ async function send() {
   if (!content || answering) return;
   input.value = "";
   $("chat-error").textContent = "";
-  conversation.push({ role: "user", content });
-  addMessage("user", content);
+  const chat = chatNumber;
+  const question = { role: "user", content };
+  conversation.push(question);
+  const asked = addMessage("user", content);
   const item = addMessage("assistant", "");
   const text = item.querySelector(".text");
   const meta = el("span", { class: "meta" }, "waiting for the first token…");
@@ -446,6 +488,8 @@ async function send() {
   let first = null;
   let tokens = 0;
   let finish = "";
+  let failed = false;
+  $("messages").setAttribute("aria-busy", "true");
   const rate = () => {
     const seconds = first === null ? 0 : (performance.now() - first) / 1000;
     return tokens > 1 && seconds > 0 ? `${((tokens - 1) / seconds).toFixed(1)} tokens/s` : "";
@@ -466,12 +510,26 @@ async function send() {
     });
   } catch (e) {
     if (e.name === "AbortError") finish = "stopped";
-    else if (!(e instanceof KeyRefused)) $("chat-error").textContent = `The answer failed: ${e.message}`;
+    else {
+      failed = true;
+      if (!(e instanceof KeyRefused)) $("chat-error").textContent = `The answer failed: ${e.message}`;
+    }
   }
+  $("messages").removeAttribute("aria-busy");
   const ttft = first === null ? "" : ` · first token after ${Math.round(first - started)} ms`;
   meta.textContent = `${tokens} tokens · ${rate()}${ttft}${finish ? ` · ${finish}` : ""}`;
   item.dataset.done = "true";
-  conversation.push({ role: "assistant", content: text.textContent });
+  if (chat === chatNumber) {
+    if (failed || !text.textContent) {
+      // What failed is not part of the conversation: the question can be asked again.
+      conversation.splice(conversation.indexOf(question), 1);
+      asked.remove();
+      item.remove();
+      input.value = content;
+    } else {
+      conversation.push({ role: "assistant", content: text.textContent });
+    }
+  }
   answering = null;
   $("chat-send").disabled = false;
   $("chat-stop").disabled = true;
@@ -480,11 +538,12 @@ async function send() {
 
 $("chat-form").addEventListener("submit", (e) => { e.preventDefault(); send(); });
 $("chat-input").addEventListener("keydown", (e) => {
-  if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); }
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
 });
 $("chat-stop").addEventListener("click", () => { if (answering) answering.abort(); });
 $("chat-clear").addEventListener("click", () => {
   if (answering) answering.abort();
+  chatNumber += 1;
   conversation.length = 0;
   $("messages").replaceChildren();
 });

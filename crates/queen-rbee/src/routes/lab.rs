@@ -1,6 +1,7 @@
 //! `GET /v2/lab/events`: the lab's state, pushed to the web dashboard (and any client) as a
 //! [`LabSnapshot`] at once and then every [`LabSnapshot::EVERY_MS`]. A snapshot never starts
-//! a hive: a node whose hive is not running shows as such.
+//! a hive: it asks each node's hive port (2 s at most), and a node whose hive does not answer
+//! shows as not running. Each client's stream makes its own snapshots.
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ pub async fn events(State(state): State<AppState>) -> Result<Response, QueenErro
     let (tx, rx) = mpsc::channel::<LabSnapshot>(1);
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_millis(LabSnapshot::EVERY_MS));
+        // A slow snapshot delays the next rather than bunching them.
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = every.tick() => {}

@@ -19,8 +19,12 @@ pub enum QueenError {
     SshFailed { node: NodeName, reason: String },
     #[error("rbee-hive on {node} did not start: {reason}")]
     HiveStart { node: NodeName, reason: String },
-    #[error("rbee-hive on {node} may still run: {reason}")]
-    HiveStop { node: NodeName, reason: String },
+    #[error("rbee-hive on {node} may still run")]
+    HiveStop {
+        node: NodeName,
+        #[source]
+        source: crate::hives::StopError,
+    },
     #[error(
         "rbee-hive on {node} did not answer at {url} after {attempts} attempts ({reason}); check that rbee-hive runs there (`rbee workers health --node {node}`)"
     )]

@@ -53,6 +53,15 @@ enum Started {
     },
 }
 
+/// Why a hive this queen started may still run after being stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("cannot kill it")]
+    Kill(#[source] std::io::Error),
+    #[error("cannot confirm over SSH that it stopped")]
+    Unconfirmed(#[source] SshError),
+}
+
 pub struct Hives {
     settings: HiveSettings,
     ssh: Ssh,
@@ -452,10 +461,10 @@ impl Hives {
         match started {
             Some((client, how)) => {
                 let workers = client.workers().await.map_or(0, |l| l.workers.len());
-                (self.stop(node.clone(), client, how).await).map_err(|reason| {
+                (self.stop(node.clone(), client, how).await).map_err(|source| {
                     QueenError::HiveStop {
                         node: node.clone(),
-                        reason,
+                        source,
                     }
                 })?;
                 Ok(stopped(workers))
@@ -484,7 +493,12 @@ impl Hives {
     }
 
     /// Stops a hive this queen started; why it may still run, if so.
-    async fn stop(&self, node: NodeName, client: HiveClient, how: Started) -> Result<(), String> {
+    async fn stop(
+        &self,
+        node: NodeName,
+        client: HiveClient,
+        how: Started,
+    ) -> Result<(), StopError> {
         let asked = client.shutdown().await.is_ok();
         match how {
             Started::Local { mut child, .. } => {
@@ -495,10 +509,7 @@ impl Hives {
                     Ok(_) => tracing::info!("rbee-hive on {node} stopped"),
                     Err(_) => {
                         let _ = child.start_kill();
-                        child
-                            .wait()
-                            .await
-                            .map_err(|e| format!("cannot kill it: {e}"))?;
+                        child.wait().await.map_err(StopError::Kill)?;
                         tracing::warn!("rbee-hive on {node} had to be killed");
                     }
                 }
@@ -519,7 +530,7 @@ impl Hives {
                     }
                     Err(e) => {
                         tracing::warn!("cannot confirm rbee-hive on {node} stopped: {e}");
-                        Err(format!("cannot confirm it stopped over SSH: {e}"))
+                        Err(StopError::Unconfirmed(e))
                     }
                 }
             }

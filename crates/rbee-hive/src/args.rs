@@ -124,12 +124,4 @@ pub struct DaemonArgs {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn every_command_has_help_with_an_example() {
-        let missing = rbee_testkit::commands_without_an_example(super::Cli::command());
-        assert!(missing.is_empty(), "no example in the help of: {missing:?}");
-    }
-}
+rbee_testkit::every_command_has_help_with_an_example!(Cli);

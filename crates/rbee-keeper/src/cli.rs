@@ -361,9 +361,20 @@ pub struct InstallArgs {
     pub service: bool,
 }
 
+/// A chat template file that cannot be read (clap prints it with its cause).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {source}")]
+pub(crate) struct TemplateFileError {
+    path: String,
+    source: std::io::Error,
+}
+
 /// The text of a chat template file.
-pub(crate) fn template_file(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
+pub(crate) fn template_file(path: &str) -> Result<String, TemplateFileError> {
+    std::fs::read_to_string(path).map_err(|source| TemplateFileError {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A number that is one: `NaN` and infinities are refused (JSON cannot carry them, so they
@@ -378,12 +389,4 @@ fn finite(text: &str) -> Result<f64, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn every_command_has_help_with_an_example() {
-        let missing = rbee_testkit::commands_without_an_example(super::Cli::command());
-        assert!(missing.is_empty(), "no example in the help of: {missing:?}");
-    }
-}
+rbee_testkit::every_command_has_help_with_an_example!(Cli);

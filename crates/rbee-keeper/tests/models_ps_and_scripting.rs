@@ -17,6 +17,25 @@ async fn hub_with_model() -> FakeHub {
     hub
 }
 
+/// `rbee infer --model MODEL --prompt PROMPT --max-tokens N`: exit code, stdout, stderr.
+async fn run_infer(
+    user: &User,
+    model: &str,
+    prompt: &str,
+    max_tokens: &str,
+) -> (Option<i32>, String, String) {
+    let args = [
+        "infer",
+        "--model",
+        model,
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        max_tokens,
+    ];
+    user.run(&args).await
+}
+
 fn json_of(stdout: &str) -> Value {
     serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"))
@@ -82,17 +101,7 @@ async fn models_are_pulled_with_progress_listed_shown_and_removed_through_the_cl
     assert_eq!(shown["info"]["layers"], 30, "{shown}");
 
     // A model a worker runs cannot be removed; once the worker stops it can.
-    let (code, _, err) = user
-        .run(&[
-            "infer",
-            "--model",
-            &model,
-            "--prompt",
-            "hi",
-            "--max-tokens",
-            "2",
-        ])
-        .await;
+    let (code, _, err) = run_infer(&user, &model, "hi", "2").await;
     assert_eq!(code, Some(0), "{err}");
     let (code, _, err) = user.run(&["models", "rm", &model]).await;
     assert_eq!(code, Some(1));
@@ -330,17 +339,7 @@ async fn a_models_settings_are_checked_set_used_by_its_workers_and_reset() {
     let (code, raw, err) = user.run(&chat).await;
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(tokens(&out), tokens(&raw), "{out} vs {raw}");
-    let (code, _, err) = user
-        .run(&[
-            "infer",
-            "--model",
-            &model,
-            "--prompt",
-            "Hi",
-            "--max-tokens",
-            "300",
-        ])
-        .await;
+    let (code, _, err) = run_infer(&user, &model, "Hi", "300").await;
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("256 tokens"), "{err}");
 

@@ -576,6 +576,21 @@ pub fn gguf_blob(len: usize, fill: u8) -> Vec<u8> {
     out
 }
 
+/// Declares the test that every command of a clap parser shows an example in its `--help`
+/// ([`commands_without_an_example`]); each binary's argument module calls it once, under
+/// `#[cfg(test)]` (this crate is a dev-dependency).
+#[macro_export]
+macro_rules! every_command_has_help_with_an_example {
+    ($cli:ty) => {
+        #[test]
+        fn every_command_has_help_with_an_example() {
+            let command = <$cli as clap::CommandFactory>::command();
+            let missing = $crate::commands_without_an_example(command);
+            assert!(missing.is_empty(), "no example in the help of: {missing:?}");
+        }
+    };
+}
+
 /// The commands of `command`'s tree (itself included) whose long help shows no example;
 /// each is named by its path (`rbee models pull`).
 pub fn commands_without_an_example(command: clap::Command) -> Vec<String> {

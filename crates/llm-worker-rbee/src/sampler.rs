@@ -96,37 +96,71 @@ impl Sampler {
         if candidates.is_empty() {
             return argmax(logits);
         }
-        candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if self.params.top_k > 0 {
-            candidates.truncate(self.params.top_k);
-        }
-        let max = candidates[0].1;
-        let mut total = 0.0f64;
+        let max = candidates
+            .iter()
+            .map(|c| c.1)
+            .fold(f32::NEG_INFINITY, f32::max);
         for c in &mut candidates {
             c.1 = (c.1 - max).exp();
-            total += f64::from(c.1);
         }
-        if self.params.top_p < 1.0 {
-            let mut cumulative = 0.0;
-            let mut keep = candidates.len();
-            for (i, c) in candidates.iter().enumerate() {
-                cumulative += f64::from(c.1) / total;
-                if cumulative >= self.params.top_p {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            candidates.truncate(keep);
-            total = candidates.iter().map(|c| f64::from(c.1)).sum();
-        }
+        let kept = self.nucleus(&mut candidates);
+        let total: f64 = kept.iter().map(|c| f64::from(c.1)).sum();
         let mut target = self.rng.random::<f64>() * total;
-        for &(id, weight) in &candidates {
+        for &(id, weight) in kept {
             target -= f64::from(weight);
             if target <= 0.0 {
                 return id;
             }
         }
-        candidates[candidates.len() - 1].0
+        kept[kept.len() - 1].0
+    }
+
+    /// The candidates (ids with unnormalised probabilities) that top-k and top-p keep, most
+    /// likely first (lower id first on ties); all of them, in id order, when neither filters.
+    ///
+    /// Only the most likely candidates can be kept, so only they are sorted: a first few,
+    /// then eight times as many at a time until top-k or top-p is satisfied. A vocabulary
+    /// of 50 000–260 000 tokens is never sorted whole for an ordinary nucleus.
+    fn nucleus<'c>(&self, candidates: &'c mut [(u32, f32)]) -> &'c [(u32, f32)] {
+        let top_k = match self.params.top_k {
+            0 => candidates.len(),
+            k => k.min(candidates.len()),
+        };
+        let top_p = self.params.top_p;
+        if top_k == candidates.len() && top_p >= 1.0 {
+            return candidates;
+        }
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if top_k < candidates.len() {
+            candidates.select_nth_unstable_by(top_k - 1, order);
+        }
+        if top_p >= 1.0 {
+            candidates[..top_k].sort_unstable_by(order);
+            return &candidates[..top_k];
+        }
+        // The nucleus is measured against the mass of what top-k keeps.
+        let total: f64 = candidates[..top_k].iter().map(|c| f64::from(c.1)).sum();
+        let (mut sorted, mut cumulative) = (0, 0.0);
+        let mut next = 64.min(top_k);
+        loop {
+            // Move the next most likely candidates up to `next`, in order.
+            let rest = &mut candidates[sorted..top_k];
+            if next < top_k {
+                rest.select_nth_unstable_by(next - sorted - 1, order);
+            }
+            rest[..next - sorted].sort_unstable_by(order);
+            for (i, c) in candidates[sorted..next].iter().enumerate() {
+                cumulative += f64::from(c.1) / total;
+                if cumulative >= top_p {
+                    return &candidates[..sorted + i + 1];
+                }
+            }
+            if next == top_k {
+                return &candidates[..top_k];
+            }
+            sorted = next;
+            next = (next * 8).min(top_k);
+        }
     }
 }
 
@@ -286,6 +320,57 @@ mod tests {
         let mut s = Sampler::new(params(5.0, 1, 1.0, 9));
         for _ in 0..20 {
             assert_eq!(s.sample(&[1.0, 1.5, 0.2]), 1);
+        }
+    }
+
+    #[test]
+    fn the_kept_candidates_are_those_of_a_full_sort_of_a_large_vocabulary() {
+        let mut rng = StdRng::seed_from_u64(7);
+        // 50 000 logits with many exact ties, shaped like a model's: a few likely tokens.
+        let logits: Vec<f32> = (0..50_000)
+            .map(|i| {
+                if i % 997 == 0 {
+                    8.0
+                } else {
+                    (rng.random::<f32>() * 40.0).round() / 8.0
+                }
+            })
+            .collect();
+        for (top_k, top_p) in [
+            (0, 0.5),
+            (0, 0.95),
+            (0, 0.9999),
+            (40, 1.0),
+            (40, 0.9),
+            (1000, 0.99),
+            (1, 0.5),
+        ] {
+            let sampler = Sampler::new(params(1.0, top_k, top_p, 1));
+            let mut candidates: Vec<(u32, f32)> = (logits.iter().enumerate())
+                .map(|(i, &l)| (i as u32, (l - 8.0).exp()))
+                .collect();
+            let kept: Vec<u32> = sampler
+                .nucleus(&mut candidates)
+                .iter()
+                .map(|c| c.0)
+                .collect();
+            // The definition: sort all, keep the top k, then the shortest prefix holding top_p.
+            let mut all: Vec<(u32, f32)> = (logits.iter().enumerate())
+                .map(|(i, &l)| (i as u32, (l - 8.0).exp()))
+                .collect();
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            all.truncate(if top_k == 0 { all.len() } else { top_k });
+            let total: f64 = all.iter().map(|c| f64::from(c.1)).sum();
+            let mut cumulative = 0.0;
+            let keep = (all.iter())
+                .position(|c| {
+                    cumulative += f64::from(c.1) / total;
+                    top_p < 1.0 && cumulative >= top_p
+                })
+                .map_or(all.len(), |i| i + 1);
+            let expected: Vec<u32> = all[..keep].iter().map(|c| c.0).collect();
+            assert_eq!(kept.len(), expected.len(), "top_k {top_k}, top_p {top_p}");
+            assert_eq!(kept, expected, "top_k {top_k}, top_p {top_p}");
         }
     }
 

@@ -28,7 +28,7 @@ use std::arch::x86_64::*;
 
 use super::{KV_RUN, KvRows};
 use crate::cpu::activation::{Q8KRow, Q8Row};
-use crate::cpu::format::{Format, QK, TILE_ROWS, f16_at, k4_scale_min};
+use crate::cpu::format::{Format, QK, TILE_ROWS, TileOffsets, f16_at, k4_scale_min};
 
 const K_QUANT: &str = "only K-quants pair with 256-value blocks";
 const FLOAT: &str = "only float formats pair with float activations";
@@ -36,10 +36,12 @@ const TILED: &str = "only the 32-value formats are tiled";
 
 /// Multiplies every block column of a tile by `N` tokens. `$unpack` is called with the
 /// column's pointer and a closure `$each(w, at)` to apply to every vector `w` of unsigned
-/// weights whose activations start `at` bytes into each token's block.
+/// weights whose activations start `at` bytes into each token's block. `$offset` (what the
+/// unsigned weights exceed the format's values by) and `$minimums` (whether the format adds a
+/// minimum per block) are constants, so a format without them spends no instruction on them.
 macro_rules! tile_columns {
-    ($format:expr, $tile:expr, $a:expr, $offset:expr, $dp:ident,
-     |$c:ident, $multiply:ident| $unpack:block) => {{
+    ($format:expr, $tile:expr, $a:expr, offset: $offset:literal, minimums: $minimums:literal,
+     $dp:ident, |$c:ident, $multiply:ident| $unpack:block) => {{
         let format: Format = $format;
         let tile: &[u8] = $tile;
         let a = $a;
@@ -51,8 +53,7 @@ macro_rules! tile_columns {
             assert!(a.s.len() == nb && a.sums.len() == nb);
         }
         let at = format.tile_offsets();
-        let minimums = matches!(format, Format::Q4_1 | Format::Q5_1);
-        let offset: i32 = $offset;
+        let (offset, minimums): (i32, bool) = ($offset, $minimums);
         let mut acc = [_mm256_setzero_ps(); N];
         for b in 0..nb {
             // SAFETY: column `b` lies inside the tile, and every token's block `b` inside
@@ -74,12 +75,18 @@ macro_rules! tile_columns {
             let isum = isum.map(|[a, b]| _mm256_add_epi32(a, b));
             // SAFETY: the scales (and minimums) of column `b` lie inside the tile.
             let dw = unsafe { _mm256_cvtph_ps(_mm_loadu_si128($c.cast())) };
-            let mw = unsafe { _mm256_cvtph_ps(_mm_loadu_si128($c.add(at.m_at).cast())) };
             for t in 0..N {
-                let s = _mm256_sub_epi32(isum[t], _mm256_set1_epi32(offset * a[t].sums[b]));
+                let mut s = isum[t];
+                if offset != 0 {
+                    s = _mm256_sub_epi32(s, _mm256_set1_epi32(offset * a[t].sums[b]));
+                }
                 let d = _mm256_mul_ps(dw, _mm256_set1_ps(a[t].d[b]));
                 acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[t]);
-                if minimums {
+            }
+            if minimums {
+                // SAFETY: as above.
+                let mw = unsafe { _mm256_cvtph_ps(_mm_loadu_si128($c.add(at.m_at).cast())) };
+                for t in 0..N {
                     acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a[t].s[b]), acc[t]);
                 }
             }
@@ -111,10 +118,9 @@ macro_rules! kernels {
                 a: [Q8Row; N],
             ) -> [[f32; TILE_ROWS]; N] {
                 let at = format.tile_offsets();
-                let low = _mm256_set1_epi8(0x0F);
                 match format {
                     Format::Q8_0 if $unsigned_q8 => {
-                        tile_columns!(format, tile, a, 128, dp, |c, multiply| {
+                        tile_columns!(format, tile, a, offset: 128, minimums: false, dp, |c, multiply| {
                             for k in 0..8 {
                                 // SAFETY: vector `k` of the column's integers.
                                 let w = unsafe { load(c.add(at.qs_at + 32 * k)) };
@@ -122,39 +128,29 @@ macro_rules! kernels {
                             }
                         })
                     }
-                    Format::Q8_0 => tile_columns!(format, tile, a, 0, dp_signed, |c, multiply| {
-                        for k in 0..8 {
-                            // SAFETY: vector `k` of the column's integers.
-                            let w = unsafe { load(c.add(at.qs_at + 32 * k)) };
-                            multiply(w, 4 * k);
-                        }
+                    Format::Q8_0 => {
+                        tile_columns!(format, tile, a, offset: 0, minimums: false, dp_signed, |c, multiply| {
+                            for k in 0..8 {
+                                // SAFETY: vector `k` of the column's integers.
+                                let w = unsafe { load(c.add(at.qs_at + 32 * k)) };
+                                multiply(w, 4 * k);
+                            }
+                        })
+                    }
+                    // SAFETY (the four arms below): the column's nibbles and high bits lie
+                    // inside the tile.
+                    Format::Q4_0 => tile_columns!(format, tile, a, offset: 8, minimums: false, dp, |c, multiply| {
+                        unsafe { nibbles(c, at, None, &mut multiply) }
                     }),
-                    Format::Q4_0 | Format::Q4_1 => {
-                        let offset = if format == Format::Q4_0 { 8 } else { 0 };
-                        tile_columns!(format, tile, a, offset, dp, |c, multiply| {
-                            for k in 0..4 {
-                                // SAFETY: vector `k` of the column's nibbles.
-                                let v = unsafe { load(c.add(at.qs_at + 32 * k)) };
-                                multiply(_mm256_and_si256(v, low), 4 * k);
-                                multiply(_mm256_and_si256(_mm256_srli_epi16(v, 4), low), 16 + 4 * k);
-                            }
-                        })
-                    }
-                    Format::Q5_0 | Format::Q5_1 => {
-                        let offset = if format == Format::Q5_0 { 16 } else { 0 };
-                        tile_columns!(format, tile, a, offset, dp, |c, multiply| {
-                            // SAFETY: the column's eight high-bit words.
-                            let qh = unsafe { load(c.add(at.qh_at)) };
-                            for k in 0..4 {
-                                // SAFETY: vector `k` of the column's nibbles.
-                                let v = unsafe { load(c.add(at.qs_at + 32 * k)) };
-                                let lo = _mm256_and_si256(v, low);
-                                let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-                                multiply(_mm256_or_si256(lo, fifth_bits(qh, 4 * k)), 4 * k);
-                                multiply(_mm256_or_si256(hi, fifth_bits(qh, 16 + 4 * k)), 16 + 4 * k);
-                            }
-                        })
-                    }
+                    Format::Q4_1 => tile_columns!(format, tile, a, offset: 0, minimums: true, dp, |c, multiply| {
+                        unsafe { nibbles(c, at, None, &mut multiply) }
+                    }),
+                    Format::Q5_0 => tile_columns!(format, tile, a, offset: 16, minimums: false, dp, |c, multiply| {
+                        unsafe { nibbles(c, at, Some(load(c.add(at.qh_at))), &mut multiply) }
+                    }),
+                    Format::Q5_1 => tile_columns!(format, tile, a, offset: 0, minimums: true, dp, |c, multiply| {
+                        unsafe { nibbles(c, at, Some(load(c.add(at.qh_at))), &mut multiply) }
+                    }),
                     _ => unreachable!("{TILED}"),
                 }
             }
@@ -599,6 +595,35 @@ fn fifth_bits(qh: __m256i, j: usize) -> __m256i {
     let mask = _mm256_set1_epi32((0x0804_0201u32 << (j % 8)) as i32);
     let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// Hands each of the eight vectors of a tile column's four-bit weights (with their fifth bits
+/// from the high-bit words `qh`, for Q5_0 and Q5_1) to `multiply`, with the offset of their
+/// activations in the block.
+///
+/// # Safety
+/// The column at `c` must hold the integers at `at.qs_at` (4 × 32 bytes).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn nibbles(
+    c: *const u8,
+    at: TileOffsets,
+    qh: Option<__m256i>,
+    multiply: &mut impl FnMut(__m256i, usize),
+) {
+    let low = _mm256_set1_epi8(0x0F);
+    for k in 0..4 {
+        // SAFETY: vector `k` of the column's nibbles (the caller's promise).
+        let v = unsafe { load(c.add(at.qs_at + 32 * k)) };
+        let mut lo = _mm256_and_si256(v, low);
+        let mut hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+        if let Some(qh) = qh {
+            lo = _mm256_or_si256(lo, fifth_bits(qh, 4 * k));
+            hi = _mm256_or_si256(hi, fifth_bits(qh, 16 + 4 * k));
+        }
+        multiply(lo, 4 * k);
+        multiply(hi, 16 + 4 * k);
+    }
 }
 
 /// Each byte is 16 where bit `bit` (0..8) of the same byte of `bits` is set, else 0.

@@ -27,6 +27,18 @@ pub fn detect() -> Detected {
     }
 }
 
+/// [`detect`] on tokio's blocking pool: `nvidia-smi` takes up to seconds on a machine with
+/// GPUs, and run inside a request handler it would hold one of the runtime's few threads
+/// (two on a two-core node) for that long.
+pub async fn detect_off_runtime() -> Detected {
+    match tokio::task::spawn_blocking(detect).await {
+        Ok(found) => found,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down; answer on this thread.
+        Err(_) => detect(),
+    }
+}
+
 /// Free memory (MB) of each NVIDIA GPU, in device order; `None` without a working
 /// `nvidia-smi` or without GPUs.
 fn nvidia_free_vram_mb() -> Option<Vec<u64>> {

@@ -456,7 +456,8 @@ impl Downloads {
         let size: u64 = remotes.iter().map(|r| r.size).sum();
         let required_mb = Preflight::required_mb(size, &info);
         // Which backend will load it is not known yet: the RAM, or a larger GPU, may.
-        let largest_gpu_mb = (crate::detect::detect()
+        let largest_gpu_mb = (crate::detect::detect_off_runtime()
+            .await
             .vram_free_mb
             .values()
             .flatten()

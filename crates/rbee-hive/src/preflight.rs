@@ -10,7 +10,7 @@ use rbee_api::worker::ModelInfo;
 use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 use tokio::process::Command;
 
-use crate::detect::detect;
+use crate::detect::detect_off_runtime;
 use crate::error::HiveError;
 
 #[derive(Debug, Clone)]
@@ -97,7 +97,7 @@ impl Preflight {
                 available_mb,
             });
         }
-        let found = detect();
+        let found = detect_off_runtime().await;
         if !found.backends.contains(&backend) {
             let names: Vec<&str> = found.backends.iter().map(|b| b.as_str()).collect();
             return Err(HiveError::BackendUnavailable {

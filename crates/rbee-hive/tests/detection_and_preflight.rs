@@ -55,6 +55,57 @@ async fn detect_reports_cpu_and_the_gpus_nvidia_smi_lists() {
     assert_eq!(with["vram_free_mb"], json!({"cuda": [20_000, 7_000]}));
 }
 
+/// While the hive's GPU detection waits on a slow `nvidia-smi` (here one that waits until the
+/// test lets it go), the hive's other requests are still answered: detection runs off the
+/// async runtime's threads, however many resource requests wait on it.
+#[tokio::test]
+async fn a_slow_nvidia_smi_does_not_hold_up_the_hives_other_requests() {
+    let (bin, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (hold, started) = (bin.path().join("hold"), bin.path().join("started"));
+    let script = format!(
+        "#!/bin/sh\nif [ -e {hold} ]; then echo >> {started}; while [ -e {hold} ]; do sleep 0.05; done; fi\n\
+         printf '%s\\n' '0, 9000'\n",
+        hold = hold.display(),
+        started = started.display()
+    );
+    let smi = bin.path().join("nvidia-smi");
+    std::fs::write(&smi, script).unwrap();
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let hive = Hive::start(HiveOptions::new(data.path()).env("PATH", &path)).await;
+    std::fs::write(&hold, "").unwrap();
+    // More waiting requests than the runtime has threads on any machine this runs on.
+    let waiting: Vec<_> = (0..16)
+        .map(|_| tokio::spawn(hive.get("/v1/resources").send()))
+        .collect();
+    let calls = || std::fs::read_to_string(&started).map_or(0, |s| s.lines().count());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while calls() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nvidia-smi was never run"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let health = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        hive.get("/v1/health").send(),
+    )
+    .await
+    .expect("the hive answers its health check while detection waits")
+    .unwrap();
+    assert_eq!(health.status(), 200);
+    std::fs::remove_file(&hold).unwrap();
+    for request in waiting {
+        let resources: Value = request.await.unwrap().unwrap().json().await.unwrap();
+        assert_eq!(
+            resources["vram_free_mb"],
+            json!({"cuda": [9000]}),
+            "{resources}"
+        );
+    }
+}
+
 fn file_ref() -> String {
     format!("file:{}", model_path().display())
 }

@@ -134,7 +134,7 @@ pub async fn delete(
 pub async fn resources(State(state): State<AppState>) -> Json<Resources> {
     Json(Resources {
         ram_available_mb: state.preflight.available_mb(),
-        detected: crate::detect::detect(),
+        detected: crate::detect::detect_off_runtime().await,
         worker_backends: state.preflight.worker_backends(),
     })
 }

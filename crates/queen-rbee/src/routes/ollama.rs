@@ -626,7 +626,6 @@ async fn respond(
     answer: Answer,
     streaming: bool,
 ) -> Result<Response, OllamaError> {
-    let keep_alive = task.keep_alive.is_some();
     let (_, mut rx) = crate::tasks::launch(&state, task)?;
     // Wait for the first piece of the answer, so errors before it are HTTP errors.
     let mut first = Vec::new();
@@ -680,11 +679,6 @@ async fn respond(
                     } else {
                         (std::mem::take(&mut text), Vec::new())
                     };
-                    // With a keep-alive, the task tells the hive once the answer is out; the
-                    // last line waits for that, so a client that asks next sees it applied.
-                    if keep_alive {
-                        while rx.recv().await.is_some() {}
-                    }
                     let _ = tx.send(answer.line(content, calls, Some(done(&end)))).await;
                     return;
                 }

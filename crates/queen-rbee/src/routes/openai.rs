@@ -408,7 +408,6 @@ async fn answer(
     let tools = task.tools.is_some();
     // With a keep-alive, the task tells the hive once the answer is out; the answer's end
     // waits for that, so a client that asks next sees it applied.
-    let keep_alive = task.keep_alive.is_some();
     let (_, mut rx) =
         crate::tasks::launch(&state, task).map_err(|e| OpenAiError::new(e.envelope(), None))?;
     let shaper = Shaper {
@@ -438,9 +437,9 @@ async fn answer(
         OpenAiError::new(e, param)
     })?;
     Ok(if sampling.streaming() {
-        stream(shaper, first, rx, sampling.include_usage(), keep_alive)
+        stream(shaper, first, rx, sampling.include_usage())
     } else {
-        whole(shaper, first, rx, keep_alive)
+        whole(shaper, first, rx)
             .await
             .map_err(|e| OpenAiError::new(e, None))?
     })
@@ -450,7 +449,6 @@ async fn whole(
     shaper: Shaper,
     first: Opening,
     mut rx: mpsc::Receiver<TaskEvent>,
-    keep_alive: bool,
 ) -> Result<Response, ErrorEnvelope> {
     let mut text = String::new();
     let mut lp = Vec::new();
@@ -475,9 +473,6 @@ async fn whole(
         }
     }
     let end = end.unwrap_or_else(|| unreachable!("the loop ends with an end event"));
-    if keep_alive {
-        while rx.recv().await.is_some() {}
-    }
     Ok(Json(shaper.whole(text, &lp, &end)).into_response())
 }
 
@@ -486,7 +481,6 @@ fn stream(
     first: Opening,
     mut rx: mpsc::Receiver<TaskEvent>,
     include_usage: bool,
-    keep_alive: bool,
 ) -> Response {
     let (tx, out) = mpsc::channel::<StreamItem>(64);
     tokio::spawn(async move {
@@ -549,9 +543,6 @@ fn stream(
                             };
                             let _ = send(shaper.chunk(delta, &[], None, None)).await;
                         }
-                    }
-                    if keep_alive {
-                        while rx.recv().await.is_some() {}
                     }
                     let last = Shaper::text(String::new());
                     let _ = send(shaper.chunk(last, &[], Some(finish), None)).await;

@@ -202,21 +202,8 @@ async fn execute(
         cancel,
     )
     .await;
-    if let (Ok(()), Some(seconds)) = (&result, req.keep_alive) {
-        let id = worker.id.clone();
-        // The task's slot is free before the worker is told how long to stay.
-        drop(worker);
-        match hive.keep_alive(&id, seconds).await {
-            Ok(k) if k.stopped => {
-                let said = format!("Stopped {id}: keep-alive 0");
-                events.say("keep_alive", said).await;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("cannot set the keep-alive of {id}: {e}"),
-        }
-        return result;
-    }
     match &result {
+        Ok(_) => {}
         Err(e @ QueenError::NodeLost { .. }) => {
             state.hives.mark_unreachable(&node, &e.to_string());
             state.lanes.forget(&worker.id);
@@ -229,9 +216,27 @@ async fn execute(
         {
             state.lanes.forget(&worker.id);
         }
-        _ => {}
+        Err(_) => {}
     }
-    result
+    let end = result?;
+    if let Some(seconds) = req.keep_alive {
+        let id = worker.id.clone();
+        // The task's slot is free before the worker is told how long to stay.
+        drop(worker);
+        match hive.keep_alive(&id, seconds).await {
+            Ok(k) if k.stopped => {
+                let said = format!("Stopped {id}: keep-alive 0");
+                events.say("keep_alive", said).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot set the keep-alive of {id}: {e}"),
+        }
+    }
+    // The end goes out last, so a client that asks next sees the keep-alive applied.
+    if let Some(end) = end {
+        events.send(TaskEvent::End(end)).await;
+    }
+    Ok(())
 }
 
 fn cancelled() -> QueenError {

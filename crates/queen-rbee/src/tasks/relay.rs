@@ -23,7 +23,8 @@ const WORKER_SILENCE: Duration = Duration::from_secs(5);
 /// Attempts, a second apart, to cancel a job on a worker that went silent.
 const CANCEL_ATTEMPTS: u32 = 60;
 
-/// Streams `req`'s answer from `worker` as the task's events, until its end.
+/// Streams `req`'s answer from `worker` as the task's events; the worker's end (none when a
+/// cancel's end did not come) is returned, for the task to send once it is done with the worker.
 pub(super) async fn tokens(
     worker: &WorkerClient,
     worker_id: &WorkerId,
@@ -32,7 +33,7 @@ pub(super) async fn tokens(
     task_id: &TaskId,
     events: &Events,
     cancel: &CancellationToken,
-) -> Result<(), QueenError> {
+) -> Result<Option<EndEvent>, QueenError> {
     let resp = worker
         .infer(&inference_request(req, task_id))
         .await
@@ -52,7 +53,7 @@ pub(super) async fn tokens(
         })?;
     let mut stream = Box::pin(frames_until_silent(resp, Some(WORKER_SILENCE)));
     let mut clock = TokenClock::new(events, worker_id);
-    let mut ended = false;
+    let mut ended = None;
     loop {
         let frame = tokio::select! {
             () = cancel.cancelled() => {
@@ -61,15 +62,12 @@ pub(super) async fn tokens(
                 if events.stopping.is_cancelled() {
                     return Err(QueenError::Remote(stopped_mid_answer(clock.tokens)));
                 }
-                if let Some(end) = end {
-                    events.send(TaskEvent::End(end)).await;
-                }
-                return Ok(());
+                return Ok(end);
             }
             frame = stream.next() => frame,
         };
         match frame {
-            None if ended => return Ok(()),
+            None if ended.is_some() => return Ok(ended),
             None => {
                 return Err(QueenError::Remote(crashed_mid_answer(
                     clock.tokens,
@@ -101,10 +99,7 @@ pub(super) async fn tokens(
                 Some(Ok(InferenceEvent::Narration(n))) => {
                     events.send(TaskEvent::Narration(n)).await;
                 }
-                Some(Ok(InferenceEvent::End(end))) => {
-                    ended = true;
-                    events.send(TaskEvent::End(end)).await;
-                }
+                Some(Ok(InferenceEvent::End(end))) => ended = Some(end),
                 // The worker's error ends the task as a failure (the task's `error` event).
                 Some(Ok(InferenceEvent::Error(e))) => return Err(QueenError::Remote(e)),
                 Some(Err(_)) | None => {}

@@ -3,24 +3,32 @@
 `chromium-driver`) over WebDriver, as a user would with a keyboard and a mouse.
 
     dashboard-check.py --url http://127.0.0.1:8080 --key KEY --pull hf:org/repo
-                       --node NAME --screenshots DIR [--chromium /usr/bin/chromium]
-                       [--chromedriver /usr/bin/chromedriver]
+                       --node NAME --broken-node NAME --screenshots DIR
+                       [--chromium /usr/bin/chromium] [--chromedriver /usr/bin/chromedriver]
 
-Checks, in order: every form control has a label and the views are buttons (reached with
-Tab; every form here is sent with Enter); a wrong key is refused with a readable message
-naming the refusal; the right key shows the lab with the queen's own machine and the
-registered node NAME (its hive not started); pulling a model to the queen's machine shows
-progress part way (the Hub look-alike should send it slowly) and the model appears in its
-list; a chat message, pinned to the queen's machine, streams a reply into the page with its tokens/s, and a long one is stopped
-mid-answer by the stop button; the lab then lists the worker
-that answered with no slot busy, and its live chart draws; the Logs view follows that node's logs; the worker
-is stopped from the lab and the model removed from the Models view. Saves `lab.png` and
-`chat.png` into DIR. Exits 0 and prints "dashboard check passed" when everything holds.
+Checks, in order: every form control has a label; a wrong key is refused with a readable
+message naming the refusal; the right key shows the lab with the queen's own machine (its
+CPU backend), the registered node NAME (its hive not started) and the registered node
+BROKEN (whose hive could not be started) with its last error; the views are buttons reached
+with Tab; the Models view lists NAME's hive as not running without starting it; pulling a
+model to the queen's machine shows progress part way (the Hub look-alike should send it
+slowly) and the model appears in its list; a chat message pinned to the queen's machine, with
+a system prompt and a token limit, streams a reply into the page with its tokens/s and ends
+at the limit; a long one, placed by the queen, shows in the lab as a busy slot with tokens/s
+while it streams and is stopped by the stop button; the lab then lists the worker with no
+slot busy, and its chart has drawn tokens and requests; the Logs view follows the node's
+logs (a request made while following shows up); the worker is stopped from the lab, the
+model removed from the Models view and the node's hive stopped from the lab. The key never
+appears in a URL the page loaded. Saves `lab.png` and `chat.png` into DIR. Exits 0 and
+prints "dashboard check passed" when everything holds.
 """
 
 import argparse
+import json
 import os
+import re
 import sys
+import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -56,12 +64,27 @@ def click(wait, selector):
     wait.until(clicked)
 
 
+def cells(driver, selector):
+    return [c.text for c in driver.find_element(By.CSS_SELECTOR, selector).find_elements(By.CSS_SELECTOR, "th, td")]
+
+
+def ask_queen(args, model, prompt):
+    """One short chat completion straight to the queen's OpenAI endpoint, as another tool would."""
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 4}
+    req = urllib.request.Request(args.url + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {args.key}"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        assert resp.status == 200, resp.status
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--url", required=True)
     p.add_argument("--key", required=True)
     p.add_argument("--pull", required=True, help="a model reference the queen can download")
     p.add_argument("--node", required=True, help="a registered node whose hive is not running")
+    p.add_argument("--broken-node", required=True, help="a registered node whose hive failed to start")
     p.add_argument("--screenshots", required=True)
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
@@ -81,12 +104,6 @@ def main():
             control_id = control.get_attribute("id")
             labels = driver.find_elements(By.CSS_SELECTOR, f'label[for="{control_id}"]')
             assert labels, f"the control #{control_id} has no label"
-        tabs = driver.find_elements(By.CSS_SELECTOR, "nav button")
-        assert [t.text for t in tabs] == ["Lab", "Models", "Logs", "Chat"], [t.text for t in tabs]
-        tabs[0].send_keys(Keys.TAB)
-        assert driver.switch_to.active_element.text == "Models", "Tab moves between the views"
-
-
         # The queen has a key: the page asks for it, and a wrong one is refused readably.
         wait.until(seen.visibility_of_element_located((By.ID, "key-gate")))
         key = driver.find_element(By.ID, "key-input")
@@ -96,18 +113,33 @@ def main():
         message = text_of(driver, "key-message")
         assert "INVALID_API_KEY" in message, message
         assert driver.find_element(By.ID, "key-gate").is_displayed()
-        assert "not-the-key" not in driver.current_url
 
         driver.find_element(By.ID, "key-input").send_keys(args.key, Keys.ENTER)
-        wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, '#nodes tr[data-node="localhost"]')))
+        here = '#nodes tr[data-node="localhost"]'
+        wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, here)))
         assert not driver.find_element(By.ID, "key-gate").is_displayed()
-        assert args.key not in driver.current_url
         node = f'#nodes tr[data-node="{args.node}"]'
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, node).text.split()[1] != "running"
+        wait.until(lambda d: cells(d, node)[1] != "running"
                    and not d.find_element(By.CSS_SELECTOR, node + " button").is_enabled())
+        broken = f'#nodes tr[data-node="{args.broken_node}"]'
+        wait.until(lambda d: cells(d, broken)[1] == "unreachable")
+        error = cells(driver, broken)[5]
+        assert args.broken_node in error or "hive" in error, f"the last error is shown: {error!r}"
+        assert "cpu" in cells(driver, node)[2], f"the registry's backends: {cells(driver, node)}"
+
+        # Basic accessibility: the views are buttons, one Tab apart.
+        tabs = driver.find_elements(By.CSS_SELECTOR, "nav button")
+        assert [t.text for t in tabs] == ["Lab", "Models", "Logs", "Chat"], [t.text for t in tabs]
+        tabs[0].send_keys(Keys.TAB)
+        assert driver.switch_to.active_element.text == "Models", "Tab moves between the views"
+
+        # The Models view reads running hives only: the node's stays stopped.
+        driver.find_element(By.ID, "tab-models").click()
+        stopped = f'[data-catalog="{args.node}"]'
+        wait.until(lambda d: "not running" in d.find_element(By.CSS_SELECTOR, stopped).text)
+        assert cells(driver, node)[1] != "running", cells(driver, node)
 
         # Models: pull one to the queen's machine, with progress, and see it listed.
-        driver.find_element(By.ID, "tab-models").click()
         wait.until(lambda d: [o.text for o in Select(d.find_element(By.ID, "pull-node")).options])
         Select(driver.find_element(By.ID, "pull-node")).select_by_value("localhost")
         driver.find_element(By.ID, "pull-model").send_keys(args.pull, Keys.ENTER)
@@ -134,7 +166,7 @@ def main():
         driver.find_element(By.ID, "chat-system").send_keys("You are a friendly assistant.")
         driver.find_element(By.ID, "chat-temperature").clear()
         driver.find_element(By.ID, "chat-temperature").send_keys("0")
-        driver.find_element(By.ID, "chat-max-tokens").send_keys("48")
+        driver.find_element(By.ID, "chat-max-tokens").send_keys("40")
         driver.find_element(By.ID, "chat-input").send_keys("Write a short poem about bees.", Keys.ENTER)
         reply = wait.until(seen.presence_of_element_located(
             (By.CSS_SELECTOR, "#messages li.assistant[data-done]")))
@@ -142,15 +174,23 @@ def main():
         meta = reply.find_element(By.CSS_SELECTOR, ".meta").text
         assert len(text.split()) >= 5, f"the reply is too short: {text!r}"
         assert "tokens/s" in meta and "first token after" in meta, meta
+        count = int(meta.split()[0])
+        assert count <= 40 and meta.endswith("length") == (count == 40), f"the token limit holds: {meta}"
         assert not text_of(driver, "chat-error"), text_of(driver, "chat-error")
         assert not driver.find_element(By.ID, "chat-stop").is_enabled()
         driver.save_screenshot(os.path.join(args.screenshots, "chat.png"))
 
-        # A long answer is stopped mid-stream by the stop button; the chat goes on.
+        # A long answer, placed by the queen, is busy in the lab while it streams; the stop
+        # button ends it and the chat goes on.
         driver.find_element(By.ID, "chat-max-tokens").clear()
+        Select(driver.find_element(By.ID, "chat-node")).select_by_value("")
         driver.find_element(By.ID, "chat-input").send_keys("Now write a very long story about a dragon.", Keys.ENTER)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#messages li.assistant")) == 2
                    and "tokens/s" in d.find_elements(By.CSS_SELECTOR, "#messages li.assistant .meta")[1].text)
+        driver.find_element(By.ID, "tab-lab").click()
+        busy = "#workers tbody tr"
+        wait.until(lambda d: cells(d, busy)[4].startswith("1/") and float(cells(d, busy)[5]) > 0)
+        driver.find_element(By.ID, "tab-chat").click()
         driver.find_element(By.ID, "chat-stop").click()
         stopped = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#messages li.assistant[data-done]")[1:])[0]
         meta = stopped.find_element(By.CSS_SELECTOR, ".meta").text
@@ -164,11 +204,16 @@ def main():
         wait.until(lambda d: int(d.find_element(By.ID, "chart").get_attribute("data-points") or 0) >= 3)
         # The stopped answer freed its slot on the worker.
         wait.until(lambda d: "0 busy slots" in text_of(d, "rate-now"))
+        assert cells(driver, busy)[4].startswith("0/"), cells(driver, busy)
         drawn = driver.execute_script(
             "const c = document.getElementById('chart');"
             "const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
             "let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i]) n++; return n;")
         assert drawn > 100, f"the chart is blank ({drawn} pixels drawn)"
+        summary = driver.find_element(By.ID, "chart").get_attribute("aria-label")
+        peaks = [float(x) for x in re.findall(r"peak ([0-9.]+)", summary)]
+        assert len(peaks) == 2 and all(p > 0 for p in peaks), f"tokens and requests are charted: {summary}"
+        assert cells(driver, here)[3] != "–", f"free RAM is shown: {cells(driver, here)}"
 
         driver.save_screenshot(os.path.join(args.screenshots, "lab.png"))
 
@@ -177,6 +222,10 @@ def main():
         Select(driver.find_element(By.ID, "logs-node")).select_by_value("localhost")
         driver.find_element(By.ID, "logs-follow").click()
         wait.until(lambda d: "[hive]" in text_of(d, "log-lines") and "[worker" in text_of(d, "log-lines"))
+        # Following: a request made now is logged by the worker while the view is open.
+        finished = text_of(driver, "log-lines").count("inference finished")
+        ask_queen(args, f"localhost/{choice}", "Say yes.")
+        wait.until(lambda d: text_of(d, "log-lines").count("inference finished") > finished)
         driver.find_element(By.ID, "logs-stop").click()
         wait.until(lambda d: not d.find_element(By.ID, "logs-stop").is_enabled())
 
@@ -190,6 +239,20 @@ def main():
         wait.until(lambda d: text_of(d, "pull-text") == f"Removed {args.pull} from localhost.")
         wait.until(lambda d: not d.find_elements(
             By.CSS_SELECTOR, f'[data-catalog="localhost"] tr[data-model="{args.pull}"]'))
+
+        # Stop the node's hive from the lab; the Models view then leaves it stopped.
+        driver.find_element(By.ID, "tab-lab").click()
+        click(wait, here + " button")
+        wait.until(lambda d: text_of(d, "notice").startswith("Stopped the hive on localhost"))
+        wait.until(lambda d: cells(d, here)[1] != "running"
+                   and not d.find_element(By.CSS_SELECTOR, here + " button").is_enabled())
+        driver.find_element(By.ID, "tab-models").click()
+        wait.until(lambda d: "not running" in d.find_element(By.CSS_SELECTOR, '[data-catalog="localhost"]').text)
+
+        # The key went as a header only: no URL the page loaded holds it.
+        urls = driver.execute_script(
+            "return [location.href, ...performance.getEntriesByType('resource').map(e => e.name)];")
+        assert len(urls) > 5 and not any(k in u for u in urls for k in (args.key, "not-the-key")), urls
     finally:
         driver.quit()
     print("dashboard check passed")

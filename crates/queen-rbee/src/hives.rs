@@ -72,6 +72,9 @@ pub struct Hives {
     started: tokio::sync::Mutex<HashMap<NodeName, (HiveClient, Started)>>,
     /// Serialises starting per node so two tasks never start two hives.
     starting: Mutex<HashMap<NodeName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Why the local hive last failed to start or answer (a registered node's is in the
+    /// registry).
+    local_error: Mutex<Option<String>>,
 }
 
 /// Passes the local hive's output lines to the queen's log (`rbee logs` has them too).
@@ -101,6 +104,7 @@ impl Hives {
             local_key: rbee_http::auth::new_key(),
             started: tokio::sync::Mutex::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
+            local_error: Mutex::new(None),
         })
     }
 
@@ -122,7 +126,13 @@ impl Hives {
         let lock = self.node_lock(node);
         let _one_at_a_time = lock.lock().await;
         if node.is_localhost() {
-            return self.ensure_local(narrator).await;
+            let result = self.ensure_local(narrator).await;
+            *self
+                .local_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                result.as_ref().err().map(ToString::to_string);
+            return result;
         }
         let record = self
             .registry
@@ -158,6 +168,13 @@ impl Hives {
         if let Err(e) = self.registry.upsert(&updated) {
             tracing::warn!("cannot record the contact with {}: {e}", record.name());
         }
+    }
+
+    /// Why the last attempt to reach or start the queen's own hive failed, if it did.
+    pub fn local_error(&self) -> Option<String> {
+        (self.local_error.lock())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Records that a registered node stopped answering in the middle of a task.

@@ -16,7 +16,7 @@
 //! - [`downloads`]: following a hive's download of a model.
 //! - [`tasks`]: the inference flow; [`running`]: the tasks running now, to cancel them.
 //! - [`placement`]: choosing a node when a task names none.
-//! - [`metrics`]: what `GET /metrics` counts.
+//! - [`metrics`]: what `GET /metrics` counts; [`lab`]: the lab's live state for the dashboard.
 //! - [`routes`], [`state`], [`error`]: the HTTP service, including the OpenAI-compatible API
 //!   (`routes/openai.rs`).
 
@@ -25,6 +25,7 @@ pub mod clients;
 pub mod downloads;
 pub mod error;
 pub mod hives;
+pub mod lab;
 pub mod lanes;
 pub mod metrics;
 pub mod narration;
@@ -46,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{Command, DaemonArgs};
 use crate::hives::{HiveSettings, Hives};
+use crate::lab::LabFeed;
 use crate::lanes::Lanes;
 use crate::registry::{BeehiveRegistry, SqliteRegistry};
 use crate::running::RunningTasks;
@@ -119,6 +121,7 @@ async fn daemon(args: DaemonArgs) -> Result<(), Fatal> {
         }),
         shutdown: CancellationToken::new(),
         metrics: Arc::default(),
+        lab: LabFeed::default(),
     });
     if args.watch_stdin {
         // Hives get their own grace (workers 15 s) before the queen exits regardless.

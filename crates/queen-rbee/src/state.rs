@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::QueenError;
 use crate::hives::Hives;
+use crate::lab::LabFeed;
 use crate::lanes::Lanes;
 use crate::metrics::QueenMetrics;
 use crate::registry::BeehiveRegistry;
@@ -28,6 +29,8 @@ pub struct QueenState {
     pub default_model: Option<ModelRef>,
     pub shutdown: CancellationToken,
     pub metrics: Arc<QueenMetrics>,
+    /// The lab's live state for the dashboard, polled while someone watches.
+    pub lab: LabFeed,
 }
 
 impl QueenState {

@@ -1,13 +1,17 @@
 //! The web dashboard in a real browser: headless Chromium driven over WebDriver by
-//! `scripts/dashboard-check.py`, against a queen with a key, a node registered over a real
-//! sshd, the queen's local hive, a real worker and the local Hub look-alike to pull from. Screenshots of the lab and the chat are left in
-//! `target/tmp/dashboard/`.
+//! `scripts/dashboard-check.py`, against a queen with a key, two nodes registered over a real
+//! sshd (one whose hive port another program holds, so its hive cannot start), the queen's
+//! local hive, a real worker and the local Hub look-alike to pull from. Screenshots of the
+//! lab and the chat are left in `target/tmp/dashboard/`.
 
 use std::sync::Arc;
 
 use rbee_testkit::fake_hub::{FakeHub, Fault};
 
-use crate::support::{Queen, Sshd, free_port, run_client_check};
+use rbee_api::queen::TaskEvent;
+use rbee_api::sse::SseEvent;
+
+use crate::support::{Queen, Sshd, error, free_port, read_sse, run_client_check};
 
 const REPO: &str = "test/SmolLM2-135M-Instruct-GGUF";
 
@@ -30,6 +34,26 @@ async fn the_dashboard_pulls_a_model_chats_with_it_and_shows_its_worker_in_chrom
         .add_node(&sshd, "loop", free_port(), data.path())
         .await;
     assert_eq!(status, 200, "{body}");
+    // Another program answers on the broken node's hive port by hanging up.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    std::thread::spawn(move || taken.incoming().for_each(drop));
+    let (status, body) = queen
+        .add_node(&sshd, "broken", taken_port, data.path())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let resp = (queen.post("/v2/tasks").bearer_auth(key))
+        .json(&serde_json::json!({"node": "broken", "model": "file:/none.gguf", "prompt": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let events: Vec<TaskEvent> = (read_sse(resp).await.iter())
+        .filter_map(TaskEvent::from_frame)
+        .map(Result::unwrap)
+        .collect();
+    let failed = error(&events).expect("the broken node's hive cannot start");
+    assert!(failed.error.message.contains("cannot listen"), "{failed:?}");
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     let pull = format!("hf:{REPO}");
     let args = [
@@ -43,6 +67,8 @@ async fn the_dashboard_pulls_a_model_chats_with_it_and_shows_its_worker_in_chrom
         shots.to_str().unwrap(),
         "--node",
         "loop",
+        "--broken-node",
+        "broken",
     ];
     run_client_check("dashboard-check.py", &args, "dashboard check passed").await;
     for shot in ["lab.png", "chat.png"] {

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use rbee_api::queen::LabSnapshot;
 use rbee_api::sse::{SseDecoder, SseEvent};
 
@@ -11,30 +10,52 @@ use crate::support::{Queen, call};
 
 const KEY: &str = "dashboard-key";
 
-/// The first snapshot of the lab's event stream.
-async fn lab(queen: &Queen) -> LabSnapshot {
-    let resp = queen
-        .get("/v2/lab/events")
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.bytes_stream();
-    let mut decoder = SseDecoder::new();
-    let read = async {
-        while let Some(chunk) = body.next().await {
-            for frame in decoder.feed(&chunk.unwrap()) {
-                if let Some(snapshot) = LabSnapshot::from_frame(&frame) {
-                    return snapshot.unwrap();
-                }
-            }
+/// A client of the lab's event stream.
+struct LabStream {
+    resp: reqwest::Response,
+    decoder: SseDecoder,
+    frames: std::collections::VecDeque<rbee_api::sse::SseFrame>,
+}
+
+impl LabStream {
+    async fn open(queen: &Queen) -> Self {
+        let resp = queen
+            .get("/v2/lab/events")
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        Self {
+            resp,
+            decoder: SseDecoder::new(),
+            frames: Default::default(),
         }
-        panic!("the lab stream ended without a snapshot");
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("a snapshot within 10 s")
+    }
+
+    /// The stream's next snapshot.
+    async fn next(&mut self) -> LabSnapshot {
+        let read = async {
+            loop {
+                while let Some(frame) = self.frames.pop_front() {
+                    if let Some(snapshot) = LabSnapshot::from_frame(&frame) {
+                        return snapshot.unwrap();
+                    }
+                }
+                let chunk = self.resp.chunk().await.unwrap();
+                let chunk = chunk.expect("the lab stream ended without a snapshot");
+                self.frames.extend(self.decoder.feed(&chunk));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("a snapshot within 10 s")
+    }
+}
+
+/// The first snapshot of a new lab stream.
+async fn lab(queen: &Queen) -> LabSnapshot {
+    LabStream::open(queen).await.next().await
 }
 
 async fn stop_hive(queen: &Queen, node: &str) -> (u16, serde_json::Value) {
@@ -142,4 +163,71 @@ async fn stopping_a_nodes_hive_stops_its_workers_until_the_next_task() {
     let events = queen.task("localhost", 2).await;
     assert!(crate::support::error(&events).is_none(), "{events:?}");
     assert!(lab(&queen).await.nodes[0].hive_running);
+}
+
+#[tokio::test]
+async fn lab_clients_share_one_poller_and_a_new_one_starts_with_a_snapshot_taken_after_it_came() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let mut first = LabStream::open(&queen).await;
+    assert!(first.next().await.workers.is_empty());
+    assert!(queen.task("localhost", 2).await.len() > 1);
+    // Arriving after the task, a client sees its worker at once, not an older snapshot.
+    let mut second = LabStream::open(&queen).await;
+    let arrived = second.next().await;
+    assert_eq!(arrived.workers.len(), 1, "{arrived:?}");
+    // From then on both are sent the same snapshots, taken once for both.
+    let seen_second: Vec<u64> = [second.next().await.unix_ms, second.next().await.unix_ms].into();
+    let mut seen_first = Vec::new();
+    while seen_first.last() < seen_second.last() {
+        seen_first.push(first.next().await.unix_ms);
+    }
+    assert!(
+        seen_second.iter().all(|t| seen_first.contains(t)),
+        "{seen_first:?} {seen_second:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_models_list_can_leave_a_stopped_hive_stopped() {
+    let queen = Queen::start_local(&[], &[]).await;
+    let list = |start: Option<bool>| {
+        let path = match start {
+            Some(start) => format!("/v2/models/list?start={start}"),
+            None => "/v2/models/list".to_owned(),
+        };
+        call(queen.get(&path))
+    };
+    let (status, body) = list(Some(false)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["nodes"][0]["node"], "localhost");
+    assert_eq!(body["nodes"][0]["hive_running"], false, "{body}");
+    assert_eq!(body["nodes"][0]["models"], serde_json::json!([]), "{body}");
+    assert!(body["nodes"][0]["error"].is_null(), "{body}");
+    assert!(
+        !lab(&queen).await.nodes[0].hive_running,
+        "not started by the list"
+    );
+
+    let (status, body) = list(None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["nodes"][0]["hive_running"], true, "{body}");
+    let (_, body) = list(Some(false)).await;
+    assert_eq!(body["nodes"][0]["hive_running"], true, "{body}");
+    assert!(
+        body["nodes"][0]["disk_free_bytes"].as_u64().unwrap() > 0,
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_lab_shows_why_the_queens_own_hive_did_not_start() {
+    let missing = "/nonexistent/rbee-hive";
+    let queen = Queen::start_local(&["--hive-bin", missing], &[]).await;
+    assert!(lab(&queen).await.nodes[0].last_error.is_none());
+    let events = queen.task("localhost", 2).await;
+    let failed = crate::support::error(&events).expect("no hive binary, no task");
+    let shown = lab(&queen).await.nodes[0].last_error.clone();
+    let shown = shown.expect("the failure is the node's last error");
+    assert!(shown.contains(missing), "{shown}");
+    assert!(failed.error.message.contains(missing), "{failed:?}");
 }

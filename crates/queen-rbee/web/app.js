@@ -154,9 +154,12 @@ function renderLab(lab) {
   }
   syncRows($("nodes").tBodies[0], lab.nodes.map((node) => {
     const r = node.resources;
-    const devices = r ? r.backends.map((b) => `${b}${r.devices[b] > 1 ? ` ×${r.devices[b]}` : ""}`).join(", ") : "–";
+    // A hive that does not run: what the registry last saw of the node.
+    const seen = r || node.registered;
+    const devices = seen && seen.backends.length
+      ? seen.backends.map((b) => `${b}${seen.devices[b] > 1 ? ` ×${seen.devices[b]}` : ""}`).join(", ") : "–";
     const vram = r && r.vram_free_mb ? Object.entries(r.vram_free_mb).map(([b, l]) => `${b}: ${l.map(megabytes).join(", ")}`).join("; ") : "–";
-    const error = node.registered && node.registered.last_error;
+    const error = node.last_error;
     const stop = el("button", { type: "button", onclick: () => stopHive(node.node_name) }, "Stop hive");
     stop.disabled = !node.hive_running;
     stop.setAttribute("aria-label", `Stop the hive on ${node.node_name}`);
@@ -240,6 +243,9 @@ function drawChart() {
   };
   line("tokens", style.getPropertyValue("--tokens").trim());
   line("requests", style.getPropertyValue("--requests").trim());
+  const peak = (key) => Math.max(0, ...history.map((p) => p[key])).toFixed(1);
+  canvas.setAttribute("aria-label", "Tokens per second and requests answered per minute over the last five minutes: "
+    + `peak ${peak("tokens")} tokens/s, peak ${peak("requests")} requests/min`);
 }
 
 function fillNodeSelects(names) {
@@ -307,8 +313,16 @@ function bytes(n) {
 async function loadCatalogs() {
   const out = $("catalogs");
   try {
-    const list = await json("/v2/models/list");
+    // Reading a catalog would start a stopped hive: those are read on request only.
+    const list = await json("/v2/models/list?start=false");
     out.replaceChildren(...list.nodes.map((node) => {
+      if (!node.hive_running) {
+        const start = el("button", { type: "button", onclick: () => readCatalog(node.node) }, "Start its hive and read its models");
+        start.setAttribute("aria-label", `Start the hive on ${node.node} and read its models`);
+        return el("div", { "data-catalog": node.node },
+          el("h3", {}, node.node),
+          el("p", { class: "hint" }, "Its hive is not running. ", start));
+      }
       const rows = node.models.map((m) => {
         const remove = el("button", { type: "button", onclick: () => removeModel(node.node, m.reference) }, "Remove");
         remove.setAttribute("aria-label", `Remove ${m.reference} from ${node.node}`);
@@ -330,6 +344,17 @@ async function loadCatalogs() {
   } catch (e) {
     if (!(e instanceof KeyRefused)) out.replaceChildren(el("p", { class: "bad" }, `Cannot list the models: ${e.message}`));
   }
+}
+
+async function readCatalog(node) {
+  $("pull-text").textContent = `Starting the hive on ${node}…`;
+  try {
+    await json(`/v2/models/list?node=${encodeURIComponent(node)}`);
+    $("pull-text").textContent = "";
+  } catch (e) {
+    if (!(e instanceof KeyRefused)) $("pull-text").textContent = `Cannot read the models of ${node}: ${e.message}`;
+  }
+  loadCatalogs();
 }
 
 async function removeModel(node, model) {

@@ -445,8 +445,12 @@ pub struct LabNode {
     pub registered: Option<NodeState>,
     /// Whether its hive answered for this snapshot.
     pub hive_running: bool,
-    /// What its hive reported: free RAM, backends and devices (free VRAM per GPU).
+    /// What its hive reported: free RAM, backends and devices (free VRAM per GPU); the last
+    /// report while a running hive is slow to make a new one.
     pub resources: Option<Resources>,
+    /// Why the queen's last attempt to reach or start its hive failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// One loaded worker of a [`LabSnapshot`], with the tokens the queen relayed from it.
@@ -492,11 +496,36 @@ pub struct NodeHealth {
     pub workers: Vec<WorkerHealth>,
 }
 
-/// `GET /v2/models/list[?node=<name>]`: which node's catalog (all of them without).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `GET /v2/models/list[?node=<name>][&start=false]`: which node's catalog (all of them
+/// without); a node's hive is started to read it unless `start=false`, which lists a node
+/// whose hive does not run as such ([`NodeModels::hive_running`] false, no models).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<NodeName>,
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub start: bool,
+}
+
+impl Default for ModelsQuery {
+    fn default() -> Self {
+        Self {
+            node: None,
+            start: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 /// One node's catalog, or why it could not be read.
@@ -510,6 +539,9 @@ pub struct NodeModels {
     /// The node's hive did not answer: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// False when the request asked not to start hives and this node's was not running.
+    #[serde(default = "yes")]
+    pub hive_running: bool,
 }
 
 /// Answer to `GET /v2/models/list`.

@@ -96,6 +96,13 @@ impl LabeledCounter {
         self.values().iter().map(|(_, n)| n).sum()
     }
 
+    /// Drops the label values `keep` refuses (values that will not come back).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        (self.counts.write())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|value, _| keep(value));
+    }
+
     /// The count of one label value.
     pub fn get(&self, value: &str) -> u64 {
         (self.counts.read())

@@ -16,12 +16,16 @@ use rbee_api::queen::{
 use rbee_http::ApiJson;
 use tokio::sync::mpsc;
 
+use crate::clients::CallError;
 use crate::error::QueenError;
 use crate::narration::Narrator;
 use crate::state::AppState;
 
 /// How long one node's catalog may take to come back.
 const CATALOG_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a running hive's catalog may take when hives are not started: a node that does
+/// not answer in this time is shown as not answering rather than holding the list up.
+const RUNNING_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The nodes a request is about: the one it names (which must exist), else all.
 fn nodes(state: &AppState, node: Option<NodeName>) -> Result<Vec<NodeName>, QueenError> {
@@ -33,46 +37,61 @@ fn nodes(state: &AppState, node: Option<NodeName>) -> Result<Vec<NodeName>, Quee
     }
 }
 
-/// One node's catalog; its hive is started if it does not run (the deadline is on the
-/// answer, never on a start, so a hive being started is always recorded).
-async fn catalog(state: &AppState, node: NodeName) -> NodeModels {
-    let failed = |node: NodeName, error: String| NodeModels {
+/// One node's catalog; its hive is started if it does not run and `start` allows (the
+/// deadline is on the answer, never on a start, so a hive being started is always recorded).
+async fn catalog(state: &AppState, node: NodeName, start: bool) -> NodeModels {
+    let answer = |node: NodeName, hive_running: bool, error: Option<String>| NodeModels {
         node,
         models: Vec::new(),
         disk_free_bytes: None,
-        error: Some(error),
+        error,
+        hive_running,
     };
-    let hive = match state.hives.ensure(&node, &Narrator::log_only()).await {
+    let hive = if start {
+        state.hives.ensure(&node, &Narrator::log_only()).await
+    } else {
+        state.hives.client(&node).await
+    };
+    let hive = match hive {
         Ok(hive) => hive,
-        Err(e) => return failed(node, e.to_string()),
+        Err(_) if !start => return answer(node, false, None),
+        Err(e) => return answer(node, true, Some(e.to_string())),
     };
-    match tokio::time::timeout(CATALOG_DEADLINE, hive.models()).await {
+    let deadline = if start {
+        CATALOG_DEADLINE
+    } else {
+        RUNNING_DEADLINE
+    };
+    match tokio::time::timeout(deadline, hive.models()).await {
         Ok(Ok(list)) => NodeModels {
             node,
             models: list.models,
             disk_free_bytes: list.disk_free_bytes,
             error: None,
+            hive_running: true,
         },
-        Ok(Err(e)) => failed(node, e.from_hive(&hive).to_string()),
-        Err(_) => failed(
+        Ok(Err(CallError::Unreachable { .. })) if !start => answer(node, false, None),
+        Ok(Err(e)) => answer(node, true, Some(e.from_hive(&hive).to_string())),
+        Err(_) => answer(
             node,
-            format!(
+            true,
+            Some(format!(
                 "its hive did not list its models within {} s",
-                CATALOG_DEADLINE.as_secs()
-            ),
+                deadline.as_secs()
+            )),
         ),
     }
 }
 
-/// `GET /v2/models/list[?node=]`.
+/// `GET /v2/models/list[?node=][&start=false]`.
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ModelsQuery>,
 ) -> Result<Json<NodeModelsList>, QueenError> {
     let nodes = nodes(&state, q.node)?;
-    let catalogs = futures::future::join_all(nodes.into_iter().map(|n| catalog(&state, n)));
+    let catalogs = (nodes.into_iter()).map(|n| catalog(&state, n, q.start));
     Ok(Json(NodeModelsList {
-        nodes: catalogs.await,
+        nodes: futures::future::join_all(catalogs).await,
     }))
 }
 
@@ -86,7 +105,7 @@ pub async fn show(
     let catalogs = futures::future::join_all(
         nodes(&state, q.node)?
             .into_iter()
-            .map(|n| catalog(&state, n)),
+            .map(|n| catalog(&state, n, true)),
     );
     for found in catalogs.await {
         if let Some(error) = found.error {

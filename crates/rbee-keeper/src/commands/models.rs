@@ -21,6 +21,7 @@ pub async fn run(queen: &Queen, command: &ModelsCommand) -> Result<()> {
         ModelsCommand::List { node, json } => {
             let query = ModelsQuery {
                 node: node.as_deref().map(node_name).transpose()?,
+                start: true,
             };
             let list: NodeModelsList = queen
                 .json(queen.request(Method::GET, paths::MODELS_LIST).query(&query))

@@ -354,11 +354,16 @@ impl WorkerPool {
                 Ok(ready) => {
                     let busy = self.record_ready(id, &ready);
                     self.registry.update(id, |w| w.failed_health_checks = 0);
-                    let idle_for = now_unix().saturating_sub(
-                        self.registry
-                            .get(id)
-                            .map_or(0, |(w, _)| w.last_activity_unix),
-                    );
+                    // Whole seconds: a worker last active at 8.9 s is 1 s idle at 9.0 s by
+                    // their difference, so the second under way is not counted (it may stop
+                    // up to a second late, never early, as when it was just handed a request).
+                    let idle_for = now_unix()
+                        .saturating_sub(
+                            self.registry
+                                .get(id)
+                                .map_or(0, |(w, _)| w.last_activity_unix),
+                        )
+                        .saturating_sub(1);
                     let idle_timeout = self.idle_timeout(id);
                     if ready.state == WorkerState::Idle
                         && !busy

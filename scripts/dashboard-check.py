@@ -124,7 +124,7 @@ def main():
         broken = f'#nodes tr[data-node="{args.broken_node}"]'
         wait.until(lambda d: cells(d, broken)[1] == "unreachable")
         error = cells(driver, broken)[5]
-        assert args.broken_node in error or "hive" in error, f"the last error is shown: {error!r}"
+        assert args.broken_node in error, f"the last error is shown: {error!r}"
         assert "cpu" in cells(driver, node)[2], f"the registry's backends: {cells(driver, node)}"
 
         # Basic accessibility: the views are buttons, one Tab apart.
@@ -184,7 +184,8 @@ def main():
         # button ends it and the chat goes on.
         driver.find_element(By.ID, "chat-max-tokens").clear()
         Select(driver.find_element(By.ID, "chat-node")).select_by_value("")
-        driver.find_element(By.ID, "chat-input").send_keys("Now write a very long story about a dragon.", Keys.ENTER)
+        # Counting, greedily, keeps the model going for many seconds.
+        driver.find_element(By.ID, "chat-input").send_keys("Count from 1 to 1000, one number per line.", Keys.ENTER)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#messages li.assistant")) == 2
                    and "tokens/s" in d.find_elements(By.CSS_SELECTOR, "#messages li.assistant .meta")[1].text)
         driver.find_element(By.ID, "tab-lab").click()
@@ -203,8 +204,7 @@ def main():
         assert args.pull in row.text and "localhost" in row.text, row.text
         wait.until(lambda d: int(d.find_element(By.ID, "chart").get_attribute("data-points") or 0) >= 3)
         # The stopped answer freed its slot on the worker.
-        wait.until(lambda d: "0 busy slots" in text_of(d, "rate-now"))
-        assert cells(driver, busy)[4].startswith("0/"), cells(driver, busy)
+        wait.until(lambda d: "0 busy slots" in text_of(d, "rate-now") and cells(d, busy)[4].startswith("0/"))
         drawn = driver.execute_script(
             "const c = document.getElementById('chart');"
             "const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"

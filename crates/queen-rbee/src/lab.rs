@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rbee_api::hive::Resources;
 use rbee_api::queen::{LabNode, LabSnapshot, LabWorker, NodeWorker};
-use rbee_api::{NodeName, now_unix_ms};
+use rbee_api::{NodeName, WorkerId, now_unix_ms};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -25,6 +25,7 @@ const HIVE_WAIT: Duration = Duration::from_secs(2);
 /// A snapshot and when it began to be taken.
 type Taken = Option<(Instant, Arc<LabSnapshot>)>;
 
+/// The snapshots of the lab, sent to every client watching (see [`watch`]).
 pub struct LabFeed {
     snapshots: watch::Sender<Taken>,
     /// Whether a poller runs; changed together with the receivers counted.
@@ -51,12 +52,12 @@ pub struct LabWatch {
 
 impl LabWatch {
     /// The next snapshot: for a client just arrived, the first one begun after it came.
+    /// `None` once the queen stops.
     pub async fn next(&mut self) -> Option<Arc<LabSnapshot>> {
         loop {
             self.rx.changed().await.ok()?;
-            let Some((began, snapshot)) = self.rx.borrow_and_update().clone() else {
-                continue;
-            };
+            // Cleared while this client watches: the queen is stopping.
+            let (began, snapshot) = self.rx.borrow_and_update().clone()?;
             if self.since.is_some_and(|since| began < since) {
                 continue;
             }
@@ -66,25 +67,27 @@ impl LabWatch {
     }
 }
 
-impl LabFeed {
-    /// Watches the lab, starting the poller if none runs.
-    pub fn watch(&self, state: &AppState) -> LabWatch {
-        let mut polling = self.polling.lock().unwrap_or_else(PoisonError::into_inner);
-        let rx = self.snapshots.subscribe();
-        if !*polling {
-            *polling = true;
-            tokio::spawn(poll(state.clone()));
-        }
-        self.arrived.notify_one();
-        LabWatch {
-            rx,
-            since: Some(Instant::now()),
-        }
+/// Watches the lab, starting the poller if none runs.
+pub fn watch(state: &AppState) -> LabWatch {
+    let feed = &state.lab;
+    let mut polling = feed.polling.lock().unwrap_or_else(PoisonError::into_inner);
+    let rx = feed.snapshots.subscribe();
+    if !*polling {
+        *polling = true;
+        tokio::spawn(poll(state.clone()));
     }
+    // The poller's first snapshot comes from this too.
+    feed.arrived.notify_one();
+    LabWatch {
+        rx,
+        since: Some(Instant::now()),
+    }
+}
 
-    /// Whether the poller should stop: nobody watches (or the queen stops). Decided under
-    /// the lock a new client takes, so a client never waits on a poller that left.
-    fn nobody_watches(&self, stopping: bool) -> bool {
+impl LabFeed {
+    /// Stops the poller, and tells it so, when nobody watches (or the queen stops). Decided
+    /// under the lock a new client takes, so a client never waits on a poller that left.
+    fn stop_if_unwatched(&self, stopping: bool) -> bool {
         let mut polling = self.polling.lock().unwrap_or_else(PoisonError::into_inner);
         if stopping || self.snapshots.receiver_count() == 0 {
             *polling = false;
@@ -97,7 +100,9 @@ impl LabFeed {
 
 async fn poll(state: AppState) {
     let feed = &state.lab;
-    let mut every = tokio::time::interval(Duration::from_millis(LabSnapshot::EVERY_MS));
+    let period = Duration::from_millis(LabSnapshot::EVERY_MS);
+    // The first snapshot is the arriving client's (see `watch`), not a tick's.
+    let mut every = tokio::time::interval_at(Instant::now() + period, period);
     // A slow snapshot delays the next rather than bunching them.
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported = HashMap::new();
@@ -107,11 +112,21 @@ async fn poll(state: AppState) {
             () = feed.arrived.notified() => every.reset(),
             () = state.shutdown.cancelled() => {}
         }
-        if feed.nobody_watches(state.shutdown.is_cancelled()) {
+        if feed.stop_if_unwatched(state.shutdown.is_cancelled()) {
             return;
         }
         let began = Instant::now();
-        let snapshot = snapshot(&state, &mut reported).await;
+        let counted = state.metrics.worker_tokens.values();
+        let read = read(&state, &mut reported).await;
+        if let Some(listed) = &read.every_worker {
+            // Workers counted before the lab was read and not in it are gone for good.
+            let gone: Vec<String> = (counted.into_iter())
+                .map(|(id, _)| id)
+                .filter(|id| !listed.iter().any(|w| w.as_str() == id))
+                .collect();
+            (state.metrics.worker_tokens).retain(|id| !gone.iter().any(|g| g == id));
+        }
+        let snapshot = read.snapshot;
         feed.snapshots
             .send_replace(Some((began, Arc::new(snapshot))));
     }
@@ -123,8 +138,15 @@ struct HiveAnswer {
     resources: Option<Resources>,
 }
 
-/// The lab now. `reported` keeps each running hive's last resources report.
-async fn snapshot(state: &AppState, reported: &mut HashMap<NodeName, Resources>) -> LabSnapshot {
+/// The lab as read once.
+struct Read {
+    snapshot: LabSnapshot,
+    /// Every worker of the lab, when every node's hive answered or is known not to run.
+    every_worker: Option<Vec<WorkerId>>,
+}
+
+/// Reads the lab. `reported` keeps each running hive's last resources report.
+async fn read(state: &AppState, reported: &mut HashMap<NodeName, Resources>) -> Read {
     let registered = &state.registry.list().unwrap_or_default();
     let mut names = vec![NodeName::localhost()];
     names.extend(registered.iter().map(|r| r.config.node_name.clone()));
@@ -156,10 +178,10 @@ async fn snapshot(state: &AppState, reported: &mut HashMap<NodeName, Resources>)
         };
         let (hive_running, resources) = match answer {
             Some(Ok(answer)) => {
-                let resources = match answer.resources {
-                    Some(r) => Some(reported.entry(node.clone()).insert_entry(r).get().clone()),
-                    None => reported.get(&node).cloned(),
-                };
+                if let Some(r) = answer.resources {
+                    reported.insert(node.clone(), r);
+                }
+                let resources = reported.get(&node).cloned();
                 workers.extend(answer.workers.into_iter().map(|worker| LabWorker {
                     tokens_total: metrics.worker_tokens.get(worker.id.as_str()),
                     worker: NodeWorker::shown(node.clone(), worker),
@@ -184,14 +206,10 @@ async fn snapshot(state: &AppState, reported: &mut HashMap<NodeName, Resources>)
             last_error,
         });
     }
-    if every_node_answered {
-        // Every worker there is was listed: the others' counters will not count again.
-        metrics
-            .worker_tokens
-            .retain(|id| workers.iter().any(|w| w.worker.worker.id.as_str() == id));
-    }
+    let every_worker =
+        every_node_answered.then(|| workers.iter().map(|w| w.worker.worker.id.clone()).collect());
     let load = state.lanes.load();
-    LabSnapshot {
+    let snapshot = LabSnapshot {
         unix_ms: now_unix_ms(),
         nodes,
         workers,
@@ -199,6 +217,10 @@ async fn snapshot(state: &AppState, reported: &mut HashMap<NodeName, Resources>)
         tasks_total: metrics.tasks.total(),
         queued_tasks: load.queued,
         busy_slots: load.busy,
+    };
+    Read {
+        snapshot,
+        every_worker,
     }
 }
 

@@ -166,12 +166,12 @@ async fn stopping_a_nodes_hive_stops_its_workers_until_the_next_task() {
 }
 
 #[tokio::test]
-async fn lab_clients_share_one_poller_and_a_new_one_starts_with_a_snapshot_taken_after_it_came() {
+async fn lab_clients_share_one_poller_and_one_arriving_after_a_task_sees_its_worker_at_once() {
     let queen = Queen::start_local(&[], &[]).await;
     let mut first = LabStream::open(&queen).await;
     assert!(first.next().await.workers.is_empty());
     assert!(queen.task("localhost", 2).await.len() > 1);
-    // Arriving after the task, a client sees its worker at once, not an older snapshot.
+    // Arriving after the task, a client sees its worker in its first snapshot.
     let mut second = LabStream::open(&queen).await;
     let arrived = second.next().await;
     assert_eq!(arrived.workers.len(), 1, "{arrived:?}");

@@ -316,7 +316,7 @@ async function loadCatalogs() {
     // Reading a catalog would start a stopped hive: those are read on request only.
     const list = await json("/v2/models/list?start=false");
     out.replaceChildren(...list.nodes.map((node) => {
-      if (!node.hive_running) {
+      if (!node.hive_running && !node.error) {
         const start = el("button", { type: "button", onclick: () => readCatalog(node.node) }, "Start its hive and read its models");
         start.setAttribute("aria-label", `Start the hive on ${node.node} and read its models`);
         return el("div", { "data-catalog": node.node },
@@ -349,8 +349,9 @@ async function loadCatalogs() {
 async function readCatalog(node) {
   $("pull-text").textContent = `Starting the hive on ${node}…`;
   try {
-    await json(`/v2/models/list?node=${encodeURIComponent(node)}`);
-    $("pull-text").textContent = "";
+    const read = await json(`/v2/models/list?node=${encodeURIComponent(node)}`);
+    const error = read.nodes[0] && read.nodes[0].error;
+    $("pull-text").textContent = error ? `Cannot read the models of ${node}: ${error}` : "";
   } catch (e) {
     if (!(e instanceof KeyRefused)) $("pull-text").textContent = `Cannot read the models of ${node}: ${e.message}`;
   }

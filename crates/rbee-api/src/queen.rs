@@ -539,7 +539,8 @@ pub struct NodeModels {
     /// The node's hive did not answer: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// False when the request asked not to start hives and this node's was not running.
+    /// Whether its hive answered with its catalog: false with `error` when it could not be
+    /// reached or started, false alone when the request asked not to start hives.
     #[serde(default = "yes")]
     pub hive_running: bool,
 }

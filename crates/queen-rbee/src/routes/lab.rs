@@ -11,7 +11,7 @@ use crate::error::QueenError;
 use crate::state::AppState;
 
 pub async fn events(State(state): State<AppState>) -> Result<Response, QueenError> {
-    let mut lab = state.lab.watch(&state);
+    let mut lab = crate::lab::watch(&state);
     let (tx, rx) = mpsc::channel::<LabSnapshot>(1);
     tokio::spawn(async move {
         loop {

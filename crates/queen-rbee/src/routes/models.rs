@@ -40,12 +40,12 @@ fn nodes(state: &AppState, node: Option<NodeName>) -> Result<Vec<NodeName>, Quee
 /// One node's catalog; its hive is started if it does not run and `start` allows (the
 /// deadline is on the answer, never on a start, so a hive being started is always recorded).
 async fn catalog(state: &AppState, node: NodeName, start: bool) -> NodeModels {
-    let answer = |node: NodeName, hive_running: bool, error: Option<String>| NodeModels {
+    let unread = |node: NodeName, error: Option<String>| NodeModels {
         node,
         models: Vec::new(),
         disk_free_bytes: None,
         error,
-        hive_running,
+        hive_running: false,
     };
     let hive = if start {
         state.hives.ensure(&node, &Narrator::log_only()).await
@@ -54,8 +54,9 @@ async fn catalog(state: &AppState, node: NodeName, start: bool) -> NodeModels {
     };
     let hive = match hive {
         Ok(hive) => hive,
-        Err(_) if !start => return answer(node, false, None),
-        Err(e) => return answer(node, true, Some(e.to_string())),
+        // The queen's own hive was not started (a registered node's is tried below).
+        Err(QueenError::Remote(_)) if !start && node.is_localhost() => return unread(node, None),
+        Err(e) => return unread(node, Some(e.to_string())),
     };
     let deadline = if start {
         CATALOG_DEADLINE
@@ -70,11 +71,11 @@ async fn catalog(state: &AppState, node: NodeName, start: bool) -> NodeModels {
             error: None,
             hive_running: true,
         },
-        Ok(Err(CallError::Unreachable { .. })) if !start => answer(node, false, None),
-        Ok(Err(e)) => answer(node, true, Some(e.from_hive(&hive).to_string())),
-        Err(_) => answer(
+        // Nothing listens on its hive port: its hive does not run.
+        Ok(Err(CallError::Unreachable { .. })) if !start => unread(node, None),
+        Ok(Err(e)) => unread(node, Some(e.from_hive(&hive).to_string())),
+        Err(_) => unread(
             node,
-            true,
             Some(format!(
                 "its hive did not list its models within {} s",
                 deadline.as_secs()

@@ -406,8 +406,6 @@ async fn answer(
 ) -> Result<Response, OpenAiError> {
     let logprobs = task.logprobs.is_some();
     let tools = task.tools.is_some();
-    // With a keep-alive, the task tells the hive once the answer is out; the answer's end
-    // waits for that, so a client that asks next sees it applied.
     let (_, mut rx) =
         crate::tasks::launch(&state, task).map_err(|e| OpenAiError::new(e.envelope(), None))?;
     let shaper = Shaper {

@@ -203,7 +203,6 @@ async fn execute(
     )
     .await;
     match &result {
-        Ok(_) => {}
         Err(e @ QueenError::NodeLost { .. }) => {
             state.hives.mark_unreachable(&node, &e.to_string());
             state.lanes.forget(&worker.id);
@@ -216,7 +215,7 @@ async fn execute(
         {
             state.lanes.forget(&worker.id);
         }
-        Err(_) => {}
+        _ => {}
     }
     let end = result?;
     if let Some(seconds) = req.keep_alive {

@@ -56,7 +56,8 @@ pub(super) async fn tokens(
     let mut ended = None;
     loop {
         let frame = tokio::select! {
-            () = cancel.cancelled() => {
+            // The answer is whole once its end came; a cancel or a break after it changes nothing.
+            () = cancel.cancelled(), if ended.is_none() => {
                 let _ = worker.cancel(task_id).await;
                 let end = end_after_cancel(&mut stream).await;
                 if events.stopping.is_cancelled() {
@@ -67,7 +68,7 @@ pub(super) async fn tokens(
             frame = stream.next() => frame,
         };
         match frame {
-            None if ended.is_some() => return Ok(ended),
+            None | Some(Err(_)) if ended.is_some() => return Ok(ended),
             None => {
                 return Err(QueenError::Remote(crashed_mid_answer(
                     clock.tokens,

@@ -7,7 +7,7 @@ use minijinja::{Environment, ErrorKind, context};
 use rbee_api::worker::ChatMessage;
 
 use crate::arch::Arch;
-use crate::tools::{ToolStyle, template_messages};
+use crate::tools::{TemplateMessage, TemplateTool, ToolStyle, template_messages};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatTemplateError {
@@ -135,15 +135,15 @@ impl ChatTemplate {
 
     /// The prompt for `messages`, ending with the assistant's turn opened.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, ChatTemplateError> {
-        self.render_values(template_messages(messages, self.tool_style()), None)
+        self.render_prepared(&template_messages(messages, self.tool_style()), None)
     }
 
     /// [`Self::render`] for messages already shaped for the template, with the `tools` a
     /// template that renders them receives.
-    pub fn render_values(
+    pub fn render_prepared(
         &self,
-        messages: Vec<serde_json::Value>,
-        tools: Option<serde_json::Value>,
+        messages: &[TemplateMessage],
+        tools: Option<&[TemplateTool]>,
     ) -> Result<String, ChatTemplateError> {
         let template = self
             .env
@@ -151,8 +151,8 @@ impl ChatTemplate {
             .map_err(|e| ChatTemplateError::Invalid(e.to_string()))?;
         template
             .render(context! {
-                messages => minijinja::Value::from_serialize(&messages),
-                tools => tools.map(|t| minijinja::Value::from_serialize(&t)),
+                messages => minijinja::Value::from_serialize(messages),
+                tools => tools.map(minijinja::Value::from_serialize),
                 add_generation_prompt => true,
                 bos_token => self.bos,
                 eos_token => self.eos,
@@ -219,7 +219,10 @@ mod tests {
             },
         ];
         let text = t
-            .render_values(tools.template_messages(&history), tools.template_tools())
+            .render_prepared(
+                &tools.template_messages(&history),
+                tools.template_tools().as_deref(),
+            )
             .unwrap();
         assert_eq!(
             text,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use rbee_api::worker::{
-    ComputeEngine, ComputePath, EndEvent, InferenceRequest, ModelInfo, StopReason, ToolChoice,
+    ComputeEngine, ComputePath, EndEvent, InferenceRequest, ModelInfo, RefusedDetails, StopReason,
+    ToolChoice,
 };
 use rbee_api::{ErrorCode, ErrorEnvelope, JobId};
-use serde_json::json;
 
 use crate::chat_template::{ChatTemplate, ChatTemplateError, UsualTemplate};
 use crate::cpu;
@@ -137,7 +137,7 @@ impl Engine {
 
     /// Validates `req` against this model and tokenizes its prompt.
     pub fn prepare(&self, req: &InferenceRequest) -> Result<Job, WorkerError> {
-        let invalid = |msg: String| WorkerError::InvalidRequest(msg, serde_json::Value::Null);
+        let invalid = |msg: String| WorkerError::InvalidRequest(msg, RefusedDetails::None);
         req.check().map_err(invalid)?;
         let template = self.template_for(req)?;
         let tools = self.tool_use(req, &template)?;
@@ -146,7 +146,8 @@ impl Engine {
             (None, Some(m)) => {
                 let template = template.as_ref().map_err(|e| invalid(e.to_string()))?;
                 let rendered = match &tools {
-                    Some(t) => template.render_values(t.template_messages(m), t.template_tools()),
+                    Some(t) => template
+                        .render_prepared(&t.template_messages(m), t.template_tools().as_deref()),
                     None => template.render(m),
                 };
                 rendered.map_err(|e| invalid(e.to_string()))?
@@ -175,7 +176,11 @@ impl Engine {
                 format!(
                     "the prompt ({prompt} tokens) does not fit {whose} of {ctx} tokens; shorten it"
                 ),
-                json!({"prompt_tokens": prompt, "context_length": ctx}),
+                RefusedDetails::Context {
+                    prompt_tokens: prompt,
+                    max_tokens: None,
+                    context_length: ctx,
+                },
             ));
         }
         // Without `max_tokens`, generation runs until EOS, a stop string or the context's end.
@@ -185,7 +190,11 @@ impl Engine {
                 format!(
                     "prompt ({prompt} tokens) plus `max_tokens` ({max_tokens}) exceeds {whose} of {ctx} tokens"
                 ),
-                json!({"prompt_tokens": prompt, "max_tokens": max_tokens, "context_length": ctx}),
+                RefusedDetails::Context {
+                    prompt_tokens: prompt,
+                    max_tokens: Some(max_tokens),
+                    context_length: ctx,
+                },
             ));
         }
         Ok(Job {
@@ -226,7 +235,9 @@ impl Engine {
             .map_err(|e| {
                 WorkerError::InvalidRequest(
                     format!("`chat_template`: {e}"),
-                    json!({"field": "chat_template"}),
+                    RefusedDetails::Field {
+                        field: "chat_template",
+                    },
                 )
             })
     }
@@ -237,8 +248,9 @@ impl Engine {
         req: &InferenceRequest,
         template: &TemplateChoice<'_>,
     ) -> Result<Option<ToolUse>, WorkerError> {
-        let invalid =
-            |message: String| WorkerError::InvalidRequest(message, json!({"field": "tools"}));
+        let invalid = |message: String| {
+            WorkerError::InvalidRequest(message, RefusedDetails::Field { field: "tools" })
+        };
         let tools = req.tools.as_deref().unwrap_or_default();
         let choice = req.tool_choice.clone().unwrap_or(ToolChoice::Auto);
         if tools.is_empty() {
@@ -272,9 +284,9 @@ impl Engine {
         req: &InferenceRequest,
         tools: Option<&ToolUse>,
     ) -> Result<Option<Constraint>, WorkerError> {
-        let refused = |field: &str, e: String| {
+        let refused = |field: &'static str, e: String| {
             let message = format!("the output `{field}` cannot be enforced: {e}");
-            WorkerError::InvalidRequest(message, json!({"field": field}))
+            WorkerError::InvalidRequest(message, RefusedDetails::Field { field })
         };
         if let Some(grammar) = tools.and_then(ToolUse::grammar) {
             let c = self.grammars.compile_tools(grammar);
@@ -293,7 +305,10 @@ impl Engine {
         if let Some((id, _)) = bias.clone().find(|(id, _)| **id as usize >= vocab) {
             return Err(WorkerError::InvalidRequest(
                 format!("`logit_bias` names token {id}, but the vocabulary has {vocab} tokens"),
-                json!({"token": id, "vocab_size": vocab}),
+                RefusedDetails::Token {
+                    token: *id,
+                    vocab_size: vocab,
+                },
             ));
         }
         Ok(bias.map(|(&id, &b)| (id, b as f32)).collect())

@@ -1,6 +1,7 @@
 //! The worker's errors and their one mapping onto the HTTP error envelope.
 
 use axum::response::{IntoResponse, Response};
+use rbee_api::worker::RefusedDetails;
 use rbee_api::{ErrorCode, ErrorEnvelope};
 use rbee_http::ApiError;
 use serde_json::{Value, json};
@@ -8,7 +9,7 @@ use serde_json::{Value, json};
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("{0}")]
-    InvalidRequest(String, Value),
+    InvalidRequest(String, RefusedDetails),
     #[error("all {total} slots are busy; retry when a request finishes")]
     AllSlotsBusy { total: usize, busy: usize },
     #[error("the model is still loading; follow /v1/loading/progress")]
@@ -28,7 +29,8 @@ impl WorkerError {
         let message = rbee_http::error::with_causes(self);
         match self {
             Self::InvalidRequest(_, details) => {
-                ErrorEnvelope::new(ErrorCode::InvalidRequest, message).with_details(details.clone())
+                let details = serde_json::to_value(details).unwrap_or(Value::Null);
+                ErrorEnvelope::new(ErrorCode::InvalidRequest, message).with_details(details)
             }
             Self::AllSlotsBusy { total, busy } => {
                 ErrorEnvelope::new(ErrorCode::AllSlotsBusy, message)

@@ -11,7 +11,71 @@
 //! admits only calls, and a call's arguments always satisfy its function's schema.
 
 use rbee_api::worker::{ChatMessage, Tool, ToolCall, ToolChoice, ToolOutcome};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
+
+/// A message as a chat template reads it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateMessage {
+    pub role: String,
+    pub content: String,
+    /// An assistant message's calls, for a template that renders them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<TemplateCall>,
+    /// A tool's result, for a template that renders them: the call it answers.
+    #[serde(flatten)]
+    pub answers: Option<AnsweredCall>,
+}
+
+impl TemplateMessage {
+    fn new(role: &str, content: impl Into<String>) -> Self {
+        Self {
+            role: role.to_owned(),
+            content: content.into(),
+            tool_calls: Vec::new(),
+            answers: None,
+        }
+    }
+}
+
+/// A call in the history, in OpenAI's shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateCall {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: TemplateFunctionCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateFunctionCall {
+    pub name: String,
+    /// JSON, or the text when the call's arguments are not JSON.
+    pub arguments: Value,
+}
+
+/// The call a tool's result answers, and the function it called (`null` when the history
+/// does not have the call).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnsweredCall {
+    pub tool_call_id: String,
+    pub name: Option<String>,
+}
+
+/// A tool as a template that renders tools reads it, in OpenAI's shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateTool {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: TemplateFunction,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateFunction {
+    pub name: String,
+    pub description: String,
+    pub parameters: Value,
+}
 
 /// How a model is told about tools and how its calls are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,30 +151,33 @@ impl ToolUse {
 
     /// The messages as the template receives them: with the generic style, the instruction
     /// opens (or joins) the system message.
-    pub fn template_messages(&self, messages: &[ChatMessage]) -> Vec<Value> {
+    pub fn template_messages(&self, messages: &[ChatMessage]) -> Vec<TemplateMessage> {
         let mut out = template_messages(messages, self.style);
         if self.style == ToolStyle::Generic {
             let instruction = self.instruction();
             match out.first_mut() {
-                Some(first) if first["role"] == "system" => {
-                    let text = first["content"].as_str().unwrap_or_default();
-                    first["content"] = Value::String(format!("{text}\n\n{instruction}"));
+                Some(first) if first.role == "system" => {
+                    first.content = format!("{}\n\n{instruction}", first.content);
                 }
-                _ => out.insert(0, json!({"role": "system", "content": instruction})),
+                _ => out.insert(0, TemplateMessage::new("system", instruction)),
             }
         }
         out
     }
 
     /// The `tools` the template receives (only a template that renders them).
-    pub fn template_tools(&self) -> Option<Value> {
+    pub fn template_tools(&self) -> Option<Vec<TemplateTool>> {
         (self.style == ToolStyle::Template).then(|| {
-            let list = self.tools.iter().map(|t| {
-                json!({"type": "function", "function": {"name": t.name,
-                    "description": t.description.clone().unwrap_or_default(),
-                    "parameters": parameters(t)}})
-            });
-            Value::Array(list.collect())
+            (self.tools.iter())
+                .map(|t| TemplateTool {
+                    kind: "function",
+                    function: TemplateFunction {
+                        name: t.name.clone(),
+                        description: t.description.clone().unwrap_or_default(),
+                        parameters: parameters(t),
+                    },
+                })
+                .collect()
         })
     }
 
@@ -211,7 +278,7 @@ fn parameters(tool: &Tool) -> Value {
 
 /// `messages` as a template receives them. Calls and results in the history are written the
 /// way the style has the model write and read them.
-pub fn template_messages(messages: &[ChatMessage], style: ToolStyle) -> Vec<Value> {
+pub fn template_messages(messages: &[ChatMessage], style: ToolStyle) -> Vec<TemplateMessage> {
     let name_of = |id: &str| {
         (messages.iter())
             .flat_map(|m| &m.tool_calls)
@@ -220,23 +287,23 @@ pub fn template_messages(messages: &[ChatMessage], style: ToolStyle) -> Vec<Valu
     };
     (messages.iter())
         .map(|m| match style {
-            ToolStyle::Template => {
-                let calls: Vec<Value> = (m.tool_calls.iter())
-                    .map(|c| {
-                        json!({"id": c.id, "type": "function",
-                               "function": {"name": c.name, "arguments": arguments(c)}})
+            ToolStyle::Template => TemplateMessage {
+                tool_calls: (m.tool_calls.iter())
+                    .map(|c| TemplateCall {
+                        id: c.id.clone(),
+                        kind: "function",
+                        function: TemplateFunctionCall {
+                            name: c.name.clone(),
+                            arguments: arguments(c),
+                        },
                     })
-                    .collect();
-                let mut v = json!({"role": m.role, "content": m.content});
-                if !calls.is_empty() {
-                    v["tool_calls"] = Value::Array(calls);
-                }
-                if let Some(id) = &m.tool_call_id {
-                    v["tool_call_id"] = json!(id);
-                    v["name"] = json!(name_of(id));
-                }
-                v
-            }
+                    .collect(),
+                answers: (m.tool_call_id.as_ref()).map(|id| AnsweredCall {
+                    tool_call_id: id.clone(),
+                    name: name_of(id),
+                }),
+                ..TemplateMessage::new(&m.role, m.content.clone())
+            },
             ToolStyle::Generic if !m.tool_calls.is_empty() => {
                 let calls: Vec<Value> = (m.tool_calls.iter())
                     .map(|c| json!({"name": c.name, "arguments": arguments(c)}))
@@ -245,14 +312,14 @@ pub fn template_messages(messages: &[ChatMessage], style: ToolStyle) -> Vec<Valu
                     [one] => json!({"tool_call": one}),
                     _ => json!({"tool_calls": calls}),
                 };
-                json!({"role": "assistant", "content": content.to_string()})
+                TemplateMessage::new("assistant", content.to_string())
             }
             ToolStyle::Generic if m.role == "tool" => {
                 let name = m.tool_call_id.as_deref().and_then(name_of);
                 let response = json!({"tool_response": {"name": name, "content": m.content}});
-                json!({"role": "user", "content": response.to_string()})
+                TemplateMessage::new("user", response.to_string())
             }
-            ToolStyle::Generic => json!({"role": m.role, "content": m.content}),
+            ToolStyle::Generic => TemplateMessage::new(&m.role, m.content.clone()),
         })
         .collect()
 }
@@ -439,23 +506,17 @@ mod tests {
             },
         ];
         let generic = template_messages(&messages, ToolStyle::Generic);
-        let written: Value = serde_json::from_str(generic[1]["content"].as_str().unwrap()).unwrap();
+        let written: Value = serde_json::from_str(&generic[1].content).unwrap();
         assert_eq!(
             written,
             json!({"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}})
         );
-        assert_eq!(generic[2]["role"], "user");
-        assert!(
-            generic[2]["content"]
-                .as_str()
-                .unwrap()
-                .contains("get_weather")
-        );
+        assert_eq!(generic[2].role, "user");
+        assert!(generic[2].content.contains("get_weather"));
         let native = template_messages(&messages, ToolStyle::Template);
-        assert_eq!(
-            native[1]["tool_calls"][0]["function"]["arguments"]["city"],
-            "Paris"
-        );
-        assert_eq!(native[2]["role"], "tool");
+        assert_eq!(native[1].tool_calls[0].function.arguments["city"], "Paris");
+        let answered = native[2].answers.as_ref().unwrap();
+        assert_eq!(answered.name.as_deref(), Some("get_weather"));
+        assert_eq!(native[2].role, "tool");
     }
 }

@@ -11,6 +11,8 @@ use crate::registry::RegistryError;
 pub enum QueenError {
     #[error("{0}")]
     InvalidRequest(String),
+    #[error(transparent)]
+    HiveSetting(#[from] rbee_api::queen::HiveSettingError),
     #[error(
         "node `{0}` is not registered; add it with `rbee setup add-node --name {0} --ssh-host <host> --ssh-user <user> --install-path <path>`"
     )]
@@ -74,6 +76,7 @@ impl QueenError {
     pub fn envelope(&self) -> ErrorEnvelope {
         let (code, details): (ErrorCode, Value) = match self {
             Self::InvalidRequest(_) => (ErrorCode::InvalidRequest, Value::Null),
+            Self::HiveSetting(e) => (ErrorCode::InvalidRequest, json!({"field": e.field()})),
             Self::NodeNotFound(node) => (
                 ErrorCode::NodeNotFound,
                 json!({"node": node, "hint": format!("rbee setup add-node --name {node} ...")}),

@@ -24,9 +24,7 @@ pub fn validate(c: &NodeConfig) -> Result<(), QueenError> {
             c.node_name
         )));
     }
-    c.hive_settings
-        .validate()
-        .map_err(QueenError::InvalidRequest)?;
+    c.hive_settings.validate()?;
     if c.ssh_host.is_empty() || c.ssh_user.is_empty() || c.install_path.is_empty() {
         return Err(QueenError::InvalidRequest(
             "ssh_host, ssh_user and install_path are required".into(),

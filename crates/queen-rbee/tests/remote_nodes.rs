@@ -181,6 +181,7 @@ async fn a_nodes_hive_settings_are_passed_when_its_hive_starts() {
         ))
         .await;
     assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"]["field"], "worker_slots", "{body}");
     assert!(
         body["error"]["message"]
             .as_str()

@@ -102,23 +102,54 @@ pub struct HiveSettings {
     pub worker_port_start: Option<u16>,
 }
 
+/// A hive setting the hive would refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HiveSettingError {
+    WorkerSlots(u16),
+    IdleTimeoutZero,
+    ModelsDir(String),
+}
+
+impl HiveSettingError {
+    /// The setting at fault, as the request names it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::WorkerSlots(_) => "worker_slots",
+            Self::IdleTimeoutZero => "idle_timeout_secs",
+            Self::ModelsDir(_) => "models_dir",
+        }
+    }
+}
+
+impl std::fmt::Display for HiveSettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::WorkerSlots(n) => write!(f, "worker_slots must be 1 to 64, not {n}"),
+            Self::IdleTimeoutZero => f.write_str("idle_timeout_secs must be at least 1"),
+            Self::ModelsDir(dir) => write!(f, "models_dir {dir:?} must be a path"),
+        }
+    }
+}
+
+impl std::error::Error for HiveSettingError {}
+
 impl HiveSettings {
     pub fn is_default(&self) -> bool {
         self == &Self::default()
     }
 
     /// Refuses values the hive would refuse, naming the setting.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.worker_slots.is_some_and(|n| !(1..=64).contains(&n)) {
-            return Err("worker_slots must be 1 to 64".into());
+    pub fn validate(&self) -> Result<(), HiveSettingError> {
+        if let Some(n) = self.worker_slots.filter(|n| !(1..=64).contains(n)) {
+            return Err(HiveSettingError::WorkerSlots(n));
         }
         if self.idle_timeout_secs == Some(0) {
-            return Err("idle_timeout_secs must be at least 1".into());
+            return Err(HiveSettingError::IdleTimeoutZero);
         }
         if let Some(dir) = &self.models_dir
             && (dir.is_empty() || dir.starts_with('-'))
         {
-            return Err(format!("models_dir {dir:?} must be a path"));
+            return Err(HiveSettingError::ModelsDir(dir.clone()));
         }
         Ok(())
     }

@@ -238,6 +238,25 @@ pub struct ToolOutcome {
     pub tool_calls: Vec<ToolCall>,
 }
 
+/// The `details` of a worker's `INVALID_REQUEST`: what in the request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum RefusedDetails {
+    /// The prompt, with the answer asked for, does not fit the context.
+    Context {
+        prompt_tokens: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_tokens: Option<usize>,
+        context_length: usize,
+    },
+    /// A token id beyond the vocabulary.
+    Token { token: u32, vocab_size: usize },
+    /// The field at fault.
+    Field { field: &'static str },
+    /// Nothing beyond the message (`null`).
+    None,
+}
+
 /// `POST /v1/inference`. Exactly one of `prompt` and `messages` is given.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -60,9 +60,7 @@ pub async fn settings(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<NodeSettingsRequest>,
 ) -> Result<Json<Beehive>, QueenError> {
-    req.hive_settings
-        .validate()
-        .map_err(QueenError::InvalidRequest)?;
+    req.hive_settings.validate()?;
     let mut record = state
         .registry
         .get(&req.node_name)?
